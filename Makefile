@@ -1,0 +1,63 @@
+# Arbiter — make help lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROTO_SRC := $(wildcard protos/arbiter/v1/*.proto)
+PROTOC := $(PY) -m grpc_tools.protoc -I . --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc
+LISTEN ?= 127.0.0.1:50051
+DB ?= sqlite:///arbiter.db
+CONFIG ?= examples/experiments.toml
+
+.PHONY: help install run test test-python test-clients protos check-protos lint typecheck bench bench-quality bench-policies bench-evaluate clients clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install Arbiter with its dev tools
+
+run: $(STAMP) ## start the server on the embedded SQLite with the demo config
+	$(VENV)/bin/arbiter serve --listen $(LISTEN) --db $(DB) --config $(CONFIG)
+
+test: test-python test-clients ## run the whole suite (Python, then the generated clients)
+
+test-python: $(STAMP) ## run the Python test suite (exit 5, no tests collected, is a failure)
+	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+protos: $(STAMP) ## regenerate the Python code and mypy stubs from protos/
+	$(PROTOC) --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. $(PROTO_SRC)
+
+check-protos: $(STAMP) ## regenerate and fail if the committed generated code differs
+	@tmp=$$(mktemp -d) && \
+	$(PROTOC) --python_out=$$tmp --grpc_python_out=$$tmp --mypy_out=$$tmp --mypy_grpc_out=$$tmp $(PROTO_SRC) && \
+	diff -r -x '__init__.py' -x '__pycache__' -x '*.proto' $$tmp/protos/arbiter/v1 protos/arbiter/v1 && echo "generated code is up to date"; \
+	rc=$$?; rm -rf $$tmp; exit $$rc
+
+lint: $(STAMP) ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+bench: $(STAMP) ## Choose/Reward load test against the server and an echo server of the same proto
+	$(PY) -m bench.load
+
+bench-quality: $(STAMP) ## progressive reward of every policy on the digits bandit problem
+	$(PY) -m bench.quality
+
+bench-policies: $(STAMP) ## per-decision cost of every policy, side by side with baselines
+	$(PY) -m bench.policies
+
+clients: $(STAMP) ## build the Node, Go and Java clients
+	$(MAKE) -C clients build
+
+test-clients: $(STAMP) ## run each language's client test against a live server
+	$(PY) -m pytest -ra tests/clients_live; rc=$$?; if [ $$rc -eq 5 ]; then echo "no client tests collected" >&2; exit 1; fi; exit $$rc
+
+clean: ## remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,84 @@
+"""The policy protocol: the one contract between the server and every learning algorithm.
+
+A policy sees one decision as plain Python values (never protos): the shared context and the
+K offered actions with their own features. It returns a probability distribution over those K
+actions, shape ``(K,)``, non-negative, summing to 1; the server samples from it with an RNG
+seeded by the event id and logs the exact probability. Later the policy learns from
+``(decision, chosen index, reward, logged probability)``.
+
+Policies are not thread-safe; the server holds one lock per policy instance around every call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, Self
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    """A group of features. ``numbers`` are values; ``categories`` are one-hot ``name=value``."""
+
+    name: str
+    numbers: Mapping[str, float] = field(default_factory=dict)
+    categories: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One decision to make: shared ``context`` and K actions, ``action_features[k]`` for ``action_ids[k]``."""
+
+    context: tuple[Namespace, ...]
+    action_ids: tuple[str, ...]
+    action_features: tuple[tuple[Namespace, ...], ...]
+
+    def __post_init__(self) -> None:
+        if len(self.action_ids) != len(self.action_features):
+            raise ValueError(
+                f"`action_features` has {len(self.action_features)} entries for "
+                f"{len(self.action_ids)} actions"
+            )
+
+    @property
+    def size(self) -> int:
+        """K, the number of offered actions."""
+        return len(self.action_ids)
+
+
+class PolicyConfigError(ValueError):
+    """A hyperparameter is unknown or out of range; the message names the field and the value."""
+
+
+class Policy(Protocol):
+    """What the server needs of a policy. Adding one = one class + one line in ``registry``."""
+
+    name: ClassVar[str]
+
+    def distribution(self, decision: Decision, rng: np.random.Generator) -> NDArray[np.float64]:
+        """Probabilities over ``decision.action_ids``, shape ``(K,)``, summing to 1.
+
+        ``rng`` is the only source of randomness (seeded by the server from the event id), so
+        the same state + decision + seed gives the same distribution.
+        """
+        ...
+
+    def update(self, decision: Decision, chosen: int, reward: float, probability: float) -> None:
+        """Learn from the reward of ``decision.action_ids[chosen]`` drawn with ``probability``."""
+        ...
+
+    def to_bytes(self) -> bytes:
+        """Serialize hyperparameters and learned state exactly."""
+        ...
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Self:
+        """Inverse of ``to_bytes``: the restored policy behaves identically."""
+        ...
+
+    def params(self) -> dict[str, Any]:
+        """The hyperparameters, as given in ``experiments.toml`` (for logs and reports)."""
+        ...

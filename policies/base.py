@@ -30,7 +30,10 @@ class Namespace:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """One decision to make: shared ``context`` and K actions, ``action_features[k]`` for ``action_ids[k]``."""
+    """One decision to make: shared ``context`` and K actions.
+
+    ``action_features[k]`` are the features of ``action_ids[k]``.
+    """
 
     context: tuple[Namespace, ...]
     action_ids: tuple[str, ...]

@@ -1,0 +1,9 @@
+"""Arbiter's learning core: bandit policies behind one small protocol (see ``policies.base``).
+
+Pure numpy and vowpal_wabbit_next; never imports grpc, sqlalchemy, protos or server.
+"""
+
+from policies.base import Decision, Namespace, Policy, PolicyConfigError
+from policies.registry import POLICIES, create, restore
+
+__all__ = ["POLICIES", "Decision", "Namespace", "Policy", "PolicyConfigError", "create", "restore"]

@@ -1,0 +1,36 @@
+"""ε-greedy on ridge estimates: exploit the best estimated action, explore uniformly.
+
+With ``x_k . theta_k`` the ridge estimate of action ``k`` (:mod:`policies.ridge`)::
+
+    p_k = (1 - epsilon) [k in argmax_j x_j . theta_j] / |argmax| + epsilon / K
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from policies import params as check
+from policies.explore import greedy_with_floor
+from policies.linear import LinearPolicy
+
+
+@dataclass(kw_only=True)
+class EpsilonGreedy(LinearPolicy):
+    """``epsilon`` (in [0, 1], default 0.1) is the share of uniform exploration."""
+
+    name: ClassVar[str] = "epsilon_greedy"
+
+    epsilon: float = 0.1
+
+    def __post_init__(self) -> None:
+        self.epsilon = check.real("epsilon", self.epsilon, low=0.0, high=1.0)
+        super().__post_init__()
+
+    def _choose(
+        self, x: NDArray[np.float64], slots: NDArray[np.intp], rng: np.random.Generator
+    ) -> NDArray[np.float64]:
+        return greedy_with_floor(self._ridge.mean(x, slots), self.epsilon)

@@ -1,0 +1,118 @@
+"""The common face of the ridge-backed policies (LinUCB, linear Thompson sampling, ε-greedy).
+
+A subclass adds its hyperparameters as dataclass fields and implements one hook::
+
+    _choose(x (K, D), slots (K,), rng) -> (K,) distribution
+
+Everything else — featurization, learning, validation, snapshots — lives here. Learning is a
+plain ridge regression of the observed reward on the chosen action's design row; the logged
+probability is not needed for it (regression on the chosen action estimates that action's
+conditional mean under any logging policy), so it is accepted and ignored.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar, Self
+
+import numpy as np
+from numpy.typing import NDArray
+
+from policies import params as check
+from policies import serialize
+from policies.base import Decision
+from policies.featurize import DesignRows, Featurizer, Vocabulary
+from policies.params import Hyperparameters
+from policies.ridge import RidgeModels
+
+
+@dataclass(kw_only=True)
+class LinearPolicy(Hyperparameters, ABC):
+    """Ridge models per action id over ``[context features ; action features ; 1]``.
+
+    ``l2`` is the ridge penalty (the prior precision, default 1.0); ``max_features`` caps the
+    vocabulary (default 256 columns per model), beyond which features are hashed into it.
+    """
+
+    name: ClassVar[str]
+
+    l2: float = 1.0
+    max_features: int = 256
+
+    _featurizer: Featurizer = field(init=False, repr=False)
+    _ridge: RidgeModels = field(init=False, repr=False)
+    _last: tuple[Decision, DesignRows] | None = field(init=False, repr=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.l2 = check.positive("l2", self.l2)
+        self.max_features = check.count("max_features", self.max_features, low=2)
+        self._featurizer = Featurizer(Vocabulary(self.max_features))
+        self._ridge = RidgeModels(self.l2)
+
+    def _design(self, decision: Decision) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
+        """Design matrix ``(K, D)`` and model slots ``(K,)`` of ``decision``."""
+        if self._last is not None and self._last[0] is decision:
+            rows = self._last[1]
+        else:
+            rows = self._featurizer.encode(decision)
+            self._last = (decision, rows)
+        self._ridge.ensure_columns(len(self._featurizer.vocabulary))
+        slots = self._ridge.slots(decision.action_ids)
+        return rows.matrix(self._ridge.width), slots
+
+    def distribution(self, decision: Decision, rng: np.random.Generator) -> NDArray[np.float64]:
+        """Probabilities over ``decision.action_ids``, shape ``(K,)``."""
+        x, slots = self._design(decision)
+        return self._choose(x, slots, rng)
+
+    @abstractmethod
+    def _choose(
+        self, x: NDArray[np.float64], slots: NDArray[np.intp], rng: np.random.Generator
+    ) -> NDArray[np.float64]:
+        """The distribution for design matrix ``x`` ``(K, D)`` and model ``slots`` ``(K,)``."""
+
+    def update(self, decision: Decision, chosen: int, reward: float, probability: float) -> None:
+        """Add ``(x_chosen, reward)`` to the chosen action's ridge model."""
+        check_feedback(decision, chosen, reward)
+        x, slots = self._design(decision)
+        self._ridge.update(x[chosen], int(slots[chosen]), float(reward))
+
+    def to_bytes(self) -> bytes:
+        """Snapshot: hyperparameters, vocabulary, action ids and the ridge arrays."""
+        state, arrays = self._ridge.state()
+        state["vocabulary"] = self._featurizer.vocabulary.keys
+        return serialize.dump(serialize.Snapshot(self.name, self.params(), state, arrays))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Self:
+        """Inverse of :meth:`to_bytes`."""
+        snapshot = serialize.load(data, cls.name)
+        policy = cls(**snapshot.params)
+        policy._featurizer = Featurizer(
+            Vocabulary(policy.max_features, snapshot.state["vocabulary"])
+        )
+        policy._ridge.restore(snapshot.state, snapshot.arrays)
+        return policy
+
+    def estimate(self, action_id: str) -> NDArray[np.float64]:
+        """The ridge estimate ``theta`` of ``action_id``, shape ``(d,)`` in vocabulary order."""
+        return self._ridge.estimate(action_id)
+
+    def inverse(self, action_id: str) -> NDArray[np.float64]:
+        """The maintained ``A^{-1}`` of ``action_id``, shape ``(d, d)`` in vocabulary order."""
+        return self._ridge.inverse(action_id)
+
+    @property
+    def vocabulary(self) -> list[str]:
+        """Feature keys in column order (see :mod:`policies.featurize`)."""
+        return self._featurizer.vocabulary.keys
+
+
+def check_feedback(decision: Decision, chosen: int, reward: float) -> None:
+    """Reject feedback that would corrupt a model: ``chosen`` out of range, non-finite reward."""
+    if not 0 <= chosen < decision.size:
+        raise ValueError(f"`chosen` must be in [0, {decision.size}), got {chosen}")
+    if not math.isfinite(reward):
+        raise ValueError(f"`reward` must be finite, got {reward}")

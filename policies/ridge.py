@@ -1,0 +1,144 @@
+"""The shared ridge core: one ridge regression per action id, kept as an exact inverse.
+
+For action ``a`` with design rows ``x`` (shape ``(D,)``) and rewards ``r`` seen so far::
+
+    A_a = l2 * I + sum x x^T        b_a = sum r x        theta_a = A_a^{-1} b_a
+
+``A_a^{-1}`` is maintained with Sherman-Morrison rank-1 updates, ``O(D^2)`` per update::
+
+    u = A^{-1} x,    A^{-1} <- A^{-1} - u u^T / (1 + x^T u)
+
+Storage is a stack over action slots, ``ainv`` of shape ``(N, D, D)`` and ``b``, ``theta`` of
+shape ``(N, D)``, allocated with spare capacity in both ``N`` and ``D``. A column no row has used
+yet has ``A^{-1}`` entries ``1/l2`` on the diagonal and 0 elsewhere, so growing ``D`` (a new
+feature) or ``N`` (a new action id, which starts from the prior) is an exact block-diagonal
+extension, and a design row padded with zeros gives the same estimates at any capacity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+_ALIGN = 8
+_GROWTH = 1.25
+
+
+def _capacity(needed: int, current: int) -> int:
+    """Next capacity ``>= needed``: geometric growth, rounded up to a multiple of 8."""
+    target = max(needed, int(current * _GROWTH)) if current else needed
+    return -(-target // _ALIGN) * _ALIGN
+
+
+class RidgeModels:
+    """Per-action ridge regressions over a shared, growing column space (see module doc)."""
+
+    def __init__(self, l2: float) -> None:
+        self.l2 = l2
+        self._slots: dict[str, int] = {}
+        self._dim = 0
+        self._ainv = np.zeros((0, 0, 0))
+        self._b = np.zeros((0, 0))
+        self._theta = np.zeros((0, 0))
+        self._last_ids: tuple[str, ...] = ()
+        self._last_slots = np.zeros(0, dtype=np.intp)
+        self._last_contiguous = True
+
+    @property
+    def width(self) -> int:
+        """``D``, the column capacity design rows must be padded to."""
+        return int(self._b.shape[1])
+
+    def ensure_columns(self, dim: int) -> None:
+        """Make room for ``dim`` columns (new columns start from the prior)."""
+        self._dim = max(self._dim, dim)
+        if dim > self.width:
+            self._resize(self._b.shape[0], _capacity(dim, self.width))
+
+    def slots(self, action_ids: tuple[str, ...]) -> NDArray[np.intp]:
+        """Slots of ``action_ids``, shape ``(K,)``; unseen ids get a fresh prior model."""
+        if action_ids == self._last_ids:
+            return self._last_slots
+        for action_id in action_ids:
+            if action_id not in self._slots:
+                self._slots[action_id] = len(self._slots)
+        if len(self._slots) > self._b.shape[0]:
+            self._resize(_capacity(len(self._slots), self._b.shape[0]), self.width)
+        self._last_ids = action_ids
+        self._last_slots = np.array([self._slots[a] for a in action_ids], dtype=np.intp)
+        self._last_contiguous = bool((self._last_slots == np.arange(len(action_ids))).all())
+        return self._last_slots
+
+    def _resize(self, rows: int, width: int) -> None:
+        old_rows, old_width = self._b.shape
+        ainv = np.zeros((rows, width, width))
+        ainv[:, np.arange(width), np.arange(width)] = 1.0 / self.l2
+        ainv[:old_rows, :old_width, :old_width] = self._ainv
+        b = np.zeros((rows, width))
+        b[:old_rows, :old_width] = self._b
+        theta = np.zeros((rows, width))
+        theta[:old_rows, :old_width] = self._theta
+        self._ainv, self._b, self._theta = ainv, b, theta
+
+    def _stack(self, slots: NDArray[np.intp]) -> NDArray[np.float64]:
+        """``A^{-1}`` of ``slots``, shape ``(K, D, D)``; a view when slots are ``0..K-1``."""
+        if slots is self._last_slots and self._last_contiguous:
+            return self._ainv[: len(slots)]
+        return self._ainv[slots]
+
+    def mean(self, x: NDArray[np.float64], slots: NDArray[np.intp]) -> NDArray[np.float64]:
+        """Estimated rewards ``x_k . theta_{slot_k}``, shape ``(K,)`` for ``x`` of ``(K, D)``."""
+        mean: NDArray[np.float64] = np.einsum("kd,kd->k", x, self._theta[slots])
+        return mean
+
+    def variance(self, x: NDArray[np.float64], slots: NDArray[np.intp]) -> NDArray[np.float64]:
+        """``x_k^T A_{slot_k}^{-1} x_k``, shape ``(K,)``: estimate variance / noise variance."""
+        projected = np.matmul(self._stack(slots), x[:, :, None])[:, :, 0]
+        variance: NDArray[np.float64] = np.einsum("kd,kd->k", projected, x)
+        return np.maximum(variance, 0.0)
+
+    def update(self, x: NDArray[np.float64], slot: int, reward: float) -> None:
+        """Learn ``(x, reward)``, ``x`` of shape ``(D,)``, in the model at ``slot``."""
+        ainv = self._ainv[slot]
+        u = ainv @ x
+        ainv -= np.outer(u, u / (1.0 + x @ u))
+        self._b[slot] += reward * x
+        self._theta[slot] = ainv @ self._b[slot]
+
+    def estimate(self, action_id: str) -> NDArray[np.float64]:
+        """``theta`` of ``action_id`` over the used columns, shape ``(d,)`` (zeros if unseen)."""
+        slot = self._slots.get(action_id)
+        if slot is None:
+            return np.zeros(self._dim)
+        return self._theta[slot, : self._dim].copy()
+
+    def inverse(self, action_id: str) -> NDArray[np.float64]:
+        """``A^{-1}`` of ``action_id`` over the used columns, shape ``(d, d)``."""
+        slot = self._slots.get(action_id)
+        if slot is None:
+            return np.eye(self._dim) / self.l2
+        return self._ainv[slot, : self._dim, : self._dim].copy()
+
+    def state(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+        """JSON state and arrays for a snapshot (only used rows and columns are written)."""
+        n, d = len(self._slots), self._dim
+        state = {"actions": list(self._slots), "dim": d, "capacity": list(self._b.shape)}
+        arrays = {
+            "ainv": self._ainv[:n, :d, :d],
+            "b": self._b[:n, :d],
+            "theta": self._theta[:n, :d],
+        }
+        return state, arrays
+
+    def restore(self, state: Mapping[str, Any], arrays: Mapping[str, NDArray[Any]]) -> None:
+        """Inverse of :meth:`state`, on a fresh instance with the same ``l2``."""
+        self._slots = {action_id: i for i, action_id in enumerate(state["actions"])}
+        self._resize(*state["capacity"])
+        n, d = len(self._slots), state["dim"]
+        self._dim = d
+        self._ainv[:n, :d, :d] = arrays["ainv"]
+        self._b[:n, :d] = arrays["b"]
+        self._theta[:n, :d] = arrays["theta"]

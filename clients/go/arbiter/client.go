@@ -1,0 +1,147 @@
+// Package arbiter is a small typed client for the Arbiter decision engine.
+//
+//	c, err := arbiter.Dial("127.0.0.1:50051")
+//	d, err := c.Choose(ctx, arbiter.Choice{
+//		Experiment: "homepage",
+//		UnitID:     "user-42",
+//		Context:    []*arbiterv1.Namespace{arbiter.Features("user", map[string]float64{"age": 31}, nil)},
+//		Actions:    []*arbiterv1.Action{arbiter.NewAction("hero-a"), arbiter.NewAction("hero-b")},
+//	})
+//	learned, err := c.Reward(ctx, d.EventID, 1.0)
+//
+// Errors are gRPC status errors: status.Code(err) is codes.InvalidArgument for a bad request,
+// codes.NotFound for an unknown experiment or event, codes.AlreadyExists for a second reward.
+package arbiter
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc"
+
+	arbiterv1 "github.com/arbiter/arbiter/clients/go/arbiterv1"
+)
+
+// Client calls DecisionService. It is safe for concurrent use.
+type Client struct {
+	conn *grpc.ClientConn // nil when built by New over a caller's connection
+	rpc  arbiterv1.DecisionServiceClient
+}
+
+// Dial connects to an Arbiter server at target ("host:port"). Without options the connection
+// is plaintext (WithInsecure); pass grpc.WithTransportCredentials(...) for TLS.
+func Dial(target string, opts ...grpc.DialOption) (*Client, error) {
+	if len(opts) == 0 {
+		opts = []grpc.DialOption{grpc.WithInsecure()}
+	}
+	conn, err := grpc.Dial(target, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{conn: conn, rpc: arbiterv1.NewDecisionServiceClient(conn)}, nil
+}
+
+// New wraps a connection the caller owns (and closes).
+func New(conn grpc.ClientConnInterface) *Client {
+	return &Client{rpc: arbiterv1.NewDecisionServiceClient(conn)}
+}
+
+// Close closes the connection Dial opened; it does nothing for a Client made by New.
+func (c *Client) Close() error {
+	if c.conn == nil {
+		return nil
+	}
+	return c.conn.Close()
+}
+
+// Choice is what Choose asks: which of Actions for this Context?
+type Choice struct {
+	Experiment string
+	// EventID is optional; empty gets a fresh UUID from the server. Supplying one makes
+	// Choose idempotent.
+	EventID string
+	// UnitID is the user or session; assignment to variants is sticky per unit.
+	UnitID  string
+	Context []*arbiterv1.Namespace
+	Actions []*arbiterv1.Action
+	// Deferred decisions are not learned until Activate is called.
+	Deferred bool
+}
+
+// Ranked is one action of the distribution a decision was drawn from.
+type Ranked struct {
+	ActionID    string
+	Probability float64
+}
+
+// Decision is what Choose answers.
+type Decision struct {
+	EventID  string
+	ActionID string
+	// Probability is the exact probability with which ActionID was drawn, in (0, 1].
+	Probability float64
+	// Ranking is the full distribution: the chosen action first, then by decreasing probability.
+	Ranking      []Ranked
+	Variant      string
+	ModelVersion string
+}
+
+// Choose picks one of the offered actions; the server logs the decision before answering.
+func (c *Client) Choose(ctx context.Context, choice Choice, opts ...grpc.CallOption) (*Decision, error) {
+	resp, err := c.rpc.Choose(ctx, &arbiterv1.ChooseRequest{
+		Experiment: choice.Experiment,
+		EventId:    choice.EventID,
+		UnitId:     choice.UnitID,
+		Context:    choice.Context,
+		Actions:    choice.Actions,
+		Deferred:   choice.Deferred,
+	}, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return decisionFrom(resp), nil
+}
+
+func decisionFrom(resp *arbiterv1.ChooseResponse) *Decision {
+	d := &Decision{
+		EventID:      resp.GetEventId(),
+		ActionID:     resp.GetActionId(),
+		Probability:  resp.GetProbability(),
+		Ranking:      make([]Ranked, 0, len(resp.GetRanking())),
+		Variant:      resp.GetVariant(),
+		ModelVersion: resp.GetModelVersion(),
+	}
+	for _, r := range resp.GetRanking() {
+		d.Ranking = append(d.Ranking, Ranked{ActionID: r.GetActionId(), Probability: r.GetProbability()})
+	}
+	return d
+}
+
+// Reward joins value to the decision eventID. learned is true when the policy learns from it
+// (now or when the reward window closes), false when it was stored for evaluation only.
+func (c *Client) Reward(ctx context.Context, eventID string, value float64, opts ...grpc.CallOption) (learned bool, err error) {
+	if eventID == "" {
+		return false, errors.New("arbiter: Reward needs the event id of a decision")
+	}
+	resp, err := c.rpc.Reward(ctx, &arbiterv1.RewardRequest{EventId: eventID, Value: value}, opts...)
+	if err != nil {
+		return false, err
+	}
+	return resp.GetLearned(), nil
+}
+
+// Activate starts the reward window of a deferred decision that was actually shown.
+func (c *Client) Activate(ctx context.Context, eventID string, opts ...grpc.CallOption) error {
+	_, err := c.rpc.Activate(ctx, &arbiterv1.ActivateRequest{EventId: eventID}, opts...)
+	return err
+}
+
+// Features builds a namespace of numeric and categorical (one-hot) features; either map may be nil.
+func Features(name string, numbers map[string]float64, categories map[string]string) *arbiterv1.Namespace {
+	return &arbiterv1.Namespace{Name: name, Numbers: numbers, Categories: categories}
+}
+
+// NewAction builds an action with its own features.
+func NewAction(id string, features ...*arbiterv1.Namespace) *arbiterv1.Action {
+	return &arbiterv1.Action{Id: id, Features: features}
+}

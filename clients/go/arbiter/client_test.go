@@ -1,0 +1,118 @@
+package arbiter
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	arbiterv1 "github.com/arbiter/arbiter/clients/go/arbiterv1"
+)
+
+// fakeServer answers Choose with the first offered action and remembers rewarded events.
+type fakeServer struct {
+	arbiterv1.UnimplementedDecisionServiceServer
+	lastChoose *arbiterv1.ChooseRequest
+	rewarded   map[string]bool
+}
+
+func (f *fakeServer) Choose(_ context.Context, req *arbiterv1.ChooseRequest) (*arbiterv1.ChooseResponse, error) {
+	f.lastChoose = req
+	if len(req.GetActions()) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "`actions` must not be empty")
+	}
+	return &arbiterv1.ChooseResponse{
+		EventId: "ev-1", ActionId: req.GetActions()[0].GetId(), Probability: 1,
+		Ranking: []*arbiterv1.RankedAction{{ActionId: req.GetActions()[0].GetId(), Probability: 1}},
+		Variant: "main", ModelVersion: "0",
+	}, nil
+}
+
+func (f *fakeServer) Reward(_ context.Context, req *arbiterv1.RewardRequest) (*arbiterv1.RewardResponse, error) {
+	if f.rewarded[req.GetEventId()] {
+		return nil, status.Error(codes.AlreadyExists, "already rewarded")
+	}
+	f.rewarded[req.GetEventId()] = true
+	return &arbiterv1.RewardResponse{Learned: true}, nil
+}
+
+func startFake(t *testing.T) (*Client, *fakeServer) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := &fakeServer{rewarded: map[string]bool{}}
+	srv := grpc.NewServer()
+	arbiterv1.RegisterDecisionServiceServer(srv, fake)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	c, err := Dial(lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c, fake
+}
+
+func TestChooseSendsTheChoiceAndConvertsTheDecision(t *testing.T) {
+	c, fake := startFake(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	d, err := c.Choose(ctx, Choice{
+		Experiment: "homepage", UnitID: "u1", Deferred: true,
+		Context: []*arbiterv1.Namespace{Features("user", map[string]float64{"age": 3}, nil)},
+		Actions: []*arbiterv1.Action{NewAction("a", Features("item", nil, map[string]string{"c": "red"}))},
+	})
+
+	if err != nil {
+		t.Fatalf("Choose: %v", err)
+	}
+	if got := fake.lastChoose; got.GetExperiment() != "homepage" || got.GetUnitId() != "u1" || !got.GetDeferred() ||
+		got.GetContext()[0].GetNumbers()["age"] != 3 || got.GetActions()[0].GetFeatures()[0].GetCategories()["c"] != "red" {
+		t.Fatalf("server got %v", got)
+	}
+	want := Decision{EventID: "ev-1", ActionID: "a", Probability: 1, Variant: "main", ModelVersion: "0"}
+	if d.EventID != want.EventID || d.ActionID != want.ActionID || d.Probability != want.Probability ||
+		d.Variant != want.Variant || d.ModelVersion != want.ModelVersion {
+		t.Fatalf("decision %+v, want %+v", d, want)
+	}
+	if len(d.Ranking) != 1 || d.Ranking[0] != (Ranked{ActionID: "a", Probability: 1}) {
+		t.Fatalf("ranking %+v", d.Ranking)
+	}
+}
+
+func TestErrorsKeepTheirStatusCode(t *testing.T) {
+	c, _ := startFake(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	_, chooseErr := c.Choose(ctx, Choice{Experiment: "homepage"})
+	_, firstErr := c.Reward(ctx, "ev-1", 1)
+	_, secondErr := c.Reward(ctx, "ev-1", 1)
+
+	if status.Code(chooseErr) != codes.InvalidArgument {
+		t.Errorf("Choose without actions: %v, want InvalidArgument", chooseErr)
+	}
+	if firstErr != nil {
+		t.Errorf("first Reward: %v", firstErr)
+	}
+	if status.Code(secondErr) != codes.AlreadyExists {
+		t.Errorf("second Reward: %v, want AlreadyExists", secondErr)
+	}
+}
+
+func TestRewardWithoutEventIDFailsBeforeCallingTheServer(t *testing.T) {
+	c := New(nil)
+
+	_, err := c.Reward(context.Background(), "", 1)
+
+	if err == nil {
+		t.Fatal("Reward with an empty event id succeeded")
+	}
+}

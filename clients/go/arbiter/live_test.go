@@ -1,0 +1,116 @@
+package arbiter
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	arbiterv1 "github.com/arbiter/arbiter/clients/go/arbiterv1"
+)
+
+// TestLiveServer checks the client against a real server at $ARBITER_TARGET (experiment
+// $ARBITER_EXPERIMENT, default "homepage"). tests/clients_live starts one and runs this.
+func TestLiveServer(t *testing.T) {
+	target := os.Getenv("ARBITER_TARGET")
+	if target == "" {
+		t.Skip("ARBITER_TARGET is not set: start `arbiter serve` and set ARBITER_TARGET=host:port")
+	}
+	experiment := os.Getenv("ARBITER_EXPERIMENT")
+	if experiment == "" {
+		experiment = "homepage"
+	}
+	c, err := Dial(target)
+	if err != nil {
+		t.Fatalf("dial %s: %v", target, err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	offered := []string{"hero-a", "hero-b", "hero-c"}
+	choice := Choice{
+		Experiment: experiment,
+		UnitID:     "go-client-user",
+		Context:    []*arbiterv1.Namespace{Features("user", map[string]float64{"age": 31}, map[string]string{"lang": "go"})},
+	}
+	for i, id := range offered {
+		choice.Actions = append(choice.Actions, NewAction(id, Features("item", map[string]float64{"rank": float64(i)}, nil)))
+	}
+
+	var decision *Decision
+	if !t.Run("ChooseReturnsAValidDecision", func(t *testing.T) {
+		decision, err = c.Choose(ctx, choice)
+		if err != nil {
+			t.Fatalf("Choose: %v", err)
+		}
+		if problem := invalidDecision(decision, offered); problem != "" {
+			t.Fatalf("invalid decision %+v: %s", decision, problem)
+		}
+	}) {
+		t.FailNow()
+	}
+
+	t.Run("RewardOnThatEventSucceeds", func(t *testing.T) {
+		if _, err := c.Reward(ctx, decision.EventID, 1.0); err != nil {
+			t.Fatalf("Reward(%s): %v", decision.EventID, err)
+		}
+	})
+
+	t.Run("SecondRewardIsAlreadyExists", func(t *testing.T) {
+		_, err := c.Reward(ctx, decision.EventID, 1.0)
+		if status.Code(err) != codes.AlreadyExists {
+			t.Fatalf("second Reward(%s): got %v (code %s), want ALREADY_EXISTS", decision.EventID, err, status.Code(err))
+		}
+	})
+
+	t.Run("ChooseWithoutActionsIsInvalidArgument", func(t *testing.T) {
+		_, err := c.Choose(ctx, Choice{Experiment: experiment, UnitID: "go-client-user"})
+		if status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("Choose without actions: got %v (code %s), want INVALID_ARGUMENT", err, status.Code(err))
+		}
+	})
+}
+
+// invalidDecision says what is wrong with d, or "" when it is a valid decision over offered.
+func invalidDecision(d *Decision, offered []string) string {
+	isOffered := map[string]bool{}
+	for _, id := range offered {
+		isOffered[id] = true
+	}
+	if d.EventID == "" {
+		return "empty event_id"
+	}
+	if !isOffered[d.ActionID] {
+		return fmt.Sprintf("action_id %q is not one of the offered %v", d.ActionID, offered)
+	}
+	if !(d.Probability > 0 && d.Probability <= 1) {
+		return fmt.Sprintf("probability %v is not in (0, 1]", d.Probability)
+	}
+	if len(d.Ranking) != len(offered) {
+		return fmt.Sprintf("ranking has %d actions, %d were offered", len(d.Ranking), len(offered))
+	}
+	seen := map[string]bool{}
+	sum := 0.0
+	for _, r := range d.Ranking {
+		if !isOffered[r.ActionID] || seen[r.ActionID] {
+			return fmt.Sprintf("ranking action %q is not offered or is repeated", r.ActionID)
+		}
+		if r.Probability < 0 || r.Probability > 1 {
+			return fmt.Sprintf("ranking probability %v of %q is not in [0, 1]", r.Probability, r.ActionID)
+		}
+		seen[r.ActionID] = true
+		sum += r.Probability
+	}
+	if math.Abs(sum-1) > 1e-6 {
+		return fmt.Sprintf("ranking probabilities sum to %v, not 1", sum)
+	}
+	if d.Ranking[0].ActionID != d.ActionID || math.Abs(d.Ranking[0].Probability-d.Probability) > 1e-9 {
+		return fmt.Sprintf("ranking starts with %+v, not the chosen action with its probability", d.Ranking[0])
+	}
+	return ""
+}

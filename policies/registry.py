@@ -12,10 +12,16 @@ from typing import Any
 from policies.base import Policy, PolicyConfigError
 from policies.baselines import Fixed, Uniform
 from policies.epsilon_greedy import EpsilonGreedy
+from policies.lints import LinTS
 from policies.linucb import LinUCB
+from policies.thompson import BetaThompson
+from policies.vw import VowpalWabbit
 
 POLICIES: dict[str, type[Any]] = {
     "linucb": LinUCB,
+    "lints": LinTS,
+    "thompson": BetaThompson,
+    "vw": VowpalWabbit,
     "epsilon_greedy": EpsilonGreedy,
     "uniform": Uniform,
     "fixed": Fixed,

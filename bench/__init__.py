@@ -1,0 +1,1 @@
+"""Benchmarks: load (`bench.load`), learning quality (`bench.quality`), speed (`bench.policies`)."""

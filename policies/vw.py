@@ -1,0 +1,153 @@
+"""Vowpal Wabbit ``--cb_explore_adf`` through vowpal-wabbit-next.
+
+A decision becomes one multi-line ADF example, built directly from feature indices (no text
+parsing, which otherwise dominates VW's cost):
+
+- a shared example whose feature group ``s`` holds every context feature;
+- one example per action whose group ``a`` holds the action's features and the one-hot feature
+  ``id=<action id>``, so actions without features are still told apart.
+
+So ``args`` refer to the shared features as namespace ``s`` and to the action side as ``a``
+(``-q sa`` crosses the context with the action id and features). A feature's index is
+``stable_hash`` of its key (:mod:`policies.featurize`), identical in every process. VW learns
+``cost = -reward`` with the logged probability; its pmf is the distribution (float32 in VW,
+renormalised to sum to 1 in float64). Action examples are cached per action id and features and
+reused; VW is not thread-safe, so every call into the workspace holds the policy's lock.
+"""
+
+from __future__ import annotations
+
+import shlex
+import threading
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self, cast
+
+import numpy as np
+import vowpal_wabbit_next as vw
+from numpy.typing import NDArray
+
+from policies import params as check
+from policies import serialize
+from policies.base import Decision, Namespace, PolicyConfigError
+from policies.featurize import feature_items, stable_hash
+from policies.linear import check_feedback
+from policies.params import Hyperparameters
+
+DEFAULT_ARGS = "--cb_explore_adf --squarecb -q sa"
+"""Chosen by ``python -m bench.quality`` (see the README of ``bench/``)."""
+
+_RESTORE_ARGS = ["--preserve_performance_counters"]
+"""Keeps VW's example counters on load, so a restored workspace learns (and saves) identically."""
+
+_CACHE_LIMIT = 4096
+
+
+def _group(example: vw.Example, group: str, role: str, namespaces: tuple[Namespace, ...]) -> None:
+    """Push every feature of ``namespaces`` into feature group ``group`` of ``example``."""
+    items = [item for ns in namespaces for item in feature_items(role, ns)]
+    if items:
+        indices = np.array([stable_hash(key) for key, _ in items], dtype=np.uint64)
+        values = np.array([value for _, value in items], dtype=np.float32)
+        # the package's stub spells the array types as ndarray[scalar, dtype], which mypy rejects
+        example[group].push_many_features(indices, values)  # type: ignore[arg-type]
+
+
+def _features_key(namespaces: tuple[Namespace, ...]) -> tuple[object, ...]:
+    return tuple(
+        (ns.name, tuple(ns.numbers.items()), tuple(ns.categories.items())) for ns in namespaces
+    )
+
+
+@dataclass(kw_only=True)
+class VowpalWabbit(Hyperparameters):
+    """``args``: the VW argument string; it must contain ``--cb_explore_adf``."""
+
+    name: ClassVar[str] = "vw"
+
+    args: str = DEFAULT_ARGS
+
+    _workspace: vw.Workspace[Any] = field(init=False, repr=False)
+    _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
+    _actions: dict[tuple[object, ...], vw.Example] = field(init=False, repr=False)
+    _last: tuple[Decision, list[vw.Example]] | None = field(init=False, repr=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.args = check.text("args", self.args)
+        argv = shlex.split(self.args)
+        if "--cb_explore_adf" not in argv:
+            raise PolicyConfigError(f"`args` must contain --cb_explore_adf, got {self.args!r}")
+        self._actions = {}
+        self._workspace = self._open(argv)
+
+    def _open(self, argv: list[str], model: bytes | None = None) -> vw.Workspace[Any]:
+        try:
+            return vw.Workspace(argv, model_data=model)
+        except RuntimeError as error:
+            raise PolicyConfigError(f"`args` rejected by VW ({error}), got {self.args!r}") from None
+
+    def _action_example(self, action_id: str, features: tuple[Namespace, ...]) -> vw.Example:
+        key = (action_id, _features_key(features))
+        example = self._actions.get(key)
+        if example is None:
+            if len(self._actions) >= _CACHE_LIMIT:
+                self._actions.clear()
+            example = vw.Example()
+            example.set_label(vw.CBLabel())
+            _group(example, "a", "a", (Namespace("", categories={"id": action_id}), *features))
+            self._actions[key] = example
+        return example
+
+    def _examples(self, decision: Decision) -> list[vw.Example]:
+        """The ADF example list ``[shared, action_0, ..., action_{K-1}]`` of ``decision``."""
+        if self._last is not None and self._last[0] is decision:
+            return self._last[1]
+        shared = vw.Example()
+        shared.set_label(vw.CBLabel(shared=True))
+        _group(shared, "s", "s", decision.context)
+        examples = [shared] + [
+            self._action_example(action_id, features)
+            for action_id, features in zip(
+                decision.action_ids, decision.action_features, strict=True
+            )
+        ]
+        self._last = (decision, examples)
+        return examples
+
+    def distribution(self, decision: Decision, rng: np.random.Generator) -> NDArray[np.float64]:
+        """VW's pmf over ``decision.action_ids``, shape ``(K,)``."""
+        examples = self._examples(decision)
+        with self._lock:
+            pmf = cast(list[tuple[int, float]], self._workspace.predict_one(examples))
+        probabilities = np.zeros(decision.size)
+        for index, probability in pmf:
+            probabilities[index] = probability
+        normalised: NDArray[np.float64] = probabilities / probabilities.sum()
+        return normalised
+
+    def update(self, decision: Decision, chosen: int, reward: float, probability: float) -> None:
+        """Learn ``cost = -reward`` for the chosen action logged with ``probability``."""
+        check_feedback(decision, chosen, reward)
+        if not 0.0 < probability <= 1.0:
+            raise ValueError(f"`probability` must be in (0, 1], got {probability}")
+        examples = self._examples(decision)
+        action = examples[1 + chosen]
+        with self._lock:
+            action.set_label(vw.CBLabel(label=(-float(reward), float(probability))))
+            try:
+                self._workspace.learn_one(examples)
+            finally:
+                action.set_label(vw.CBLabel())
+
+    def to_bytes(self) -> bytes:
+        """Snapshot: ``args`` and VW's own serialized model (with its counters)."""
+        with self._lock:
+            model = np.frombuffer(self._workspace.serialize(), dtype=np.uint8)
+        return serialize.dump(serialize.Snapshot(self.name, self.params(), {}, {"model": model}))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Self:
+        """Inverse of :meth:`to_bytes`."""
+        snapshot = serialize.load(data, cls.name)
+        policy = cls(**snapshot.params)
+        policy._workspace = policy._open(_RESTORE_ARGS, snapshot.arrays["model"].tobytes())
+        return policy

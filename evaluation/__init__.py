@@ -1,0 +1,36 @@
+"""Offline policy evaluation: estimators, a cross-fitted reward model, and reports.
+
+Everything here works on plain numpy arrays (no gRPC, no server), so the replay CLI can feed it
+from the SQL log, a Parquet export or a simulation alike.
+"""
+
+from evaluation._checks import EvaluationInputError
+from evaluation.estimators import (
+    DM,
+    DR,
+    ESTIMATORS,
+    IPS,
+    SNDR,
+    SNIPS,
+    OffPolicyEstimator,
+    SwitchDR,
+    effective_sample_size,
+    importance_weights,
+)
+from evaluation.reward_model import RewardModel, fold_assignment
+
+__all__ = [
+    "DM",
+    "DR",
+    "ESTIMATORS",
+    "IPS",
+    "SNDR",
+    "SNIPS",
+    "EvaluationInputError",
+    "OffPolicyEstimator",
+    "RewardModel",
+    "SwitchDR",
+    "effective_sample_size",
+    "fold_assignment",
+    "importance_weights",
+]

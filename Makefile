@@ -10,7 +10,7 @@ LISTEN ?= 127.0.0.1:50051
 DB ?= sqlite:///arbiter.db
 CONFIG ?= examples/experiments.toml
 
-.PHONY: help install run test test-python test-clients protos check-protos lint typecheck bench bench-quality bench-policies bench-evaluate clients clean
+.PHONY: help install run test test-clients protos check-protos lint typecheck bench bench-quality bench-policies bench-evaluate clients clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -26,9 +26,7 @@ install: $(STAMP) ## create .venv and install Arbiter with its dev tools
 run: $(STAMP) ## start the server on the embedded SQLite with the demo config
 	$(VENV)/bin/arbiter serve --listen $(LISTEN) --db $(DB) --config $(CONFIG)
 
-test: test-python test-clients ## run the whole suite (Python, then the generated clients)
-
-test-python: $(STAMP) ## run the Python test suite (exit 5, no tests collected, is a failure)
+test: $(STAMP) ## run the whole suite: Python, PostgreSQL, and the generated clients (exit 5, no tests, fails)
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 protos: $(STAMP) ## regenerate the Python code and mypy stubs from protos/

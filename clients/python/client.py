@@ -1,0 +1,146 @@
+"""``DecisionClient``: Choose and Reward over gRPC without touching proto types.
+
+Features are plain dicts: ``{"user": {"country": "DE", "age": 31}}`` is namespace ``user`` with
+the category ``country=DE`` (strings and booleans are categories) and the number ``age=31``.
+Actions are ids, or dicts ``{"id": "a1", "features": {"item": {"price": 9.5}}}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import grpc
+
+from protos.arbiter.v1 import decision_pb2 as pb
+from protos.arbiter.v1 import decision_pb2_grpc
+
+Features = Mapping[str, Mapping[str, Any]]
+ActionSpec = str | Mapping[str, Any]
+
+
+class ArbiterClientError(Exception):
+    """A call failed; ``code`` is the gRPC status code and the message the server's."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+
+
+class InvalidArgumentError(ArbiterClientError):
+    """The request was rejected; the message names the field."""
+
+
+class NotFoundError(ArbiterClientError):
+    """Unknown experiment or event id."""
+
+
+class AlreadyExistsError(ArbiterClientError):
+    """The event already has a reward."""
+
+
+class UnavailableError(ArbiterClientError):
+    """The server or its database is unavailable, or the deadline passed: retry later."""
+
+
+_ERRORS: dict[grpc.StatusCode, type[ArbiterClientError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
+    grpc.StatusCode.NOT_FOUND: NotFoundError,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExistsError,
+    grpc.StatusCode.UNAVAILABLE: UnavailableError,
+    grpc.StatusCode.DEADLINE_EXCEEDED: UnavailableError,
+}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The decision: ``ranking`` is (action id, probability), chosen first."""
+
+    event_id: str
+    action_id: str
+    probability: float
+    ranking: list[tuple[str, float]]
+    variant: str
+    model_version: str
+
+
+@dataclass(frozen=True)
+class RewardResult:
+    learned: bool
+
+
+def to_namespaces(features: Features | None) -> list[pb.Namespace]:
+    """``{"ns": {"k": 1.5, "c": "x"}}`` → Namespace protos (numbers vs categories by type)."""
+    result = []
+    for name, values in (features or {}).items():
+        numbers: dict[str, float] = {}
+        categories: dict[str, str] = {}
+        for key, value in values.items():
+            if isinstance(value, bool):
+                categories[key] = "true" if value else "false"
+            elif isinstance(value, int | float):
+                numbers[key] = float(value)
+            else:
+                categories[key] = str(value)
+        result.append(pb.Namespace(name=name, numbers=numbers, categories=categories))
+    return result
+
+
+def to_actions(actions: Iterable[ActionSpec]) -> list[pb.Action]:
+    result = []
+    for action in actions:
+        if isinstance(action, str):
+            result.append(pb.Action(id=action))
+        else:
+            result.append(pb.Action(id=str(action["id"]),
+                                    features=to_namespaces(action.get("features"))))
+    return result
+
+
+class DecisionClient:
+    """A channel to Arbiter. Use as a context manager, or call ``close()``."""
+
+    def __init__(self, target: str, *, timeout: float = 5.0,
+                 channel: grpc.Channel | None = None) -> None:
+        self.timeout = timeout
+        self._channel = channel or grpc.insecure_channel(target)
+        self._stub = decision_pb2_grpc.DecisionServiceStub(self._channel)
+
+    def choose(self, experiment: str, *, context: Features | None = None,
+               actions: Sequence[ActionSpec], unit_id: str = "", event_id: str = "",
+               deferred: bool = False, timeout: float | None = None) -> Choice:
+        request = pb.ChooseRequest(experiment=experiment, event_id=event_id, unit_id=unit_id,
+                                   context=to_namespaces(context), actions=to_actions(actions),
+                                   deferred=deferred)
+        response = self._call(self._stub.Choose, request, timeout)
+        return Choice(event_id=response.event_id, action_id=response.action_id,
+                      probability=response.probability,
+                      ranking=[(r.action_id, r.probability) for r in response.ranking],
+                      variant=response.variant, model_version=response.model_version)
+
+    def reward(self, event_id: str, value: float, *, timeout: float | None = None) -> RewardResult:
+        response = self._call(self._stub.Reward,
+                              pb.RewardRequest(event_id=event_id, value=value), timeout)
+        return RewardResult(learned=response.learned)
+
+    def activate(self, event_id: str, *, timeout: float | None = None) -> None:
+        self._call(self._stub.Activate, pb.ActivateRequest(event_id=event_id), timeout)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    def _call(self, method: Any, request: Any, timeout: float | None) -> Any:
+        try:
+            return method(request, timeout=self.timeout if timeout is None else timeout)
+        except grpc.RpcError as error:
+            code = error.code()
+            raise _ERRORS.get(code, ArbiterClientError)(code, error.details() or "") from None

@@ -1,0 +1,1 @@
+"""Arbiter's server: gRPC servicers, validation, experiments, reward join, storage, CLI."""

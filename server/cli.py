@@ -1,0 +1,67 @@
+"""The ``arbiter`` command: ``serve``, ``simulate`` (and the admin/evaluation commands)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from server.config import ConfigError, load_config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="arbiter", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the decision server")
+    serve.add_argument("--listen", default="127.0.0.1:50051", help="HOST:PORT (port 0 = any free)")
+    serve.add_argument("--db", default="sqlite:///arbiter.db",
+                       help="SQLAlchemy URL: sqlite:///FILE or postgresql://USER@HOST:PORT/DB")
+    serve.add_argument("--config", default="experiments.toml", help="experiments TOML file")
+    serve.add_argument("--max-actions", type=int, default=1000,
+                       help="most actions one Choose may offer")
+    serve.add_argument("--workers", type=int, default=32, help="gRPC worker threads")
+    serve.add_argument("--reuse-port", action="store_true", help="set SO_REUSEPORT (off by default)")
+    serve.add_argument("--log-level", default="WARNING")
+    serve.set_defaults(run=_serve)
+
+    simulate = commands.add_parser("simulate", help="drive synthetic users at a running server")
+    simulate.add_argument("--target", required=True, help="HOST:PORT of the server")
+    simulate.add_argument("--experiment", default="homepage")
+    simulate.add_argument("--events", type=int, default=5000)
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.set_defaults(run=_simulate)
+
+    args = parser.parse_args(argv)
+    return int(args.run(args))
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from server.app import App, Settings
+
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        configs = load_config(args.config)
+    except ConfigError as error:
+        print(f"arbiter: {error}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    app = App(Settings(listen=args.listen, db=args.db, max_actions=args.max_actions,
+                       workers=args.workers, reuse_port=args.reuse_port), configs)
+    address = app.start()
+    print(f"arbiter listening on {address}", flush=True)
+    stop.wait()
+    app.stop()
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from server.simulate import run
+
+    return run(args.target, args.experiment, args.events, seed=args.seed)

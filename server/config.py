@@ -1,0 +1,205 @@
+"""``experiments.toml``: experiments, their variants and reward settings.
+
+The single-policy form::
+
+    [experiments.homepage]
+    policy = "linucb"
+    params = { alpha = 0.5 }
+
+is one serving variant named ``default`` with all the traffic. The multi-variant form lists
+``[[experiments.NAME.variants]]`` tables (``name``, ``policy``, ``params``, ``traffic``,
+``shadow``) and names the ``control``. Every error names the experiment and the key, and stops
+the server at start.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from policies import PolicyConfigError, create
+
+SINGLE_VARIANT = "default"
+AGGREGATIONS = ("first", "sum")
+
+EXPERIMENT_KEYS = {
+    "policy", "params", "variants", "control", "salt", "reward_wait_seconds", "default_reward",
+    "reward_aggregation", "auto_promote", "segment_by",
+}
+VARIANT_KEYS = {"name", "policy", "params", "traffic", "shadow"}
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the experiment and the key."""
+
+
+@dataclass(frozen=True)
+class VariantConfig:
+    name: str
+    policy: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    traffic: float = 0.0
+    shadow: bool = False
+
+
+@dataclass(frozen=True)
+class AutoPromote:
+    min_decisions: int = 5000
+    confidence: float = 0.95
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str
+    variants: tuple[VariantConfig, ...]
+    control: str
+    salt: str
+    reward_wait_seconds: float = 3600.0
+    default_reward: float = 0.0
+    reward_aggregation: str = "first"
+    auto_promote: AutoPromote | None = None
+    segment_by: str | None = None
+
+    def variant(self, name: str) -> VariantConfig:
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        raise KeyError(name)
+
+
+def load_config(path: str | Path) -> dict[str, ExperimentConfig]:
+    """Parse and validate a TOML file; every policy is built once to check its parameters."""
+    try:
+        with open(path, "rb") as handle:
+            document = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"cannot read config {path}: {error}") from error
+    return parse_config(document)
+
+
+def parse_config(document: Mapping[str, Any]) -> dict[str, ExperimentConfig]:
+    experiments = document.get("experiments")
+    if not isinstance(experiments, Mapping) or not experiments:
+        raise ConfigError("the config has no [experiments.NAME] table")
+    return {name: _parse_experiment(name, table) for name, table in experiments.items()}
+
+
+def _parse_experiment(name: str, table: Any) -> ExperimentConfig:
+    where = f"experiment `{name}`"
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: must be a table")
+    unknown = sorted(set(table) - EXPERIMENT_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key `{unknown[0]}`")
+    if ("policy" in table) == ("variants" in table):
+        raise ConfigError(f"{where}: give either `policy` or `variants`")
+    if "policy" in table:
+        variants: tuple[VariantConfig, ...] = (
+            _parse_variant(where, {"name": SINGLE_VARIANT, "policy": table["policy"],
+                                   "params": table.get("params", {}), "traffic": 1.0}),
+        )
+    else:
+        if "params" in table:
+            raise ConfigError(f"{where}: `params` belongs to a variant")
+        raw = table["variants"]
+        if not isinstance(raw, list) or not raw:
+            raise ConfigError(f"{where}: `variants` must be a non-empty array of tables")
+        variants = tuple(_parse_variant(where, item) for item in raw)
+    _check_variants(where, variants)
+    serving = [v for v in variants if not v.shadow]
+    control = table.get("control", serving[0].name)
+    if control not in {v.name for v in serving}:
+        raise ConfigError(f"{where}: `control` = {control!r} is not a serving variant")
+    aggregation = table.get("reward_aggregation", "first")
+    if aggregation not in AGGREGATIONS:
+        raise ConfigError(f"{where}: `reward_aggregation` must be one of {AGGREGATIONS}, "
+                          f"got {aggregation!r}")
+    wait = _number(where, table, "reward_wait_seconds", 3600.0)
+    if wait <= 0:
+        raise ConfigError(f"{where}: `reward_wait_seconds` must be > 0, got {wait}")
+    segment_by = table.get("segment_by")
+    if segment_by is not None and (not isinstance(segment_by, str) or "." not in segment_by):
+        raise ConfigError(f"{where}: `segment_by` must look like \"namespace.feature\", "
+                          f"got {segment_by!r}")
+    return ExperimentConfig(
+        name=name, variants=variants, control=control,
+        salt=str(table.get("salt", name)),
+        reward_wait_seconds=wait,
+        default_reward=_number(where, table, "default_reward", 0.0),
+        reward_aggregation=aggregation,
+        auto_promote=_parse_auto_promote(where, table.get("auto_promote")),
+        segment_by=segment_by,
+    )
+
+
+def _parse_variant(where: str, item: Any) -> VariantConfig:
+    if not isinstance(item, Mapping):
+        raise ConfigError(f"{where}: each variant must be a table")
+    name = item.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: every variant needs a non-empty `name`")
+    where = f"{where}, variant `{name}`"
+    unknown = sorted(set(item) - VARIANT_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key `{unknown[0]}`")
+    policy = item.get("policy")
+    params = item.get("params", {})
+    if not isinstance(policy, str):
+        raise ConfigError(f"{where}: `policy` must be a registry name")
+    if not isinstance(params, Mapping):
+        raise ConfigError(f"{where}: `params` must be a table")
+    try:
+        create(policy, params)
+    except PolicyConfigError as error:
+        raise ConfigError(f"{where}: {error}") from error
+    shadow = item.get("shadow", False)
+    if not isinstance(shadow, bool):
+        raise ConfigError(f"{where}: `shadow` must be true or false")
+    traffic = _number(where, item, "traffic", 0.0 if shadow else 1.0)
+    if shadow and traffic != 0.0:
+        raise ConfigError(f"{where}: a shadow variant takes no `traffic`")
+    if traffic < 0:
+        raise ConfigError(f"{where}: `traffic` must be >= 0, got {traffic}")
+    return VariantConfig(name=name, policy=policy, params=dict(params), traffic=traffic,
+                         shadow=shadow)
+
+
+def _check_variants(where: str, variants: tuple[VariantConfig, ...]) -> None:
+    names = [v.name for v in variants]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"{where}: variant name `{duplicates[0]}` is used twice")
+    serving = [v for v in variants if not v.shadow]
+    if not serving:
+        raise ConfigError(f"{where}: needs at least one serving (non-shadow) variant")
+    if sum(v.traffic for v in serving) <= 0:
+        raise ConfigError(f"{where}: the serving variants' `traffic` must add up to more than 0")
+
+
+def _parse_auto_promote(where: str, raw: Any) -> AutoPromote | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: `auto_promote` must be a table")
+    unknown = sorted(set(raw) - {"min_decisions", "confidence"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key `auto_promote.{unknown[0]}`")
+    min_decisions = raw.get("min_decisions", 5000)
+    confidence = raw.get("confidence", 0.95)
+    if not isinstance(min_decisions, int) or min_decisions < 1:
+        raise ConfigError(f"{where}: `auto_promote.min_decisions` must be a positive integer")
+    if not isinstance(confidence, int | float) or not 0.5 <= confidence < 1:
+        raise ConfigError(f"{where}: `auto_promote.confidence` must be in [0.5, 1), "
+                          f"got {confidence!r}")
+    return AutoPromote(min_decisions=min_decisions, confidence=float(confidence))
+
+
+def _number(where: str, table: Mapping[str, Any], key: str, default: float) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{where}: `{key}` must be a finite number, got {value!r}")
+    return float(value)

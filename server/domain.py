@@ -1,0 +1,51 @@
+"""Plain values the decision loop takes and returns; the convert layer maps protos to these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from policies import Decision
+
+
+@dataclass(frozen=True, slots=True)
+class ChooseInput:
+    """A validated Choose. ``event_id`` is empty when the client left it to the server."""
+
+    experiment: str
+    event_id: str
+    unit_id: str
+    decision: Decision
+    deferred: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChooseOutcome:
+    """What Choose answers: ``distribution[k]`` is the probability of ``action_ids[k]``."""
+
+    event_id: str
+    action_ids: tuple[str, ...]
+    distribution: tuple[float, ...]
+    chosen: int
+    variant: str
+    model_version: str
+
+    @property
+    def action_id(self) -> str:
+        return self.action_ids[self.chosen]
+
+    @property
+    def probability(self) -> float:
+        return self.distribution[self.chosen]
+
+    def ranking(self) -> list[tuple[str, float]]:
+        """The chosen action first, then the others by decreasing probability (stable)."""
+        others = sorted((k for k in range(len(self.action_ids)) if k != self.chosen),
+                        key=lambda k: -self.distribution[k])
+        return [(self.action_ids[k], self.distribution[k]) for k in (self.chosen, *others)]
+
+
+@dataclass(frozen=True, slots=True)
+class RewardOutcome:
+    """``learned``: the policies learn (or will, when the window closes) from this reward."""
+
+    learned: bool

@@ -1,0 +1,77 @@
+"""Experiments at run time: each variant's live policy, its lock, and the traffic table."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from policies import Decision, Policy, create
+from server.assignment import allocate, bucket
+from server.config import ExperimentConfig, VariantConfig
+
+
+def rng_for(event_id: str, stream: str = "") -> np.random.Generator:
+    """The RNG of one decision: seeded by SHA-256 of the event id (and a stream name)."""
+    digest = hashlib.sha256(f"{event_id}\x00{stream}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "big"))
+
+
+class Variant:
+    """A named policy and its lock. ``position``: seq of the last learning it has applied."""
+
+    def __init__(self, config: VariantConfig, policy: Policy | None = None) -> None:
+        self.config = config
+        self.policy: Policy = policy if policy is not None else create(config.policy,
+                                                                       config.params)
+        self.lock = threading.Lock()
+        self.position = 0
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def model_version(self) -> str:
+        return f"{self.config.policy}@{self.position}"
+
+    def distribution(self, decision: Decision, rng: np.random.Generator) -> NDArray[np.float64]:
+        with self.lock:
+            return self.policy.distribution(decision, rng)
+
+    def learn(self, decision: Decision, chosen: int, reward: float, probability: float,
+              seq: int) -> None:
+        with self.lock:
+            self.policy.update(decision, chosen, reward, probability)
+            self.position = seq
+
+    def state(self) -> tuple[bytes, int]:
+        """The serialized policy and the position it reflects, read consistently."""
+        with self.lock:
+            return self.policy.to_bytes(), self.position
+
+
+class Experiment:
+    """An experiment's variants and its bucket → serving-variant table."""
+
+    def __init__(self, config: ExperimentConfig, table: Sequence[str] | None = None) -> None:
+        self.config = config
+        self.variants: dict[str, Variant] = {v.name: Variant(v) for v in config.variants}
+        self.table: list[str] = list(table) if table is not None else allocate(self.weights())
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def weights(self) -> Mapping[str, float]:
+        return {v.name: v.traffic for v in self.config.variants if not v.shadow}
+
+    def serving(self, unit_id: str, event_id: str) -> Variant:
+        """The sticky variant of ``unit_id``; a request without unit is assigned per event."""
+        return self.variants[self.table[bucket(self.config.salt, unit_id or event_id)]]
+
+    def shadows(self) -> list[Variant]:
+        return [v for v in self.variants.values() if v.config.shadow]

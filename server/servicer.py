@@ -1,0 +1,24 @@
+"""The DecisionService servicer: convert, call the loop, convert back."""
+
+from __future__ import annotations
+
+import grpc
+
+from protos.arbiter.v1 import decision_pb2 as pb
+from protos.arbiter.v1 import decision_pb2_grpc
+from server import convert
+from server.loop import DecisionLoop
+
+
+class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
+    def __init__(self, loop: DecisionLoop, *, max_actions: int = convert.DEFAULT_MAX_ACTIONS) -> None:
+        self._loop = loop
+        self._max_actions = max_actions
+
+    def Choose(self, request: pb.ChooseRequest, context: grpc.ServicerContext) -> pb.ChooseResponse:
+        choose = convert.choose_input(request, max_actions=self._max_actions)
+        return convert.choose_response(self._loop.choose(choose))
+
+    def Reward(self, request: pb.RewardRequest, context: grpc.ServicerContext) -> pb.RewardResponse:
+        event_id, value = convert.reward_input(request)
+        return convert.reward_response(self._loop.reward(event_id, value))

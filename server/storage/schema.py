@@ -1,0 +1,84 @@
+"""The decision log's tables (SQLAlchemy 2.0 Core). Timestamps are UTC, made in Python.
+
+- ``decisions``: one row per Choose — what was offered, the full distribution, what was drawn.
+  ``context`` is ``[{"name", "numbers", "categories"}]``; ``actions`` is
+  ``[{"id", "features": [namespace, ...]}]``; ``distribution[k]`` is the probability of
+  ``actions[k]``; ``shadow`` maps a shadow variant's name to its distribution.
+- ``rewards``: every reward received, learned or not (late or repeated ones are kept for
+  offline evaluation).
+- ``learnings``: the fold. Each row is one (event, reward value) the experiment's policies
+  learned, in ``seq`` order; replaying it from a snapshot's ``position`` rebuilds the models.
+- ``snapshots``: a cache of the fold — a variant's serialized policy after learning ``position``.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+decisions = sa.Table(
+    "decisions",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("event_id", sa.String(128), nullable=False),
+    sa.Column("experiment", sa.String(128), nullable=False),
+    sa.Column("variant", sa.String(128), nullable=False),
+    sa.Column("model_version", sa.String(160), nullable=False),
+    sa.Column("unit_hash", sa.String(64), nullable=True),
+    sa.Column("context", sa.JSON, nullable=False),
+    sa.Column("actions", sa.JSON, nullable=False),
+    sa.Column("distribution", sa.JSON, nullable=False),
+    sa.Column("chosen_index", sa.Integer, nullable=False),
+    sa.Column("chosen_action", sa.String(256), nullable=False),
+    sa.Column("probability", sa.Float, nullable=False),
+    sa.Column("shadow", sa.JSON, nullable=False, default=dict),
+    sa.Column("deferred", sa.Boolean, nullable=False, default=False),
+    sa.Column("activated_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("event_id", name="uq_decisions_event_id"),
+    sa.CheckConstraint("probability > 0 AND probability <= 1", name="ck_decisions_probability"),
+    sa.Index("ix_decisions_experiment_created", "experiment", "created_at"),
+)
+
+rewards = sa.Table(
+    "rewards",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("event_id", sa.String(128), sa.ForeignKey("decisions.event_id",
+              name="fk_rewards_event_id"), nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("learned", sa.Boolean, nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_rewards_event_id", "event_id"),
+)
+
+learnings = sa.Table(
+    "learnings",
+    metadata,
+    # Assigned by the (single) learner in the order it learns; gaps are harmless.
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("event_id", sa.String(128), sa.ForeignKey("decisions.event_id",
+              name="fk_learnings_event_id"), nullable=False),
+    sa.Column("experiment", sa.String(128), nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("learned_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("event_id", name="uq_learnings_event_id"),
+    sa.Index("ix_learnings_experiment_seq", "experiment", "seq"),
+)
+
+snapshots = sa.Table(
+    "snapshots",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("experiment", sa.String(128), nullable=False),
+    sa.Column("variant", sa.String(128), nullable=False),
+    sa.Column("policy", sa.String(64), nullable=False),
+    sa.Column("position", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_snapshots_variant_position", "experiment", "variant", "position"),
+)

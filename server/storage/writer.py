@@ -1,0 +1,137 @@
+"""Group commit: one writer thread turns everything queued into one transaction.
+
+Callers ``submit`` a :class:`Write` (rows for several tables plus an optional ``after_commit``
+hook) and wait on its future. The writer takes the first queued write, drains whatever else
+is queued (up to ``max_batch``), inserts all rows in one transaction — tables in the order of
+``TABLE_ORDER`` so foreign keys hold, rows in submission order so autoincrement ids follow
+the queue — commits, runs the ``after_commit`` hooks in that same order (this is where
+learning happens, so the in-memory fold follows the log's order), then wakes every waiter.
+
+A batch that violates a constraint is retried write by write, so one bad write fails alone.
+A database error fails the batch's writes with :class:`~server.errors.Unavailable`;
+``on_health`` is told whether the last transaction reached the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from server.errors import AlreadyExists, Unavailable
+from server.storage import schema
+
+log = logging.getLogger(__name__)
+
+TABLE_ORDER: tuple[sa.Table, ...] = (schema.decisions, schema.rewards, schema.learnings,
+                                     schema.snapshots)
+Row = tuple[sa.Table, dict[str, Any]]
+
+
+@dataclass
+class Write:
+    """Rows to insert atomically, and what to run once they are committed."""
+
+    rows: Sequence[Row]
+    after_commit: Callable[[], None] | None = None
+    done: Future[None] = field(default_factory=Future)
+
+
+_STOP = object()
+
+
+class GroupCommitWriter:
+    """The single writer. ``max_pending`` bounds the queue: a full queue makes callers wait."""
+
+    def __init__(self, engine: sa.Engine, *, max_batch: int = 1024, max_pending: int = 10_000,
+                 on_health: Callable[[bool], None] | None = None) -> None:
+        self._engine = engine
+        self._max_batch = max_batch
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
+        self._on_health = on_health or (lambda _ok: None)
+        self._thread = threading.Thread(target=self._run, name="arbiter-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, write: Write) -> Future[None]:
+        """Queue ``write`` (waiting while the queue is full); its future resolves after commit."""
+        self._queue.put(write)
+        return write.done
+
+    def write(self, rows: Sequence[Row], after_commit: Callable[[], None] | None = None) -> None:
+        """Submit and wait until committed (and ``after_commit`` has run)."""
+        self.submit(Write(rows, after_commit)).result()
+
+    def close(self) -> None:
+        """Commit everything already queued, then stop the thread."""
+        self._queue.put(_STOP)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch: list[Write] = [first]
+            stop = False
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                batch.append(item)
+            self._commit_batch(batch)
+            if stop:
+                return
+
+    def _commit_batch(self, batch: list[Write]) -> None:
+        try:
+            self._insert(batch)
+        except sa.exc.IntegrityError:
+            if len(batch) == 1:
+                self._finish(batch[0], AlreadyExists("that event or reward is already logged"))
+                return
+            for write in batch:
+                self._commit_batch([write])
+            return
+        except Exception as error:  # the database is unreachable or failing
+            log.warning("commit of %d writes failed: %s", len(batch), error)
+            self._on_health(False)
+            for write in batch:
+                self._finish(write, Unavailable("the database is unavailable; retry later"))
+            return
+        self._on_health(True)
+        for write in batch:
+            error: BaseException | None = None
+            if write.after_commit is not None:
+                try:
+                    write.after_commit()
+                except Exception as hook_error:  # never lose the writer thread to a hook
+                    log.exception("after-commit hook failed")
+                    error = hook_error
+            self._finish(write, error)
+
+    def _insert(self, batch: list[Write]) -> None:
+        by_table: dict[sa.Table, list[dict[str, Any]]] = {table: [] for table in TABLE_ORDER}
+        for write in batch:
+            for table, row in write.rows:
+                by_table[table].append(row)
+        with self._engine.begin() as connection:
+            for table in TABLE_ORDER:
+                if by_table[table]:
+                    connection.execute(table.insert(), by_table[table])
+
+    @staticmethod
+    def _finish(write: Write, error: BaseException | None) -> None:
+        if error is None:
+            write.done.set_result(None)
+        else:
+            write.done.set_exception(error)

@@ -1,0 +1,81 @@
+"""Shared fixtures: databases (SQLite file, real PostgreSQL) and a real in-process server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from server.app import App, Settings
+from server.config import parse_config
+from tests.postgres import HOW_TO_ENABLE, Cluster, fresh_database
+
+DEMO = {"experiments": {"homepage": {"policy": "linucb", "params": {"alpha": 0.5}}}}
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """URL of a PostgreSQL server for the session: ARBITER_TEST_POSTGRES_URL or a throwaway cluster."""
+    url = os.environ.get("ARBITER_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    try:
+        cluster = Cluster()
+    except FileNotFoundError:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL tests: {HOW_TO_ENABLE}")
+        pytest.skip(HOW_TO_ENABLE)
+    try:
+        yield cluster.url
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file under tmp_path, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'arbiter.db'}"
+        return
+    with fresh_database(request.getfixturevalue("postgres_server")) as url:
+        yield url
+
+
+@pytest.fixture
+def start_server(db_url: str) -> Iterator[Callable[..., App]]:
+    """Start a real server on a free port: ``start_server(config_dict, **settings)``."""
+    apps: list[App] = []
+
+    def start(config: dict[str, Any] = DEMO, **settings: Any) -> App:
+        app = App(Settings(listen="127.0.0.1:0", db=settings.pop("db", db_url), **settings),
+                  parse_config(config))
+        app.start()
+        apps.append(app)
+        return app
+
+    yield start
+    for app in apps:
+        app.stop(grace=1)
+
+
+@pytest.fixture
+def server(start_server: Callable[..., App]) -> App:
+    """The demo configuration (``homepage`` with LinUCB) served on a free port."""
+    return start_server()
+
+
+def count_rows(url: str) -> dict[str, int]:
+    """Rows per table of the decision log, to check that bad input changes nothing."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return {table: int(connection.execute(sa.text(f"SELECT count(*) FROM {table}"))
+                               .scalar() or 0)
+                    for table in ("decisions", "rewards", "learnings")}
+    finally:
+        engine.dispose()

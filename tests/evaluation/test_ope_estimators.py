@@ -66,9 +66,7 @@ def test_estimators_are_frozen_and_keyword_only() -> None:
     with pytest.raises(AttributeError):
         estimator.tau = 1.0  # type: ignore[misc]
     with pytest.raises(TypeError):
-        IPS().estimate_policy_value(
-            HAND["reward"], **{k: v for k, v in HAND.items() if k != "reward"}
-        )  # type: ignore[misc]
+        IPS().estimate_policy_value(HAND["reward"], **{k: v for k, v in HAND.items() if k != "reward"})  # type: ignore[misc]
 
 
 # --------------------------------------------------------------------------- identities
@@ -177,9 +175,7 @@ def test_values_match_obp_formulas_to_1e_9(seed: int) -> None:
     expected = _reference_values(inputs, tau)
     for name, cls in ESTIMATORS.items():
         estimator = SwitchDR(tau=tau) if cls is SwitchDR else cls()
-        assert estimator.estimate_policy_value(**inputs) == pytest.approx(
-            expected[name], abs=1e-9
-        ), name
+        assert estimator.estimate_policy_value(**inputs) == pytest.approx(expected[name], abs=1e-9), name
 
 
 # --------------------------------------------------------------------------- intervals
@@ -238,9 +234,7 @@ def test_intervals_cover_the_truth_and_dr_beats_ips_variance(make_log: Any) -> N
             )
             covered[name] += low <= log.truth <= high
         for name, estimator in (("ips-normal", IPS()), ("dr-normal", DR())):
-            low, high = estimator.estimate_interval(
-                **log.inputs(), estimated_rewards=q_hat, method="normal"
-            )
+            low, high = estimator.estimate_interval(**log.inputs(), estimated_rewards=q_hat, method="normal")
             covered[name] += low <= log.truth <= high
         estimates["ips"].append(IPS().estimate_policy_value(**log.inputs()))
         estimates["dr"].append(DR().estimate_policy_value(**log.inputs(), estimated_rewards=q_hat))

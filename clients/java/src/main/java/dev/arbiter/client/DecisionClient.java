@@ -1,0 +1,153 @@
+package dev.arbiter.client;
+
+import dev.arbiter.v1.Action;
+import dev.arbiter.v1.ActivateRequest;
+import dev.arbiter.v1.ChooseRequest;
+import dev.arbiter.v1.ChooseResponse;
+import dev.arbiter.v1.DecisionServiceGrpc;
+import dev.arbiter.v1.Namespace;
+import dev.arbiter.v1.RankedAction;
+import dev.arbiter.v1.RewardRequest;
+import io.grpc.Channel;
+import io.grpc.ManagedChannel;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.netty.NettyChannelBuilder;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Blocking client for the Arbiter decision engine.
+ *
+ * <pre>{@code
+ * try (DecisionClient client = DecisionClient.connect("127.0.0.1:50051")) {
+ *   Decision d = client.choose(ChooseRequest.newBuilder()
+ *       .setExperiment("homepage")
+ *       .setUnitId("user-42")
+ *       .addContext(DecisionClient.features("user", Map.of("age", 31.0), Map.of()))
+ *       .addActions(DecisionClient.action("hero-a"))
+ *       .addActions(DecisionClient.action("hero-b"))
+ *       .build());
+ *   boolean learned = client.reward(d.eventId(), 1.0);
+ * }
+ * }</pre>
+ *
+ * <p>Failed calls throw {@link StatusRuntimeException}; {@link #code(Throwable)} gives its code:
+ * INVALID_ARGUMENT for a bad request, NOT_FOUND for an unknown experiment or event,
+ * ALREADY_EXISTS for a second reward of one event.
+ */
+public final class DecisionClient implements AutoCloseable {
+  /** One action of the distribution a decision was drawn from. */
+  public record Ranked(String actionId, double probability) {}
+
+  /**
+   * What Choose answers. {@code probability} is the exact probability with which {@code
+   * actionId} was drawn, in (0, 1]; {@code ranking} is the full distribution, chosen action first.
+   */
+  public record Decision(
+      String eventId,
+      String actionId,
+      double probability,
+      List<Ranked> ranking,
+      String variant,
+      String modelVersion) {}
+
+  private final ManagedChannel ownedChannel; // null when the caller owns the channel
+  private final DecisionServiceGrpc.DecisionServiceBlockingStub stub;
+  private final Duration timeout;
+
+  private DecisionClient(ManagedChannel owned, Channel channel, Duration timeout) {
+    this.ownedChannel = owned;
+    this.stub = DecisionServiceGrpc.newBlockingStub(channel);
+    this.timeout = timeout;
+  }
+
+  /** Connects to {@code target} ("host:port") in plaintext, with a 10 s deadline per call. */
+  public static DecisionClient connect(String target) {
+    ManagedChannel channel = NettyChannelBuilder.forTarget(target).usePlaintext().build();
+    return new DecisionClient(channel, channel, Duration.ofSeconds(10));
+  }
+
+  /** Wraps a channel the caller owns and closes (TLS, load balancing, interceptors...). */
+  public static DecisionClient over(Channel channel, Duration timeout) {
+    return new DecisionClient(null, channel, timeout);
+  }
+
+  private DecisionServiceGrpc.DecisionServiceBlockingStub call() {
+    return stub.withDeadlineAfter(timeout.toMillis(), TimeUnit.MILLISECONDS);
+  }
+
+  /** Picks one of the offered actions; the server logs the decision before answering. */
+  public Decision choose(ChooseRequest request) {
+    ChooseResponse r = call().choose(request);
+    List<Ranked> ranking = new ArrayList<>(r.getRankingCount());
+    for (RankedAction a : r.getRankingList()) {
+      ranking.add(new Ranked(a.getActionId(), a.getProbability()));
+    }
+    return new Decision(
+        r.getEventId(),
+        r.getActionId(),
+        r.getProbability(),
+        List.copyOf(ranking),
+        r.getVariant(),
+        r.getModelVersion());
+  }
+
+  /**
+   * Joins {@code value} to the decision {@code eventId}. Returns true when the policy learns from
+   * it (now or when the reward window closes), false when it was stored for evaluation only.
+   */
+  public boolean reward(String eventId, double value) {
+    if (eventId == null || eventId.isEmpty()) {
+      throw new IllegalArgumentException("reward needs the event id of a decision");
+    }
+    return call()
+        .reward(RewardRequest.newBuilder().setEventId(eventId).setValue(value).build())
+        .getLearned();
+  }
+
+  /** Starts the reward window of a deferred decision that was actually shown. */
+  public void activate(String eventId) {
+    call().activate(ActivateRequest.newBuilder().setEventId(eventId).build());
+  }
+
+  /** A namespace of numeric and categorical (one-hot) features. */
+  public static Namespace features(
+      String name, Map<String, Double> numbers, Map<String, String> categories) {
+    return Namespace.newBuilder()
+        .setName(name)
+        .putAllNumbers(numbers)
+        .putAllCategories(categories)
+        .build();
+  }
+
+  /** An action with its own features. */
+  public static Action action(String id, Namespace... features) {
+    return Action.newBuilder().setId(id).addAllFeatures(List.of(features)).build();
+  }
+
+  /** The gRPC status code of a failed call, or null when {@code t} is not a gRPC error. */
+  public static Status.Code code(Throwable t) {
+    return t instanceof StatusRuntimeException e ? e.getStatus().getCode() : null;
+  }
+
+  /** Closes the channel that {@link #connect} opened; does nothing for {@link #over}. */
+  @Override
+  public void close() {
+    if (ownedChannel == null) {
+      return;
+    }
+    ownedChannel.shutdown();
+    try {
+      if (!ownedChannel.awaitTermination(5, TimeUnit.SECONDS)) {
+        ownedChannel.shutdownNow();
+      }
+    } catch (InterruptedException e) {
+      ownedChannel.shutdownNow();
+      Thread.currentThread().interrupt();
+    }
+  }
+}

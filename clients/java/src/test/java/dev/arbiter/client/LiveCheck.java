@@ -1,0 +1,153 @@
+package dev.arbiter.client;
+
+import dev.arbiter.v1.ChooseRequest;
+import io.grpc.Status;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * Checks the Java client against a real server at $ARBITER_TARGET (experiment
+ * $ARBITER_EXPERIMENT, default "homepage"); tests/clients_live starts one and runs this. Prints one
+ * line per check and exits 1 when any fails.
+ */
+public final class LiveCheck {
+  private static final List<String> OFFERED = List.of("hero-a", "hero-b", "hero-c");
+  private int passed;
+  private int failed;
+
+  private LiveCheck() {}
+
+  public static void main(String[] args) {
+    String target = System.getenv("ARBITER_TARGET");
+    if (target == null || target.isEmpty()) {
+      System.err.println(
+          "ARBITER_TARGET is not set: start `arbiter serve` and set ARBITER_TARGET=host:port");
+      System.exit(2);
+    }
+    String experiment = System.getenv().getOrDefault("ARBITER_EXPERIMENT", "homepage");
+    if (experiment.isEmpty()) {
+      experiment = "homepage";
+    }
+    LiveCheck check = new LiveCheck();
+    try (DecisionClient client = DecisionClient.connect(target)) {
+      check.run(client, experiment);
+    }
+    System.out.printf("%d passed, %d failed%n", check.passed, check.failed);
+    System.exit(check.failed == 0 ? 0 : 1);
+  }
+
+  private void run(DecisionClient client, String experiment) {
+    ChooseRequest.Builder request =
+        ChooseRequest.newBuilder()
+            .setExperiment(experiment)
+            .setUnitId("java-client-user")
+            .addContext(
+                DecisionClient.features("user", Map.of("age", 31.0), Map.of("lang", "java")));
+    for (int i = 0; i < OFFERED.size(); i++) {
+      request.addActions(
+          DecisionClient.action(
+              OFFERED.get(i), DecisionClient.features("item", Map.of("rank", (double) i), Map.of())));
+    }
+
+    DecisionClient.Decision decision;
+    try {
+      decision = client.choose(request.build());
+    } catch (RuntimeException e) {
+      fail("choose returns a valid decision", "Choose failed: " + e);
+      fail("reward on that event succeeds", "skipped: no decision");
+      fail("a second reward gets ALREADY_EXISTS", "skipped: no decision");
+      checkNoActions(client, experiment);
+      return;
+    }
+    String problem = invalidDecision(decision);
+    if (problem == null) {
+      pass("choose returns a valid decision", decision.toString());
+    } else {
+      fail("choose returns a valid decision", problem + " in " + decision);
+    }
+
+    try {
+      boolean learned = client.reward(decision.eventId(), 1.0);
+      pass("reward on that event succeeds", "learned=" + learned);
+    } catch (RuntimeException e) {
+      fail("reward on that event succeeds", "Reward(" + decision.eventId() + ") failed: " + e);
+    }
+
+    try {
+      client.reward(decision.eventId(), 1.0);
+      fail("a second reward gets ALREADY_EXISTS", "the second Reward succeeded");
+    } catch (RuntimeException e) {
+      expectCode("a second reward gets ALREADY_EXISTS", e, Status.Code.ALREADY_EXISTS);
+    }
+
+    checkNoActions(client, experiment);
+  }
+
+  private void checkNoActions(DecisionClient client, String experiment) {
+    String name = "choose without actions gets INVALID_ARGUMENT";
+    try {
+      client.choose(
+          ChooseRequest.newBuilder().setExperiment(experiment).setUnitId("java-client-user").build());
+      fail(name, "Choose without actions succeeded");
+    } catch (RuntimeException e) {
+      expectCode(name, e, Status.Code.INVALID_ARGUMENT);
+    }
+  }
+
+  private void expectCode(String name, RuntimeException e, Status.Code want) {
+    Status.Code got = DecisionClient.code(e);
+    if (got == want) {
+      pass(name, "got " + got);
+    } else {
+      fail(name, "want " + want + ", got " + (got == null ? e.toString() : got + ": " + e.getMessage()));
+    }
+  }
+
+  /** What is wrong with {@code d} as a decision over OFFERED, or null when it is valid. */
+  static String invalidDecision(DecisionClient.Decision d) {
+    if (d.eventId().isEmpty()) {
+      return "empty event_id";
+    }
+    if (!OFFERED.contains(d.actionId())) {
+      return "action_id " + d.actionId() + " is not one of " + OFFERED;
+    }
+    if (!(d.probability() > 0 && d.probability() <= 1)) {
+      return "probability " + d.probability() + " is not in (0, 1]";
+    }
+    if (d.ranking().size() != OFFERED.size()) {
+      return "ranking has " + d.ranking().size() + " actions, " + OFFERED.size() + " were offered";
+    }
+    Set<String> seen = new HashSet<>();
+    double sum = 0;
+    for (DecisionClient.Ranked r : d.ranking()) {
+      if (!OFFERED.contains(r.actionId()) || !seen.add(r.actionId())) {
+        return "ranking action " + r.actionId() + " is not offered or is repeated";
+      }
+      if (r.probability() < 0 || r.probability() > 1) {
+        return "ranking probability " + r.probability() + " is not in [0, 1]";
+      }
+      sum += r.probability();
+    }
+    if (Math.abs(sum - 1) > 1e-6) {
+      return "ranking probabilities sum to " + sum + ", not 1";
+    }
+    DecisionClient.Ranked first = d.ranking().get(0);
+    if (!first.actionId().equals(d.actionId())
+        || Math.abs(first.probability() - d.probability()) > 1e-9) {
+      return "ranking starts with " + first + ", not the chosen action with its probability";
+    }
+    return null;
+  }
+
+  private void pass(String name, String detail) {
+    passed++;
+    System.out.println("ok   " + name + " (" + detail + ")");
+  }
+
+  private void fail(String name, String detail) {
+    failed++;
+    System.out.println("FAIL " + name + ": " + detail);
+  }
+}

@@ -1,0 +1,203 @@
+/**
+ * Typed promise client for the Arbiter decision engine over `@grpc/grpc-js`.
+ *
+ * ```ts
+ * const client = new DecisionClient("127.0.0.1:50051");
+ * const decision = await client.choose({
+ *   experiment: "homepage",
+ *   unitId: "user-42",
+ *   context: [{ name: "user", numbers: { age: 31 } }],
+ *   actions: [{ id: "hero-a" }, { id: "hero-b" }],
+ * });
+ * const { learned } = await client.reward(decision.eventId, 1.0);
+ * client.close();
+ * ```
+ *
+ * Failed calls reject with the gRPC `ServiceError`: `err.code` is `Status.INVALID_ARGUMENT` for a
+ * bad request, `Status.NOT_FOUND` for an unknown experiment or event, `Status.ALREADY_EXISTS` for
+ * a second reward of one event.
+ */
+import {
+  type CallOptions,
+  type ChannelCredentials,
+  type ClientOptions,
+  credentials,
+  Metadata,
+  type ServiceError,
+  status,
+} from "@grpc/grpc-js";
+
+import {
+  type ActivateResponse,
+  type ChooseResponse,
+  type RewardResponse,
+  DecisionServiceClient,
+  ChooseRequest,
+  RewardRequest,
+  ActivateRequest,
+} from "./gen/protos/arbiter/v1/decision";
+
+export * as v1 from "./gen/protos/arbiter/v1/decision";
+export { status as Status, type ServiceError };
+
+/** A group of features, like a Vowpal Wabbit namespace; a category is one-hot (`name=value`). */
+export interface Features {
+  name: string;
+  numbers?: Record<string, number>;
+  categories?: Record<string, string>;
+}
+
+/** A candidate action (item, offer, layout) and its own features. */
+export interface ActionInput {
+  id: string;
+  features?: Features[];
+}
+
+/** What `choose` asks: which of `actions` for this `context`? */
+export interface Choice {
+  experiment: string;
+  /** Optional; empty gets a fresh UUID from the server. Supplying one makes Choose idempotent. */
+  eventId?: string;
+  /** The user or session; assignment to variants is sticky per unit. */
+  unitId?: string;
+  context?: Features[];
+  actions: ActionInput[];
+  /** A decision that may never be shown: not learned until `activate` is called. */
+  deferred?: boolean;
+}
+
+/** One action of the distribution a decision was drawn from. */
+export interface Ranked {
+  actionId: string;
+  probability: number;
+}
+
+/** What `choose` answers. */
+export interface Decision {
+  eventId: string;
+  actionId: string;
+  /** The exact probability with which `actionId` was drawn, in (0, 1]. */
+  probability: number;
+  /** The full distribution: the chosen action first, then by decreasing probability. */
+  ranking: Ranked[];
+  variant: string;
+  modelVersion: string;
+}
+
+/** What `reward` answers. */
+export interface RewardResult {
+  /** True when the policy learns from it (now or when the window closes); false when stored only. */
+  learned: boolean;
+}
+
+export interface DecisionClientOptions {
+  /** Channel credentials; plaintext (`credentials.createInsecure()`) by default. */
+  credentials?: ChannelCredentials;
+  /** Options for the underlying grpc-js channel. */
+  channelOptions?: Partial<ClientOptions>;
+  /** Deadline of each call in milliseconds unless a call says otherwise; 10 s by default. */
+  timeoutMs?: number;
+}
+
+export interface CallSettings {
+  timeoutMs?: number;
+  metadata?: Metadata;
+}
+
+/** Calls DecisionService with promises. One instance shares one HTTP/2 channel; reuse it. */
+export class DecisionClient {
+  private readonly rpc: DecisionServiceClient;
+  private readonly timeoutMs: number;
+
+  constructor(target: string, options: DecisionClientOptions = {}) {
+    this.rpc = new DecisionServiceClient(
+      target,
+      options.credentials ?? credentials.createInsecure(),
+      options.channelOptions,
+    );
+    this.timeoutMs = options.timeoutMs ?? 10_000;
+  }
+
+  /** Picks one of the offered actions; the server logs the decision before answering. */
+  async choose(choice: Choice, settings: CallSettings = {}): Promise<Decision> {
+    const request = ChooseRequest.fromPartial({
+      experiment: choice.experiment,
+      eventId: choice.eventId ?? "",
+      unitId: choice.unitId ?? "",
+      context: (choice.context ?? []).map(toNamespace),
+      actions: choice.actions.map((a) => ({ id: a.id, features: (a.features ?? []).map(toNamespace) })),
+      deferred: choice.deferred ?? false,
+    });
+    const response = await this.unary<ChooseRequest, ChooseResponse>(
+      (req, md, opts, cb) => this.rpc.choose(req, md, opts, cb),
+      request,
+      settings,
+    );
+    return toDecision(response);
+  }
+
+  /** Joins `value` to the decision `eventId`; rejects with ALREADY_EXISTS for a second reward. */
+  async reward(eventId: string, value: number, settings: CallSettings = {}): Promise<RewardResult> {
+    if (!eventId) {
+      throw new TypeError("reward needs the event id of a decision");
+    }
+    const response = await this.unary<RewardRequest, RewardResponse>(
+      (req, md, opts, cb) => this.rpc.reward(req, md, opts, cb),
+      RewardRequest.fromPartial({ eventId, value }),
+      settings,
+    );
+    return { learned: response.learned };
+  }
+
+  /** Starts the reward window of a deferred decision that was actually shown. */
+  async activate(eventId: string, settings: CallSettings = {}): Promise<void> {
+    await this.unary<ActivateRequest, ActivateResponse>(
+      (req, md, opts, cb) => this.rpc.activate(req, md, opts, cb),
+      ActivateRequest.fromPartial({ eventId }),
+      settings,
+    );
+  }
+
+  /** Closes the channel. */
+  close(): void {
+    this.rpc.close();
+  }
+
+  private unary<Req, Res>(
+    call: (
+      request: Req,
+      metadata: Metadata,
+      options: Partial<CallOptions>,
+      callback: (error: ServiceError | null, response: Res) => void,
+    ) => unknown,
+    request: Req,
+    settings: CallSettings,
+  ): Promise<Res> {
+    const deadline = new Date(Date.now() + (settings.timeoutMs ?? this.timeoutMs));
+    return new Promise<Res>((resolve, reject) => {
+      call(request, settings.metadata ?? new Metadata(), { deadline }, (error, response) =>
+        error ? reject(error) : resolve(response),
+      );
+    });
+  }
+}
+
+function toNamespace(f: Features) {
+  return { name: f.name, numbers: f.numbers ?? {}, categories: f.categories ?? {} };
+}
+
+function toDecision(r: ChooseResponse): Decision {
+  return {
+    eventId: r.eventId,
+    actionId: r.actionId,
+    probability: r.probability,
+    ranking: r.ranking.map((x) => ({ actionId: x.actionId, probability: x.probability })),
+    variant: r.variant,
+    modelVersion: r.modelVersion,
+  };
+}
+
+/** True when `err` is a gRPC error with status `code` (e.g. `Status.ALREADY_EXISTS`). */
+export function hasStatus(err: unknown, code: status): boolean {
+  return typeof err === "object" && err !== null && (err as { code?: unknown }).code === code;
+}

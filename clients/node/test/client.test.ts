@@ -1,0 +1,78 @@
+// The wrapper against an in-process fake server: conversion both ways and status codes.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+
+import { Server, ServerCredentials, status, type ServiceError } from "@grpc/grpc-js";
+
+import { DecisionClient, Status, hasStatus } from "../src/index";
+import { type ChooseRequest, type DecisionServiceServer, DecisionServiceService } from "../src/gen/protos/arbiter/v1/decision";
+
+let server: Server;
+let client: DecisionClient;
+let lastChoose: ChooseRequest | undefined;
+const rewarded = new Set<string>();
+
+function fail(code: status, details: string): ServiceError {
+  return Object.assign(new Error(details), { code, details, metadata: undefined as never });
+}
+
+before(async () => {
+  server = new Server();
+  const impl: DecisionServiceServer = {
+    choose: (call, cb) => {
+      lastChoose = call.request;
+      const first = call.request.actions[0];
+      if (!first) return cb(fail(status.INVALID_ARGUMENT, "`actions` must not be empty"));
+      cb(null, {
+        eventId: "ev-1", actionId: first.id, probability: 1,
+        ranking: [{ actionId: first.id, probability: 1 }], variant: "main", modelVersion: "0",
+      });
+    },
+    reward: (call, cb) => {
+      if (rewarded.has(call.request.eventId)) return cb(fail(status.ALREADY_EXISTS, "already rewarded"));
+      rewarded.add(call.request.eventId);
+      cb(null, { learned: true });
+    },
+    activate: (_call, cb) => cb(null, {}),
+  };
+  server.addService(DecisionServiceService, impl);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  client = new DecisionClient(`127.0.0.1:${port}`);
+});
+
+after(() => {
+  client.close();
+  server.forceShutdown();
+});
+
+test("choose sends the choice and converts the decision", async () => {
+  const decision = await client.choose({
+    experiment: "homepage", unitId: "u1", deferred: true,
+    context: [{ name: "user", numbers: { age: 3 } }],
+    actions: [{ id: "a", features: [{ name: "item", categories: { c: "red" } }] }],
+  });
+
+  assert.equal(lastChoose?.experiment, "homepage");
+  assert.equal(lastChoose?.unitId, "u1");
+  assert.equal(lastChoose?.deferred, true);
+  assert.equal(lastChoose?.context[0].numbers.age, 3);
+  assert.equal(lastChoose?.actions[0].features[0].categories.c, "red");
+  assert.deepEqual(decision, {
+    eventId: "ev-1", actionId: "a", probability: 1,
+    ranking: [{ actionId: "a", probability: 1 }], variant: "main", modelVersion: "0",
+  });
+});
+
+test("errors reject with their gRPC status code", async () => {
+  await assert.rejects(client.choose({ experiment: "homepage", actions: [] }), (e) =>
+    hasStatus(e, Status.INVALID_ARGUMENT),
+  );
+  assert.deepEqual(await client.reward("ev-2", 1), { learned: true });
+  await assert.rejects(client.reward("ev-2", 1), (e) => hasStatus(e, Status.ALREADY_EXISTS));
+});
+
+test("reward without an event id fails before calling the server", async () => {
+  await assert.rejects(client.reward("", 1), TypeError);
+});

@@ -17,6 +17,15 @@ from evaluation.estimators import (
     effective_sample_size,
     importance_weights,
 )
+from evaluation.report_html import (
+    Estimate,
+    EvaluationReport,
+    SegmentEstimate,
+    WeightHistogram,
+    cumulative_mean_curve,
+    render_html,
+    verdict_text,
+)
 from evaluation.reward_model import RewardModel, fold_assignment
 
 __all__ = [
@@ -26,11 +35,18 @@ __all__ = [
     "IPS",
     "SNDR",
     "SNIPS",
+    "Estimate",
     "EvaluationInputError",
+    "EvaluationReport",
     "OffPolicyEstimator",
     "RewardModel",
+    "SegmentEstimate",
     "SwitchDR",
+    "WeightHistogram",
+    "cumulative_mean_curve",
     "effective_sample_size",
     "fold_assignment",
     "importance_weights",
+    "render_html",
+    "verdict_text",
 ]

@@ -35,17 +35,14 @@ def action_array(value: ArrayLike, *, n_rows: int, n_actions: int) -> NDArray[np
     if array.ndim != 1:
         raise EvaluationInputError(f"`action` must be 1-dimensional, got shape {array.shape}")
     if not np.issubdtype(array.dtype, np.integer):
-        raise EvaluationInputError(
-            f"`action` must hold integer action indices, got dtype {array.dtype}"
-        )
+        raise EvaluationInputError(f"`action` must hold integer action indices, got dtype {array.dtype}")
     if array.shape[0] != n_rows:
         raise EvaluationInputError(f"`action` has {array.shape[0]} rows but `reward` has {n_rows}")
     outside = (array < 0) | (array >= n_actions)
     if np.any(outside):
         i = int(np.argmax(outside))
         raise EvaluationInputError(
-            f"`action` at row {i} is {int(array[i])}, outside 0..{n_actions - 1} "
-            f"(K = {n_actions} actions)"
+            f"`action` at row {i} is {int(array[i])}, outside 0..{n_actions - 1} (K = {n_actions} actions)"
         )
     return array.astype(np.intp, copy=False)
 

@@ -167,15 +167,34 @@ class OffPolicyEstimator(ABC):
         w_i (r_i - V̂) / E_n[w] for SNIPS and the analogous ones for SNDR. Deterministic;
         ``n_bootstrap`` and ``seed`` are ignored. Needs n ≥ 2.
         """
-        if not (isinstance(alpha, float | int) and 0.0 < alpha < 1.0):
-            raise EvaluationInputError(f"`alpha` must be in (0, 1), got {alpha!r}")
         rows = self._prepare(reward, action, pscore, action_dist, estimated_rewards)
-        if method == "bootstrap":
-            check_int(n_bootstrap, "n_bootstrap", minimum=1)
-            return self._bootstrap_interval(rows, alpha, n_bootstrap, seed)
-        if method == "normal":
-            return self._normal_interval(rows, alpha)
-        raise EvaluationInputError(f"`method` must be 'bootstrap' or 'normal', got {method!r}")
+        return self._interval(rows, alpha, n_bootstrap, seed, method, versus_logging=False)
+
+    def compare_to_logging(
+        self,
+        *,
+        reward: ArrayLike,
+        action: ArrayLike,
+        pscore: ArrayLike,
+        action_dist: ArrayLike,
+        estimated_rewards: ArrayLike | None = None,
+        alpha: float = 0.05,
+        n_bootstrap: int = 1000,
+        seed: int | None = None,
+        method: IntervalMethod = "bootstrap",
+    ) -> tuple[float, float, float]:
+        """``(difference, low, high)``: V̂(π) - r̄ and its paired ``1 - alpha`` interval.
+
+        r̄ = E_n[r_i], the logging policy's on-policy value on the same log. The interval is
+        paired: each bootstrap replicate computes V̂ and r̄ on the same resampled rows, and the
+        normal interval uses the influence terms ψ_i - (r_i - r̄). Pairing removes the variance
+        the two share, so it is narrower than combining two separate intervals. Same
+        ``alpha``, ``n_bootstrap``, ``seed`` and ``method`` as :meth:`estimate_interval`.
+        """
+        rows = self._prepare(reward, action, pscore, action_dist, estimated_rewards)
+        difference = float(np.mean(self._round_rewards(rows)) - np.mean(rows.reward))
+        low, high = self._interval(rows, alpha, n_bootstrap, seed, method, versus_logging=True)
+        return difference, low, high
 
     # ----------------------------------------------------------------- hooks
 
@@ -212,8 +231,34 @@ class OffPolicyEstimator(ABC):
             )
         return rows
 
+    def _interval(
+        self,
+        rows: _Rows,
+        alpha: float,
+        n_bootstrap: int,
+        seed: int | None,
+        method: IntervalMethod,
+        *,
+        versus_logging: bool,
+    ) -> tuple[float, float]:
+        if not (isinstance(alpha, float | int) and 0.0 < alpha < 1.0):
+            raise EvaluationInputError(f"`alpha` must be in (0, 1), got {alpha!r}")
+        if method == "bootstrap":
+            check_int(n_bootstrap, "n_bootstrap", minimum=1)
+            return self._bootstrap_interval(rows, alpha, n_bootstrap, seed, versus_logging)
+        if method == "normal":
+            return self._normal_interval(rows, alpha, versus_logging)
+        raise EvaluationInputError(f"`method` must be 'bootstrap' or 'normal', got {method!r}")
+
+    def _statistic(self, rows: _Rows, versus_logging: bool) -> FloatArray:
+        """V̂ (or V̂ - r̄) of each resample: shape ``(...)`` for rows of shape ``(..., n)``."""
+        value: FloatArray = self._round_rewards(rows).mean(axis=-1)
+        if versus_logging:
+            value = value - rows.reward.mean(axis=-1)
+        return value
+
     def _bootstrap_interval(
-        self, rows: _Rows, alpha: float, n_bootstrap: int, seed: int | None
+        self, rows: _Rows, alpha: float, n_bootstrap: int, seed: int | None, versus_logging: bool
     ) -> tuple[float, float]:
         rng = np.random.default_rng(seed)
         n = rows.n
@@ -223,7 +268,7 @@ class OffPolicyEstimator(ABC):
             for start in range(0, n_bootstrap, block):
                 stop = min(start + block, n_bootstrap)
                 index = rng.integers(0, n, size=(stop - start, n))
-                replicates[start:stop] = self._round_rewards(rows.take(index)).mean(axis=-1)
+                replicates[start:stop] = self._statistic(rows.take(index), versus_logging)
         # A self-normalized replicate whose resampled weights are all 0 is undefined (0/0);
         # such replicates are dropped, the rest give the interval.
         finite = replicates[np.isfinite(replicates)]
@@ -234,11 +279,14 @@ class OffPolicyEstimator(ABC):
         low, high = np.quantile(finite, [alpha / 2.0, 1.0 - alpha / 2.0])
         return float(low), float(high)
 
-    def _normal_interval(self, rows: _Rows, alpha: float) -> tuple[float, float]:
+    def _normal_interval(self, rows: _Rows, alpha: float, versus_logging: bool) -> tuple[float, float]:
         if rows.n < 2:
             raise EvaluationInputError("`reward` needs at least 2 rows for a normal interval")
-        value = float(np.mean(self._round_rewards(rows)))
-        spread = float(np.std(self._influence(rows), ddof=1)) / math.sqrt(rows.n)
+        value = float(self._statistic(rows, versus_logging))
+        influence = self._influence(rows)
+        if versus_logging:
+            influence = influence - (rows.reward - rows.reward.mean())
+        spread = float(np.std(influence, ddof=1)) / math.sqrt(rows.n)
         z = NormalDist().inv_cdf(1.0 - alpha / 2.0)
         return value - z * spread, value + z * spread
 
@@ -375,9 +423,7 @@ ESTIMATORS: Mapping[str, type[OffPolicyEstimator]] = {
 # --------------------------------------------------------------------------- helpers
 
 
-def importance_weights(
-    *, action: ArrayLike, pscore: ArrayLike, action_dist: ArrayLike
-) -> FloatArray:
+def importance_weights(*, action: ArrayLike, pscore: ArrayLike, action_dist: ArrayLike) -> FloatArray:
     """w_i = π(a_i|x_i) / π_0(a_i|x_i), shape ``(n,)``, with the estimators' input checks."""
     action_arr = np.asarray(action)
     if action_arr.ndim == 1 and action_arr.shape[0] == 0:
@@ -431,9 +477,7 @@ def _validated_rows(
     bad_pscore = (pscore_arr <= 0.0) | (pscore_arr > 1.0)
     if np.any(bad_pscore):
         i = int(np.argmax(bad_pscore))
-        raise EvaluationInputError(
-            f"`pscore` must be in (0, 1], got {float(pscore_arr[i])!r} at row {i}"
-        )
+        raise EvaluationInputError(f"`pscore` must be in (0, 1], got {float(pscore_arr[i])!r} at row {i}")
     if np.any(dist < 0.0):
         i, k = (int(v) for v in np.argwhere(dist < 0.0)[0])
         raise EvaluationInputError(

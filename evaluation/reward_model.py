@@ -88,9 +88,7 @@ class RewardModel:
 
     # ----------------------------------------------------------------- public API
 
-    def fit_predict(
-        self, *, features: ArrayLike, action: ArrayLike, reward: ArrayLike
-    ) -> FloatArray:
+    def fit_predict(self, *, features: ArrayLike, action: ArrayLike, reward: ArrayLike) -> FloatArray:
         """Cross-fitted q̂(x_i, a) for every row and action, shape ``(n, K)``.
 
         ``features`` is ``(n, K, d)``: φ(x_i, a) for each row i and action a. ``action`` is

@@ -22,6 +22,7 @@ from evaluation import (
     effective_sample_size,
     importance_weights,
 )
+from tests.evaluation.conftest import LOGGING_POLICY, TARGET_POLICY, policy_value
 
 # --------------------------------------------------------------------------- hand-computed
 
@@ -361,3 +362,36 @@ def test_normal_interval_needs_two_rows() -> None:
         IPS().estimate_interval(**one, method="normal")
     low, high = IPS().estimate_interval(**one, seed=0, n_bootstrap=10)
     assert low == high == IPS().estimate_policy_value(**one)
+
+
+# --------------------------------------------------------------------------- versus logging
+
+
+def test_compare_to_logging_is_the_paired_difference_with_the_mean_reward() -> None:
+    inputs = _random_inputs(8)
+    for estimator in (IPS(), SNIPS(), DR(), SNDR()):
+        difference, low, high = estimator.compare_to_logging(**inputs, seed=1, n_bootstrap=300)
+        expected = estimator.estimate_policy_value(**inputs) - float(np.mean(inputs["reward"]))
+        assert difference == pytest.approx(expected, abs=1e-12)
+        assert low < difference < high
+        normal = estimator.compare_to_logging(**inputs, method="normal")
+        assert normal[0] == difference and normal[1] < difference < normal[2]
+
+
+def test_compare_to_logging_of_the_logging_policy_itself_is_exactly_zero() -> None:
+    inputs = _random_inputs(9)
+    n, k = inputs["action_dist"].shape
+    inputs.update(action_dist=np.full((n, k), 1.0 / k), pscore=np.full(n, 1.0 / k))
+    # w = 1 on every row: the IPS terms equal the rewards, so every paired replicate is 0.
+    assert IPS().compare_to_logging(**inputs, seed=0, n_bootstrap=50) == (0.0, 0.0, 0.0)
+    assert IPS().compare_to_logging(**inputs, method="normal") == (0.0, 0.0, 0.0)
+
+
+def test_paired_difference_covers_the_true_improvement(make_log: Any) -> None:
+    true_difference = policy_value(TARGET_POLICY) - policy_value(LOGGING_POLICY)
+    covered = 0
+    for seed in SEEDS:
+        log = make_log(seed, N_ROUNDS)
+        _, low, high = IPS().compare_to_logging(**log.inputs(), method="normal")
+        covered += low <= true_difference <= high
+    assert covered >= 0.9 * len(SEEDS)

@@ -1,0 +1,176 @@
+"""HTML report: self-contained, aggregates only, escaped, every section present; the verdict."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from typing import Any
+
+import numpy as np
+import pytest
+
+from evaluation import (
+    DR,
+    IPS,
+    SNIPS,
+    Estimate,
+    EvaluationInputError,
+    EvaluationReport,
+    RewardModel,
+    SegmentEstimate,
+    WeightHistogram,
+    cumulative_mean_curve,
+    effective_sample_size,
+    importance_weights,
+    render_html,
+    verdict_text,
+)
+
+
+def _report_from_log(log: Any) -> tuple[EvaluationReport, float, float, float]:
+    """What the CLI will do: estimators and helpers turn the log into aggregates."""
+    q_hat = RewardModel(l2=1e-3).fit_predict_per_action(
+        context=log.context, action=log.action, reward=log.reward, n_actions=3
+    )
+    estimates = []
+    for estimator in (IPS(), SNIPS(), DR()):
+        inputs = {**log.inputs(), "estimated_rewards": q_hat}
+        low, high = estimator.estimate_interval(**inputs, seed=0, n_bootstrap=200)
+        value = estimator.estimate_policy_value(**inputs)
+        estimates.append(
+            Estimate(candidate="greedy", estimator=estimator.name, value=value, low=low, high=high)
+        )
+    difference, low, high = DR().compare_to_logging(
+        **log.inputs(), estimated_rewards=q_hat, seed=0, n_bootstrap=200
+    )
+    weights = importance_weights(action=log.action, pscore=log.pscore, action_dist=log.action_dist)
+    segment = log.context[:, 0] == 1
+    seg_inputs = {k: v[segment] for k, v in log.inputs().items()}
+    seg_low, seg_high = IPS().estimate_interval(**seg_inputs, method="normal")
+    report = EvaluationReport(
+        title="homepage-hero <offline>",
+        logging_policy="linucb",
+        n_rounds=len(log.reward),
+        verdict=verdict_text(candidate="greedy", difference=difference, low=low, high=high),
+        estimates=estimates,
+        baseline_value=float(log.reward.mean()),
+        cumulative_reward={"linucb": cumulative_mean_curve(log.reward, max_points=50)},
+        weight_histograms=[
+            WeightHistogram.from_weights(
+                "greedy", weights, effective_sample_size=effective_sample_size(weights)
+            )
+        ],
+        segments=[
+            SegmentEstimate(
+                segment="context 0",
+                candidate="greedy",
+                estimator="ips",
+                value=IPS().estimate_policy_value(**seg_inputs),
+                low=seg_low,
+                high=seg_high,
+                n_rounds=int(segment.sum()),
+            )
+        ],
+        notes=["Reward model: cross-fitted ridge, 5 folds."],
+        generated_at="2025-01-01 00:00 UTC",
+    )
+    return report, difference, low, high
+
+
+class _Collector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.attributes: list[tuple[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attributes += attrs
+
+
+def test_report_is_self_contained_and_has_every_section(make_log: Any) -> None:
+    report, _, _, _ = _report_from_log(make_log(0, 2000))
+
+    page = render_html(report)
+
+    parser = _Collector()
+    parser.feed(page)
+    assert not {"script", "link", "img", "iframe", "object"} & set(parser.tags)
+    assert not [v for k, v in parser.attributes if k in {"src", "href"}]
+    assert "http://" not in page and "https://" not in page and "url(" not in page
+    assert parser.tags.count("svg") == 3  # estimates, cumulative reward, one weight histogram
+    for heading in (
+        "Estimated policy value",
+        "Cumulative mean reward",
+        "Importance weights",
+        "Per-segment estimates",
+        "Notes",
+    ):
+        assert heading in page
+    assert "homepage-hero &lt;offline&gt;" in page  # escaped, not markup
+    assert report.verdict in page
+    assert "effective sample size" in page
+
+
+def test_report_contains_aggregates_only(make_log: Any) -> None:
+    log = make_log(1, 300)
+    report, _, _, _ = _report_from_log(log)
+    page = render_html(report)
+    # Every number on the page is an aggregate: far fewer numbers than logged rows, and the
+    # page's size does not grow with the log.
+    numbers = re.findall(r"-?\d+\.\d+", page)
+    assert len(numbers) < 600
+    bigger, _, _, _ = _report_from_log(make_log(1, 6000))
+    assert len(render_html(bigger)) < 1.5 * len(page)
+
+
+def test_empty_sections_are_left_out() -> None:
+    page = render_html(
+        EvaluationReport(title="t", logging_policy="uniform", n_rounds=0, verdict="nothing yet")
+    )
+    assert "<svg" not in page and "nothing yet" in page
+
+
+# --------------------------------------------------------------------------- verdict
+
+
+def test_verdict_claims_only_when_the_interval_excludes_zero() -> None:
+    assert verdict_text(candidate="B", difference=0.03, low=0.01, high=0.05) == (
+        "Candidate B beats the logging policy by 0.03 ± 0.02 with 95% confidence."
+    )
+    assert verdict_text(candidate="B", difference=-0.03, low=-0.05, high=-0.01) == (
+        "Candidate B is worse than the logging policy by 0.03 ± 0.02 with 95% confidence."
+    )
+    undecided = verdict_text(candidate="B", difference=0.01, low=-0.01, high=0.03, confidence=0.9)
+    assert undecided.startswith("Not enough evidence")
+    assert "90% interval [-0.01, 0.03] includes 0" in undecided
+    with pytest.raises(EvaluationInputError, match="`low`"):
+        verdict_text(candidate="B", difference=0.0, low=1.0, high=0.0)
+
+
+def test_verdict_on_a_better_candidate(make_log: Any) -> None:
+    # The target policy is worth 0.568 and the logging policy 0.306 here: a clear win.
+    _, difference, low, high = _report_from_log(make_log(2, 2000))
+    assert 0 < low < difference < high
+    assert verdict_text(candidate="greedy", difference=difference, low=low, high=high).startswith(
+        "Candidate greedy beats the logging policy by"
+    )
+
+
+# --------------------------------------------------------------------------- aggregates
+
+
+def test_cumulative_mean_curve() -> None:
+    curve = cumulative_mean_curve([1.0, 0.0, 1.0, 1.0], max_points=10)
+    assert curve == [(1.0, 1.0), (2.0, 0.5), (3.0, 2 / 3), (4.0, 0.75)]
+    long = cumulative_mean_curve(np.ones(10_000), max_points=100)
+    assert len(long) == 100 and long[0][0] == 1.0 and long[-1] == (10_000.0, 1.0)
+    assert cumulative_mean_curve([]) == []
+
+
+def test_weight_histogram() -> None:
+    histogram = WeightHistogram.from_weights("c", [0.0, 0.5, 1.0, 2.0], n_bins=4)
+    assert histogram.edges == (0.0, 0.5, 1.0, 1.5, 2.0)
+    assert histogram.counts == (1, 1, 1, 1)
+    with pytest.raises(EvaluationInputError, match="`edges`"):
+        WeightHistogram(candidate="c", edges=(0.0, 1.0), counts=(1, 2))

@@ -156,20 +156,17 @@ def verdict_text(
         raise EvaluationInputError(f"`low` must be <= `high`, got {low!r} > {high!r}")
     level = f"{confidence * 100:g}%"
     half = (high - low) / 2.0
+    # The ± gets two significant digits and the difference as many decimals.
+    decimals = max(0, 1 - math.floor(math.log10(half))) if half > 0 else 4
+    by = f"{abs(difference):.{decimals}f} ± {half:.{decimals}f}"
     if low > 0.0:
-        return (
-            f"Candidate {candidate} beats {baseline} by {_fmt(difference)} ± {_fmt(half)} "
-            f"with {level} confidence."
-        )
+        return f"Candidate {candidate} beats {baseline} by {by} with {level} confidence."
     if high < 0.0:
-        return (
-            f"Candidate {candidate} is worse than {baseline} by {_fmt(-difference)} ± "
-            f"{_fmt(half)} with {level} confidence."
-        )
+        return f"Candidate {candidate} is worse than {baseline} by {by} with {level} confidence."
+    signed = f"{difference:.{decimals}f} ± {half:.{decimals}f}"
     return (
-        f"Not enough evidence: candidate {candidate} differs from {baseline} by "
-        f"{_fmt(difference)} ± {_fmt(half)}, and the {level} interval "
-        f"[{_fmt(low)}, {_fmt(high)}] includes 0."
+        f"Not enough evidence: candidate {candidate} differs from {baseline} by {signed}, "
+        f"and the {level} interval [{low:.{decimals}f}, {high:.{decimals}f}] includes 0."
     )
 
 
@@ -221,8 +218,7 @@ _CSS = (
     ".meta{color:#555}.verdict{font-size:1.1em;padding:.6em .9em;background:#f3f6fa;"
     "border-left:4px solid #1f77b4}"
     "table{border-collapse:collapse;margin:.5em 0}td,th{padding:.25em .7em;"
-    "border-bottom:1px solid #ddd;text-align:right}td:first-child,th:first-child,"
-    "td:nth-child(2),th:nth-child(2){text-align:left}"
+    "border-bottom:1px solid #ddd;text-align:left}.num{text-align:right}"
     "svg{display:block;margin:.5em 0}svg text{font-size:11px;fill:#333}"
 )
 
@@ -301,8 +297,9 @@ def _estimates_svg(estimates: Sequence[Estimate], baseline: float | None) -> str
         x = scale(baseline)
         parts.append(
             f'<line x1="{x:.1f}" y1="{MARGIN_TOP}" x2="{x:.1f}" y2="{axis_y:.1f}" '
-            'stroke="#555" stroke-dasharray="4 3"><title>logging policy '
-            f"{_fmt(baseline)}</title></line>"
+            'stroke="#555" stroke-dasharray="4 3"/>'
+            f'<text x="{x + 4:.1f}" y="{axis_y - 4:.1f}" fill="#555">logging policy '
+            f"{_fmt(baseline)}</text>"
         )
     colors = _colors(e.candidate for e in estimates)
     for i, e in enumerate(estimates):
@@ -322,7 +319,8 @@ def _estimates_svg(estimates: Sequence[Estimate], baseline: float | None) -> str
 def _estimates_table(estimates: Sequence[Estimate]) -> str:
     rows = "".join(
         f"<tr><td>{escape(e.candidate)}</td><td>{escape(e.estimator)}</td>"
-        f"<td>{_fmt(e.value)}</td><td>[{_fmt(e.low)}, {_fmt(e.high)}]</td></tr>"
+        f'<td class="num">{_fmt(e.value)}</td>'
+        f'<td class="num">[{_fmt(e.low)}, {_fmt(e.high)}]</td></tr>'
         for e in estimates
     )
     return (
@@ -357,18 +355,23 @@ def _curves_svg(curves: Mapping[str, Sequence[tuple[float, float]]]) -> str:
 
 
 def _histogram_svg(histogram: WeightHistogram) -> str:
-    """Bar chart of a candidate's importance-weight counts per bin."""
-    height = 180
+    """Bar chart of a candidate's importance-weight counts per bin, titled above the bars."""
+    height = 200
+    top_y = MARGIN_TOP + 24
     x_scale = _Scale(histogram.edges[0], histogram.edges[-1], MARGIN_LEFT, WIDTH - MARGIN_RIGHT)
     top = max(histogram.counts, default=0) or 1
     bottom = height - MARGIN_BOTTOM
-    parts = [_x_axis(x_scale, bottom, MARGIN_TOP)]
-    title = escape(histogram.candidate)
+    title = f"{histogram.candidate}: {sum(histogram.counts):,} weights"
     if histogram.effective_sample_size is not None:
-        title += f" (effective sample size {_fmt(histogram.effective_sample_size)})"
-    parts.append(f'<text x="{MARGIN_LEFT - 8}" y="{MARGIN_TOP + 12}" text-anchor="end">{title}</text>')
+        title += f", effective sample size {_fmt(histogram.effective_sample_size)}"
+    parts = [
+        _x_axis(x_scale, bottom, top_y),
+        f'<text x="{MARGIN_LEFT}" y="{MARGIN_TOP + 10}">{escape(title)}</text>',
+        f'<text x="{MARGIN_LEFT - 6}" y="{top_y + 4}" text-anchor="end">{top:,}</text>'
+        f'<text x="{MARGIN_LEFT - 6}" y="{bottom + 4:.1f}" text-anchor="end">0</text>',
+    ]
     for count, left, right in zip(histogram.counts, histogram.edges[:-1], histogram.edges[1:], strict=True):
-        bar = (bottom - MARGIN_TOP) * count / top
+        bar = (bottom - top_y) * count / top
         parts.append(
             f'<rect x="{x_scale(left) + 0.5:.1f}" y="{bottom - bar:.1f}" '
             f'width="{max(x_scale(right) - x_scale(left) - 1.0, 0.5):.1f}" height="{bar:.1f}" '
@@ -380,13 +383,15 @@ def _histogram_svg(histogram: WeightHistogram) -> str:
 def _segments_table(segments: Sequence[SegmentEstimate]) -> str:
     rows = "".join(
         f"<tr><td>{escape(s.segment)}</td><td>{escape(s.candidate)}</td>"
-        f"<td>{escape(s.estimator)}</td><td>{s.n_rounds:,}</td><td>{_fmt(s.value)}</td>"
-        f"<td>[{_fmt(s.low)}, {_fmt(s.high)}]</td></tr>"
+        f'<td>{escape(s.estimator)}</td><td class="num">{s.n_rounds:,}</td>'
+        f'<td class="num">{_fmt(s.value)}</td>'
+        f'<td class="num">[{_fmt(s.low)}, {_fmt(s.high)}]</td></tr>'
         for s in segments
     )
     return (
-        "<table><tr><th>segment</th><th>candidate</th><th>estimator</th><th>rounds</th>"
-        f"<th>value</th><th>interval</th></tr>{rows}</table>"
+        "<table><tr><th>segment</th><th>candidate</th><th>estimator</th>"
+        '<th class="num">rounds</th><th class="num">value</th><th class="num">interval</th>'
+        f"</tr>{rows}</table>"
     )
 
 

@@ -136,14 +136,14 @@ def test_empty_sections_are_left_out() -> None:
 
 def test_verdict_claims_only_when_the_interval_excludes_zero() -> None:
     assert verdict_text(candidate="B", difference=0.03, low=0.01, high=0.05) == (
-        "Candidate B beats the logging policy by 0.03 ± 0.02 with 95% confidence."
+        "Candidate B beats the logging policy by 0.030 ± 0.020 with 95% confidence."
     )
     assert verdict_text(candidate="B", difference=-0.03, low=-0.05, high=-0.01) == (
-        "Candidate B is worse than the logging policy by 0.03 ± 0.02 with 95% confidence."
+        "Candidate B is worse than the logging policy by 0.030 ± 0.020 with 95% confidence."
     )
     undecided = verdict_text(candidate="B", difference=0.01, low=-0.01, high=0.03, confidence=0.9)
     assert undecided.startswith("Not enough evidence")
-    assert "90% interval [-0.01, 0.03] includes 0" in undecided
+    assert "by 0.010 ± 0.020, and the 90% interval [-0.010, 0.030] includes 0" in undecided
     with pytest.raises(EvaluationInputError, match="`low`"):
         verdict_text(candidate="B", difference=0.0, low=1.0, high=0.0)
 

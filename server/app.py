@@ -1,8 +1,9 @@
-"""The composition root: engine, writer, experiments, loop, gRPC server with health and reflection."""
+"""The composition root: engine, writer, experiments, loop, gRPC server, health, maintenance."""
 
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent import futures
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ from server.interceptors import ErrorInterceptor
 from server.loop import Clock, DecisionLoop, utc_now
 from server.recovery import restore
 from server.servicer import DecisionServicer
+from server.snapshots import Snapshotter
 from server.storage.engine import create_engine
 from server.storage.writer import GroupCommitWriter
 
@@ -29,6 +31,7 @@ SERVICE_NAMES = (
     reflection.SERVICE_NAME,
     health.SERVICE_NAME,
 )
+DURABILITY = ("strict", "relaxed")
 
 
 @dataclass
@@ -38,35 +41,57 @@ class Settings:
     max_actions: int = DEFAULT_MAX_ACTIONS
     workers: int = 32
     reuse_port: bool = False
+    durability: str = "strict"
+    snapshot_every: int = 1000  # learned events between snapshots
+    snapshot_seconds: float = 60.0  # ... or seconds, whichever comes first
+    tick_seconds: float = 0.5  # how often windows close, snapshots and the database are checked
     clock: Clock = field(default=utc_now)
 
 
 class App:
-    """A running Arbiter: ``start()`` binds and restores, ``stop()`` drains and closes."""
+    """A running Arbiter: ``start()`` restores and serves, ``stop()`` drains and snapshots.
+
+    Health is SERVING only between a finished restore and the start of shutdown, and while the
+    database answers; a maintenance thread closes reward windows, takes snapshots and, while the
+    database is down, probes it so service resumes on its own.
+    """
 
     def __init__(self, settings: Settings, configs: dict[str, ExperimentConfig]) -> None:
+        if settings.durability not in DURABILITY:
+            raise ValueError(f"`durability` must be one of {DURABILITY}, got {settings.durability!r}")
         self.settings = settings
         self.engine: sa.Engine = create_engine(settings.db)
         self.health = health.HealthServicer()
-        self._set_health(False)
-        self.writer = GroupCommitWriter(self.engine, on_health=self._set_health)
+        self._ready = False
+        self._db_ok = True
+        self._publish_health()
+        self.writer = GroupCommitWriter(self.engine, on_health=self._database_answered,
+                                        retry_unavailable=settings.durability == "relaxed")
         self.experiments = {name: Experiment(config) for name, config in configs.items()}
+        self.snapshots = Snapshotter(self.engine, self.experiments,
+                                     every_events=settings.snapshot_every,
+                                     every_seconds=settings.snapshot_seconds)
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.workers,
                                        thread_name_prefix="arbiter-rpc"),
             interceptors=[ErrorInterceptor()],
             options=[("grpc.so_reuseport", 1 if settings.reuse_port else 0)],
         )
-        self.loop: DecisionLoop | None = None
+        self.loop = DecisionLoop(self.experiments, self.writer, self.engine,
+                                 clock=settings.clock,
+                                 relaxed=settings.durability == "relaxed",
+                                 available=lambda: self._db_ok)
         self.port = 0
+        self._stopping = threading.Event()
+        self._maintenance = threading.Thread(target=self._maintain, name="arbiter-maintenance",
+                                             daemon=True)
         self._stopped = False
 
     def start(self) -> str:
-        """Restore the models from the log, bind, serve; returns ``HOST:PORT`` actually bound."""
-        for experiment in self.experiments.values():
-            restore(self.engine, experiment)
-        self.loop = DecisionLoop(self.experiments, self.writer, self.engine,
-                                 clock=self.settings.clock)
+        """Bind (health NOT_SERVING), restore the models and windows from the log, then SERVING.
+
+        Returns the ``HOST:PORT`` actually bound (port 0 picks a free one).
+        """
         decision_pb2_grpc.add_DecisionServiceServicer_to_server(
             DecisionServicer(self.loop, max_actions=self.settings.max_actions), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -76,21 +101,60 @@ class App:
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {self.settings.listen}")
         self.server.start()
-        self._set_health(True)
+        for experiment in self.experiments.values():
+            restore(self.engine, experiment)
+        self.loop.restore_windows()
+        self.loop.close_windows()
+        self._ready = True
+        self._publish_health()
+        self._maintenance.start()
         return f"{host}:{self.port}"
 
     def stop(self, grace: float = 10.0) -> None:
-        """NOT_SERVING, finish in-flight calls, drain the writer, close the database. Idempotent."""
+        """NOT_SERVING, finish in-flight calls, drain the writer, final snapshot. Idempotent."""
         if self._stopped:
             return
         self._stopped = True
-        self._set_health(False)
+        self._ready = False
+        self._publish_health()
+        self._stopping.set()
         self.server.stop(grace).wait()
+        if self._maintenance.is_alive():
+            self._maintenance.join()
         self.writer.close()
+        try:
+            self.snapshots.take(self.loop.learned_events)
+        except sa.exc.SQLAlchemyError as error:
+            log.warning("final snapshot not written: %s", error)
         self.engine.dispose()
 
-    def _set_health(self, serving: bool) -> None:
+    def _maintain(self) -> None:
+        while not self._stopping.wait(self.settings.tick_seconds):
+            try:
+                if not self._db_ok:
+                    self._probe_database()
+                self.loop.close_windows()
+                self.snapshots.maybe(self.loop.learned_events)
+            except Exception as error:  # keep maintaining; the next tick tries again
+                log.warning("maintenance tick failed: %s", error)
+
+    def _probe_database(self) -> None:
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError:
+            return
+        self._database_answered(True)
+
+    def _database_answered(self, ok: bool) -> None:
+        if ok != self._db_ok:
+            log.warning("database %s", "is back" if ok else "is unavailable")
+            self._db_ok = ok
+            self._publish_health()
+
+    def _publish_health(self) -> None:
+        serving = self._ready and self._db_ok
         status = (health_pb2.HealthCheckResponse.SERVING if serving
                   else health_pb2.HealthCheckResponse.NOT_SERVING)
-        for name in ("", *SERVICE_NAMES[:1]):
+        for name in ("", SERVICE_NAMES[0]):
             self.health.set(name, status)

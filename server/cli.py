@@ -25,6 +25,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="most actions one Choose may offer")
     serve.add_argument("--workers", type=int, default=32, help="gRPC worker threads")
     serve.add_argument("--reuse-port", action="store_true", help="set SO_REUSEPORT (off by default)")
+    serve.add_argument("--durability", choices=("strict", "relaxed"), default="strict",
+                       help="strict: answer after the commit; relaxed: answer before it "
+                            "(bounded queue, backpressure; a process crash loses the queue)")
+    serve.add_argument("--snapshot-every", type=int, default=1000,
+                       help="learned events between model snapshots")
+    serve.add_argument("--snapshot-seconds", type=float, default=60.0,
+                       help="seconds between model snapshots (if anything was learned)")
     serve.add_argument("--log-level", default="WARNING")
     serve.set_defaults(run=_serve)
 
@@ -53,7 +60,9 @@ def _serve(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     app = App(Settings(listen=args.listen, db=args.db, max_actions=args.max_actions,
-                       workers=args.workers, reuse_port=args.reuse_port), configs)
+                       workers=args.workers, reuse_port=args.reuse_port,
+                       durability=args.durability, snapshot_every=args.snapshot_every,
+                       snapshot_seconds=args.snapshot_seconds), configs)
     address = app.start()
     print(f"arbiter listening on {address}", flush=True)
     stop.wait()

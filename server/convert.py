@@ -70,6 +70,7 @@ def namespaces(items: Iterable[pb.Namespace], where: str) -> tuple[Namespace, ..
 def reward_input(request: pb.RewardRequest) -> tuple[str, float]:
     """Validate a RewardRequest: a non-empty event id and a finite value."""
     event_id = _required_id(request.event_id, "event_id")
+    _optional_id(request.reward_id, "reward_id")
     if not math.isfinite(request.value):
         raise InvalidArgument("value", f"must be a finite number, got {request.value}")
     return event_id, request.value

@@ -21,4 +21,9 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
 
     def Reward(self, request: pb.RewardRequest, context: grpc.ServicerContext) -> pb.RewardResponse:
         event_id, value = convert.reward_input(request)
-        return convert.reward_response(self._loop.reward(event_id, value))
+        return convert.reward_response(self._loop.reward(event_id, value, request.reward_id))
+
+    def Activate(self, request: pb.ActivateRequest,
+                 context: grpc.ServicerContext) -> pb.ActivateResponse:
+        self._loop.activate(convert.activate_input(request))
+        return pb.ActivateResponse()

@@ -7,18 +7,48 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from server.storage.schema import decisions, learnings, rewards, snapshots
+from server.storage.schema import activations, decisions, learnings, rewards, snapshots
+
+_JOINED = (sa.select(decisions, activations.c.activated_at,
+                     learnings.c.seq.label("learned_seq"))
+           .outerjoin(activations, activations.c.event_id == decisions.c.event_id)
+           .outerjoin(learnings, learnings.c.event_id == decisions.c.event_id))
 
 
 def find_decision(engine: sa.Engine, event_id: str) -> dict[str, Any] | None:
-    """The logged decision with ``event_id`` plus ``reward_count``, or None."""
-    reward_count = (sa.select(sa.func.count()).select_from(rewards)
-                    .where(rewards.c.event_id == event_id).scalar_subquery())
-    query = sa.select(decisions, reward_count.label("reward_count")).where(
-        decisions.c.event_id == event_id)
+    """The decision with ``event_id`` joined to its activation, learning and ``rewards`` list."""
     with engine.connect() as connection:
-        row = connection.execute(query).mappings().first()
-    return dict(row) if row is not None else None
+        row = connection.execute(_JOINED.where(decisions.c.event_id == event_id)).mappings().first()
+        if row is None:
+            return None
+        found = dict(row)
+        found["rewards"] = [dict(r) for r in connection.execute(
+            sa.select(rewards.c.value, rewards.c.reward_id, rewards.c.learned)
+            .where(rewards.c.event_id == event_id).order_by(rewards.c.id)).mappings()]
+    return found
+
+
+def unlearned_decisions(engine: sa.Engine, experiment: str) -> Iterator[dict[str, Any]]:
+    """Decisions of ``experiment`` not learned yet whose window has started (not deferred, or
+    activated), with their ``rewards`` — the windows to restore at start-up, in log order."""
+    query = (_JOINED.where(decisions.c.experiment == experiment, learnings.c.seq.is_(None),
+                           sa.or_(decisions.c.deferred.is_(False),
+                                  activations.c.activated_at.is_not(None)))
+             .order_by(decisions.c.id))
+    with engine.connect() as connection:
+        rows = [dict(r) for r in connection.execute(query).mappings()]
+        by_event: dict[str, list[dict[str, Any]]] = {}
+        ids = [r["event_id"] for r in rows]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            for reward in connection.execute(
+                    sa.select(rewards.c.event_id, rewards.c.value, rewards.c.reward_id,
+                              rewards.c.learned)
+                    .where(rewards.c.event_id.in_(chunk)).order_by(rewards.c.id)).mappings():
+                by_event.setdefault(reward["event_id"], []).append(dict(reward))
+    for row in rows:
+        row["rewards"] = by_event.get(row["event_id"], [])
+        yield row
 
 
 def last_seq(engine: sa.Engine) -> int:

@@ -6,6 +6,8 @@
   ``actions[k]``; ``shadow`` maps a shadow variant's name to its distribution.
 - ``rewards``: every reward received, learned or not (late or repeated ones are kept for
   offline evaluation).
+- ``activations``: when a deferred decision was activated (its reward window starts then);
+  a deferred decision without a row here is never learned.
 - ``learnings``: the fold. Each row is one (event, reward value) the experiment's policies
   learned, in ``seq`` order; replaying it from a snapshot's ``position`` rebuilds the models.
 - ``snapshots``: a cache of the fold — a variant's serialized policy after learning ``position``.
@@ -35,7 +37,6 @@ decisions = sa.Table(
     sa.Column("probability", sa.Float, nullable=False),
     sa.Column("shadow", sa.JSON, nullable=False, default=dict),
     sa.Column("deferred", sa.Boolean, nullable=False, default=False),
-    sa.Column("activated_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("event_id", name="uq_decisions_event_id"),
     sa.CheckConstraint("probability > 0 AND probability <= 1", name="ck_decisions_probability"),
@@ -49,10 +50,19 @@ rewards = sa.Table(
               autoincrement=True),
     sa.Column("event_id", sa.String(128), sa.ForeignKey("decisions.event_id",
               name="fk_rewards_event_id"), nullable=False),
+    sa.Column("reward_id", sa.String(128), nullable=True),
     sa.Column("value", sa.Float, nullable=False),
     sa.Column("learned", sa.Boolean, nullable=False),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_rewards_event_id", "event_id"),
+)
+
+activations = sa.Table(
+    "activations",
+    metadata,
+    sa.Column("event_id", sa.String(128), sa.ForeignKey("decisions.event_id",
+              name="fk_activations_event_id"), primary_key=True),
+    sa.Column("activated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 learnings = sa.Table(

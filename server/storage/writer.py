@@ -8,8 +8,10 @@ the queue — commits, runs the ``after_commit`` hooks in that same order (this 
 learning happens, so the in-memory fold follows the log's order), then wakes every waiter.
 
 A batch that violates a constraint is retried write by write, so one bad write fails alone.
-A database error fails the batch's writes with :class:`~server.errors.Unavailable`;
-``on_health`` is told whether the last transaction reached the database.
+A database error fails the batch's writes with :class:`~server.errors.Unavailable` — or, with
+``retry_unavailable`` (relaxed durability, where callers were answered before the commit), the
+batch is retried with backoff until the database is back, so nothing acknowledged is dropped
+while the process lives. ``on_health`` is told whether the last transaction reached the database.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -29,8 +32,8 @@ from server.storage import schema
 
 log = logging.getLogger(__name__)
 
-TABLE_ORDER: tuple[sa.Table, ...] = (schema.decisions, schema.rewards, schema.learnings,
-                                     schema.snapshots)
+TABLE_ORDER: tuple[sa.Table, ...] = (schema.decisions, schema.activations, schema.rewards,
+                                     schema.learnings, schema.snapshots)
 Row = tuple[sa.Table, dict[str, Any]]
 
 
@@ -50,8 +53,11 @@ class GroupCommitWriter:
     """The single writer. ``max_pending`` bounds the queue: a full queue makes callers wait."""
 
     def __init__(self, engine: sa.Engine, *, max_batch: int = 1024, max_pending: int = 10_000,
-                 on_health: Callable[[bool], None] | None = None) -> None:
+                 on_health: Callable[[bool], None] | None = None,
+                 retry_unavailable: bool = False) -> None:
         self._engine = engine
+        self._retry_unavailable = retry_unavailable
+        self._closing = threading.Event()
         self._max_batch = max_batch
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
         self._on_health = on_health or (lambda _ok: None)
@@ -69,6 +75,7 @@ class GroupCommitWriter:
 
     def close(self) -> None:
         """Commit everything already queued, then stop the thread."""
+        self._closing.set()
         self._queue.put(_STOP)
         self._thread.join()
 
@@ -93,21 +100,24 @@ class GroupCommitWriter:
                 return
 
     def _commit_batch(self, batch: list[Write]) -> None:
-        try:
-            self._insert(batch)
-        except sa.exc.IntegrityError:
-            if len(batch) == 1:
-                self._finish(batch[0], AlreadyExists("that event or reward is already logged"))
+        backoff = 0.1
+        while True:
+            try:
+                self._insert(batch)
+            except sa.exc.IntegrityError:
+                self._split(batch)
                 return
-            for write in batch:
-                self._commit_batch([write])
-            return
-        except Exception as error:  # the database is unreachable or failing
-            log.warning("commit of %d writes failed: %s", len(batch), error)
-            self._on_health(False)
-            for write in batch:
-                self._finish(write, Unavailable("the database is unavailable; retry later"))
-            return
+            except Exception as error:  # the database is unreachable or failing
+                log.warning("commit of %d writes failed: %s", len(batch), error)
+                self._on_health(False)
+                if self._retry_unavailable and not self._closing.is_set():
+                    time.sleep(backoff)
+                    backoff = min(2.0, backoff * 2)
+                    continue
+                for write in batch:
+                    self._finish(write, Unavailable("the database is unavailable; retry later"))
+                return
+            break
         self._on_health(True)
         for write in batch:
             error: BaseException | None = None
@@ -118,6 +128,14 @@ class GroupCommitWriter:
                     log.exception("after-commit hook failed")
                     error = hook_error
             self._finish(write, error)
+
+    def _split(self, batch: list[Write]) -> None:
+        """A constraint failed: retry write by write so only the offending one fails."""
+        if len(batch) == 1:
+            self._finish(batch[0], AlreadyExists("that event or reward is already logged"))
+            return
+        for write in batch:
+            self._commit_batch([write])
 
     def _insert(self, batch: list[Write]) -> None:
         by_table: dict[sa.Table, list[dict[str, Any]]] = {table: [] for table in TABLE_ORDER}

@@ -223,17 +223,23 @@ class RewardRequest(_message.Message):
 
     EVENT_ID_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
+    REWARD_ID_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     value: _builtins.float
+    reward_id: _builtins.str
+    """Optional idempotency key: a retried Reward with the same (event_id, reward_id) is stored
+    once. Without it, a repeat of an event's stored value counts as a retry.
+    """
     def __init__(
         self,
         *,
         event_id: _builtins.str = ...,
         value: _builtins.float = ...,
+        reward_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "reward_id", b"reward_id", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

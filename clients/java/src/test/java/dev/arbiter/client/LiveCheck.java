@@ -75,8 +75,9 @@ public final class LiveCheck {
       fail("reward on that event succeeds", "Reward(" + decision.eventId() + ") failed: " + e);
     }
 
+    // A different value: a repeat of the stored value may count as an idempotent retry.
     try {
-      client.reward(decision.eventId(), 1.0);
+      client.reward(decision.eventId(), 0.0);
       fail("a second reward gets ALREADY_EXISTS", "the second Reward succeeded");
     } catch (RuntimeException e) {
       expectCode("a second reward gets ALREADY_EXISTS", e, Status.Code.ALREADY_EXISTS);

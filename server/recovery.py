@@ -14,14 +14,18 @@ from server.storage.codec import decision_from_json
 log = logging.getLogger(__name__)
 
 
-def restore(engine: sa.Engine, experiment: Experiment) -> int:
+def restore(engine: sa.Engine, experiment: Experiment, *, use_snapshots: bool = True) -> int:
     """Bring every variant of ``experiment`` up to the end of the log; returns events replayed.
 
     A snapshot is used only if it was taken with the variant's current policy; the replay
     applies each learned event (seq order) to its serving variant and every shadow variant,
-    skipping those whose snapshot already covers it — exactly what the live loop did.
+    skipping those whose snapshot already covers it — exactly what the live loop did. Without
+    ``use_snapshots`` the models are rebuilt from scratch (the reference recovery is checked
+    against).
     """
     for variant in experiment.variants.values():
+        if not use_snapshots:
+            continue
         snapshot = queries.latest_snapshot(engine, experiment.name, variant.name)
         if snapshot is not None and snapshot["policy"] == variant.config.policy:
             variant.policy = restore_policy(variant.config.policy, snapshot["state"])

@@ -120,10 +120,16 @@ func decisionFrom(resp *arbiterv1.ChooseResponse) *Decision {
 // Reward joins value to the decision eventID. learned is true when the policy learns from it
 // (now or when the reward window closes), false when it was stored for evaluation only.
 func (c *Client) Reward(ctx context.Context, eventID string, value float64, opts ...grpc.CallOption) (learned bool, err error) {
+	return c.RewardWithID(ctx, eventID, "", value, opts...)
+}
+
+// RewardWithID is Reward with an idempotency key: a retried call with the same (eventID,
+// rewardID) is stored once, so it is safe to retry after a timeout.
+func (c *Client) RewardWithID(ctx context.Context, eventID, rewardID string, value float64, opts ...grpc.CallOption) (learned bool, err error) {
 	if eventID == "" {
 		return false, errors.New("arbiter: Reward needs the event id of a decision")
 	}
-	resp, err := c.rpc.Reward(ctx, &arbiterv1.RewardRequest{EventId: eventID, Value: value}, opts...)
+	resp, err := c.rpc.Reward(ctx, &arbiterv1.RewardRequest{EventId: eventID, Value: value, RewardId: rewardID}, opts...)
 	if err != nil {
 		return false, err
 	}

@@ -17,6 +17,7 @@ import (
 type fakeServer struct {
 	arbiterv1.UnimplementedDecisionServiceServer
 	lastChoose *arbiterv1.ChooseRequest
+	lastReward *arbiterv1.RewardRequest
 	rewarded   map[string]bool
 }
 
@@ -33,6 +34,7 @@ func (f *fakeServer) Choose(_ context.Context, req *arbiterv1.ChooseRequest) (*a
 }
 
 func (f *fakeServer) Reward(_ context.Context, req *arbiterv1.RewardRequest) (*arbiterv1.RewardResponse, error) {
+	f.lastReward = req
 	if f.rewarded[req.GetEventId()] {
 		return nil, status.Error(codes.AlreadyExists, "already rewarded")
 	}
@@ -104,6 +106,21 @@ func TestErrorsKeepTheirStatusCode(t *testing.T) {
 	}
 	if status.Code(secondErr) != codes.AlreadyExists {
 		t.Errorf("second Reward: %v, want AlreadyExists", secondErr)
+	}
+}
+
+func TestRewardWithIDSendsTheIdempotencyKey(t *testing.T) {
+	c, fake := startFake(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	learned, err := c.RewardWithID(ctx, "ev-9", "click-1", 0.5)
+
+	if err != nil || !learned {
+		t.Fatalf("RewardWithID: learned=%v err=%v", learned, err)
+	}
+	if r := fake.lastReward; r.GetEventId() != "ev-9" || r.GetRewardId() != "click-1" || r.GetValue() != 0.5 {
+		t.Fatalf("server got %v", r)
 	}
 }
 

@@ -104,6 +104,11 @@ export interface CallSettings {
   metadata?: Metadata;
 }
 
+export interface RewardSettings extends CallSettings {
+  /** Idempotency key: a retried Reward with the same (eventId, rewardId) is stored once. */
+  rewardId?: string;
+}
+
 /** Calls DecisionService with promises. One instance shares one HTTP/2 channel; reuse it. */
 export class DecisionClient {
   private readonly rpc: DecisionServiceClient;
@@ -136,14 +141,17 @@ export class DecisionClient {
     return toDecision(response);
   }
 
-  /** Joins `value` to the decision `eventId`; rejects with ALREADY_EXISTS for a second reward. */
-  async reward(eventId: string, value: number, settings: CallSettings = {}): Promise<RewardResult> {
+  /**
+   * Joins `value` to the decision `eventId`; rejects with ALREADY_EXISTS for a second reward.
+   * `rewardId` is an idempotency key: a retried call with the same (eventId, rewardId) is stored once.
+   */
+  async reward(eventId: string, value: number, settings: RewardSettings = {}): Promise<RewardResult> {
     if (!eventId) {
       throw new TypeError("reward needs the event id of a decision");
     }
     const response = await this.unary<RewardRequest, RewardResponse>(
       (req, md, opts, cb) => this.rpc.reward(req, md, opts, cb),
-      RewardRequest.fromPartial({ eventId, value }),
+      RewardRequest.fromPartial({ eventId, value, rewardId: settings.rewardId ?? "" }),
       settings,
     );
     return { learned: response.learned };

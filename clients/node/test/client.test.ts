@@ -5,11 +5,12 @@ import { after, before, test } from "node:test";
 import { Server, ServerCredentials, status, type ServiceError } from "@grpc/grpc-js";
 
 import { DecisionClient, Status, hasStatus } from "../src/index";
-import { type ChooseRequest, type DecisionServiceServer, DecisionServiceService } from "../src/gen/protos/arbiter/v1/decision";
+import { type ChooseRequest, type RewardRequest, type DecisionServiceServer, DecisionServiceService } from "../src/gen/protos/arbiter/v1/decision";
 
 let server: Server;
 let client: DecisionClient;
 let lastChoose: ChooseRequest | undefined;
+let lastReward: RewardRequest | undefined;
 const rewarded = new Set<string>();
 
 function fail(code: status, details: string): ServiceError {
@@ -29,6 +30,7 @@ before(async () => {
       });
     },
     reward: (call, cb) => {
+      lastReward = call.request;
       if (rewarded.has(call.request.eventId)) return cb(fail(status.ALREADY_EXISTS, "already rewarded"));
       rewarded.add(call.request.eventId);
       cb(null, { learned: true });
@@ -71,6 +73,13 @@ test("errors reject with their gRPC status code", async () => {
   );
   assert.deepEqual(await client.reward("ev-2", 1), { learned: true });
   await assert.rejects(client.reward("ev-2", 1), (e) => hasStatus(e, Status.ALREADY_EXISTS));
+});
+
+test("reward sends the idempotency key", async () => {
+  const result = await client.reward("ev-9", 0.5, { rewardId: "click-1" });
+
+  assert.deepEqual(result, { learned: true });
+  assert.deepEqual(lastReward, { eventId: "ev-9", value: 0.5, rewardId: "click-1" });
 });
 
 test("reward without an event id fails before calling the server", async () => {

@@ -87,6 +87,11 @@ export interface ChooseResponse {
 export interface RewardRequest {
   eventId: string;
   value: number;
+  /**
+   * Optional idempotency key: a retried Reward with the same (event_id, reward_id) is stored
+   * once. Without it, a repeat of an event's stored value counts as a retry.
+   */
+  rewardId: string;
 }
 
 export interface RewardResponse {
@@ -932,7 +937,7 @@ export const ChooseResponse: MessageFns<ChooseResponse> = {
 };
 
 function createBaseRewardRequest(): RewardRequest {
-  return { eventId: "", value: 0 };
+  return { eventId: "", value: 0, rewardId: "" };
 }
 
 export const RewardRequest: MessageFns<RewardRequest> = {
@@ -942,6 +947,9 @@ export const RewardRequest: MessageFns<RewardRequest> = {
     }
     if (message.value !== 0) {
       writer.uint32(17).double(message.value);
+    }
+    if (message.rewardId !== "") {
+      writer.uint32(26).string(message.rewardId);
     }
     return writer;
   },
@@ -975,6 +983,14 @@ export const RewardRequest: MessageFns<RewardRequest> = {
             message.value = reader.double();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.rewardId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -995,6 +1011,11 @@ export const RewardRequest: MessageFns<RewardRequest> = {
         ? globalThis.String(object.event_id)
         : "",
       value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+      rewardId: isSet(object.rewardId)
+        ? globalThis.String(object.rewardId)
+        : isSet(object.reward_id)
+        ? globalThis.String(object.reward_id)
+        : "",
     };
   },
 
@@ -1006,6 +1027,9 @@ export const RewardRequest: MessageFns<RewardRequest> = {
     if (message.value !== 0) {
       obj.value = floatToJson(message.value);
     }
+    if (message.rewardId !== "") {
+      obj.rewardId = message.rewardId;
+    }
     return obj;
   },
 
@@ -1016,6 +1040,7 @@ export const RewardRequest: MessageFns<RewardRequest> = {
     const message = createBaseRewardRequest();
     message.eventId = object.eventId ?? "";
     message.value = object.value ?? 0;
+    message.rewardId = object.rewardId ?? "";
     return message;
   },
 };

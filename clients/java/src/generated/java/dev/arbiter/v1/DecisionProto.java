@@ -96,18 +96,19 @@ public final class DecisionProto {
       "_id\030\001 \001(\t\022\021\n\taction_id\030\002 \001(\t\022\023\n\013probabil" +
       "ity\030\003 \001(\001\022)\n\007ranking\030\004 \003(\0132\030.arbiter.v1." +
       "RankedAction\022\017\n\007variant\030\005 \001(\t\022\025\n\rmodel_v" +
-      "ersion\030\006 \001(\t\"0\n\rRewardRequest\022\020\n\010event_i" +
-      "d\030\001 \001(\t\022\r\n\005value\030\002 \001(\001\"!\n\016RewardResponse" +
-      "\022\017\n\007learned\030\001 \001(\010\"#\n\017ActivateRequest\022\020\n\010" +
-      "event_id\030\001 \001(\t\"\022\n\020ActivateResponse2\332\001\n\017D" +
-      "ecisionService\022?\n\006Choose\022\031.arbiter.v1.Ch" +
-      "ooseRequest\032\032.arbiter.v1.ChooseResponse\022" +
-      "?\n\006Reward\022\031.arbiter.v1.RewardRequest\032\032.a" +
-      "rbiter.v1.RewardResponse\022E\n\010Activate\022\033.a" +
-      "rbiter.v1.ActivateRequest\032\034.arbiter.v1.A" +
-      "ctivateResponseB\\\n\016dev.arbiter.v1B\rDecis" +
-      "ionProtoP\001Z9github.com/arbiter/arbiter/c" +
-      "lients/go/arbiterv1;arbiterv1b\006proto3"
+      "ersion\030\006 \001(\t\"C\n\rRewardRequest\022\020\n\010event_i" +
+      "d\030\001 \001(\t\022\r\n\005value\030\002 \001(\001\022\021\n\treward_id\030\003 \001(" +
+      "\t\"!\n\016RewardResponse\022\017\n\007learned\030\001 \001(\010\"#\n\017" +
+      "ActivateRequest\022\020\n\010event_id\030\001 \001(\t\"\022\n\020Act" +
+      "ivateResponse2\332\001\n\017DecisionService\022?\n\006Cho" +
+      "ose\022\031.arbiter.v1.ChooseRequest\032\032.arbiter" +
+      ".v1.ChooseResponse\022?\n\006Reward\022\031.arbiter.v" +
+      "1.RewardRequest\032\032.arbiter.v1.RewardRespo" +
+      "nse\022E\n\010Activate\022\033.arbiter.v1.ActivateReq" +
+      "uest\032\034.arbiter.v1.ActivateResponseB\\\n\016de" +
+      "v.arbiter.v1B\rDecisionProtoP\001Z9github.co" +
+      "m/arbiter/arbiter/clients/go/arbiterv1;a" +
+      "rbiterv1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -160,7 +161,7 @@ public final class DecisionProto {
     internal_static_arbiter_v1_RewardRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_RewardRequest_descriptor,
-        new java.lang.String[] { "EventId", "Value", });
+        new java.lang.String[] { "EventId", "Value", "RewardId", });
     internal_static_arbiter_v1_RewardResponse_descriptor =
       getDescriptor().getMessageTypes().get(6);
     internal_static_arbiter_v1_RewardResponse_fieldAccessorTable = new

@@ -17,6 +17,7 @@ private static final long serialVersionUID = 0L;
   }
   private RewardRequest() {
     eventId_ = "";
+    rewardId_ = "";
   }
 
   @java.lang.Override
@@ -94,6 +95,55 @@ private static final long serialVersionUID = 0L;
     return value_;
   }
 
+  public static final int REWARD_ID_FIELD_NUMBER = 3;
+  @SuppressWarnings("serial")
+  private volatile java.lang.Object rewardId_ = "";
+  /**
+   * <pre>
+   * Optional idempotency key: a retried Reward with the same (event_id, reward_id) is stored
+   * once. Without it, a repeat of an event's stored value counts as a retry.
+   * </pre>
+   *
+   * <code>string reward_id = 3;</code>
+   * @return The rewardId.
+   */
+  @java.lang.Override
+  public java.lang.String getRewardId() {
+    java.lang.Object ref = rewardId_;
+    if (ref instanceof java.lang.String) {
+      return (java.lang.String) ref;
+    } else {
+      com.google.protobuf.ByteString bs = 
+          (com.google.protobuf.ByteString) ref;
+      java.lang.String s = bs.toStringUtf8();
+      rewardId_ = s;
+      return s;
+    }
+  }
+  /**
+   * <pre>
+   * Optional idempotency key: a retried Reward with the same (event_id, reward_id) is stored
+   * once. Without it, a repeat of an event's stored value counts as a retry.
+   * </pre>
+   *
+   * <code>string reward_id = 3;</code>
+   * @return The bytes for rewardId.
+   */
+  @java.lang.Override
+  public com.google.protobuf.ByteString
+      getRewardIdBytes() {
+    java.lang.Object ref = rewardId_;
+    if (ref instanceof java.lang.String) {
+      com.google.protobuf.ByteString b = 
+          com.google.protobuf.ByteString.copyFromUtf8(
+              (java.lang.String) ref);
+      rewardId_ = b;
+      return b;
+    } else {
+      return (com.google.protobuf.ByteString) ref;
+    }
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -114,6 +164,9 @@ private static final long serialVersionUID = 0L;
     if (java.lang.Double.doubleToRawLongBits(value_) != 0) {
       output.writeDouble(2, value_);
     }
+    if (!com.google.protobuf.GeneratedMessageV3.isStringEmpty(rewardId_)) {
+      com.google.protobuf.GeneratedMessageV3.writeString(output, 3, rewardId_);
+    }
     getUnknownFields().writeTo(output);
   }
 
@@ -129,6 +182,9 @@ private static final long serialVersionUID = 0L;
     if (java.lang.Double.doubleToRawLongBits(value_) != 0) {
       size += com.google.protobuf.CodedOutputStream
         .computeDoubleSize(2, value_);
+    }
+    if (!com.google.protobuf.GeneratedMessageV3.isStringEmpty(rewardId_)) {
+      size += com.google.protobuf.GeneratedMessageV3.computeStringSize(3, rewardId_);
     }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
@@ -150,6 +206,8 @@ private static final long serialVersionUID = 0L;
     if (java.lang.Double.doubleToLongBits(getValue())
         != java.lang.Double.doubleToLongBits(
             other.getValue())) return false;
+    if (!getRewardId()
+        .equals(other.getRewardId())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -166,6 +224,8 @@ private static final long serialVersionUID = 0L;
     hash = (37 * hash) + VALUE_FIELD_NUMBER;
     hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
         java.lang.Double.doubleToLongBits(getValue()));
+    hash = (37 * hash) + REWARD_ID_FIELD_NUMBER;
+    hash = (53 * hash) + getRewardId().hashCode();
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -297,6 +357,7 @@ private static final long serialVersionUID = 0L;
       bitField0_ = 0;
       eventId_ = "";
       value_ = 0D;
+      rewardId_ = "";
       return this;
     }
 
@@ -335,6 +396,9 @@ private static final long serialVersionUID = 0L;
       }
       if (((from_bitField0_ & 0x00000002) != 0)) {
         result.value_ = value_;
+      }
+      if (((from_bitField0_ & 0x00000004) != 0)) {
+        result.rewardId_ = rewardId_;
       }
     }
 
@@ -390,6 +454,11 @@ private static final long serialVersionUID = 0L;
       if (other.getValue() != 0D) {
         setValue(other.getValue());
       }
+      if (!other.getRewardId().isEmpty()) {
+        rewardId_ = other.rewardId_;
+        bitField0_ |= 0x00000004;
+        onChanged();
+      }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
       return this;
@@ -426,6 +495,11 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000002;
               break;
             } // case 17
+            case 26: {
+              rewardId_ = input.readStringRequireUtf8();
+              bitField0_ |= 0x00000004;
+              break;
+            } // case 26
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -543,6 +617,103 @@ private static final long serialVersionUID = 0L;
     public Builder clearValue() {
       bitField0_ = (bitField0_ & ~0x00000002);
       value_ = 0D;
+      onChanged();
+      return this;
+    }
+
+    private java.lang.Object rewardId_ = "";
+    /**
+     * <pre>
+     * Optional idempotency key: a retried Reward with the same (event_id, reward_id) is stored
+     * once. Without it, a repeat of an event's stored value counts as a retry.
+     * </pre>
+     *
+     * <code>string reward_id = 3;</code>
+     * @return The rewardId.
+     */
+    public java.lang.String getRewardId() {
+      java.lang.Object ref = rewardId_;
+      if (!(ref instanceof java.lang.String)) {
+        com.google.protobuf.ByteString bs =
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        rewardId_ = s;
+        return s;
+      } else {
+        return (java.lang.String) ref;
+      }
+    }
+    /**
+     * <pre>
+     * Optional idempotency key: a retried Reward with the same (event_id, reward_id) is stored
+     * once. Without it, a repeat of an event's stored value counts as a retry.
+     * </pre>
+     *
+     * <code>string reward_id = 3;</code>
+     * @return The bytes for rewardId.
+     */
+    public com.google.protobuf.ByteString
+        getRewardIdBytes() {
+      java.lang.Object ref = rewardId_;
+      if (ref instanceof String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        rewardId_ = b;
+        return b;
+      } else {
+        return (com.google.protobuf.ByteString) ref;
+      }
+    }
+    /**
+     * <pre>
+     * Optional idempotency key: a retried Reward with the same (event_id, reward_id) is stored
+     * once. Without it, a repeat of an event's stored value counts as a retry.
+     * </pre>
+     *
+     * <code>string reward_id = 3;</code>
+     * @param value The rewardId to set.
+     * @return This builder for chaining.
+     */
+    public Builder setRewardId(
+        java.lang.String value) {
+      if (value == null) { throw new NullPointerException(); }
+      rewardId_ = value;
+      bitField0_ |= 0x00000004;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional idempotency key: a retried Reward with the same (event_id, reward_id) is stored
+     * once. Without it, a repeat of an event's stored value counts as a retry.
+     * </pre>
+     *
+     * <code>string reward_id = 3;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearRewardId() {
+      rewardId_ = getDefaultInstance().getRewardId();
+      bitField0_ = (bitField0_ & ~0x00000004);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional idempotency key: a retried Reward with the same (event_id, reward_id) is stored
+     * once. Without it, a repeat of an event's stored value counts as a retry.
+     * </pre>
+     *
+     * <code>string reward_id = 3;</code>
+     * @param value The bytes for rewardId to set.
+     * @return This builder for chaining.
+     */
+    public Builder setRewardIdBytes(
+        com.google.protobuf.ByteString value) {
+      if (value == null) { throw new NullPointerException(); }
+      checkByteStringIsUtf8(value);
+      rewardId_ = value;
+      bitField0_ |= 0x00000004;
       onChanged();
       return this;
     }

@@ -24,4 +24,26 @@ public interface RewardRequestOrBuilder extends
    * @return The value.
    */
   double getValue();
+
+  /**
+   * <pre>
+   * Optional idempotency key: a retried Reward with the same (event_id, reward_id) is stored
+   * once. Without it, a repeat of an event's stored value counts as a retry.
+   * </pre>
+   *
+   * <code>string reward_id = 3;</code>
+   * @return The rewardId.
+   */
+  java.lang.String getRewardId();
+  /**
+   * <pre>
+   * Optional idempotency key: a retried Reward with the same (event_id, reward_id) is stored
+   * once. Without it, a repeat of an event's stored value counts as a retry.
+   * </pre>
+   *
+   * <code>string reward_id = 3;</code>
+   * @return The bytes for rewardId.
+   */
+  com.google.protobuf.ByteString
+      getRewardIdBytes();
 }

@@ -101,12 +101,20 @@ public final class DecisionClient implements AutoCloseable {
    * it (now or when the reward window closes), false when it was stored for evaluation only.
    */
   public boolean reward(String eventId, double value) {
+    return reward(eventId, value, "");
+  }
+
+  /**
+   * {@link #reward(String, double)} with an idempotency key: a retried call with the same
+   * (eventId, rewardId) is stored once, so it is safe to retry after a timeout.
+   */
+  public boolean reward(String eventId, double value, String rewardId) {
     if (eventId == null || eventId.isEmpty()) {
       throw new IllegalArgumentException("reward needs the event id of a decision");
     }
-    return call()
-        .reward(RewardRequest.newBuilder().setEventId(eventId).setValue(value).build())
-        .getLearned();
+    RewardRequest request =
+        RewardRequest.newBuilder().setEventId(eventId).setValue(value).setRewardId(rewardId).build();
+    return call().reward(request).getLearned();
   }
 
   /** Starts the reward window of a deferred decision that was actually shown. */

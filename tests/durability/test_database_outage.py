@@ -1,0 +1,76 @@
+"""PostgreSQL stops mid-run: UNAVAILABLE and NOT_SERVING; it returns: SERVING, nothing lost."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from clients.python import DecisionClient, UnavailableError
+from server.app import App, Settings
+from server.config import parse_config
+from tests.postgres import HOW_TO_ENABLE, Cluster
+
+CONFIG = {"experiments": {"homepage": {"policy": "linucb"}}}
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    """A cluster of this test's own, since the test stops and starts it."""
+    try:
+        own = Cluster()
+    except FileNotFoundError:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL tests: {HOW_TO_ENABLE}")
+        pytest.skip(HOW_TO_ENABLE)
+    yield own
+    own.destroy()
+
+
+def health_status(target: str) -> int:
+    with grpc.insecure_channel(target) as channel:
+        return health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="arbiter.v1.DecisionService"), timeout=5).status
+
+
+def wait_for(predicate, seconds: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.slow
+def test_a_database_outage_fails_fast_and_service_resumes_on_its_own(cluster: Cluster) -> None:
+    app = App(Settings(listen="127.0.0.1:0", db=cluster.url, tick_seconds=0.2),
+              parse_config(CONFIG))
+    app.start()
+    target = f"127.0.0.1:{app.port}"
+    try:
+        with DecisionClient(target, timeout=10) as client:
+            before = client.choose("homepage", actions=["a", "b"])
+            rewarded = client.choose("homepage", actions=["a", "b"])
+            client.reward(rewarded.event_id, 1.0)
+
+            cluster.stop()
+            started = time.monotonic()
+            with pytest.raises(UnavailableError):
+                client.choose("homepage", actions=["a", "b"])
+            assert time.monotonic() - started < 5  # fails fast, not at the deadline
+            with pytest.raises(UnavailableError):
+                client.reward(before.event_id, 1.0)
+            assert health_status(target) == health_pb2.HealthCheckResponse.NOT_SERVING
+
+            cluster.start()
+            assert wait_for(lambda: health_status(target) == health_pb2.HealthCheckResponse.SERVING)
+            assert client.reward(before.event_id, 1.0).learned  # the earlier decision still joins
+            after = client.choose("homepage", actions=["a", "b"])
+            assert after.model_version.endswith("@2")  # both learned events, nothing lost
+    finally:
+        app.stop(grace=1)

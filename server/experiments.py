@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections.abc import Mapping, Sequence
 
@@ -12,6 +13,8 @@ from numpy.typing import NDArray
 from policies import Decision, Policy, create
 from server.assignment import allocate, bucket
 from server.config import ExperimentConfig, VariantConfig
+
+log = logging.getLogger(__name__)
 
 
 def rng_for(event_id: str, stream: str = "") -> np.random.Generator:
@@ -44,8 +47,14 @@ class Variant:
 
     def learn(self, decision: Decision, chosen: int, reward: float, probability: float,
               seq: int) -> None:
+        """Apply learned event ``seq``. A reward the policy rejects (e.g. outside [0, 1] for
+        ``thompson``) is skipped with a warning — the same way live and in replay, so the model
+        stays a deterministic fold of the log."""
         with self.lock:
-            self.policy.update(decision, chosen, reward, probability)
+            try:
+                self.policy.update(decision, chosen, reward, probability)
+            except ValueError as error:
+                log.warning("variant %s skipped learned event %d: %s", self.name, seq, error)
             self.position = seq
 
     def state(self) -> tuple[bytes, int]:

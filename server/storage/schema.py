@@ -11,6 +11,11 @@
 - ``learnings``: the fold. Each row is one (event, reward value) the experiment's policies
   learned, in ``seq`` order; replaying it from a snapshot's ``position`` rebuilds the models.
 - ``snapshots``: a cache of the fold — a variant's serialized policy after learning ``position``.
+- ``experiment_states``: append-only history of each experiment's live set-up (which variants
+  serve and with what weight, which are shadows, the champion, and the bucket → variant table
+  run-length encoded as ``[[variant, count], ...]``); the highest ``version`` is the current one.
+  The TOML seeds version 1; ``SetTraffic`` and promotions add versions.
+- ``promotions``: the audit trail of every promotion, with the report figures behind it.
 """
 
 from __future__ import annotations
@@ -91,4 +96,33 @@ snapshots = sa.Table(
     sa.Column("state", sa.LargeBinary, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_snapshots_variant_position", "experiment", "variant", "position"),
+)
+
+experiment_states = sa.Table(
+    "experiment_states",
+    metadata,
+    sa.Column("experiment", sa.String(128), primary_key=True),
+    sa.Column("version", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("control", sa.String(128), nullable=False),
+    # [{"name", "traffic", "shadow"}] for every variant
+    sa.Column("variants", sa.JSON, nullable=False),
+    sa.Column("bucket_table", sa.JSON, nullable=False),
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+promotions = sa.Table(
+    "promotions",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("experiment", sa.String(128), nullable=False),
+    sa.Column("from_variant", sa.String(128), nullable=False),
+    sa.Column("to_variant", sa.String(128), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("evidence", sa.JSON, nullable=False),
+    sa.Column("automatic", sa.Boolean, nullable=False),
+    sa.Column("state_version", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_promotions_experiment", "experiment", "id"),
 )

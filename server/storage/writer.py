@@ -33,7 +33,8 @@ from server.storage import schema
 log = logging.getLogger(__name__)
 
 TABLE_ORDER: tuple[sa.Table, ...] = (schema.decisions, schema.activations, schema.rewards,
-                                     schema.learnings, schema.snapshots)
+                                     schema.learnings, schema.snapshots,
+                                     schema.experiment_states, schema.promotions)
 Row = tuple[sa.Table, dict[str, Any]]
 
 

@@ -33,12 +33,19 @@ TARGETS = {"linucb": 0.84, "lints": 0.84, "vw": 0.62}
 
 VW_CANDIDATES = (
     "--cb_explore_adf --squarecb -q sa",
-    "--cb_explore_adf --squarecb -q sa -l 2",
     "--cb_explore_adf --squarecb -q sa -l 5",
-    "--cb_explore_adf --epsilon 0.05 -q sa",
-    "--cb_explore_adf --epsilon 0.02 -q sa --cb_type mtr -l 0.5 --power_t 0",
+    "--cb_explore_adf --squarecb --gamma_scale 100 -q sa -l 5",
+    "--cb_explore_adf --squarecb --gamma_scale 300 -q sa --ignore_linear s -l 10",
+    "--cb_explore_adf --epsilon 0.02 -q sa -l 5",
+    "--cb_explore_adf --epsilon 0.02 -q sa --ignore_linear s -l 10",
+    "--cb_explore_adf --bag 5 --greedify -q sa -l 5",
+    "--cb_explore_adf --cover 3 -q sa -l 1",
+    "--cb_explore_adf --softmax --lambda 20 -q sa -l 5",
+    "--cb_explore_adf --softmax --lambda 20 -q sa --ignore_linear s -l 10",
+    "--cb_explore_adf --softmax --lambda 20 --epsilon 0.02 -q sa --ignore_linear s -l 10",
 )
-"""VW argument strings compared by ``--vw-search`` (reference points first)."""
+"""VW argument strings compared by ``--vw-search``: the stock reference points first, the
+shipped default (``policies.vw.DEFAULT_ARGS``) last. See that constant for what we learned."""
 
 
 def digits_decisions() -> tuple[list[Decision], NDArray[np.int64]]:

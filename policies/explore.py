@@ -30,7 +30,11 @@ def argmax_frequencies(draws: NDArray[np.float64]) -> NDArray[np.float64]:
 
     A row with tied maxima gives each tied column an equal share of that row.
     """
+    m, k = draws.shape
     best = draws == draws.max(axis=1, keepdims=True)
+    if np.count_nonzero(best) == m:  # no ties (the usual case with continuous draws)
+        counts: NDArray[np.float64] = np.bincount(best.argmax(axis=1), minlength=k) / m
+        return counts
     shares: NDArray[np.float64] = best / np.count_nonzero(best, axis=1, keepdims=True)
     frequencies: NDArray[np.float64] = shares.mean(axis=0)
     return frequencies

@@ -18,8 +18,9 @@ collide after hashing add up.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -31,6 +32,8 @@ INTERCEPT = "\x00intercept"
 
 _CACHE_LIMIT = 4096
 """Entries kept in a per-namespace lookup cache before it is cleared (a memory bound only)."""
+
+IndexT = TypeVar("IndexT", np.intp, np.uint64)
 
 Encoded = tuple[NDArray[np.intp], NDArray[np.float64]]
 """A namespace as ``(columns, values)``, both shape ``(n,)``."""
@@ -84,37 +87,45 @@ class Vocabulary:
         return column
 
 
-class Featurizer:
-    """Turns decisions into design matrices over a growing :class:`Vocabulary`.
+class NamespaceEncoder(Generic[IndexT]):
+    """A namespace's features as ``(indices, values)``, indices given by ``index(key)``.
 
-    Per-namespace column lookups are cached by the namespace's feature names, so a steady stream
-    of requests costs one dictionary lookup per namespace rather than one per feature.
+    Index lookups are cached by the namespace's feature names (and category values), so a
+    steady stream of requests costs one dictionary lookup per namespace, not one per feature.
     """
+
+    def __init__(self, index: Callable[[str], int], dtype: type[IndexT]) -> None:
+        self._index = index
+        self._dtype: type[IndexT] = dtype
+        self._cache: dict[tuple[object, ...], NDArray[IndexT]] = {}
+
+    def encode(self, role: str, namespace: Namespace) -> tuple[NDArray[IndexT], NDArray[np.float64]]:
+        """Indices and values, both shape ``(n,)``, of ``namespace``'s ``n`` features."""
+        numbers, categories = namespace.numbers, namespace.categories
+        lookup = (role, namespace.name, tuple(numbers), tuple(categories.items()))
+        indices = self._cache.get(lookup)
+        if indices is None:
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            keys = [key for key, _ in feature_items(role, namespace)]
+            indices = np.array([self._index(key) for key in keys], dtype=self._dtype)
+            self._cache[lookup] = indices
+        values = np.ones(len(indices))
+        values[: len(numbers)] = np.fromiter(numbers.values(), np.float64, len(numbers))
+        return indices, values
+
+
+class Featurizer:
+    """Turns decisions into design matrices over a growing :class:`Vocabulary`."""
 
     def __init__(self, vocabulary: Vocabulary) -> None:
         self.vocabulary = vocabulary
-        self._cache: dict[tuple[object, ...], NDArray[np.intp]] = {}
-
-    def _encode(self, role: str, namespace: Namespace) -> Encoded:
-        numbers, categories = namespace.numbers, namespace.categories
-        lookup = (role, namespace.name, tuple(numbers), tuple(categories.items()))
-        columns = self._cache.get(lookup)
-        if columns is None:
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()
-            columns = np.array(
-                [self.vocabulary.column(key) for key, _ in feature_items(role, namespace)],
-                dtype=np.intp,
-            )
-            self._cache[lookup] = columns
-        values = np.ones(len(columns))
-        values[: len(numbers)] = np.fromiter(numbers.values(), np.float64, len(numbers))
-        return columns, values
+        self._encoder = NamespaceEncoder(vocabulary.column, np.intp)
 
     def _encode_all(self, role: str, namespaces: tuple[Namespace, ...]) -> Encoded | None:
         if not namespaces:
             return None
-        parts = [self._encode(role, ns) for ns in namespaces]
+        parts = [self._encoder.encode(role, ns) for ns in namespaces]
         if len(parts) == 1:
             return parts[0]
         return np.concatenate([c for c, _ in parts]), np.concatenate([v for _, v in parts])
@@ -135,14 +146,16 @@ class DesignRows:
     actions: list[Encoded | None]
 
     def matrix(self, width: int) -> NDArray[np.float64]:
-        """The design matrix, shape ``(K, width)``; read-only when no action has features."""
+        """The design matrix, shape ``(K, width)``, or shape ``(width,)`` when no action has
+        features of its own: then every action's row is that one row (and nothing is copied).
+        """
         base = np.zeros(width)
         if self.shared is not None:
             columns, values = self.shared
             base += np.bincount(columns, values, minlength=width)
         base[0] += 1.0
         if all(features is None for features in self.actions):
-            return np.broadcast_to(base, (len(self.actions), width))
+            return base
         matrix = np.tile(base, (len(self.actions), 1))
         for row, features in zip(matrix, self.actions, strict=True):
             if features is not None:

@@ -52,7 +52,7 @@ class LinearPolicy(Hyperparameters, ABC):
         self._ridge = RidgeModels(self.l2)
 
     def _design(self, decision: Decision) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
-        """Design matrix ``(K, D)`` and model slots ``(K,)`` of ``decision``."""
+        """Design matrix ``(K, D)`` (or its one shared row, ``(D,)``) and slots ``(K,)``."""
         if self._last is not None and self._last[0] is decision:
             rows = self._last[1]
         else:
@@ -71,13 +71,14 @@ class LinearPolicy(Hyperparameters, ABC):
     def _choose(
         self, x: NDArray[np.float64], slots: NDArray[np.intp], rng: np.random.Generator
     ) -> NDArray[np.float64]:
-        """The distribution for design matrix ``x`` ``(K, D)`` and model ``slots`` ``(K,)``."""
+        """The distribution for design ``x`` (``(K, D)`` or shared ``(D,)``), ``slots`` ``(K,)``."""
 
     def update(self, decision: Decision, chosen: int, reward: float, probability: float) -> None:
         """Add ``(x_chosen, reward)`` to the chosen action's ridge model."""
         check_feedback(decision, chosen, reward)
         x, slots = self._design(decision)
-        self._ridge.update(x[chosen], int(slots[chosen]), float(reward))
+        row = x if x.ndim == 1 else x[chosen]
+        self._ridge.update(row, int(slots[chosen]), float(reward))
 
     def to_bytes(self) -> bytes:
         """Snapshot: hyperparameters, vocabulary, action ids and the ridge arrays."""
@@ -90,9 +91,7 @@ class LinearPolicy(Hyperparameters, ABC):
         """Inverse of :meth:`to_bytes`."""
         snapshot = serialize.load(data, cls.name)
         policy = cls(**snapshot.params)
-        policy._featurizer = Featurizer(
-            Vocabulary(policy.max_features, snapshot.state["vocabulary"])
-        )
+        policy._featurizer = Featurizer(Vocabulary(policy.max_features, snapshot.state["vocabulary"]))
         policy._ridge.restore(snapshot.state, snapshot.arrays)
         return policy
 

@@ -47,8 +47,7 @@ def create(name: str, params: Mapping[str, Any]) -> Policy:
     for key in params:
         if key not in accepted:
             raise PolicyConfigError(
-                f"unknown parameter `{key}` for policy `{name}`; "
-                f"accepted: {', '.join(accepted) or 'none'}"
+                f"unknown parameter `{key}` for policy `{name}`; accepted: {', '.join(accepted) or 'none'}"
             )
     for key in cls.required_parameter_names():
         if key not in params:

@@ -90,14 +90,26 @@ class RidgeModels:
         return self._ainv[slots]
 
     def mean(self, x: NDArray[np.float64], slots: NDArray[np.intp]) -> NDArray[np.float64]:
-        """Estimated rewards ``x_k . theta_{slot_k}``, shape ``(K,)`` for ``x`` of ``(K, D)``."""
+        """Estimated rewards ``x_k . theta_{slot_k}``, shape ``(K,)``.
+
+        ``x`` is the ``(K, D)`` design matrix, or one ``(D,)`` row shared by all K actions.
+        """
+        if x.ndim == 1:
+            shared: NDArray[np.float64] = self._theta[slots] @ x
+            return shared
         mean: NDArray[np.float64] = np.einsum("kd,kd->k", x, self._theta[slots])
         return mean
 
     def variance(self, x: NDArray[np.float64], slots: NDArray[np.intp]) -> NDArray[np.float64]:
-        """``x_k^T A_{slot_k}^{-1} x_k``, shape ``(K,)``: estimate variance / noise variance."""
-        projected = np.matmul(self._stack(slots), x[:, :, None])[:, :, 0]
-        variance: NDArray[np.float64] = np.einsum("kd,kd->k", projected, x)
+        """``x_k^T A_{slot_k}^{-1} x_k``, shape ``(K,)``: estimate variance / noise variance.
+
+        ``x`` as in :meth:`mean`.
+        """
+        if x.ndim == 1:
+            variance: NDArray[np.float64] = (self._stack(slots) @ x) @ x
+        else:
+            projected = np.matmul(self._stack(slots), x[:, :, None])[:, :, 0]
+            variance = np.einsum("kd,kd->k", projected, x)
         return np.maximum(variance, 0.0)
 
     def update(self, x: NDArray[np.float64], slot: int, reward: float) -> None:

@@ -68,6 +68,8 @@ def load(data: bytes, policy: str) -> Snapshot:
     if magic != _MAGIC or version != _VERSION:
         raise ValueError("data is not an Arbiter policy snapshot of a known version")
     start = _PREFIX.size
+    if start + header_size > len(data):
+        raise ValueError("policy snapshot is truncated")
     header = json.loads(data[start : start + header_size])
     if header["policy"] != policy:
         raise ValueError(f"snapshot is of policy `{header['policy']}`, expected `{policy}`")

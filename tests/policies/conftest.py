@@ -31,8 +31,7 @@ def decision(
         Namespace("meta", categories={"segment": segment}),
     )
     features = tuple(
-        (Namespace("item", numbers={"price": price[a]}),) if price and a in price else ()
-        for a in action_ids
+        (Namespace("item", numbers={"price": price[a]}),) if price and a in price else () for a in action_ids
     )
     return Decision(context=context, action_ids=action_ids, action_features=features)
 

@@ -63,9 +63,7 @@ def test_same_seed_gives_same_decisions(name: str, rounds: Callable[..., Iterato
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_snapshot_restores_identical_behaviour(
-    name: str, rounds: Callable[..., Iterator[Round]]
-) -> None:
+def test_snapshot_restores_identical_behaviour(name: str, rounds: Callable[..., Iterator[Round]]) -> None:
     original = make(name)
     play(original, rounds(4, 150), np.random.default_rng(1))
     data = original.to_bytes()
@@ -85,9 +83,7 @@ def test_snapshot_restores_identical_behaviour(
 
 
 @pytest.mark.parametrize("name", sorted(set(NAMES) - BASELINES))
-def test_beats_uniform_on_a_linear_problem(
-    name: str, rounds: Callable[..., Iterator[Round]]
-) -> None:
+def test_beats_uniform_on_a_linear_problem(name: str, rounds: Callable[..., Iterator[Round]]) -> None:
     steps = 1500
     uniform_value = float(np.mean([r.success.mean() for r in rounds(11, steps)]))
 

@@ -146,13 +146,20 @@ def _run_client_test(language: str, server: Server) -> None:
             ["make", "-s", "-C", str(CLIENTS), f"test-{language}", f"ARBITER_TARGET={server.target}"],
             env=env, capture_output=True, text=True, timeout=LANGUAGE_TIMEOUT_S)
     except subprocess.TimeoutExpired as e:
-        pytest.fail(f"{language} client test timed out after {LANGUAGE_TIMEOUT_S}s:\n{e.stdout}\n{e.stderr}")
+        partial = "\n".join(_text(part) for part in (e.stdout, e.stderr))
+        pytest.fail(f"{language} client test timed out after {LANGUAGE_TIMEOUT_S}s:\n{_tail(partial, 150)}")
 
     output = f"{result.stdout}\n{result.stderr}".strip()
     assert result.returncode == 0, (
         f"{language} client test failed (exit {result.returncode}) against {server.target}:\n"
         f"{_tail(output, 150)}\n--- server log (tail) ---\n{server.log_tail()}")
     assert server.proc.poll() is None, f"server exited during the {language} test:\n{server.log_tail()}"
+
+
+def _text(output: str | bytes | None) -> str:
+    if isinstance(output, bytes):
+        return output.decode(errors="replace")
+    return output or ""
 
 
 def _tail(text: str, lines: int) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent import futures
 from dataclasses import dataclass, field
 
@@ -12,12 +13,14 @@ import sqlalchemy as sa
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from protos.arbiter.v1 import decision_pb2, decision_pb2_grpc
+from protos.arbiter.v1 import decision_pb2, decision_pb2_grpc, experiments_pb2, experiments_pb2_grpc
+from server.admin import ExperimentServicer
 from server.config import ExperimentConfig
 from server.convert import DEFAULT_MAX_ACTIONS
 from server.experiments import Experiment
 from server.interceptors import ErrorInterceptor
 from server.loop import Clock, DecisionLoop, utc_now
+from server.promotion import Controller
 from server.recovery import restore
 from server.servicer import DecisionServicer
 from server.snapshots import Snapshotter
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAMES = (
     decision_pb2.DESCRIPTOR.services_by_name["DecisionService"].full_name,
+    experiments_pb2.DESCRIPTOR.services_by_name["ExperimentService"].full_name,
     reflection.SERVICE_NAME,
     health.SERVICE_NAME,
 )
@@ -45,6 +49,7 @@ class Settings:
     snapshot_every: int = 1000  # learned events between snapshots
     snapshot_seconds: float = 60.0  # ... or seconds, whichever comes first
     tick_seconds: float = 0.5  # how often windows close, snapshots and the database are checked
+    auto_promote_seconds: float = 30.0  # how often `auto_promote` experiments are checked
     clock: Clock = field(default=utc_now)
 
 
@@ -81,6 +86,9 @@ class App:
                                  clock=settings.clock,
                                  relaxed=settings.durability == "relaxed",
                                  available=lambda: self._db_ok)
+        self.controller = Controller(self.engine, self.writer, self.experiments, self.snapshots,
+                                     lambda: self.loop.learned_events)
+        self._next_auto_promote = 0.0
         self.port = 0
         self._stopping = threading.Event()
         self._maintenance = threading.Thread(target=self._maintain, name="arbiter-maintenance",
@@ -94,6 +102,8 @@ class App:
         """
         decision_pb2_grpc.add_DecisionServiceServicer_to_server(
             DecisionServicer(self.loop, max_actions=self.settings.max_actions), self.server)
+        experiments_pb2_grpc.add_ExperimentServiceServicer_to_server(
+            ExperimentServicer(self.controller), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(SERVICE_NAMES, self.server)
         host = self.settings.listen.rsplit(":", 1)[0]
@@ -101,6 +111,7 @@ class App:
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {self.settings.listen}")
         self.server.start()
+        self.controller.load()  # stored traffic and roles first: they decide what replay feeds
         for experiment in self.experiments.values():
             restore(self.engine, experiment)
         self.loop.restore_windows()
@@ -135,6 +146,9 @@ class App:
                     self._probe_database()
                 self.loop.close_windows()
                 self.snapshots.maybe(self.loop.learned_events)
+                if time.monotonic() >= self._next_auto_promote:
+                    self._next_auto_promote = time.monotonic() + self.settings.auto_promote_seconds
+                    self.controller.auto_promote()
             except Exception as error:  # keep maintaining; the next tick tries again
                 log.warning("maintenance tick failed: %s", error)
 

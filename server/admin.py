@@ -1,0 +1,90 @@
+"""The ExperimentService (admin) servicer: convert, call the controller, convert back.
+
+Errors are the domain errors of :mod:`server.errors` (the interceptor maps them).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import grpc
+
+from protos.arbiter.v1 import experiments_pb2 as pb
+from protos.arbiter.v1 import experiments_pb2_grpc
+from server import report as reports
+from server.experiments import Experiment
+from server.promotion import Controller
+
+
+class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
+    def __init__(self, controller: Controller) -> None:
+        self._controller = controller
+
+    def ListExperiments(self, request: pb.ListExperimentsRequest,
+                        context: grpc.ServicerContext) -> pb.ListExperimentsResponse:
+        return pb.ListExperimentsResponse(experiments=[
+            experiment_message(e) for _, e in sorted(self._controller.experiments.items())])
+
+    def GetExperiment(self, request: pb.GetExperimentRequest,
+                      context: grpc.ServicerContext) -> pb.Experiment:
+        return experiment_message(self._controller.experiment(request.experiment))
+
+    def GetReport(self, request: pb.GetReportRequest, context: grpc.ServicerContext) -> pb.Report:
+        return report_message(self._controller.report(request.experiment, request.segment_by))
+
+    def SetTraffic(self, request: pb.SetTrafficRequest,
+                   context: grpc.ServicerContext) -> pb.Experiment:
+        return experiment_message(self._controller.set_traffic(request.experiment,
+                                                               dict(request.traffic)))
+
+    def Promote(self, request: pb.PromoteRequest,
+                context: grpc.ServicerContext) -> pb.PromoteResponse:
+        previous = self._controller.promote(request.experiment, request.variant, request.reason)
+        return pb.PromoteResponse(
+            experiment=experiment_message(self._controller.experiment(request.experiment)),
+            previous_champion=previous)
+
+
+def experiment_message(experiment: Experiment) -> pb.Experiment:
+    config = experiment.config
+    shares = reports.shares(config)
+    return pb.Experiment(
+        name=config.name, control=config.control,
+        reward_wait_seconds=config.reward_wait_seconds, default_reward=config.default_reward,
+        reward_aggregation=config.reward_aggregation,
+        variants=[pb.Variant(name=v.name, policy=v.policy,
+                             params_json=json.dumps(dict(v.params), sort_keys=True),
+                             traffic=shares.get(v.name, 0.0), shadow=v.shadow)
+                  for v in config.variants])
+
+
+def _interval(value: reports.Interval | None) -> pb.Interval | None:
+    if value is None:
+        return None
+    return pb.Interval(estimate=value.estimate, low=value.low, high=value.high)
+
+
+def variant_message(fig: reports.VariantFigures) -> pb.VariantReport:
+    return pb.VariantReport(
+        variant=fig.variant, shadow=fig.shadow, traffic=fig.traffic, decisions=fig.decisions,
+        units=fig.units, rewards=fig.rewards, mean_reward=_interval(fig.mean_reward),
+        difference_to_control=_interval(fig.difference_to_control), p_value=fig.p_value,
+        probability_best=fig.probability_best, ips=_interval(fig.ips),
+        snips=_interval(fig.snips))
+
+
+def report_message(report: reports.Report) -> pb.Report:
+    srm = report.sample_ratio
+    return pb.Report(
+        experiment=report.experiment, control=report.control,
+        variants=[variant_message(f) for f in report.variants],
+        sample_ratio=pb.SampleRatioCheck(
+            chi_square=srm.chi_square if math.isfinite(srm.chi_square) else 0.0,
+            p_value=srm.p_value, mismatch=srm.mismatch,
+            observed_units=srm.observed_units, expected_share=srm.expected_share),
+        segment_by=report.segment_by,
+        segments=[pb.SegmentReport(segment=s.segment, units=s.units,
+                                   too_few_units=s.too_few_units,
+                                   variants=[variant_message(f) for f in s.variants])
+                  for s in report.segments])

@@ -1,0 +1,255 @@
+"""Changing an experiment while it runs: traffic, promotion (manual and automatic), audited.
+
+Semantics (documented in the README's "Experiments" section as well):
+
+- **SetTraffic** gives the serving variants new weights (normalised by their sum; a serving
+  variant left out gets 0; the champion must keep a positive weight). The table is re-allocated
+  from the current one with :func:`~server.assignment.allocate`, so as few units as possible
+  move. Shadows cannot get traffic this way — promote them.
+- **Promote a serving challenger**: it becomes the champion and takes the champion's traffic
+  share; the old champion takes the challenger's former share (the two swap weights), so it
+  keeps serving and stays measurable.
+- **Promote a shadow**: it becomes a serving variant and the champion with the old champion's
+  share; the old champion becomes a shadow (no traffic, still scored on every decision and still
+  learning off-policy), so it can be promoted back if the new one disappoints.
+- Every change is a new ``experiment_states`` version; a promotion also writes a ``promotions``
+  audit row (from, to, reason, automatic, and the report figures of both variants as evidence)
+  in the same transaction. The new set-up is swapped in by the writer's after-commit hook,
+  i.e. at one point of the learning order: every event learned before it was learned with the
+  old roles, every event after with the new ones. At that point each variant's ``position`` is
+  moved up to the experiment's last learned seq and a snapshot is taken right after, so that
+  recovery (snapshot + replay with the new roles) reproduces the live models. A rebuild from
+  scratch without snapshots replays with the current roles only, so a variant that changed
+  between shadow and serving is then rebuilt only approximately.
+- **Auto-promotion** (``auto_promote = { min_decisions, confidence }``), checked by the
+  maintenance thread: when the champion and a candidate each have at least ``min_decisions``
+  learned decisions, and the candidate's lower confidence bound (serving: mean reward; shadow:
+  IPS) is above the champion's upper bound (mean reward), both at ``confidence``, the candidate
+  with the highest lower bound is promoted with ``automatic = true``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Mapping
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from server import report as reports
+from server import traffic
+from server.assignment import allocate
+from server.config import ExperimentConfig
+from server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from server.experiments import Experiment
+from server.loop import utc_now
+from server.snapshots import Snapshotter
+from server.storage.schema import experiment_states, promotions
+from server.storage.writer import GroupCommitWriter, Row
+
+log = logging.getLogger(__name__)
+
+
+class Controller:
+    """Owns every change of an experiment's set-up after start; thread-safe per experiment."""
+
+    def __init__(self, engine: sa.Engine, writer: GroupCommitWriter,
+                 experiments: Mapping[str, Experiment], snapshots: Snapshotter,
+                 learned_events: Any = lambda: 0) -> None:
+        self._engine = engine
+        self._writer = writer
+        self.experiments = experiments
+        self._snapshots = snapshots
+        self._learned_events = learned_events
+        self._states: dict[str, traffic.State] = {}
+        self._locks = {name: threading.Lock() for name in experiments}
+
+    def load(self) -> None:
+        """At start, before the models are restored: stored set-ups, or seed them from the TOML."""
+        for name, experiment in self.experiments.items():
+            self._states[name] = traffic.load_or_seed(self._engine, experiment)
+
+    def experiment(self, name: str) -> Experiment:
+        if not name:
+            raise InvalidArgument("experiment", "is required")
+        experiment = self.experiments.get(name)
+        if experiment is None:
+            raise NotFound(f"experiment {name!r} is not configured")
+        return experiment
+
+    def since(self, name: str) -> datetime | None:
+        state = self._states.get(name)
+        return state.created_at if state is not None else None
+
+    # ------------------------------------------------------------------ report
+    def report(self, name: str, segment_by: str = "") -> reports.Report:
+        experiment = self.experiment(name)
+        segment_by = segment_by or experiment.config.segment_by or ""
+        if segment_by and "." not in segment_by:
+            raise InvalidArgument("segment_by", f"must look like \"namespace.feature\", "
+                                                f"got {segment_by!r}")
+        return reports.build(self._engine, experiment.config, since=self.since(name),
+                             segment_by=segment_by)
+
+    # ------------------------------------------------------------------ traffic
+    def set_traffic(self, name: str, weights: Mapping[str, float]) -> Experiment:
+        experiment = self.experiment(name)
+        if not weights:
+            raise InvalidArgument("traffic", "must give at least one serving variant a weight")
+        with self._locks[name]:
+            config = experiment.config
+            for variant, weight in weights.items():
+                if variant not in experiment.variants:
+                    raise InvalidArgument("traffic", f"names unknown variant {variant!r}")
+                if config.variant(variant).shadow:
+                    raise InvalidArgument("traffic", f"cannot give shadow variant {variant!r} "
+                                                     "traffic; promote it instead")
+                if not math.isfinite(weight) or weight < 0:
+                    raise InvalidArgument("traffic", f"weight of {variant!r} must be a finite "
+                                                     f"number >= 0, got {weight}")
+            if weights.get(config.control, 0.0) <= 0:
+                raise InvalidArgument("traffic", f"the champion {config.control!r} must keep a "
+                                                 "positive weight (promote another one first)")
+            flags = {v.name: (float(weights.get(v.name, 0.0)), False)
+                     for v in config.variants if not v.shadow}
+            new = traffic.configured(config, config.control, flags)
+            self._commit(experiment, new, "traffic set", [], barrier=False)
+        return experiment
+
+    # ------------------------------------------------------------------ promotion
+    def promote(self, name: str, variant: str, reason: str = "", *,
+                automatic: bool = False) -> str:
+        """Make ``variant`` the champion; returns the previous champion."""
+        experiment = self.experiment(name)
+        if not variant:
+            raise InvalidArgument("variant", "is required")
+        if variant not in experiment.variants:
+            raise NotFound(f"experiment {name!r} has no variant {variant!r}")
+        with self._locks[name]:
+            config = experiment.config
+            previous = config.control
+            if variant == previous:
+                raise FailedPrecondition(f"{variant!r} is already the champion of {name!r}")
+            candidate, champion = config.variant(variant), config.variant(previous)
+            flags = {variant: (champion.traffic, False),
+                     previous: (0.0, True) if candidate.shadow else (candidate.traffic, False)}
+            new = traffic.configured(config, variant, flags)
+            figures = {f.variant: f for f in reports.figures(
+                reports.load_rows(self._engine, name), config)}
+            evidence = {"from": _plain(asdict(figures[previous])),
+                        "to": _plain(asdict(figures[variant])),
+                        "to_was_shadow": candidate.shadow}
+            audit = {"experiment": name, "from_variant": previous, "to_variant": variant,
+                     "reason": reason or ("automatic" if automatic else "manual"),
+                     "evidence": evidence, "automatic": automatic, "created_at": utc_now()}
+            self._commit(experiment, new, f"promoted {variant}", [(promotions, audit)],
+                         barrier=True)
+        log.warning("experiment %s: %s promoted to champion (was %s)%s", name, variant, previous,
+                    " automatically" if automatic else "")
+        return previous
+
+    def promotions(self, name: str) -> list[dict[str, Any]]:
+        """The audit trail of ``name``, oldest first."""
+        query = (sa.select(promotions).where(promotions.c.experiment == name)
+                 .order_by(promotions.c.id))
+        with self._engine.connect() as connection:
+            return [dict(r) for r in connection.execute(query).mappings()]
+
+    def auto_promote(self) -> list[tuple[str, str]]:
+        """One check of every experiment with ``auto_promote``; returns (experiment, promoted)."""
+        done = []
+        for name, experiment in self.experiments.items():
+            config = experiment.config
+            if config.auto_promote is None:
+                continue
+            winner = choose_winner(reports.figures(reports.load_rows(self._engine, name), config,
+                                                   confidence=config.auto_promote.confidence),
+                                   config)
+            if winner is None:
+                continue
+            variant, low, high = winner
+            self.promote(name, variant, automatic=True,
+                         reason=f"automatic: lower bound {low:.4f} at confidence "
+                                f"{config.auto_promote.confidence} > champion's upper bound "
+                                f"{high:.4f}")
+            done.append((name, variant))
+        return done
+
+    # ------------------------------------------------------------------ internals
+    def _commit(self, experiment: Experiment, new: ExperimentConfig, reason: str,
+                rows: list[Row], *, barrier: bool) -> None:
+        weights = {v.name: v.traffic for v in new.variants if not v.shadow}
+        table = allocate(weights, previous=experiment.table)
+        current = self._states[experiment.name]
+        state = traffic.State(experiment=experiment.name, version=current.version + 1,
+                              control=new.control,
+                              variants=tuple((v.name, v.traffic, v.shadow) for v in new.variants),
+                              table=tuple(table), reason=reason, created_at=utc_now())
+        rows = [(experiment_states, state.row()), *rows]
+        for row in rows:
+            if row[0] is promotions:
+                row[1]["state_version"] = state.version
+
+        def swap() -> None:  # in the writer thread, at this point of the learning order
+            if barrier:
+                last = max(v.position for v in experiment.variants.values())
+                for variant in experiment.variants.values():
+                    with variant.lock:
+                        variant.position = max(variant.position, last)
+            traffic.apply(experiment, new, table)
+
+        try:
+            self._writer.write(rows, after_commit=swap)
+        except AlreadyExists as error:
+            raise FailedPrecondition(f"experiment {experiment.name!r} was changed by another "
+                                     "server sharing the database; restart this one to load "
+                                     "it") from error
+        self._states[experiment.name] = state
+        if barrier:
+            try:
+                self._snapshots.take(self._learned_events())
+            except sa.exc.SQLAlchemyError as error:
+                log.warning("snapshot after the change of %s not written: %s",
+                            experiment.name, error)
+
+
+def choose_winner(figures: list[reports.VariantFigures],
+                  config: ExperimentConfig) -> tuple[str, float, float] | None:
+    """The candidate whose lower bound beats the champion's upper bound (highest lower bound)."""
+    assert config.auto_promote is not None
+    minimum = config.auto_promote.min_decisions
+    by_name = {f.variant: f for f in figures}
+    champion = by_name.get(config.control)
+    if champion is None or champion.mean_reward is None or champion.rewards < minimum:
+        return None
+    upper = champion.mean_reward.high
+    best: tuple[str, float, float] | None = None
+    for fig in figures:
+        if fig.variant == config.control or fig.rewards < minimum:
+            continue
+        if fig.shadow:
+            estimate = fig.ips
+        elif fig.traffic > 0:
+            estimate = fig.mean_reward
+        else:
+            continue
+        if estimate is None or not math.isfinite(estimate.low):
+            continue
+        if estimate.low > upper and (best is None or estimate.low > best[1]):
+            best = (fig.variant, estimate.low, upper)
+    return best
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: NaN and infinities become null (PostgreSQL's JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

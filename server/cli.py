@@ -42,6 +42,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     simulate.add_argument("--seed", type=int, default=0)
     simulate.set_defaults(run=_simulate)
 
+    report = commands.add_parser("report", help="print an experiment's live report")
+    report.add_argument("--target", required=True, help="HOST:PORT of the server")
+    report.add_argument("--experiment", required=True)
+    report.add_argument("--segment-by", default="",
+                        help="categorical context feature NAMESPACE.FEATURE to break down by "
+                             "(default: the experiment's `segment_by`)")
+    report.set_defaults(run=_report)
+
+    promote = commands.add_parser("promote", help="make a variant the experiment's champion")
+    promote.add_argument("--target", required=True, help="HOST:PORT of the server")
+    promote.add_argument("--experiment", required=True)
+    promote.add_argument("--variant", required=True)
+    promote.add_argument("--reason", default="", help="why (stored in the audit row)")
+    promote.set_defaults(run=_promote)
+
     args = parser.parse_args(argv)
     return int(args.run(args))
 
@@ -74,3 +89,15 @@ def _simulate(args: argparse.Namespace) -> int:
     from server.simulate import run
 
     return run(args.target, args.experiment, args.events, seed=args.seed)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from server.admin_cli import report
+
+    return report(args.target, args.experiment, args.segment_by)
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from server.admin_cli import promote
+
+    return promote(args.target, args.experiment, args.variant, args.reason)

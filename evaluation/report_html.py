@@ -199,7 +199,11 @@ def render_html(report: EvaluationReport) -> str:
         sections.append("<h2>Importance weights</h2>")
         sections += [_histogram_svg(h) for h in report.weight_histograms]
     if report.segments:
-        sections += ["<h2>Per-segment estimates</h2>", _segments_table(report.segments)]
+        sections += [
+            "<h2>Per-segment estimates</h2>",
+            _segments_svg(report.segments),
+            _segments_table(report.segments),
+        ]
     if report.notes:
         items = "".join(f"<li>{escape(note)}</li>" for note in report.notes)
         sections.append(f"<h2>Notes</h2><ul>{items}</ul>")
@@ -378,6 +382,16 @@ def _histogram_svg(histogram: WeightHistogram) -> str:
             f'fill="{PALETTE[0]}"><title>[{_fmt(left)}, {_fmt(right)}): {count}</title></rect>'
         )
     return _svg(height, "".join(parts), f"importance weights of {histogram.candidate}")
+
+
+def _segments_svg(segments: Sequence[SegmentEstimate]) -> str:
+    """Forest plot of the per-segment estimates: one row per (segment, candidate, estimator)."""
+    rows = [
+        Estimate(candidate=f"{s.segment} · {s.candidate}", estimator=s.estimator, value=s.value,
+                 low=s.low, high=s.high)
+        for s in segments
+    ]
+    return _estimates_svg(rows, None)
 
 
 def _segments_table(segments: Sequence[SegmentEstimate]) -> str:

@@ -42,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     simulate.add_argument("--seed", type=int, default=0)
     simulate.set_defaults(run=_simulate)
 
+    from evaluation.cli import register as register_evaluation
+
+    register_evaluation(commands)
     report = commands.add_parser("report", help="print an experiment's live report")
     report.add_argument("--target", required=True, help="HOST:PORT of the server")
     report.add_argument("--experiment", required=True)

@@ -98,7 +98,7 @@ def test_report_is_self_contained_and_has_every_section(make_log: Any) -> None:
     assert not {"script", "link", "img", "iframe", "object"} & set(parser.tags)
     assert not [v for k, v in parser.attributes if k in {"src", "href"}]
     assert "http://" not in page and "https://" not in page and "url(" not in page
-    assert parser.tags.count("svg") == 3  # estimates, cumulative reward, one weight histogram
+    assert parser.tags.count("svg") == 4  # estimates, cumulative reward, one weight histogram, segments
     for heading in (
         "Estimated policy value",
         "Cumulative mean reward",

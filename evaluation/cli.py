@@ -1,0 +1,191 @@
+"""``arbiter evaluate`` and ``arbiter export``: offline evaluation and export of the decision log.
+
+``evaluate`` streams the learned decisions of one experiment in time order, replays every
+``--candidate`` progressively (plus a uniform baseline), and prints every estimator's value and
+interval next to the logging policy's observed mean; ``--json``, ``--report`` and
+``--promote-if-better`` write or act on the same aggregates. ``export`` writes the log as
+DSJson or Parquet. Exit codes: 0 done, 1 nothing to evaluate or export failed, 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from rich.console import Console
+from rich.progress import Progress
+
+from evaluation._checks import EvaluationInputError
+from evaluation.estimators import ESTIMATORS
+from evaluation.export import write_dsjson, write_parquet
+from evaluation.logdata import LoggedRow, LogQuery, count_log, parse_time, read_log
+from evaluation.replay import CandidateError, CandidateSpec, parse_candidate, replay
+from evaluation.report_html import render_html
+from evaluation.summary import format_table, summarize, to_json, to_report
+from server.storage.engine import create_engine
+
+__all__ = ["register"]
+
+BASELINE = CandidateSpec(name="uniform (baseline)", policy="uniform")
+
+
+class UsageError(ValueError):
+    """A bad command-line value; reported on stderr with exit code 2."""
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``evaluate`` and ``export`` subcommands to ``arbiter``'s subparsers."""
+    evaluate = commands.add_parser("evaluate", help="estimate candidate policies offline from the log")
+    _log_arguments(evaluate)
+    evaluate.add_argument("--candidate", action="append", required=True, metavar="NAME=POLICY[:JSON]",
+                          help='a policy to replay, e.g. \'lin=linucb:{"alpha": 0.5}\' (repeatable)')
+    evaluate.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    evaluate.add_argument("--report", metavar="FILE.html", help="write a self-contained HTML report")
+    evaluate.add_argument("--segment-by", metavar="NS.FEATURE",
+                          help="also estimate per value of this context feature")
+    evaluate.add_argument("--confidence", type=float, default=0.95, help="interval level (default 0.95)")
+    evaluate.add_argument("--interval", choices=("normal", "bootstrap"), default="normal",
+                          help="normal (Wald, O(n); default) or percentile bootstrap")
+    evaluate.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                          help="bootstrap replicates (with --interval bootstrap)")
+    evaluate.add_argument("--estimator", choices=tuple(ESTIMATORS), default="dr",
+                          help="estimator for the verdict, the winner and segments (default dr)")
+    evaluate.add_argument("--switch-tau", type=float, default=math.inf,
+                          help="importance-weight threshold of switch-dr (default inf)")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the candidates' RNGs")
+    evaluate.add_argument("--promote-if-better", action="store_true",
+                          help="promote the winner on the server if its lower bound beats the champion")
+    evaluate.add_argument("--target", metavar="HOST:PORT", help="server for --promote-if-better")
+    evaluate.set_defaults(run=_evaluate)
+
+    export = commands.add_parser("export", help="export the decision log as DSJson or Parquet")
+    _log_arguments(export)
+    export.add_argument("--format", choices=("dsjson", "parquet"), required=True)
+    export.add_argument("--out", required=True, metavar="FILE")
+    export.set_defaults(run=_export)
+
+
+def _log_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", required=True, help="SQLAlchemy URL of the decision log")
+    parser.add_argument("--experiment", required=True)
+    parser.add_argument("--since", metavar="T", help="ISO 8601 time; decisions at or after it")
+    parser.add_argument("--until", metavar="T", help="ISO 8601 time; decisions before it")
+
+
+def _failing(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Report bad arguments as one line on stderr and exit code 2."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except (UsageError, CandidateError, EvaluationInputError) as error:
+            print(f"arbiter {args.command}: {error}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+@_failing
+def _evaluate(args: argparse.Namespace) -> int:
+    candidates = [parse_candidate(text) for text in args.candidate]
+    if any(c.name == BASELINE.name for c in candidates):
+        raise UsageError(f"the candidate name {BASELINE.name!r} is reserved")
+    if args.segment_by is not None and "." not in args.segment_by:
+        raise UsageError(f"--segment-by must look like namespace.feature, got {args.segment_by!r}")
+    if not 0.0 < args.confidence < 1.0:
+        raise UsageError(f"--confidence must be in (0, 1), got {args.confidence}")
+    if args.promote_if_better and not args.target:
+        raise UsageError("--promote-if-better needs --target HOST:PORT")
+    engine, query = _open(args, learned_only=True)
+    specs = [*candidates, BASELINE]
+    try:
+        total = count_log(engine, query)
+        if total < 2:
+            print(f"arbiter evaluate: {total} learned decisions of experiment `{args.experiment}` "
+                  "in that window; nothing to evaluate", file=sys.stderr)
+            return 1
+        with _progress(total, "replaying") as advance:
+            log = replay(read_log(engine, query), specs, seed=args.seed, segment_by=args.segment_by,
+                         on_row=advance)
+    finally:
+        engine.dispose()
+    summary = summarize(
+        log, experiment=args.experiment,
+        specs=[(s.policy, s.params, s is BASELINE) for s in specs],
+        confidence=args.confidence, interval=args.interval, n_bootstrap=args.bootstrap,
+        seed=args.seed, primary=args.estimator, switch_tau=args.switch_tau, segment_by=args.segment_by,
+    )
+    print(format_table(summary))
+    if args.json:
+        Path(args.json).write_text(json.dumps(to_json(summary), indent=2) + "\n", encoding="utf-8")
+    if args.report:
+        generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        Path(args.report).write_text(render_html(to_report(summary, generated_at=generated)),
+                                     encoding="utf-8")
+    if args.promote_if_better:
+        from evaluation.promote import promote_if_better
+
+        promotion = promote_if_better(summary, target=args.target)
+        promoted = f"promoted `{promotion.variant}`: " if promotion.promote else ""
+        print(promoted + promotion.reason)
+    return 0
+
+
+@_failing
+def _export(args: argparse.Namespace) -> int:
+    dsjson = args.format == "dsjson"
+    engine, query = _open(args, learned_only=dsjson)
+    try:
+        with _progress(count_log(engine, query), "exporting") as advance:
+            rows = _counting(read_log(engine, query), advance)
+            count = write_dsjson(rows, args.out) if dsjson else write_parquet(rows, args.out)
+    finally:
+        engine.dispose()
+    print(f"wrote {count:,} decisions of `{args.experiment}` to {args.out} ({args.format})")
+    return 0
+
+
+def _open(args: argparse.Namespace, *, learned_only: bool) -> tuple[sa.Engine, LogQuery]:
+    try:
+        since = None if args.since is None else parse_time(args.since)
+        until = None if args.until is None else parse_time(args.until)
+    except ValueError as error:
+        raise UsageError(f"--since/--until must be ISO 8601 times: {error}") from None
+    url = sa.engine.make_url(args.db) if "://" in args.db else None
+    if url is None:
+        raise UsageError(f"--db must be a database URL like sqlite:///arbiter.db, got {args.db!r}")
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+        raise UsageError(f"no SQLite database at {url.database!r}")
+    query = LogQuery(experiment=args.experiment, since=since, until=until, learned_only=learned_only)
+    return create_engine(args.db), query
+
+
+@contextmanager
+def _progress(total: int, description: str) -> Iterator[Callable[[], None]]:
+    """A progress bar on stderr when it is a terminal; yields the per-row ``advance()``."""
+    every = 1000
+    with Progress(console=Console(stderr=True), disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task(description, total=total)
+        seen = 0
+
+        def advance() -> None:
+            nonlocal seen
+            seen += 1
+            if seen % every == 0:
+                bar.update(task, advance=every)
+
+        yield advance
+        bar.update(task, completed=total)
+
+
+def _counting(rows: Iterator[LoggedRow], advance: Callable[[], None]) -> Iterator[LoggedRow]:
+    for row in rows:
+        advance()
+        yield row

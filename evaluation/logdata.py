@@ -1,0 +1,148 @@
+"""Reading the decision log for offline evaluation and export: streamed, in time order.
+
+:func:`read_log` yields one :class:`LoggedRow` per decision of an experiment, ordered by
+``(created_at, id)`` and fetched in chunks by keyset pagination (each chunk is one short query
+``WHERE (created_at, id) > last LIMIT chunk``), so memory stays bounded by the chunk size
+however long the log is, and a server can keep writing meanwhile.
+
+With ``learned_only=True`` (what ``arbiter evaluate`` and the DSJson export read) the rows are
+the joined decisions: decisions ⋈ learnings on ``event_id``. A ``learnings`` row holds the
+reward the server actually learned — the first reward in the window, the window's sum, or the
+experiment's ``default_reward`` when the window closed without one — so decisions still inside
+their window are left out, and a deferred decision that was never activated (never shown) is
+excluded. The set is pinned when reading starts (``learnings.seq`` ≤ the highest seq then), so
+two reads of a live log see the same rows. With ``learned_only=False`` (the Parquet export)
+every decision is returned, its ``reward`` None until learned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from server.storage.schema import activations, decisions, learnings
+
+__all__ = ["LogQuery", "LoggedRow", "count_log", "parse_time", "read_log"]
+
+DEFAULT_CHUNK = 5000
+"""Decisions fetched per query."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedRow:
+    """One logged decision. ``context``/``actions``/``shadow`` are the log's JSON, decoded.
+
+    ``distribution[k]`` is the logging policy's probability of ``actions[k]`` (length K);
+    ``reward`` is the learned value (None if not learned yet; only with ``learned_only=False``).
+    """
+
+    event_id: str
+    variant: str
+    model_version: str
+    unit_hash: str | None
+    context: list[dict[str, Any]]
+    actions: list[dict[str, Any]]
+    distribution: list[float]
+    chosen_index: int
+    chosen_action: str
+    probability: float
+    shadow: dict[str, list[float]]
+    deferred: bool
+    created_at: datetime
+    activated_at: datetime | None
+    reward: float | None
+    learned_at: datetime | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogQuery:
+    """Which decisions to read: one experiment, optionally ``since <= created_at < until``."""
+
+    experiment: str
+    since: datetime | None = None
+    until: datetime | None = None
+    learned_only: bool = True
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time (``2026-01-31`` or ``2026-01-31T12:00:00+01:00``) as aware UTC.
+
+    A time without an offset is taken as UTC, like every time in the log.
+    """
+    moment = datetime.fromisoformat(text)
+    return _utc(moment)
+
+
+def count_log(engine: sa.Engine, query: LogQuery) -> int:
+    """How many rows :func:`read_log` would yield now (for a progress bar)."""
+    with engine.connect() as connection:
+        cutoff = _cutoff(connection)
+        statement = sa.select(sa.func.count()).select_from(_joined(query, cutoff).subquery())
+        return int(connection.execute(statement).scalar() or 0)
+
+
+def read_log(engine: sa.Engine, query: LogQuery, *, chunk: int = DEFAULT_CHUNK) -> Iterator[LoggedRow]:
+    """The experiment's decisions in ``(created_at, id)`` order, ``chunk`` per query."""
+    with engine.connect() as connection:
+        cutoff = _cutoff(connection)
+    base = _joined(query, cutoff).order_by(decisions.c.created_at, decisions.c.id).limit(chunk)
+    last: tuple[datetime, int] | None = None
+    while True:
+        statement = base
+        if last is not None:
+            after_time = decisions.c.created_at > last[0]
+            same_time = sa.and_(decisions.c.created_at == last[0], decisions.c.id > last[1])
+            statement = statement.where(sa.or_(after_time, same_time))
+        with engine.connect() as connection:
+            rows = connection.execute(statement).mappings().all()
+        for row in rows:
+            yield _logged_row(row)
+        if len(rows) < chunk:
+            return
+        last = (rows[-1]["created_at"], rows[-1]["id"])
+
+
+def _cutoff(connection: sa.Connection) -> int:
+    return int(connection.execute(sa.select(sa.func.max(learnings.c.seq))).scalar() or 0)
+
+
+def _joined(query: LogQuery, cutoff: int) -> sa.Select[Any]:
+    columns = (decisions, activations.c.activated_at, learnings.c.value.label("reward"),
+               learnings.c.learned_at)
+    shown = sa.or_(decisions.c.deferred.is_(False), activations.c.activated_at.is_not(None))
+    statement = sa.select(*columns).outerjoin(
+        activations, activations.c.event_id == decisions.c.event_id)
+    if query.learned_only:
+        statement = statement.join(learnings, learnings.c.event_id == decisions.c.event_id).where(
+            shown, learnings.c.seq <= cutoff)
+    else:
+        statement = statement.outerjoin(learnings, learnings.c.event_id == decisions.c.event_id)
+    statement = statement.where(decisions.c.experiment == query.experiment)
+    if query.since is not None:
+        statement = statement.where(decisions.c.created_at >= query.since)
+    if query.until is not None:
+        statement = statement.where(decisions.c.created_at < query.until)
+    return statement
+
+
+def _logged_row(row: sa.RowMapping) -> LoggedRow:
+    return LoggedRow(
+        event_id=row["event_id"], variant=row["variant"], model_version=row["model_version"],
+        unit_hash=row["unit_hash"], context=row["context"], actions=row["actions"],
+        distribution=row["distribution"], chosen_index=row["chosen_index"],
+        chosen_action=row["chosen_action"], probability=row["probability"],
+        shadow=row["shadow"] or {}, deferred=bool(row["deferred"]),
+        created_at=_utc(row["created_at"]),
+        activated_at=None if row["activated_at"] is None else _utc(row["activated_at"]),
+        reward=row["reward"],
+        learned_at=None if row["learned_at"] is None else _utc(row["learned_at"]),
+    )
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every time in the log is UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -1,0 +1,234 @@
+"""Counterfactual replay: candidate policies scored and trained progressively on the logged rounds.
+
+For each logged round i, in log order, every candidate π
+
+1. gives its distribution π(·|x_i) over the K_i actions that were offered (``distribution``);
+2. learns from the logged ``(x_i, a_i, r_i, π_0(a_i|x_i))`` (``update``), as it would have live.
+
+Only what the estimators need is kept, O(n) floats however large the contexts are (the log is
+streamed): r_i, π_0(a_i|x_i), q̂(x_i, a_i), and per candidate π(a_i|x_i) and
+q̂(x_i, π) = Σ_a π(a|x_i) q̂(x_i, a), with q̂ from :class:`ProgressiveRidge`.
+
+Variable K. The estimators take ``(n, K)`` arrays; rounds here offer different numbers of
+actions. Every estimator is a function of w_i, q̂(x_i, π) and q̂(x_i, a_i) only, so
+:meth:`ReplayLog.estimator_inputs` feeds them an exactly equivalent two-column log: column 0 is
+the logged action (probability π(a_i|x_i), prediction q̂(x_i, a_i)), column 1 all the other
+actions lumped together (probability 1 - π(a_i|x_i), prediction chosen so that the row's
+π-weighted mean is q̂(x_i, π)). Nothing is padded and memory stays O(n).
+"""
+
+from __future__ import annotations
+
+import json
+from array import array
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+import policies
+from evaluation._checks import FloatArray
+from evaluation.logdata import LoggedRow
+from evaluation.progressive_model import ProgressiveRidge
+from policies import Decision, PolicyConfigError
+from server.storage.codec import decision_from_json
+
+__all__ = [
+    "MAX_SEGMENTS",
+    "CandidateError",
+    "CandidateSpec",
+    "ReplayLog",
+    "parse_candidate",
+    "replay",
+    "segment_of",
+]
+
+MAX_SEGMENTS = 20
+"""Distinct segment values kept by name; rounds with any later value go to ``(other)``."""
+
+OTHER_SEGMENT = "(other)"
+MISSING_SEGMENT = "(missing)"
+_LUMP_EPSILON = 1e-12
+"""Below this 1 - π(a_i|x_i), the lumped column carries no weight and is set to q̂(x_i, a_i)."""
+
+
+class CandidateError(ValueError):
+    """A ``--candidate`` spec is malformed or names an unknown policy or parameter."""
+
+
+@dataclass(frozen=True)
+class CandidateSpec:
+    """A candidate policy to replay: its display ``name``, registry ``policy`` and ``params``."""
+
+    name: str
+    policy: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def create(self) -> policies.Policy:
+        """A fresh policy; :class:`CandidateError` names the candidate if the config is bad."""
+        try:
+            return policies.create(self.policy, self.params)
+        except PolicyConfigError as error:
+            raise CandidateError(f"candidate `{self.name}`: {error}") from None
+
+
+def parse_candidate(text: str) -> CandidateSpec:
+    """``name=policy`` or ``name=policy:{"param": value}`` as a checked :class:`CandidateSpec`."""
+    name, sep, rest = text.partition("=")
+    policy, _, params_json = rest.partition(":")
+    name, policy = name.strip(), policy.strip()
+    if not sep or not name or not policy:
+        raise CandidateError(f"candidate {text!r} must look like 'name=policy' or 'name=policy:{{json}}'")
+    try:
+        params = json.loads(params_json) if params_json.strip() else {}
+    except json.JSONDecodeError as error:
+        raise CandidateError(f"candidate `{name}`: parameters are not valid JSON: {error}") from None
+    if not isinstance(params, dict):
+        raise CandidateError(f"candidate `{name}`: parameters must be a JSON object, got {params_json}")
+    spec = CandidateSpec(name=name, policy=policy, params=params)
+    spec.create()
+    return spec
+
+
+def segment_of(context: Sequence[Mapping[str, Any]], segment_by: str) -> str:
+    """The value of context feature ``"namespace.feature"`` in a logged context, as text."""
+    namespace, _, feature = segment_by.partition(".")
+    for item in context:
+        if item.get("name") != namespace:
+            continue
+        categories, numbers = item.get("categories", {}), item.get("numbers", {})
+        if feature in categories:
+            return str(categories[feature])
+        if feature in numbers:
+            return f"{float(numbers[feature]):g}"
+    return MISSING_SEGMENT
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplayLog:
+    """The replay's per-round columns, each ``(n,)``, in log order, plus per-candidate columns.
+
+    ``prob[c]`` is π_c(a_i|x_i) and ``q_policy[c]`` is q̂(x_i, π_c) for candidate ``names[c]``;
+    ``variant[i]`` indexes ``variants`` and ``segment[i]`` indexes ``segments`` (empty when no
+    segmentation was asked for).
+    """
+
+    names: tuple[str, ...]
+    reward: FloatArray
+    pscore: FloatArray
+    q_logged: FloatArray
+    prob: tuple[FloatArray, ...]
+    q_policy: tuple[FloatArray, ...]
+    variant: NDArray[np.intp]
+    variants: tuple[str, ...]
+    segment: NDArray[np.intp]
+    segments: tuple[str, ...]
+
+    @property
+    def n(self) -> int:
+        return int(self.reward.shape[0])
+
+    def weights(self, c: int) -> FloatArray:
+        """Importance weights w_i = π_c(a_i|x_i) / π_0(a_i|x_i), shape ``(n,)``."""
+        weights: FloatArray = self.prob[c] / self.pscore
+        return weights
+
+    def estimator_inputs(self, c: int, rows: NDArray[np.bool_] | None = None) -> dict[str, Any]:
+        """Keyword arguments for the estimators: the exact two-column log of candidate ``c``.
+
+        ``action_dist`` and ``estimated_rewards`` are ``(m, 2)`` and ``action`` is all zeros
+        (the logged action is column 0); ``rows`` (a boolean ``(n,)`` mask) selects rounds.
+        """
+        pick = slice(None) if rows is None else rows
+        reward, pscore = self.reward[pick], self.pscore[pick]
+        prob = np.clip(self.prob[c][pick], 0.0, 1.0)
+        q_logged, q_policy = self.q_logged[pick], self.q_policy[c][pick]
+        rest = 1.0 - prob
+        lumped = np.where(rest > _LUMP_EPSILON,
+                          (q_policy - prob * q_logged) / np.maximum(rest, _LUMP_EPSILON), q_logged)
+        return {
+            "reward": reward,
+            "action": np.zeros(reward.shape[0], dtype=np.intp),
+            "pscore": pscore,
+            "action_dist": np.column_stack([prob, rest]),
+            "estimated_rewards": np.column_stack([q_logged, lumped]),
+        }
+
+
+class _Builder:
+    """Growable ``array('d')`` columns (8 bytes a value) turned into numpy arrays at the end."""
+
+    def __init__(self, n_candidates: int) -> None:
+        self.reward, self.pscore, self.q_logged = array("d"), array("d"), array("d")
+        self.prob = [array("d") for _ in range(n_candidates)]
+        self.q_policy = [array("d") for _ in range(n_candidates)]
+        self.variant, self.segment = array("q"), array("q")
+        self.variants: dict[str, int] = {}
+        self.segments: dict[str, int] = {}
+
+    def code(self, table: dict[str, int], value: str, limit: int | None = None) -> int:
+        if value not in table:
+            if limit is not None and len(table) >= limit:
+                value = OTHER_SEGMENT
+            table.setdefault(value, len(table))
+        return table[value]
+
+    def build(self, names: tuple[str, ...]) -> ReplayLog:
+        def floats(column: array[float]) -> FloatArray:
+            return np.frombuffer(column, dtype=np.float64).copy()
+
+        def codes(column: array[int]) -> NDArray[np.intp]:
+            return np.frombuffer(column, dtype=np.int64).astype(np.intp)
+
+        return ReplayLog(
+            names=names, reward=floats(self.reward), pscore=floats(self.pscore),
+            q_logged=floats(self.q_logged), prob=tuple(floats(p) for p in self.prob),
+            q_policy=tuple(floats(q) for q in self.q_policy), variant=codes(self.variant),
+            variants=tuple(self.variants), segment=codes(self.segment), segments=tuple(self.segments),
+        )
+
+
+def replay(
+    rows: Iterable[LoggedRow],
+    candidates: Sequence[CandidateSpec],
+    *,
+    seed: int = 0,
+    segment_by: str | None = None,
+    reward_model: ProgressiveRidge | None = None,
+    on_row: Callable[[], None] | None = None,
+) -> ReplayLog:
+    """Replay ``candidates`` over learned ``rows`` in the given order; see the module docstring.
+
+    Each candidate starts untrained with its own ``np.random.default_rng([seed, c])``.
+    ``on_row`` is called after each round (a progress bar).
+    """
+    if len({c.name for c in candidates}) != len(candidates):
+        raise CandidateError("candidate names must be distinct")
+    live = [spec.create() for spec in candidates]
+    rngs = [np.random.default_rng([seed, c]) for c in range(len(live))]
+    model = reward_model if reward_model is not None else ProgressiveRidge()
+    out = _Builder(len(live))
+    for row in rows:
+        if row.reward is None:
+            raise ValueError("replay needs learned rows (read the log with learned_only=True)")
+        decision: Decision = decision_from_json(row.context, row.actions)
+        chosen, reward = row.chosen_index, float(row.reward)
+        features = model.features(decision)
+        q_hat = model.predict(features)
+        for c, policy in enumerate(live):
+            dist = policy.distribution(decision, rngs[c])
+            out.prob[c].append(float(dist[chosen]))
+            out.q_policy[c].append(float(dist @ q_hat))
+            policy.update(decision, chosen, reward, row.probability)
+        model.learn(features, chosen, reward)
+        out.reward.append(reward)
+        out.pscore.append(row.probability)
+        out.q_logged.append(float(q_hat[chosen]))
+        out.variant.append(out.code(out.variants, row.variant))
+        if segment_by is not None:
+            out.segment.append(out.code(out.segments, segment_of(row.context, segment_by), MAX_SEGMENTS))
+        if on_row is not None:
+            on_row()
+    return out.build(tuple(c.name for c in candidates))

@@ -76,6 +76,10 @@ class Vocabulary:
         """Keys that own a column, in column order (the serialized form)."""
         return list(self._columns)
 
+    def has(self, key: str) -> bool:
+        """True when ``key`` owns a column already."""
+        return key in self._columns
+
     def column(self, key: str) -> int:
         """The column of ``key``, assigning the next free one if there is room."""
         column = self._columns.get(key)
@@ -99,6 +103,11 @@ class NamespaceEncoder(Generic[IndexT]):
         self._dtype: type[IndexT] = dtype
         self._cache: dict[tuple[object, ...], NDArray[IndexT]] = {}
 
+    def cached(self, role: str, namespace: Namespace) -> bool:
+        """True when ``namespace``'s indices were already looked up (and are cached)."""
+        lookup = (role, namespace.name, tuple(namespace.numbers), tuple(namespace.categories.items()))
+        return lookup in self._cache
+
     def encode(self, role: str, namespace: Namespace) -> tuple[NDArray[IndexT], NDArray[np.float64]]:
         """Indices and values, both shape ``(n,)``, of ``namespace``'s ``n`` features."""
         numbers, categories = namespace.numbers, namespace.categories
@@ -121,6 +130,18 @@ class Featurizer:
     def __init__(self, vocabulary: Vocabulary) -> None:
         self.vocabulary = vocabulary
         self._encoder = NamespaceEncoder(vocabulary.column, np.intp)
+
+    def knows(self, decision: Decision) -> bool:
+        """True when encoding ``decision`` would not grow the vocabulary."""
+        vocabulary = self.vocabulary
+        if len(vocabulary) >= vocabulary.cap:
+            return True
+        parts = [("s", decision.context), *(("a", f) for f in decision.action_features)]
+        return all(
+            self._encoder.cached(role, ns) or all(vocabulary.has(key) for key, _ in feature_items(role, ns))
+            for role, namespaces in parts
+            for ns in namespaces
+        )
 
     def _encode_all(self, role: str, namespaces: tuple[Namespace, ...]) -> Encoded | None:
         if not namespaces:

@@ -12,6 +12,7 @@ conditional mean under any logging policy), so it is accepted and ignored.
 
 from __future__ import annotations
 
+import copy
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -49,7 +50,11 @@ class LinearPolicy(Hyperparameters, ABC):
         self.l2 = check.positive("l2", self.l2)
         self.max_features = check.count("max_features", self.max_features, low=2)
         self._featurizer = Featurizer(Vocabulary(self.max_features))
-        self._ridge = RidgeModels(self.l2)
+        self._ridge = self._new_ridge()
+
+    def _new_ridge(self) -> RidgeModels:
+        """The ridge core this policy learns with (disjoint per-action models by default)."""
+        return RidgeModels(self.l2)
 
     def _design(self, decision: Decision) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
         """Design matrix ``(K, D)`` (or its one shared row, ``(D,)``) and slots ``(K,)``."""
@@ -63,9 +68,19 @@ class LinearPolicy(Hyperparameters, ABC):
         return rows.matrix(self._ridge.width), slots
 
     def distribution(self, decision: Decision, rng: np.random.Generator) -> NDArray[np.float64]:
-        """Probabilities over ``decision.action_ids``, shape ``(K,)``."""
-        x, slots = self._design(decision)
-        return self._choose(x, slots, rng)
+        """Probabilities over ``decision.action_ids``, shape ``(K,)``.
+
+        Never changes the learned state: a decision with features or actions the model has not
+        learned from is scored on a scratch copy (growing the vocabulary and the action set is
+        ``update``'s job alone), so the model is a function of the learned events and their
+        order only — what crash recovery replays. New features and actions start from the
+        prior either way, so the distribution is the same.
+        """
+        scorer = self
+        if not (self._featurizer.knows(decision) and self._ridge.knows(decision.action_ids)):
+            scorer = copy.deepcopy(self)
+        x, slots = scorer._design(decision)
+        return scorer._choose(x, slots, rng)
 
     @abstractmethod
     def _choose(

@@ -27,6 +27,21 @@ _ALIGN = 8
 _GROWTH = 1.25
 
 
+def matvec(stack: NDArray[np.float64], x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``stack[k] @ x_k`` for ``stack`` of ``(K, D, D)`` and ``x`` of ``(K, D)`` or ``(D,)`` → ``(K, D)``."""
+    if x.ndim == 1:
+        shared: NDArray[np.float64] = stack @ x
+        return shared
+    product: NDArray[np.float64] = np.matmul(stack, x[:, :, None])[:, :, 0]
+    return product
+
+
+def rowdot(a: NDArray[np.float64], x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``a_k . x_k`` for ``a`` of ``(K, D)`` and ``x`` of ``(K, D)`` or ``(D,)`` → ``(K,)``."""
+    dots: NDArray[np.float64] = a @ x if x.ndim == 1 else np.einsum("kd,kd->k", a, x)
+    return dots
+
+
 def _capacity(needed: int, current: int) -> int:
     """Next capacity ``>= needed``: geometric growth, rounded up to a multiple of 8."""
     target = max(needed, int(current * _GROWTH)) if current else needed
@@ -58,6 +73,10 @@ class RidgeModels:
         if dim > self.width:
             self._resize(self._b.shape[0], _capacity(dim, self.width))
 
+    def knows(self, action_ids: tuple[str, ...]) -> bool:
+        """True when every action id already has a model."""
+        return all(action_id in self._slots for action_id in action_ids)
+
     def slots(self, action_ids: tuple[str, ...]) -> NDArray[np.intp]:
         """Slots of ``action_ids``, shape ``(K,)``; unseen ids get a fresh prior model."""
         if action_ids == self._last_ids:
@@ -83,34 +102,25 @@ class RidgeModels:
         theta[:old_rows, :old_width] = self._theta
         self._ainv, self._b, self._theta = ainv, b, theta
 
-    def _stack(self, slots: NDArray[np.intp]) -> NDArray[np.float64]:
-        """``A^{-1}`` of ``slots``, shape ``(K, D, D)``; a view when slots are ``0..K-1``."""
+    def _gather(self, stack: NDArray[np.float64], slots: NDArray[np.intp]) -> NDArray[np.float64]:
+        """``stack[slots]``; a view, not a copy, when the slots are ``0..K-1``."""
         if slots is self._last_slots and self._last_contiguous:
-            return self._ainv[: len(slots)]
-        return self._ainv[slots]
+            return stack[: len(slots)]
+        return stack[slots]
 
     def mean(self, x: NDArray[np.float64], slots: NDArray[np.intp]) -> NDArray[np.float64]:
         """Estimated rewards ``x_k . theta_{slot_k}``, shape ``(K,)``.
 
         ``x`` is the ``(K, D)`` design matrix, or one ``(D,)`` row shared by all K actions.
         """
-        if x.ndim == 1:
-            shared: NDArray[np.float64] = self._theta[slots] @ x
-            return shared
-        mean: NDArray[np.float64] = np.einsum("kd,kd->k", x, self._theta[slots])
-        return mean
+        return rowdot(self._theta[slots], x)
 
     def variance(self, x: NDArray[np.float64], slots: NDArray[np.intp]) -> NDArray[np.float64]:
         """``x_k^T A_{slot_k}^{-1} x_k``, shape ``(K,)``: estimate variance / noise variance.
 
         ``x`` as in :meth:`mean`.
         """
-        if x.ndim == 1:
-            variance: NDArray[np.float64] = (self._stack(slots) @ x) @ x
-        else:
-            projected = np.matmul(self._stack(slots), x[:, :, None])[:, :, 0]
-            variance = np.einsum("kd,kd->k", projected, x)
-        return np.maximum(variance, 0.0)
+        return np.maximum(rowdot(matvec(self._gather(self._ainv, slots), x), x), 0.0)
 
     def update(self, x: NDArray[np.float64], slot: int, reward: float) -> None:
         """Learn ``(x, reward)``, ``x`` of shape ``(D,)``, in the model at ``slot``."""

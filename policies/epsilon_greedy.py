@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 from policies import params as check
 from policies.explore import greedy_with_floor
 from policies.linear import LinearPolicy
+from policies.ridge import Design
 
 
 @dataclass(kw_only=True)
@@ -30,7 +31,5 @@ class EpsilonGreedy(LinearPolicy):
         self.epsilon = check.real("epsilon", self.epsilon, low=0.0, high=1.0)
         super().__post_init__()
 
-    def _choose(
-        self, x: NDArray[np.float64], slots: NDArray[np.intp], rng: np.random.Generator
-    ) -> NDArray[np.float64]:
-        return greedy_with_floor(self._ridge.mean(x, slots), self.epsilon)
+    def _choose(self, design: Design, rng: np.random.Generator) -> NDArray[np.float64]:
+        return greedy_with_floor(self._ridge.mean(design), self.epsilon)

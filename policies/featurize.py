@@ -76,52 +76,59 @@ class Vocabulary:
         """Keys that own a column, in column order (the serialized form)."""
         return list(self._columns)
 
-    def has(self, key: str) -> bool:
-        """True when ``key`` owns a column already."""
-        return key in self._columns
+    def column(self, key: str, grow: bool = True) -> int | None:
+        """The column of ``key``, assigning the next free one if there is room.
 
-    def column(self, key: str) -> int:
-        """The column of ``key``, assigning the next free one if there is room."""
+        With ``grow=False`` nothing is assigned: a key that would get a new column gives ``None``.
+        """
         column = self._columns.get(key)
         if column is None:
-            if len(self._columns) < self.cap:
-                column = self._columns[key] = len(self._columns)
-            else:
+            if len(self._columns) >= self.cap:
                 column = 1 + stable_hash(key) % (self.cap - 1)
+            elif grow:
+                column = self._columns[key] = len(self._columns)
         return column
 
 
-class NamespaceEncoder(Generic[IndexT]):
-    """A namespace's features as ``(indices, values)``, indices given by ``index(key)``.
+Unseen = list[tuple[str, float]]
+"""Features without a column yet (``grow=False``), as ``(key, value)``."""
 
-    Index lookups are cached by the namespace's feature names (and category values), so a
-    steady stream of requests costs one dictionary lookup per namespace, not one per feature.
+
+class NamespaceEncoder(Generic[IndexT]):
+    """A namespace's features as ``(indices, values, unseen)``, indices from ``index(key, grow)``.
+
+    ``index`` returns ``None`` for a key it has no index for without growing; such features go to
+    ``unseen`` instead. Complete lookups are cached by the namespace's feature names (and category
+    values), so a steady stream of requests costs one dictionary lookup per namespace.
     """
 
-    def __init__(self, index: Callable[[str], int], dtype: type[IndexT]) -> None:
+    def __init__(self, index: Callable[[str, bool], int | None], dtype: type[IndexT]) -> None:
         self._index = index
         self._dtype: type[IndexT] = dtype
         self._cache: dict[tuple[object, ...], NDArray[IndexT]] = {}
 
-    def cached(self, role: str, namespace: Namespace) -> bool:
-        """True when ``namespace``'s indices were already looked up (and are cached)."""
-        lookup = (role, namespace.name, tuple(namespace.numbers), tuple(namespace.categories.items()))
-        return lookup in self._cache
-
-    def encode(self, role: str, namespace: Namespace) -> tuple[NDArray[IndexT], NDArray[np.float64]]:
-        """Indices and values, both shape ``(n,)``, of ``namespace``'s ``n`` features."""
+    def encode(
+        self, role: str, namespace: Namespace, grow: bool = True
+    ) -> tuple[NDArray[IndexT], NDArray[np.float64], Unseen]:
+        """Indices and values, both shape ``(n,)``, of the ``n`` features that have an index."""
         numbers, categories = namespace.numbers, namespace.categories
+        values = np.ones(len(numbers) + len(categories))
+        values[: len(numbers)] = np.fromiter(numbers.values(), np.float64, len(numbers))
         lookup = (role, namespace.name, tuple(numbers), tuple(categories.items()))
         indices = self._cache.get(lookup)
-        if indices is None:
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()
-            keys = [key for key, _ in feature_items(role, namespace)]
-            indices = np.array([self._index(key) for key in keys], dtype=self._dtype)
-            self._cache[lookup] = indices
-        values = np.ones(len(indices))
-        values[: len(numbers)] = np.fromiter(numbers.values(), np.float64, len(numbers))
-        return indices, values
+        if indices is not None:
+            return indices, values, []
+        keys = [key for key, _ in feature_items(role, namespace)]
+        found = [self._index(key, grow) for key in keys]
+        known = [i for i, index in enumerate(found) if index is not None]
+        indices = np.array([found[i] for i in known], dtype=self._dtype)
+        if len(known) < len(keys):
+            unseen = [(key, float(v)) for key, v, i in zip(keys, values, found, strict=True) if i is None]
+            return indices, values[known], unseen
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[lookup] = indices
+        return indices, values, []
 
 
 class Featurizer:
@@ -131,40 +138,54 @@ class Featurizer:
         self.vocabulary = vocabulary
         self._encoder = NamespaceEncoder(vocabulary.column, np.intp)
 
-    def knows(self, decision: Decision) -> bool:
-        """True when encoding ``decision`` would not grow the vocabulary."""
-        vocabulary = self.vocabulary
-        if len(vocabulary) >= vocabulary.cap:
-            return True
-        parts = [("s", decision.context), *(("a", f) for f in decision.action_features)]
-        return all(
-            self._encoder.cached(role, ns) or all(vocabulary.has(key) for key, _ in feature_items(role, ns))
-            for role, namespaces in parts
-            for ns in namespaces
-        )
-
-    def _encode_all(self, role: str, namespaces: tuple[Namespace, ...]) -> Encoded | None:
+    def _encode_all(
+        self, role: str, namespaces: tuple[Namespace, ...], grow: bool
+    ) -> tuple[Encoded | None, Unseen]:
         if not namespaces:
-            return None
-        parts = [self._encoder.encode(role, ns) for ns in namespaces]
+            return None, []
+        parts = [self._encoder.encode(role, ns, grow) for ns in namespaces]
+        unseen = [item for _, _, part in parts for item in part]
         if len(parts) == 1:
-            return parts[0]
-        return np.concatenate([c for c, _ in parts]), np.concatenate([v for _, v in parts])
+            return parts[0][:2], unseen
+        return (np.concatenate([c for c, _, _ in parts]), np.concatenate([v for _, v, _ in parts])), unseen
 
-    def encode(self, decision: Decision) -> DesignRows:
-        """Assign columns to every feature of ``decision`` (growing the vocabulary)."""
-        return DesignRows(
-            self._encode_all("s", decision.context),
-            [self._encode_all("a", features) for features in decision.action_features],
-        )
+    def encode(self, decision: Decision, grow: bool = True) -> DesignRows:
+        """Columns for every feature of ``decision``.
+
+        ``grow=True`` (learning) assigns columns to new features. ``grow=False`` (scoring)
+        changes nothing: features without a column are summarised per row by ``unseen``.
+        """
+        shared, shared_unseen = self._encode_all("s", decision.context, grow)
+        actions, action_unseen = [], []
+        for features in decision.action_features:
+            encoded, unseen = self._encode_all("a", features, grow)
+            actions.append(encoded)
+            action_unseen.append(unseen)
+        norms = None
+        if shared_unseen or any(action_unseen):
+            norms = np.array([_squared_norm(shared_unseen + unseen) for unseen in action_unseen])
+        return DesignRows(shared, actions, norms)
+
+
+def _squared_norm(features: Unseen) -> float:
+    """``sum_key (sum of the key's values)^2``: the squared norm of the columns they would get."""
+    by_key: dict[str, float] = {}
+    for key, value in features:
+        by_key[key] = by_key.get(key, 0.0) + value
+    return sum(value * value for value in by_key.values())
 
 
 @dataclass(frozen=True, slots=True)
 class DesignRows:
-    """A decision's features as columns and values; :meth:`matrix` builds the ``(K, D)`` matrix."""
+    """A decision's features as columns and values; :meth:`matrix` builds the ``(K, D)`` matrix.
+
+    ``unseen`` is ``None`` when every feature has a column; otherwise, shape ``(K,)``, the squared
+    norm of each row's features that have none yet (they would get fresh columns when learned).
+    """
 
     shared: Encoded | None
     actions: list[Encoded | None]
+    unseen: NDArray[np.float64] | None = None
 
     def matrix(self, width: int) -> NDArray[np.float64]:
         """The design matrix, shape ``(K, width)``, or shape ``(width,)`` when no action has

@@ -12,7 +12,6 @@ conditional mean under any logging policy), so it is accepted and ignored.
 
 from __future__ import annotations
 
-import copy
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from policies import serialize
 from policies.base import Decision
 from policies.featurize import DesignRows, Featurizer, Vocabulary
 from policies.params import Hyperparameters
-from policies.ridge import RidgeModels
+from policies.ridge import Design, RidgeModels
 
 
 @dataclass(kw_only=True)
@@ -51,49 +50,44 @@ class LinearPolicy(Hyperparameters, ABC):
         self.max_features = check.count("max_features", self.max_features, low=2)
         self._featurizer = Featurizer(Vocabulary(self.max_features))
         self._ridge = self._new_ridge()
+        self._ridge.ensure_columns(len(self._featurizer.vocabulary))  # the intercept
 
     def _new_ridge(self) -> RidgeModels:
         """The ridge core this policy learns with (disjoint per-action models by default)."""
         return RidgeModels(self.l2)
 
-    def _design(self, decision: Decision) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
-        """Design matrix ``(K, D)`` (or its one shared row, ``(D,)``) and slots ``(K,)``."""
+    def _design(self, decision: Decision, *, learn: bool) -> Design:
+        """``decision`` for the ridge models; only ``learn=True`` may grow vocabulary and actions."""
         if self._last is not None and self._last[0] is decision:
             rows = self._last[1]
         else:
-            rows = self._featurizer.encode(decision)
-            self._last = (decision, rows)
-        self._ridge.ensure_columns(len(self._featurizer.vocabulary))
-        slots = self._ridge.slots(decision.action_ids)
-        return rows.matrix(self._ridge.width), slots
+            rows = self._featurizer.encode(decision, grow=learn)
+            if rows.unseen is None:  # complete: the same rows either way
+                self._last = (decision, rows)
+        if learn:
+            self._ridge.ensure_columns(len(self._featurizer.vocabulary))
+        slots = self._ridge.slots(decision.action_ids, learn=learn)
+        return Design(rows.matrix(self._ridge.width), slots, rows.unseen)
 
     def distribution(self, decision: Decision, rng: np.random.Generator) -> NDArray[np.float64]:
         """Probabilities over ``decision.action_ids``, shape ``(K,)``.
 
-        Never changes the learned state: a decision with features or actions the model has not
-        learned from is scored on a scratch copy (growing the vocabulary and the action set is
-        ``update``'s job alone), so the model is a function of the learned events and their
-        order only — what crash recovery replays. New features and actions start from the
-        prior either way, so the distribution is the same.
+        Never changes the learned state: features and actions not learned from yet are scored
+        at the prior without being recorded (:mod:`policies.ridge`), so the model, and its
+        snapshot, are a function of the learned events alone — what crash recovery replays.
         """
-        scorer = self
-        if not (self._featurizer.knows(decision) and self._ridge.knows(decision.action_ids)):
-            scorer = copy.deepcopy(self)
-        x, slots = scorer._design(decision)
-        return scorer._choose(x, slots, rng)
+        return self._choose(self._design(decision, learn=False), rng)
 
     @abstractmethod
-    def _choose(
-        self, x: NDArray[np.float64], slots: NDArray[np.intp], rng: np.random.Generator
-    ) -> NDArray[np.float64]:
-        """The distribution for design ``x`` (``(K, D)`` or shared ``(D,)``), ``slots`` ``(K,)``."""
+    def _choose(self, design: Design, rng: np.random.Generator) -> NDArray[np.float64]:
+        """The distribution over the ``K`` actions of ``design``, shape ``(K,)``."""
 
     def update(self, decision: Decision, chosen: int, reward: float, probability: float) -> None:
         """Add ``(x_chosen, reward)`` to the chosen action's ridge model."""
         check_feedback(decision, chosen, reward)
-        x, slots = self._design(decision)
-        row = x if x.ndim == 1 else x[chosen]
-        self._ridge.update(row, int(slots[chosen]), float(reward))
+        design = self._design(decision, learn=True)
+        x = design.x if design.x.ndim == 1 else design.x[chosen]
+        self._ridge.update(x, int(design.slots[chosen]), float(reward))
 
     def to_bytes(self) -> bytes:
         """Snapshot: hyperparameters, vocabulary, action ids and the ridge arrays."""

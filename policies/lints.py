@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 from policies import params as check
 from policies.explore import argmax_frequencies
 from policies.linear import LinearPolicy
+from policies.ridge import Design
 
 
 @dataclass(kw_only=True)
@@ -49,10 +50,8 @@ class LinTS(LinearPolicy):
         self.samples = check.count("samples", self.samples)
         super().__post_init__()
 
-    def _choose(
-        self, x: NDArray[np.float64], slots: NDArray[np.intp], rng: np.random.Generator
-    ) -> NDArray[np.float64]:
-        mean = self._ridge.mean(x, slots)
-        scale = self.v * np.sqrt(self._ridge.variance(x, slots))
+    def _choose(self, design: Design, rng: np.random.Generator) -> NDArray[np.float64]:
+        mean = self._ridge.mean(design)
+        scale = self.v * np.sqrt(self._ridge.variance(design))
         draws = mean + scale * rng.standard_normal((self.samples, len(mean)))
         return argmax_frequencies(draws)

@@ -8,6 +8,11 @@ For action ``a`` with design rows ``x`` (shape ``(D,)``) and rewards ``r`` seen 
 
     u = A^{-1} x,    A^{-1} <- A^{-1} - u u^T / (1 + x^T u)
 
+Scoring never changes the models. An action id never learned from is scored with a spare row
+that is always at the prior; a feature without a column adds nothing to the mean and
+``v^2 / l2`` to the variance (its column would start at the prior, uncoupled), which
+:class:`Design` carries as ``unseen``.
+
 Storage is a stack over action slots, ``ainv`` of shape ``(N, D, D)`` and ``b``, ``theta`` of
 shape ``(N, D)``, allocated with spare capacity in both ``N`` and ``D``. A column no row has used
 yet has ``A^{-1}`` entries ``1/l2`` on the diagonal and 0 elsewhere, so growing ``D`` (a new
@@ -18,6 +23,7 @@ extension, and a design row padded with zeros gives the same estimates at any ca
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,6 +31,20 @@ from numpy.typing import NDArray
 
 _ALIGN = 8
 _GROWTH = 1.25
+
+
+@dataclass(frozen=True, slots=True)
+class Design:
+    """A decision as the ridge models see it.
+
+    ``x``: the ``(K, D)`` design matrix, or one ``(D,)`` row shared by all K actions;
+    ``slots``: the model row of each action, shape ``(K,)``; ``unseen``: ``None``, or the squared
+    norm per action, shape ``(K,)``, of features that have no column yet.
+    """
+
+    x: NDArray[np.float64]
+    slots: NDArray[np.intp]
+    unseen: NDArray[np.float64] | None = None
 
 
 def matvec(stack: NDArray[np.float64], x: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -51,6 +71,9 @@ def _capacity(needed: int, current: int) -> int:
 class RidgeModels:
     """Per-action ridge regressions over a shared, growing column space (see module doc)."""
 
+    prior_variance = 1.0
+    """Variance (times ``l2``, over the noise variance) that a unit feature without history adds."""
+
     def __init__(self, l2: float) -> None:
         self.l2 = l2
         self._slots: dict[str, int] = {}
@@ -61,6 +84,7 @@ class RidgeModels:
         self._last_ids: tuple[str, ...] = ()
         self._last_slots = np.zeros(0, dtype=np.intp)
         self._last_contiguous = True
+        self._resize(_ALIGN, 0)
 
     @property
     def width(self) -> int:
@@ -77,19 +101,26 @@ class RidgeModels:
         """True when every action id already has a model."""
         return all(action_id in self._slots for action_id in action_ids)
 
-    def slots(self, action_ids: tuple[str, ...]) -> NDArray[np.intp]:
-        """Slots of ``action_ids``, shape ``(K,)``; unseen ids get a fresh prior model."""
+    def slots(self, action_ids: tuple[str, ...], learn: bool = True) -> NDArray[np.intp]:
+        """Model rows of ``action_ids``, shape ``(K,)``.
+
+        An id never seen gets a fresh prior model if ``learn``; otherwise it is scored with the
+        spare prior row (the first unused one, which always exists) and nothing is recorded.
+        """
         if action_ids == self._last_ids:
             return self._last_slots
-        for action_id in action_ids:
-            if action_id not in self._slots:
-                self._slots[action_id] = len(self._slots)
-        if len(self._slots) > self._b.shape[0]:
-            self._resize(_capacity(len(self._slots), self._b.shape[0]), self.width)
-        self._last_ids = action_ids
-        self._last_slots = np.array([self._slots[a] for a in action_ids], dtype=np.intp)
-        self._last_contiguous = bool((self._last_slots == np.arange(len(action_ids))).all())
-        return self._last_slots
+        if learn:
+            for action_id in action_ids:
+                if action_id not in self._slots:
+                    self._slots[action_id] = len(self._slots)
+            if len(self._slots) >= self._b.shape[0]:
+                self._resize(_capacity(len(self._slots) + 1, self._b.shape[0]), self.width)
+        spare = len(self._slots)
+        slots = np.array([self._slots.get(a, spare) for a in action_ids], dtype=np.intp)
+        if spare not in slots:
+            self._last_ids, self._last_slots = action_ids, slots
+            self._last_contiguous = bool((slots == np.arange(len(slots))).all())
+        return slots
 
     def _resize(self, rows: int, width: int) -> None:
         old_rows, old_width = self._b.shape
@@ -108,19 +139,20 @@ class RidgeModels:
             return stack[: len(slots)]
         return stack[slots]
 
-    def mean(self, x: NDArray[np.float64], slots: NDArray[np.intp]) -> NDArray[np.float64]:
-        """Estimated rewards ``x_k . theta_{slot_k}``, shape ``(K,)``.
+    def mean(self, design: Design) -> NDArray[np.float64]:
+        """Estimated rewards ``x_k . theta_{slot_k}``, shape ``(K,)``."""
+        return rowdot(self._theta[design.slots], design.x)
 
-        ``x`` is the ``(K, D)`` design matrix, or one ``(D,)`` row shared by all K actions.
-        """
-        return rowdot(self._theta[slots], x)
+    def variance(self, design: Design) -> NDArray[np.float64]:
+        """``x_k^T A_{slot_k}^{-1} x_k``, shape ``(K,)``: estimate variance / noise variance."""
+        x = design.x
+        return self._with_unseen(rowdot(matvec(self._gather(self._ainv, design.slots), x), x), design)
 
-    def variance(self, x: NDArray[np.float64], slots: NDArray[np.intp]) -> NDArray[np.float64]:
-        """``x_k^T A_{slot_k}^{-1} x_k``, shape ``(K,)``: estimate variance / noise variance.
-
-        ``x`` as in :meth:`mean`.
-        """
-        return np.maximum(rowdot(matvec(self._gather(self._ainv, slots), x), x), 0.0)
+    def _with_unseen(self, variance: NDArray[np.float64], design: Design) -> NDArray[np.float64]:
+        """``variance`` plus what features without a column add, clipped at 0 (rounding)."""
+        if design.unseen is not None:
+            variance = variance + self.prior_variance * design.unseen / self.l2
+        return np.maximum(variance, 0.0)
 
     def update(self, x: NDArray[np.float64], slot: int, reward: float) -> None:
         """Learn ``(x, reward)``, ``x`` of shape ``(D,)``, in the model at ``slot``."""

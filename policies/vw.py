@@ -51,6 +51,11 @@ _RESTORE_ARGS = ["--preserve_performance_counters"]
 _CACHE_LIMIT = 4096
 
 
+def _hash_index(key: str, grow: bool) -> int:
+    """VW's index of a feature: its stable hash (hashing needs no vocabulary to grow)."""
+    return stable_hash(key)
+
+
 def _features_key(namespaces: tuple[Namespace, ...]) -> tuple[object, ...]:
     return tuple((ns.name, tuple(ns.numbers.items()), tuple(ns.categories.items())) for ns in namespaces)
 
@@ -74,7 +79,7 @@ class VowpalWabbit(Hyperparameters):
         argv = shlex.split(self.args)
         if "--cb_explore_adf" not in argv:
             raise PolicyConfigError(f"`args` must contain --cb_explore_adf, got {self.args!r}")
-        self._encoder = NamespaceEncoder(stable_hash, np.uint64)
+        self._encoder = NamespaceEncoder(_hash_index, np.uint64)
         self._actions = {}
         self._workspace = self._open(argv)
 
@@ -88,7 +93,7 @@ class VowpalWabbit(Hyperparameters):
         """Push every feature of ``namespaces`` into feature group ``role`` of ``example``."""
         group = example[role]
         for namespace in namespaces:
-            indices, values = self._encoder.encode(role, namespace)
+            indices, values, _ = self._encoder.encode(role, namespace)
             # the package's stub spells the array types as ndarray[scalar, dtype]; mypy rejects it
             group.push_many_features(indices, values.astype(np.float32))  # type: ignore[arg-type]
 

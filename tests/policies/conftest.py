@@ -14,6 +14,9 @@ from policies import Decision, Namespace
 PARAMS: dict[str, dict[str, object]] = {"fixed": {"action": "a0", "floor": 0.1}}
 """Hyperparameters the contract suite needs beyond the defaults (``fixed`` needs an action)."""
 
+VARIANTS: list[tuple[str, dict[str, object]]] = [("linucb", {"hybrid": True})]
+"""Configurations that take another code path, run through the contract suite as well."""
+
 BASELINES = {"uniform", "fixed"}
 """Registered policies that do not learn (exempt from 'beats uniform')."""
 

@@ -30,7 +30,8 @@ def test_distribution_on_unseen_features_and_actions_leaves_the_state_unchanged(
     policy.update(decision("a", "b"), 0, 1.0, 0.5)
     before = policy.to_bytes()
 
-    policy.distribution(decision("a", "b", "new-action", tier="platinum", price=3.0),
-                        np.random.default_rng(0))
+    policy.distribution(
+        decision("a", "b", "new-action", tier="platinum", price=3.0), np.random.default_rng(0)
+    )
 
     assert policy.to_bytes() == before

@@ -63,7 +63,7 @@ def test_integers_are_accepted_for_real_parameters() -> None:
 
 def test_params_report_every_hyperparameter() -> None:
     assert create("linucb", {"alpha": 0.5}).params() == {
-        "l2": 1.0, "max_features": 256, "alpha": 0.5, "epsilon": 0.01
+        "l2": 1.0, "max_features": 256, "alpha": 0.5, "epsilon": 0.01, "hybrid": False
     }  # fmt: skip
     assert create("fixed", {"action": "a"}).params() == {"action": "a", "floor": 0.0}
 

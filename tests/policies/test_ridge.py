@@ -7,8 +7,9 @@ from conftest import decision
 
 from policies import Namespace, create
 from policies.base import Decision
+from policies.hybrid import HybridRidge
 from policies.linucb import LinUCB
-from policies.ridge import RidgeModels
+from policies.ridge import Design, RidgeModels
 
 TOLERANCE = 1e-8
 
@@ -121,3 +122,42 @@ def test_linucb_distribution_is_the_floored_argmax_of_the_upper_confidence_bound
     expected = np.full(3, 0.1 / 3)
     expected[int(np.argmax(ucb))] += 0.9
     np.testing.assert_allclose(p, expected, rtol=0, atol=1e-12)
+
+
+def test_hybrid_model_equals_one_joint_ridge_regression() -> None:
+    # Hybrid LinUCB with z = x is ridge regression on phi = [x ; e_a (x) x].
+    rng = np.random.default_rng(4)
+    dim, l2, ids = 6, 0.8, ("a", "b", "c")
+    ridge = HybridRidge(l2)
+    ridge.ensure_columns(dim)
+    slots = ridge.slots(ids)
+    joint = l2 * np.eye(dim * (1 + len(ids)))
+    target = np.zeros(len(joint))
+
+    def phi(x: np.ndarray, j: int) -> np.ndarray:
+        out = np.zeros(len(joint))
+        out[:dim] = x
+        out[dim * (1 + j) : dim * (2 + j)] = x
+        return out
+
+    for _ in range(400):
+        j = int(rng.integers(len(ids)))
+        x = np.zeros(ridge.width)
+        x[:dim] = rng.normal(size=dim)
+        reward = float(rng.normal(loc=x[0] * (j - 1)))
+        ridge.update(x, int(slots[j]), reward)
+        joint += np.outer(phi(x[:dim], j), phi(x[:dim], j))
+        target += reward * phi(x[:dim], j)
+
+    w = np.linalg.solve(joint, target)
+    x = np.zeros(ridge.width)
+    x[:dim] = rng.normal(size=dim)
+    design = Design(x, slots)
+    for j, action_id in enumerate(ids):
+        coefficient = w[:dim] + w[dim * (1 + j) : dim * (2 + j)]
+        np.testing.assert_allclose(ridge.estimate(action_id), coefficient, rtol=0, atol=TOLERANCE)
+    expected_variance = [phi(x[:dim], j) @ np.linalg.solve(joint, phi(x[:dim], j)) for j in range(3)]
+    np.testing.assert_allclose(ridge.variance(design), expected_variance, rtol=0, atol=TOLERANCE)
+    np.testing.assert_allclose(
+        ridge.mean(design), [x[:dim] @ ridge.estimate(a) for a in ids], rtol=0, atol=TOLERANCE
+    )

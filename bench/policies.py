@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import numpy as np
 import vowpal_wabbit_next as vw
@@ -34,7 +35,9 @@ from policies.vw import DEFAULT_ARGS
 
 D, K = 64, 10
 ACTIONS = tuple(str(i) for i in range(K))
-PARAMS = {"fixed": {"action": "3"}}
+PARAMS: dict[str, dict[str, object]] = {"fixed": {"action": "3"}}
+VARIANTS: dict[str, tuple[str, dict[str, object]]] = {"linucb hybrid": ("linucb", {"hybrid": True})}
+"""Non-default configurations timed as well: label → (registry name, hyperparameters)."""
 
 
 def workload(n: int, seed: int) -> tuple[list[Decision], NDArray[np.float64], NDArray[np.int64]]:
@@ -65,10 +68,10 @@ def median_us(one_pass: Callable[[], NDArray[np.int64]], repeats: int) -> NDArra
     return median
 
 
-def time_policy(name: str, n: int, repeats: int) -> tuple[float, float]:
-    """(choose µs, update µs) per decision for the registered policy ``name``."""
+def time_policy(name: str, params: dict[str, object], n: int, repeats: int) -> tuple[float, float]:
+    """(choose µs, update µs) per decision for the registered policy ``name`` with ``params``."""
     decisions, _, best = workload(n, seed=1)
-    policy = create(name, PARAMS.get(name, {}))
+    policy = create(name, params)
     rng = np.random.default_rng(0)
 
     def one_pass() -> NDArray[np.int64]:
@@ -92,10 +95,9 @@ def prebuilt_examples(decision: Decision) -> list[vw.Example]:
     shared = vw.Example()
     shared.set_label(vw.CBLabel(shared=True))
     items = list(feature_items("s", decision.context[0]))
-    shared["s"].push_many_features(
-        np.array([stable_hash(key) for key, _ in items], dtype=np.uint64),
-        np.array([value for _, value in items], dtype=np.float32),
-    )
+    indices = np.array([stable_hash(key) for key, _ in items], dtype=np.uint64)
+    values = np.array([value for _, value in items], dtype=np.float32)
+    shared["s"].push_many_features(indices, values)  # type: ignore[arg-type]  # the stub is wrong
     examples = [shared]
     for action_id in decision.action_ids:
         example = vw.Example()
@@ -116,10 +118,10 @@ def time_raw_vw(n: int, repeats: int) -> float:
         times = np.zeros((n, 1), dtype=np.int64)
         for i, (multi, label) in enumerate(zip(examples, best, strict=True)):
             start = time.perf_counter_ns()
-            pmf = workspace.predict_one(multi)
-            chosen = int(pmf[0][0])
+            pmf = cast(list[tuple[int, float]], workspace.predict_one(multi))
+            chosen, probability = pmf[0]
             action = multi[1 + chosen]
-            action.set_label(vw.CBLabel(label=(-float(chosen == label), pmf[0][1])))
+            action.set_label(vw.CBLabel(label=(-float(chosen == label), probability)))
             workspace.learn_one(multi)
             action.set_label(vw.CBLabel())
             times[i] = time.perf_counter_ns() - start
@@ -156,10 +158,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"d = {D}, K = {K}: µs per decision, median of {repeats} x {n} decisions")
     print(f"{'policy':<16}{'choose':>10}{'update':>10}{'total':>10}")
     totals: dict[str, tuple[float, float]] = {}
-    for name in sorted(POLICIES):
-        choose, update = time_policy(name, n, repeats)
-        totals[name] = (choose, update)
-        print(f"{name:<16}{choose:>10.1f}{update:>10.1f}{choose + update:>10.1f}", flush=True)
+    configs = {name: (name, PARAMS.get(name, {})) for name in sorted(POLICIES)} | VARIANTS
+    for label, (name, params) in configs.items():
+        choose, update = time_policy(name, params, n, repeats)
+        totals[label] = (choose, update)
+        print(f"{label:<16}{choose:>10.1f}{update:>10.1f}{choose + update:>10.1f}", flush=True)
 
     raw_vw = time_raw_vw(n, repeats)
     mabwiser = time_mabwiser_update(max(n // 4, 100), repeats)

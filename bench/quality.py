@@ -48,7 +48,11 @@ VW_CANDIDATES = (
 shipped default (``policies.vw.DEFAULT_ARGS``) last. See that constant for what we learned."""
 
 
-def digits_decisions() -> tuple[list[Decision], NDArray[np.int64]]:
+Data = tuple[list[Decision], NDArray[np.int64]]
+"""The digits decisions and their labels, shape ``(n,)``."""
+
+
+def digits_decisions() -> Data:
     """One :class:`Decision` per digit image (in dataset order) and the labels, shape ``(n,)``."""
     data = load_digits()
     names = [f"p{i}" for i in range(data.data.shape[1])]
@@ -84,10 +88,11 @@ def progressive_reward(
     return total / len(decisions)
 
 
-def report(label: str, name: str, params: Mapping[str, Any], data: Any) -> float:
+def report(label: str, name: str, params: Mapping[str, Any], data: Data) -> float:
     """Run every seed, print one line ``label  mean ± std  (seconds)`` and return the mean."""
     start = time.perf_counter()
-    rewards = [progressive_reward(name, params, *data, seed) for seed in SEEDS]
+    decisions, labels = data
+    rewards = [progressive_reward(name, params, decisions, labels, seed) for seed in SEEDS]
     mean, std = float(np.mean(rewards)), float(np.std(rewards, ddof=1))
     target = TARGETS.get(name) if not params else None
     verdict = "" if target is None else ("  ok" if mean >= target else f"  BELOW {target}")
@@ -104,7 +109,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     options = parser.parse_args(argv)
     data = digits_decisions()
     params = json.loads(options.params)
-    print(f"digits bandit: {len(data[0])} decisions, 10 actions, seeds {SEEDS}")
+    labels = data[1]
+    best_single = np.bincount(labels).max() / len(labels)
+    print(f"digits bandit: {len(labels)} decisions, 10 actions, seeds {SEEDS}")
+    print(f"best single action's rate (the target of context-free `thompson`): {best_single:.4f}")
     for name in options.policy or sorted(POLICIES):
         policy_params = dict(params) if options.policy else {}
         if name == "fixed" and "action" not in policy_params:

@@ -76,17 +76,18 @@ class Vocabulary:
         """Keys that own a column, in column order (the serialized form)."""
         return list(self._columns)
 
-    def column(self, key: str, grow: bool = True) -> int | None:
-        """The column of ``key``, assigning the next free one if there is room.
-
-        With ``grow=False`` nothing is assigned: a key that would get a new column gives ``None``.
-        """
-        column = self._columns.get(key)
+    def column(self, key: str) -> int:
+        """The column of ``key``, assigning the next free one if there is room."""
+        column = self.peek(key)
         if column is None:
-            if len(self._columns) >= self.cap:
-                column = 1 + stable_hash(key) % (self.cap - 1)
-            elif grow:
-                column = self._columns[key] = len(self._columns)
+            column = self._columns[key] = len(self._columns)
+        return column
+
+    def peek(self, key: str) -> int | None:
+        """The column of ``key`` without assigning any: ``None`` if it would get a new one."""
+        column = self._columns.get(key)
+        if column is None and len(self._columns) >= self.cap:
+            column = 1 + stable_hash(key) % (self.cap - 1)
         return column
 
 
@@ -95,15 +96,21 @@ Unseen = list[tuple[str, float]]
 
 
 class NamespaceEncoder(Generic[IndexT]):
-    """A namespace's features as ``(indices, values, unseen)``, indices from ``index(key, grow)``.
+    """A namespace's features as ``(indices, values, unseen)``.
 
-    ``index`` returns ``None`` for a key it has no index for without growing; such features go to
-    ``unseen`` instead. Complete lookups are cached by the namespace's feature names (and category
-    values), so a steady stream of requests costs one dictionary lookup per namespace.
+    Indices come from ``index(key)`` when growing, else from ``peek(key)``, which returns
+    ``None`` for a key that has no index yet; such features go to ``unseen``. Complete lookups are
+    cached by the namespace's feature names (and category values), so a steady stream of
+    requests costs one dictionary lookup per namespace.
     """
 
-    def __init__(self, index: Callable[[str, bool], int | None], dtype: type[IndexT]) -> None:
-        self._index = index
+    def __init__(
+        self,
+        index: Callable[[str], int],
+        peek: Callable[[str], int | None],
+        dtype: type[IndexT],
+    ) -> None:
+        self._index, self._peek = index, peek
         self._dtype: type[IndexT] = dtype
         self._cache: dict[tuple[object, ...], NDArray[IndexT]] = {}
 
@@ -119,7 +126,7 @@ class NamespaceEncoder(Generic[IndexT]):
         if indices is not None:
             return indices, values, []
         keys = [key for key, _ in feature_items(role, namespace)]
-        found = [self._index(key, grow) for key in keys]
+        found = [self._index(key) if grow else self._peek(key) for key in keys]
         known = [i for i, index in enumerate(found) if index is not None]
         indices = np.array([found[i] for i in known], dtype=self._dtype)
         if len(known) < len(keys):
@@ -136,7 +143,7 @@ class Featurizer:
 
     def __init__(self, vocabulary: Vocabulary) -> None:
         self.vocabulary = vocabulary
-        self._encoder = NamespaceEncoder(vocabulary.column, np.intp)
+        self._encoder = NamespaceEncoder(vocabulary.column, vocabulary.peek, np.intp)
 
     def _encode_all(
         self, role: str, namespaces: tuple[Namespace, ...], grow: bool

@@ -7,7 +7,7 @@ appear in ``experiments.toml``, in the decision log and in snapshots.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from policies.base import Policy, PolicyConfigError
 from policies.baselines import Fixed, Uniform
@@ -17,7 +17,20 @@ from policies.linucb import LinUCB
 from policies.thompson import BetaThompson
 from policies.vw import VowpalWabbit
 
-POLICIES: dict[str, type[Any]] = {
+
+class RegisteredPolicy(Policy, Protocol):
+    """A :class:`Policy` class that also lists its hyperparameters (see ``policies.params``)."""
+
+    def __init__(self, **params: Any) -> None: ...
+
+    @classmethod
+    def parameter_names(cls) -> tuple[str, ...]: ...
+
+    @classmethod
+    def required_parameter_names(cls) -> tuple[str, ...]: ...
+
+
+POLICIES: dict[str, type[RegisteredPolicy]] = {
     "linucb": LinUCB,
     "lints": LinTS,
     "thompson": BetaThompson,
@@ -28,7 +41,7 @@ POLICIES: dict[str, type[Any]] = {
 }
 
 
-def _policy_class(name: str) -> type[Any]:
+def _policy_class(name: str) -> type[RegisteredPolicy]:
     try:
         return POLICIES[name]
     except KeyError:

@@ -51,11 +51,6 @@ _RESTORE_ARGS = ["--preserve_performance_counters"]
 _CACHE_LIMIT = 4096
 
 
-def _hash_index(key: str, grow: bool) -> int:
-    """VW's index of a feature: its stable hash (hashing needs no vocabulary to grow)."""
-    return stable_hash(key)
-
-
 def _features_key(namespaces: tuple[Namespace, ...]) -> tuple[object, ...]:
     return tuple((ns.name, tuple(ns.numbers.items()), tuple(ns.categories.items())) for ns in namespaces)
 
@@ -79,7 +74,7 @@ class VowpalWabbit(Hyperparameters):
         argv = shlex.split(self.args)
         if "--cb_explore_adf" not in argv:
             raise PolicyConfigError(f"`args` must contain --cb_explore_adf, got {self.args!r}")
-        self._encoder = NamespaceEncoder(_hash_index, np.uint64)
+        self._encoder = NamespaceEncoder(stable_hash, stable_hash, np.uint64)
         self._actions = {}
         self._workspace = self._open(argv)
 

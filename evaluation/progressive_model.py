@@ -16,12 +16,15 @@ columns (keys beyond the cap are hashed onto shared columns)::
 i.e. a shared linear model plus a per-action-id intercept and slope (LinUCB's disjoint layout).
 The model is β = (Σ φφᵀ + λP)⁻¹ Σ φ r over the rounds seen (P = I with the intercept
 unpenalized). Before the first refit q̂ is the mean reward seen so far (0 for the first round).
-Memory: the ``(dim_cap, dim_cap)`` Gram matrix; cost per round O(K·m + m²) for m features.
+Memory: the ``(dim_cap, dim_cap)`` Gram matrix. Cost per round O(K·m) for m features: the
+columns of φ(·, a) are cached by (action id, context feature names), and the Gram updates are
+buffered and applied in blocks with one ``np.bincount`` per block.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,8 +36,25 @@ from policies.featurize import INTERCEPT, Vocabulary, feature_items
 
 __all__ = ["ProgressiveRidge", "SparseRows"]
 
-SparseRows = list[tuple[NDArray[np.intp], FloatArray]]
-"""φ(x, a) of each of a round's K actions as ``(columns (m,), values (m,))``."""
+_CACHE_LIMIT = 65_536
+"""Cached column arrays before the cache is cleared (a memory bound only)."""
+_FLUSH = 4096
+"""Learned rounds buffered before their outer products are added to the Gram matrix."""
+
+
+@dataclass(frozen=True, slots=True)
+class SparseRows:
+    """φ(x, a) of a round's K actions: action k is ``columns[starts[k]:starts[k + 1]]`` with
+    ``values`` alike; ``columns`` and ``values`` are ``(total,)``, ``starts`` is ``(K + 1,)``."""
+
+    columns: NDArray[np.intp]
+    values: FloatArray
+    starts: NDArray[np.intp]
+
+    def action(self, k: int) -> tuple[NDArray[np.intp], FloatArray]:
+        """``(columns, values)`` of action ``k``."""
+        span = slice(int(self.starts[k]), int(self.starts[k + 1]))
+        return self.columns[span], self.values[span]
 
 
 @dataclass(kw_only=True)
@@ -46,8 +66,11 @@ class ProgressiveRidge:
     first_refit: int = 100
     refit_every: int = 20_000
     _vocabulary: Vocabulary = field(init=False, repr=False)
+    _columns: dict[tuple[str, tuple[str, ...]], NDArray[np.intp]] = field(init=False, repr=False)
     _gram: FloatArray = field(init=False, repr=False)
     _target: FloatArray = field(init=False, repr=False)
+    _pending: dict[int, list[tuple[NDArray[np.intp], FloatArray, float]]] = field(init=False, repr=False)
+    _n_pending: int = field(init=False, default=0)
     _beta: FloatArray | None = field(init=False, default=None, repr=False)
     _seen: int = field(init=False, default=0)
     _reward_sum: float = field(init=False, default=0.0)
@@ -55,42 +78,81 @@ class ProgressiveRidge:
 
     def __post_init__(self) -> None:
         self._vocabulary = Vocabulary(self.dim_cap)
+        self._columns = {}
         self._gram = np.zeros((self.dim_cap, self.dim_cap))
         self._target = np.zeros(self.dim_cap)
+        self._pending = {}
         self._next_refit = self.first_refit
 
     def features(self, decision: Decision) -> SparseRows:
         """φ(x, a) for each of the decision's K actions (grows the vocabulary)."""
-        shared = [(key, value) for ns in decision.context for key, value in feature_items("s", ns)]
-        rows: SparseRows = []
+        shared = [item for ns in decision.context for item in feature_items("s", ns)]
+        names = tuple(key for key, _ in shared)
+        numbers = np.fromiter((value for _, value in shared), np.float64, len(shared))
+        values = np.concatenate(([1.0], numbers, [1.0], numbers))
+        parts_c: list[NDArray[np.intp]] = []
+        parts_v: list[FloatArray] = []
         for action_id, namespaces in zip(decision.action_ids, decision.action_features, strict=True):
-            items = [(INTERCEPT, 1.0), *shared, (f"id|{action_id}", 1.0)]
-            items += [(f"x|{action_id}|{key}", value) for key, value in shared]
-            items += [item for ns in namespaces for item in feature_items("a", ns)]
-            columns = np.fromiter((self._vocabulary.column(key) for key, _ in items), np.intp, len(items))
-            rows.append((columns, np.fromiter((value for _, value in items), np.float64, len(items))))
-        return rows
+            columns = self._action_columns(action_id, names)
+            own = [item for ns in namespaces for item in feature_items("a", ns)]
+            if own:
+                parts_c.append(np.concatenate([columns, [self._vocabulary.column(key) for key, _ in own]]))
+                parts_v.append(np.concatenate([values, [value for _, value in own]]))
+            else:
+                parts_c.append(columns)
+                parts_v.append(values)
+        starts = np.fromiter(accumulate((len(c) for c in parts_c), initial=0), np.intp, len(parts_c) + 1)
+        return SparseRows(np.concatenate(parts_c), np.concatenate(parts_v), starts)
 
     def predict(self, rows: SparseRows) -> FloatArray:
         """q̂(x, a) for each action, shape ``(K,)``, from the rounds learned before now."""
-        beta = self._beta
-        if beta is None:
-            mean = self._reward_sum / self._seen if self._seen else 0.0
-            return np.full(len(rows), mean)
-        return np.array([float(beta[columns] @ values) for columns, values in rows])
+        k = rows.starts.size - 1
+        if self._beta is None:
+            return np.full(k, self._reward_sum / self._seen if self._seen else 0.0)
+        terms = self._beta[rows.columns] * rows.values
+        return np.add.reduceat(terms, rows.starts[:-1]) if terms.size else np.zeros(k)
 
     def learn(self, rows: SparseRows, chosen: int, reward: float) -> None:
         """Add (φ(x, a_chosen), reward) to the statistics; refit when a checkpoint is reached."""
-        columns, values = rows[chosen]
-        np.add.at(self._gram, (columns[:, None], columns[None, :]), np.outer(values, values))
-        np.add.at(self._target, columns, values * reward)
+        columns, values = rows.action(chosen)
+        self._pending.setdefault(columns.size, []).append((columns, values, reward))
+        self._n_pending += 1
         self._seen += 1
         self._reward_sum += reward
+        if self._n_pending >= _FLUSH:
+            self._flush()
         if self._seen >= self._next_refit:
             self._refit()
             self._next_refit = min(2 * self._seen, self._seen + self.refit_every)
 
+    def _action_columns(self, action_id: str, names: tuple[str, ...]) -> NDArray[np.intp]:
+        """Columns of [1, context, 1{id}, context ⊗ 1{id}] for ``action_id``, cached."""
+        key = (action_id, names)
+        columns = self._columns.get(key)
+        if columns is None:
+            if len(self._columns) >= _CACHE_LIMIT:
+                self._columns.clear()
+            keys = [INTERCEPT, *names, f"id|{action_id}", *(f"x|{action_id}|{name}" for name in names)]
+            columns = np.array([self._vocabulary.column(k) for k in keys], dtype=np.intp)
+            self._columns[key] = columns
+        return columns
+
+    def _flush(self) -> None:
+        """Add the buffered rounds' φφᵀ and φr, one bincount per group of equal length."""
+        d = self.dim_cap
+        for group in self._pending.values():
+            columns = np.stack([c for c, _, _ in group])  # (B, m)
+            values = np.stack([v for _, v, _ in group])
+            rewards = np.array([r for _, _, r in group])
+            pairs = (columns[:, :, None] * d + columns[:, None, :]).ravel()
+            products = (values[:, :, None] * values[:, None, :]).ravel()
+            self._gram += np.bincount(pairs, products, minlength=d * d).reshape(d, d)
+            self._target += np.bincount(columns.ravel(), (values * rewards[:, None]).ravel(), minlength=d)
+        self._pending.clear()
+        self._n_pending = 0
+
     def _refit(self) -> None:
+        self._flush()
         d = len(self._vocabulary)
         penalty = np.full(d, self.l2)
         penalty[0] = 0.0  # column 0 is the intercept

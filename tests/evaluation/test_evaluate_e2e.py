@@ -1,0 +1,235 @@
+"""End to end: a real server logs a simulation to SQLite; ``arbiter evaluate`` and ``export`` read it.
+
+The simulated users are ``server.simulate``'s (hidden click model, so every policy's true value
+is computable). The experiment serves a uniform control and an ε-greedy variant, and scores a
+shadow ``lin`` (LinUCB). Besides the rewarded decisions the log holds decisions still inside
+their reward window and deferred decisions that were never activated (both must be left out)
+and deferred decisions that were activated and rewarded (kept).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+from vowpal_wabbit_next import DSJsonFormatParser, Workspace
+
+from clients.python import DecisionClient
+from protos.arbiter.v1 import experiments_pb2, experiments_pb2_grpc
+from server.app import App, Settings
+from server.cli import main
+from server.config import parse_config
+from server.simulate import ARTICLES, COUNTRIES, DEVICES, HiddenPreferences
+from server.storage.schema import decisions, learnings
+
+EVENTS = 1500
+OPEN, HIDDEN, SHOWN = 20, 10, 5
+SEED = 11
+CONFIG = {"experiments": {"homepage": {
+    "control": "control",
+    "variants": [
+        {"name": "control", "policy": "uniform", "traffic": 1.0},
+        {"name": "greedy", "policy": "epsilon_greedy", "traffic": 1.0},
+        {"name": "lin", "policy": "linucb", "params": {"alpha": 0.5}, "shadow": True},
+    ],
+}}}
+
+
+@dataclass(frozen=True)
+class Logged:
+    app: App
+    db: str
+    model: HiddenPreferences
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.app.port}"
+
+
+def _context(rng: np.random.Generator) -> tuple[int, int, dict[str, dict[str, str]]]:
+    country, device = int(rng.integers(len(COUNTRIES))), int(rng.integers(len(DEVICES)))
+    return country, device, {"user": {"country": COUNTRIES[country], "device": DEVICES[device]}}
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Logged]:
+    db = f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'arbiter.db'}"
+    app = App(Settings(listen="127.0.0.1:0", db=db), parse_config(CONFIG))
+    app.start()
+    model = HiddenPreferences(SEED)
+    rng = np.random.default_rng(SEED)
+    with DecisionClient(f"127.0.0.1:{app.port}") as client:
+        for i in range(EVENTS + OPEN + HIDDEN + SHOWN):
+            country, device, context = _context(rng)
+            deferred = i >= EVENTS + OPEN
+            choice = client.choose("homepage", unit_id=f"user-{i % 300}", context=context,
+                                   actions=list(ARTICLES), deferred=deferred, event_id=f"ev-{i}")
+            article = ARTICLES.index(choice.action_id)
+            clicked = rng.random() < model.click_probability(country, device, article)
+            if EVENTS <= i < EVENTS + OPEN:
+                continue  # no reward yet: the hour-long window is still open
+            if i >= EVENTS + OPEN + HIDDEN:
+                client.activate(choice.event_id)
+            client.reward(choice.event_id, float(clicked))  # unactivated deferred: stored, not learned
+    try:
+        yield Logged(app, db, model)
+    finally:
+        app.stop(grace=1)
+
+
+def _true_value_of_fixed(model: HiddenPreferences, article: int) -> float:
+    return float(np.mean([model.click_probability(c, d, article)
+                          for c in range(len(COUNTRIES)) for d in range(len(DEVICES))]))
+
+
+def _evaluate(logged: Logged, *extra: str) -> int:
+    return main(["evaluate", "--db", logged.db, "--experiment", "homepage", *extra])
+
+
+def test_evaluate_ranks_the_better_candidate_first(logged: Logged, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    worst = min(range(len(ARTICLES)), key=lambda a: _true_value_of_fixed(logged.model, a))
+    out = tmp_path / "result.json"
+
+    code = _evaluate(logged, "--candidate", 'good=linucb:{"alpha": 0.5}',
+                     "--candidate", f'bad=fixed:{{"action": "{ARTICLES[worst]}"}}', "--json", str(out))
+
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["n_rounds"] == EVENTS + SHOWN  # open windows and unshown decisions left out
+    by_name = {c["name"]: c for c in result["candidates"]}
+    good, bad = by_name["good"]["estimates"], by_name["bad"]["estimates"]
+    for name in ("ips", "snips", "dm", "dr", "sndr", "switch-dr"):
+        assert good[name]["value"] > bad[name]["value"], name
+    assert good["dr"]["low"] > bad["dr"]["high"]
+    assert result["winner"] == "good"
+    # The fixed policy's value is known exactly: IPS must cover it within 3.5 standard errors.
+    truth = _true_value_of_fixed(logged.model, worst)
+    standard_error = (bad["ips"]["high"] - bad["ips"]["low"]) / (2 * 1.959964)
+    assert abs(bad["ips"]["value"] - truth) < 3.5 * standard_error
+    printed = capsys.readouterr().out
+    assert "logging policy" in printed and "uniform (baseline)" in printed
+    assert "Candidate good beats the logging policy by" in printed
+
+
+def test_report_has_the_plots_and_only_aggregates(logged: Logged, tmp_path: Path) -> None:
+    report = tmp_path / "report.html"
+
+    code = _evaluate(logged, "--candidate", "lin=linucb", "--candidate", "u=uniform",
+                     "--segment-by", "user.device", "--report", str(report))
+
+    assert code == 0
+    page = report.read_text()
+    for heading in ("Estimated policy value", "Cumulative mean reward over time", "Importance weights",
+                    "Per-segment estimates"):
+        assert heading in page
+    assert page.count("<svg") == 1 + 1 + 3 + 1  # estimates, curves, 3 weight histograms, segments
+    assert "<script" not in page and "http://" not in page and "https://" not in page
+    assert "mobile" in page  # a segment label is an aggregate's name
+    engine = sa.create_engine(logged.db)
+    with engine.connect() as connection:
+        identifiers = connection.execute(sa.select(decisions.c.event_id, decisions.c.unit_hash)).all()
+    engine.dispose()
+    leaked = [value for row in identifiers for value in row if value and value in page]
+    assert leaked == []
+    assert '"categories"' not in page and "numbers" not in page
+
+
+@pytest.mark.parametrize(
+    ("candidate", "message"),
+    [("x=nope", "unknown policy `nope`"), ('x=linucb:{"beta": 2}', "unknown parameter `beta`")],
+)
+def test_a_bad_candidate_exits_2_with_a_clear_message(logged: Logged, candidate: str, message: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert _evaluate(logged, "--candidate", candidate) == 2
+    assert message in capsys.readouterr().err
+
+
+def _learned(logged: Logged) -> dict[str, float]:
+    engine = sa.create_engine(logged.db)
+    with engine.connect() as connection:
+        rows = connection.execute(sa.select(learnings.c.event_id, learnings.c.value)).all()
+    engine.dispose()
+    return dict(rows)
+
+
+def test_export_dsjson_is_read_by_vowpal_wabbit_and_trains_cb_adf(logged: Logged, tmp_path: Path) -> None:
+    out = tmp_path / "log.dsjson"
+
+    code = main(["export", "--db", logged.db, "--experiment", "homepage", "--format", "dsjson",
+                 "--out", str(out)])
+
+    assert code == 0
+    lines = out.read_text().splitlines()
+    assert len(lines) == EVENTS + SHOWN
+    learned = _learned(logged)
+    workspace = Workspace(["--cb_adf", "-q", "ui", "--quiet"])
+    parser = DSJsonFormatParser(workspace)
+    for line in lines:
+        event = json.loads(line)
+        assert event["_label_cost"] == -learned[event["EventId"]]
+        assert event["a"][0] == event["_label_Action"] and sorted(event["a"]) == [1, 2, 3, 4, 5]
+        examples = parser.parse_json(line)
+        assert len(examples) == 1 + len(ARTICLES)  # the shared example, then one per action
+        workspace.learn_one(examples)
+    # The trained model's greedy choice per context beats choosing at random.
+    chosen_value = []
+    for c, country in enumerate(COUNTRIES):
+        for d, device in enumerate(DEVICES):
+            probe = json.dumps({"c": {"user": {"country": country, "device": device},
+                                      "_multi": [{"id": {"id": a}} for a in ARTICLES]}})
+            scores: list[tuple[int, float]] = workspace.predict_one(parser.parse_json(probe))  # type: ignore[assignment]
+            best = min(scores, key=lambda pair: pair[1])[0]  # lowest predicted cost
+            chosen_value.append(logged.model.click_probability(c, d, best))
+    assert np.mean(chosen_value) > logged.model.uniform_rate() + 0.1
+
+
+def test_export_parquet_round_trips_every_decision(logged: Logged, tmp_path: Path) -> None:
+    out = tmp_path / "log.parquet"
+
+    code = main(["export", "--db", logged.db, "--experiment", "homepage", "--format", "parquet",
+                 "--out", str(out)])
+
+    assert code == 0
+    table = pq.read_table(out).to_pylist()
+    engine = sa.create_engine(logged.db)
+    with engine.connect() as connection:
+        logged_rows = {r.event_id: r for r in connection.execute(sa.select(decisions))}
+    engine.dispose()
+    assert len(table) == len(logged_rows) == EVENTS + OPEN + HIDDEN + SHOWN
+    learned = _learned(logged)
+    for row in table:
+        original = logged_rows[row["event_id"]]
+        assert row["reward"] == learned.get(row["event_id"])
+        assert row["learned"] == (row["event_id"] in learned)
+        assert row["distribution"] == original.distribution
+        assert json.loads(row["context_json"]) == original.context
+        assert (row["chosen_index"], row["probability"], row["variant"]) == (
+            original.chosen_index, original.probability, original.variant)
+    assert sum(not r["learned"] for r in table) == OPEN + HIDDEN
+
+
+def _control(logged: Logged) -> str:
+    with grpc.insecure_channel(logged.target) as channel:
+        stub = experiments_pb2_grpc.ExperimentServiceStub(channel)
+        return str(stub.GetExperiment(experiments_pb2.GetExperimentRequest(experiment="homepage")).control)
+
+
+def test_promote_if_better_promotes_only_a_variant_that_clearly_beats_the_champion(
+        logged: Logged, capsys: pytest.CaptureFixture[str]) -> None:
+    promote = ("--promote-if-better", "--target", logged.target)
+
+    assert _evaluate(logged, "--candidate", "offline=linucb", *promote) == 0
+    assert "nothing promoted: the winner `offline` is not a variant" in capsys.readouterr().out
+    assert _control(logged) == "control"
+
+    assert _evaluate(logged, "--candidate", "lin=linucb", *promote) == 0
+    assert "promoted `lin`" in capsys.readouterr().out
+    assert _control(logged) == "lin"

@@ -46,14 +46,15 @@ def fixed_distribution(action: str, floor: float) -> dict[str, float]:
 
 
 def drive(client: DecisionClient, experiment: str, events: int, rng: np.random.Generator, *,
-          units: int | None = None, prefix: str = "u") -> list[tuple[str, str]]:
+          units: int | None = None, prefix: str = "u",
+          tag: str = "") -> list[tuple[str, str]]:
     """Choose + Reward ``events`` times; returns (unit, variant) per event."""
     seen = []
     for i in range(events):
         unit = f"{prefix}{rng.integers(units) if units else i}"
         tier = TIERS[int(rng.integers(len(TIERS)))]
         choice = client.choose(experiment, unit_id=unit, context={"user": {"tier": tier}},
-                               actions=ACTIONS, event_id=f"{experiment}-{prefix}{i}")
+                               actions=ACTIONS, event_id=f"{experiment}-{tag}{prefix}{i}")
         client.reward(choice.event_id, float(rng.random() < CLICK[tier][choice.action_id]))
         seen.append((unit, choice.variant))
     return seen

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import signal
 import sys
@@ -74,6 +75,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"arbiter: {error}", file=sys.stderr)
         return 2
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` dumps every thread's stack
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,10 +27,21 @@ class ServerProcess:
             raise RuntimeError(f"server did not start: {self.first_line!r} {err}")
         self.target = self.first_line.removeprefix("arbiter listening on ").strip()
 
-    def stop(self, timeout: float = 30) -> tuple[int, str, str]:
-        """SIGTERM, wait; returns (exit code, rest of stdout, stderr)."""
+    def stop(self, timeout: float = 60) -> tuple[int, str, str]:
+        """SIGTERM, wait; returns (exit code, rest of stdout, stderr).
+
+        A server that does not exit in time is asked for its thread stacks (SIGUSR1), killed,
+        and reported with them.
+        """
         self.proc.terminate()
-        out, err = self.proc.communicate(timeout=timeout)
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(1)
+            self.proc.kill()
+            out, err = self.proc.communicate(timeout=30)
+            raise AssertionError(f"server did not exit {timeout}s after SIGTERM:\n{err}") from None
         return self.proc.returncode, out, err
 
     def kill(self) -> None:

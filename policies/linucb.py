@@ -13,7 +13,7 @@ action, so that logged decisions keep a positive propensity for offline evaluati
 With ``hybrid = true`` the model is the paper's hybrid one (:mod:`policies.hybrid`): the row is
 scored with shared coefficients plus the action's own, ``x_k . (beta + theta_k)``, and the width
 uses the joint posterior variance. It pools what actions have in common, so a new action starts
-from the shared estimate instead of zero, at about twice the cost per decision.
+from the shared estimate instead of zero, at about 2.5 times the cost per decision.
 """
 
 from __future__ import annotations

@@ -41,7 +41,8 @@ Softmax exploration over VW's cost estimates (``lambda 20``) reached 0.73-0.74; 
 ``--gamma_scale 100``), ε-greedy (0.67-0.68), bagging (0.63), ``--cover`` (0.40) and RegCB
 (no learning). A large learning rate matters most (one pass, sparse per-action weights);
 ``--ignore_linear s`` drops shared-only weights, which cannot tell actions apart;
-``--power_t``, ``--coin``, ``--cubic ssa`` and other losses did not help. ``--epsilon 0.02`` mixes a floor of ``0.02 / K`` into the pmf: without it softmax logs
+``--power_t``, ``--coin``, ``--cubic ssa`` and other losses did not help.
+``--epsilon 0.02`` mixes a floor of ``0.02 / K`` into the pmf: without it softmax logs
 propensities down to 1e-28, useless for offline evaluation.
 """
 

@@ -4,8 +4,8 @@ Synthesizes a decision log straight into SQLite with bulk inserts (the users of
 ``server.simulate``: 4 countries by 3 devices, 5 articles, hidden click model; the logging policy
 is ε-greedy on the favourite article with ε = 0.5, so every action keeps probability ≥ 0.1),
 then times ``arbiter evaluate`` as a subprocess for each candidate set, side by side with a
-read-only pass over the same log (the streaming floor), and prints rounds per second and the
-peak RSS of each run::
+read-only pass over the same log (the streaming floor), and prints wall and CPU seconds, rounds
+per second and the peak RSS of each run::
 
     python -m bench.evaluate                          # 1M decisions, uniform then uniform+linucb
     python -m bench.evaluate --rows 100000 --db /tmp/log.db --keep
@@ -85,8 +85,8 @@ def synthesize(url: str, rows: int, seed: int = 0) -> None:
     engine.dispose()
 
 
-def timed(command: list[str]) -> tuple[float, float, str]:
-    """Run ``command``; ``(seconds, peak RSS in MiB, stdout)``."""
+def timed(command: list[str]) -> tuple[float, float, float, str]:
+    """Run ``command``; ``(wall seconds, CPU seconds, peak RSS in MiB, stdout)``."""
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
@@ -97,7 +97,7 @@ def timed(command: list[str]) -> tuple[float, float, str]:
     process.stdout.close()
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed with exit code {process.returncode}")
-    return elapsed, usage.ru_maxrss / 1024, out
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out
 
 
 def main() -> int:
@@ -115,7 +115,7 @@ def main() -> int:
         started = time.perf_counter()
         synthesize(url, args.rows)
         print(f"synthesized {args.rows:,} decisions in {time.perf_counter() - started:.1f} s -> {path}")
-    print(f"{'run':<22}{'seconds':>10}{'rounds/s':>12}{'peak RSS':>12}")
+    print(f"{'run':<22}{'wall s':>10}{'CPU s':>10}{'rounds/s':>12}{'peak RSS':>12}")
     read_only = [sys.executable, "-c",
                  "import sys; from evaluation.logdata import LogQuery, read_log; "
                  "from server.storage.engine import create_engine; "
@@ -129,8 +129,9 @@ def main() -> int:
             command += ["--candidate", candidate]
         runs.append((label, command))
     for label, command in runs:
-        seconds, rss, out = timed(command)
-        print(f"{label:<22}{seconds:>10.1f}{args.rows / seconds:>12,.0f}{rss:>9.0f} MiB", flush=True)
+        seconds, cpu, rss, out = timed(command)
+        print(f"{label:<22}{seconds:>10.1f}{cpu:>10.1f}{args.rows / seconds:>12,.0f}{rss:>9.0f} MiB",
+              flush=True)
         if label != "read only":
             print("    " + out.strip().splitlines()[-1])
     if not args.keep:

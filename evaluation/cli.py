@@ -33,7 +33,7 @@ from server.storage.engine import create_engine
 
 __all__ = ["register"]
 
-BASELINE = CandidateSpec(name="uniform (baseline)", policy="uniform")
+BASELINE = CandidateSpec(name="uniform baseline", policy="uniform")
 
 
 class UsageError(ValueError):

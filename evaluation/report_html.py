@@ -385,10 +385,12 @@ def _histogram_svg(histogram: WeightHistogram) -> str:
 
 
 def _segments_svg(segments: Sequence[SegmentEstimate]) -> str:
-    """Forest plot of the per-segment estimates: one row per (segment, candidate, estimator)."""
+    """Forest plot of the per-segment estimates: a row per (segment, candidate), colored by segment.
+
+    The estimator of each row is in the table below the plot.
+    """
     rows = [
-        Estimate(candidate=f"{s.segment} · {s.candidate}", estimator=s.estimator, value=s.value,
-                 low=s.low, high=s.high)
+        Estimate(candidate=s.segment, estimator=s.candidate, value=s.value, low=s.low, high=s.high)
         for s in segments
     ]
     return _estimates_svg(rows, None)

@@ -216,11 +216,11 @@ def _segments(log: ReplayLog, settings: _Settings, primary: str, notes: list[str
 
 def _curves(log: ReplayLog) -> dict[str, list[tuple[float, float]]]:
     """Cumulative mean reward per logged variant, and each candidate's replayed DR terms."""
-    curves = {f"{name} (logged)": cumulative_mean_curve(log.reward[log.variant == v])
+    curves = {f"logged: {name}": cumulative_mean_curve(log.reward[log.variant == v])
               for v, name in enumerate(log.variants)}
     for c, name in enumerate(log.names):
         dr_terms = log.q_policy[c] + log.weights(c) * (log.reward - log.q_logged)
-        curves[f"{name} (replayed, DR)"] = cumulative_mean_curve(dr_terms)
+        curves[f"replay: {name}"] = cumulative_mean_curve(dr_terms)
     return curves
 
 
@@ -291,6 +291,8 @@ def to_report(summary: Summary, *, generated_at: str = "") -> EvaluationReport:
         f"the {summary.primary} estimator; the winner is the candidate with the highest lower bound.",
         "Candidates are replayed progressively: each scores a logged round, then learns from it. "
         "The reward model for DM/DR is a ridge regression fitted on earlier rounds only.",
+        "Cumulative curves: 'logged' is a variant's observed mean reward, 'replay' a candidate's "
+        "running DR estimate.",
         *(f"Observed mean reward of variant {name}: {v.observed.value:.4g} [{v.observed.low:.4g}, "
           f"{v.observed.high:.4g}] over {v.rounds:,} rounds." for name, v in summary.variants.items()),
         *summary.notes,

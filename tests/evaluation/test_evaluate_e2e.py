@@ -115,7 +115,7 @@ def test_evaluate_ranks_the_better_candidate_first(logged: Logged, tmp_path: Pat
     standard_error = (bad["ips"]["high"] - bad["ips"]["low"]) / (2 * 1.959964)
     assert abs(bad["ips"]["value"] - truth) < 3.5 * standard_error
     printed = capsys.readouterr().out
-    assert "logging policy" in printed and "uniform (baseline)" in printed
+    assert "logging policy" in printed and "uniform baseline" in printed
     assert "Candidate good beats the logging policy by" in printed
 
 

@@ -1,12 +1,16 @@
-"""Reading the log: the joined learned decisions, in time order, in chunks, within a window."""
+"""Reading the log: the joined learned decisions, in time order, in chunks, within a window.
+
+Each test runs on SQLite and on a real PostgreSQL (the ``db_url`` fixture).
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from evaluation.logdata import LogQuery, count_log, parse_time, read_log
@@ -27,10 +31,12 @@ def _decision(event: str, at: datetime, *, deferred: bool = False, experiment: s
     }
 
 
-def _log(tmp_path: Path) -> sa.Engine:
-    """Six decisions: four learned (two share a timestamp), one in its window, one deferred
-    and never activated (with a learnings row it should never have), one activated deferred."""
-    engine = create_engine(f"sqlite:///{tmp_path / 'log.db'}")
+@pytest.fixture
+def engine(db_url: str) -> Iterator[sa.Engine]:
+    """Seven decisions of ``exp``: four learned (two share a timestamp), one in its window, one
+    deferred and never activated (with a learnings row it should never have), one activated
+    deferred; and a learned decision of another experiment."""
+    engine = create_engine(db_url)
     rows = [
         _decision("e1", T0), _decision("e2", T0 + timedelta(seconds=1)),
         _decision("e3", T0 + timedelta(seconds=1)), _decision("e0", T0 - timedelta(seconds=5)),
@@ -46,11 +52,11 @@ def _log(tmp_path: Path) -> sa.Engine:
         connection.execute(sa.insert(learnings), [
             {"seq": i + 1, "event_id": e, "experiment": "elsewhere" if e == "other" else "exp",
              "value": float(i), "learned_at": T0} for i, e in enumerate(learned)])
-    return engine
+    yield engine
+    engine.dispose()
 
 
-def test_reads_learned_shown_decisions_in_time_order_across_chunks(tmp_path: Path) -> None:
-    engine = _log(tmp_path)
+def test_reads_learned_shown_decisions_in_time_order_across_chunks(engine: sa.Engine) -> None:
     query = LogQuery(experiment="exp")
 
     rows = list(read_log(engine, query, chunk=2))
@@ -64,15 +70,13 @@ def test_reads_learned_shown_decisions_in_time_order_across_chunks(tmp_path: Pat
     assert json.dumps(first.context) == '[{"name": "user", "numbers": {"age": 3.0}, "categories": {}}]'
 
 
-def test_since_until_bound_the_decision_time(tmp_path: Path) -> None:
-    engine = _log(tmp_path)
+def test_since_until_bound_the_decision_time(engine: sa.Engine) -> None:
     query = LogQuery(experiment="exp", since=T0, until=T0 + timedelta(seconds=4))
 
     assert [r.event_id for r in read_log(engine, query)] == ["e1", "e2", "e3"]
 
 
-def test_every_decision_when_not_learned_only(tmp_path: Path) -> None:
-    engine = _log(tmp_path)
+def test_every_decision_when_not_learned_only(engine: sa.Engine) -> None:
 
     rows = {r.event_id: r for r in read_log(engine, LogQuery(experiment="exp", learned_only=False), chunk=3)}
 

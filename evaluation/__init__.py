@@ -1,7 +1,12 @@
 """Offline policy evaluation: estimators, a cross-fitted reward model, and reports.
 
-Everything here works on plain numpy arrays (no gRPC, no server), so the replay CLI can feed it
-from the SQL log, a Parquet export or a simulation alike.
+Everything exported here works on plain numpy arrays (no gRPC, no server), so the replay CLI can
+feed it from the SQL log, a Parquet export or a simulation alike. The log-facing modules are
+imported on their own (they need SQLAlchemy, pyarrow): :mod:`evaluation.logdata` (streamed reads
+of the joined log), :mod:`evaluation.replay` (progressive counterfactual replay),
+:mod:`evaluation.summary` (estimates, verdict, table/JSON/report), :mod:`evaluation.export`
+(DSJson, Parquet), :mod:`evaluation.promote` and :mod:`evaluation.cli` (``arbiter evaluate`` and
+``arbiter export``).
 """
 
 from evaluation._checks import EvaluationInputError

@@ -118,7 +118,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         engine.dispose()
     summary = summarize(
         log, experiment=args.experiment,
-        specs=[(s.policy, s.params, s is BASELINE) for s in specs],
+        candidates=specs, baselines={BASELINE.name},
         confidence=args.confidence, interval=args.interval, n_bootstrap=args.bootstrap,
         seed=args.seed, primary=args.estimator, switch_tau=args.switch_tau, segment_by=args.segment_by,
     )

@@ -11,7 +11,7 @@ interval, its effective sample size, its paired difference to the logging policy
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
 from typing import Any, Literal
@@ -20,7 +20,7 @@ import numpy as np
 
 from evaluation._checks import EvaluationInputError, FloatArray
 from evaluation.estimators import ESTIMATORS, OffPolicyEstimator, SwitchDR, effective_sample_size
-from evaluation.replay import ReplayLog
+from evaluation.replay import CandidateSpec, ReplayLog
 from evaluation.report_html import (
     Estimate,
     EvaluationReport,
@@ -130,7 +130,8 @@ def summarize(
     log: ReplayLog,
     *,
     experiment: str,
-    specs: Sequence[tuple[str, Mapping[str, Any], bool]],
+    candidates: Sequence[CandidateSpec],
+    baselines: Collection[str] = (),
     confidence: float = 0.95,
     interval: IntervalMethod = "normal",
     n_bootstrap: int = 1000,
@@ -139,11 +140,11 @@ def summarize(
     switch_tau: float = math.inf,
     segment_by: str | None = None,
 ) -> Summary:
-    """Aggregates of ``log``; ``specs[c]`` is ``(policy, params, is_baseline)`` of ``log.names[c]``.
+    """Aggregates of ``log``, whose candidate ``c`` was replayed from ``candidates[c]``.
 
     Intervals are at ``confidence`` by ``interval`` (``"normal"``: Wald from influence terms,
-    O(n); ``"bootstrap"``: percentile bootstrap, O(n_bootstrap·n)). The winner is the
-    non-baseline candidate with the highest lower bound of its ``primary`` estimate.
+    O(n); ``"bootstrap"``: percentile bootstrap, O(n_bootstrap·n)). The winner is the candidate
+    not named in ``baselines`` with the highest lower bound of its ``primary`` estimate.
     """
     if log.n < 2:
         raise EvaluationInputError(f"need at least 2 learned rounds to evaluate, got {log.n}")
@@ -152,8 +153,9 @@ def summarize(
     settings = _Settings(alpha=1.0 - confidence, method=interval, n_bootstrap=n_bootstrap, seed=seed,
                          switch_tau=switch_tau)
     notes: list[str] = []
-    candidates = [_candidate(log, c, spec, settings, primary, notes) for c, spec in enumerate(specs)]
-    contenders = [c for c in candidates if not c.baseline and primary in c.estimates]
+    results = [_candidate(log, c, spec, spec.name in baselines, settings, primary, notes)
+               for c, spec in enumerate(candidates)]
+    contenders = [c for c in results if not c.baseline and primary in c.estimates]
     winner = max(contenders, key=lambda c: c.estimates[primary].low, default=None)
     if winner is None or winner.versus_logging is None:
         verdict = "Not enough evidence: no candidate could be estimated."
@@ -166,15 +168,14 @@ def summarize(
         primary=primary, logging=settings.mean(log.reward),
         variants={name: VariantResult(int(np.sum(rows)), settings.mean(log.reward[rows]))
                   for name, rows in ((name, log.variant == v) for v, name in enumerate(log.variants))},
-        candidates=candidates, winner=None if winner is None else winner.name, verdict=verdict,
+        candidates=results, winner=None if winner is None else winner.name, verdict=verdict,
         segment_by=segment_by, segments=_segments(log, settings, primary, notes),
-        curves=_curves(log), histograms=_histograms(log, candidates), notes=tuple(notes),
+        curves=_curves(log), histograms=_histograms(log, results), notes=tuple(notes),
     )
 
 
-def _candidate(log: ReplayLog, c: int, spec: tuple[str, Mapping[str, Any], bool], settings: _Settings,
+def _candidate(log: ReplayLog, c: int, spec: CandidateSpec, baseline: bool, settings: _Settings,
                primary: str, notes: list[str]) -> CandidateResult:
-    policy, params, baseline = spec
     inputs = log.estimator_inputs(c)
     estimates: dict[str, Interval] = {}
     for name in ESTIMATORS:
@@ -187,7 +188,7 @@ def _candidate(log: ReplayLog, c: int, spec: tuple[str, Mapping[str, Any], bool]
         versus = Interval(*settings.estimator(primary).compare_to_logging(
             **inputs, alpha=settings.alpha, method=settings.method,
             n_bootstrap=settings.n_bootstrap, seed=settings.seed))
-    return CandidateResult(name=log.names[c], policy=policy, params=dict(params), baseline=baseline,
+    return CandidateResult(name=spec.name, policy=spec.policy, params=dict(spec.params), baseline=baseline,
                            estimates=estimates, versus_logging=versus,
                            effective_sample_size=effective_sample_size(log.weights(c)))
 

@@ -107,8 +107,7 @@ def main() -> int:
     parser.add_argument("--db", help="SQLite file (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the database (and reuse it if present)")
     args = parser.parse_args()
-    directory = tempfile.mkdtemp(prefix="arbiter-bench-")
-    path = Path(args.db or Path(directory) / "log.db")
+    path = Path(args.db) if args.db else Path(tempfile.mkdtemp(prefix="arbiter-bench-")) / "log.db"
     url = f"sqlite:///{path}"
     if not (args.keep and path.exists()):
         path.unlink(missing_ok=True)

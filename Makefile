@@ -51,6 +51,9 @@ bench-quality: $(STAMP) ## progressive reward of every policy on the digits band
 bench-policies: $(STAMP) ## per-decision cost of every policy, side by side with baselines
 	$(PY) -m bench.policies
 
+bench-evaluate: $(STAMP) ## offline replay of a 1M-decision synthetic log (uniform + linucb candidates)
+	$(PY) -m bench.evaluate --rows 1000000
+
 clients: $(STAMP) ## build the Node, Go and Java clients
 	$(MAKE) -C clients build
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from server.app import App
 from server.storage.schema import learnings, rewards
 
 WAIT = 60
+StartServer = Callable[..., App]
 
 
 class FakeClock:
@@ -43,12 +45,14 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def serve(start_server, clock: FakeClock, **kwargs: Any) -> tuple[App, DecisionClient]:  # type: ignore[no-untyped-def]
+def serve(start_server: StartServer, clock: FakeClock, **kwargs: Any) -> tuple[App, DecisionClient]:
     app = start_server(config(**kwargs), clock=clock, tick_seconds=3600)
     return app, DecisionClient(f"127.0.0.1:{app.port}")
 
 
-def test_a_window_closing_without_reward_learns_the_default_reward(start_server, clock) -> None:  # type: ignore[no-untyped-def]
+def test_a_window_closing_without_reward_learns_the_default_reward(
+        start_server: StartServer, clock: FakeClock
+) -> None:
     app, client = serve(start_server, clock)
     choice = client.choose("homepage", actions=["a", "b"])
     assert app.loop.close_windows() == 0  # still open
@@ -61,7 +65,7 @@ def test_a_window_closing_without_reward_learns_the_default_reward(start_server,
     assert client.choose("homepage", actions=["a", "b"]).model_version.endswith("@1")
 
 
-def test_a_late_reward_is_stored_but_not_learned(start_server, clock) -> None:  # type: ignore[no-untyped-def]
+def test_a_late_reward_is_stored_but_not_learned(start_server: StartServer, clock: FakeClock) -> None:
     app, client = serve(start_server, clock)
     choice = client.choose("homepage", actions=["a", "b"])
     clock.advance(WAIT + 1)
@@ -73,7 +77,9 @@ def test_a_late_reward_is_stored_but_not_learned(start_server, clock) -> None:  
     assert [r["value"] for r in rows(app, learnings)] == [-0.5]
 
 
-def test_sum_adds_the_rewards_inside_the_window_and_learns_once_when_it_closes(start_server, clock) -> None:  # type: ignore[no-untyped-def]
+def test_sum_adds_the_rewards_inside_the_window_and_learns_once_when_it_closes(
+        start_server: StartServer, clock: FakeClock
+) -> None:
     app, client = serve(start_server, clock, aggregation="sum")
     choice = client.choose("homepage", actions=["a", "b"])
     assert client.reward(choice.event_id, 1.0).learned
@@ -91,7 +97,7 @@ def test_sum_adds_the_rewards_inside_the_window_and_learns_once_when_it_closes(s
         (1.0, True), (2.5, True), (100.0, False)]
 
 
-def test_reward_id_makes_retries_write_once(start_server, clock) -> None:  # type: ignore[no-untyped-def]
+def test_reward_id_makes_retries_write_once(start_server: StartServer, clock: FakeClock) -> None:
     app, client = serve(start_server, clock, aggregation="sum")
     choice = client.choose("homepage", actions=["a", "b"])
     stub = client._stub  # reward_id is part of the proto; call it directly
@@ -109,7 +115,9 @@ def test_reward_id_makes_retries_write_once(start_server, clock) -> None:  # typ
     assert [r["value"] for r in rows(app, learnings)] == [2.0]
 
 
-def test_a_retried_first_reward_is_already_exists_and_not_written_twice(start_server, clock) -> None:  # type: ignore[no-untyped-def]
+def test_a_retried_first_reward_is_already_exists_and_not_written_twice(
+        start_server: StartServer, clock: FakeClock
+) -> None:
     app, client = serve(start_server, clock)
     choice = client.choose("homepage", actions=["a", "b"])
     client.reward(choice.event_id, 1.0)
@@ -118,7 +126,9 @@ def test_a_retried_first_reward_is_already_exists_and_not_written_twice(start_se
     assert len(rows(app, rewards)) == 1
 
 
-def test_a_deferred_decision_is_not_learned_until_activated_then_its_window_starts(start_server, clock) -> None:  # type: ignore[no-untyped-def]
+def test_a_deferred_decision_is_not_learned_until_activated_then_its_window_starts(
+        start_server: StartServer, clock: FakeClock
+) -> None:
     app, client = serve(start_server, clock)
     choice = client.choose("homepage", actions=["a", "b"], deferred=True)
     clock.advance(10 * WAIT)
@@ -135,7 +145,9 @@ def test_a_deferred_decision_is_not_learned_until_activated_then_its_window_star
     assert learning["value"] == 1.0
 
 
-def test_activating_a_decision_that_was_not_deferred_is_a_failed_precondition(start_server, clock) -> None:  # type: ignore[no-untyped-def]
+def test_activating_a_decision_that_was_not_deferred_is_a_failed_precondition(
+        start_server: StartServer, clock: FakeClock
+) -> None:
     _, client = serve(start_server, clock)
     choice = client.choose("homepage", actions=["a", "b"])
     with pytest.raises(ArbiterClientError) as raised:
@@ -143,7 +155,9 @@ def test_activating_a_decision_that_was_not_deferred_is_a_failed_precondition(st
     assert raised.value.code.name == "FAILED_PRECONDITION"
 
 
-def test_open_windows_survive_a_restart_and_closed_ones_are_defaulted_on_start(start_server, clock) -> None:  # type: ignore[no-untyped-def]
+def test_open_windows_survive_a_restart_and_closed_ones_are_defaulted_on_start(
+        start_server: StartServer, clock: FakeClock
+) -> None:
     first, client = serve(start_server, clock)
     open_choice = client.choose("homepage", actions=["a", "b"])
     clock.advance(WAIT - 10)

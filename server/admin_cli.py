@@ -17,7 +17,8 @@ def _call(target: str, method: str, request: object) -> object | None:
     with grpc.insecure_channel(target) as channel:
         stub = experiments_pb2_grpc.ExperimentServiceStub(channel)
         try:
-            return getattr(stub, method)(request, timeout=30)
+            response: object = getattr(stub, method)(request, timeout=30)
+            return response
         except grpc.RpcError as error:
             print(f"arbiter: {error.code().name}: {error.details()}", file=sys.stderr)
             return None

@@ -55,5 +55,5 @@ def status_of(error: ArbiterError) -> grpc.StatusCode:
     """The status code for a domain error (the most specific registered base class wins)."""
     for cls in type(error).__mro__:
         if cls in STATUS_BY_ERROR:
-            return STATUS_BY_ERROR[cls]  # type: ignore[index]
+            return STATUS_BY_ERROR[cls]
     return grpc.StatusCode.INTERNAL

@@ -319,7 +319,7 @@ class DecisionLoop:
             future.result()
         except BaseException:
             with self._lock:
-                for name in Logged.__slots__:  # type: ignore[attr-defined]
+                for name in Logged.__slots__:
                     setattr(logged, name, getattr(before, name))
             raise
 

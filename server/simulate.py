@@ -32,8 +32,8 @@ class HiddenPreferences:
         self.fav_device = rng.integers(len(ARTICLES), size=len(DEVICES))
 
     def click_probability(self, country: int, device: int, article: int) -> float:
-        return (0.05 + 0.45 * (article == self.fav_country[country])
-                + 0.35 * (article == self.fav_device[device]))
+        return float(0.05 + 0.45 * (article == self.fav_country[country])
+                     + 0.35 * (article == self.fav_device[device]))
 
     def uniform_rate(self) -> float:
         """Expected reward of choosing uniformly at random, users uniform over the contexts."""

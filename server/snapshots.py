@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -43,13 +44,15 @@ class Snapshotter:
 
     def take(self, learned_events: int) -> int:
         """Write the state of every variant that learned since its last snapshot; returns rows."""
-        rows = []
+        rows: list[dict[str, Any]] = []
+        written: dict[tuple[str, str], int] = {}
         for experiment in self._experiments.values():
             for variant in experiment.variants.values():
                 state, position = variant.state()
                 key = (experiment.name, variant.name)
                 if position == 0 or self._written.get(key) == position:
                     continue
+                written[key] = position
                 rows.append({"experiment": experiment.name, "variant": variant.name,
                              "policy": variant.config.policy, "position": position,
                              "state": state, "created_at": utc_now()})
@@ -57,8 +60,7 @@ class Snapshotter:
             with self._engine.begin() as connection:
                 connection.execute(snapshots.insert(), rows)
             log.info("snapshot of %d variants written", len(rows))
-        for row in rows:
-            self._written[(row["experiment"], row["variant"])] = row["position"]
+        self._written.update(written)
         self._learned_at_last = learned_events
         self._time_of_last = time.monotonic()
         return len(rows)

@@ -108,8 +108,8 @@ class GroupCommitWriter:
             except sa.exc.IntegrityError:
                 self._split(batch)
                 return
-            except Exception as error:  # the database is unreachable or failing
-                log.warning("commit of %d writes failed: %s", len(batch), error)
+            except Exception as failure:  # the database is unreachable or failing
+                log.warning("commit of %d writes failed: %s", len(batch), failure)
                 self._on_health(False)
                 if self._retry_unavailable and not self._closing.is_set():
                     time.sleep(backoff)

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 from rich.progress import Progress
 
-from clients.python import DecisionClient
+from clients.python import ArbiterClientError, DecisionClient
 
 COUNTRIES = ("DE", "FR", "US", "JP")
 DEVICES = ("mobile", "desktop", "tablet")
@@ -46,7 +46,21 @@ def run(target: str, experiment: str, events: int, *, seed: int = 0) -> int:
     if events < 10:
         print("arbiter simulate: --events must be at least 10", file=sys.stderr)
         return 2
-    model = HiddenPreferences(seed)
+    try:
+        rewards = _drive(target, experiment, events, HiddenPreferences(seed), seed)
+    except ArbiterClientError as error:
+        print(f"arbiter simulate: the server answered {error}", file=sys.stderr)
+        return 1
+    tenth = max(1, events // 10)
+    print(f"first 10% mean reward: {rewards[:tenth].mean():.3f}")
+    print(f"last 10% mean reward:  {rewards[-tenth:].mean():.3f}")
+    print(f"uniform-random rate:   {HiddenPreferences(seed).uniform_rate():.3f}")
+    return 0
+
+
+def _drive(target: str, experiment: str, events: int, model: HiddenPreferences,
+           seed: int) -> np.ndarray:
+    """Rewards ``(events,)`` of simulated users served by the experiment at ``target``."""
     rng = np.random.default_rng(seed + 1)
     rewards = np.zeros(events)
     report_every = max(1, events // 10)
@@ -65,8 +79,4 @@ def run(target: str, experiment: str, events: int, *, seed: int = 0) -> int:
             bar.update(task, advance=1, description=f"mean reward {running:.3f}")
             if not sys.stdout.isatty() and (i + 1) % report_every == 0:
                 print(f"{i + 1:>8} events  running mean reward {running:.3f}", flush=True)
-    tenth = max(1, events // 10)
-    print(f"first 10% mean reward: {rewards[:tenth].mean():.3f}")
-    print(f"last 10% mean reward:  {rewards[-tenth:].mean():.3f}")
-    print(f"uniform-random rate:   {model.uniform_rate():.3f}")
-    return 0
+    return rewards

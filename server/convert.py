@@ -58,11 +58,12 @@ def namespaces(items: Iterable[pb.Namespace], where: str) -> tuple[Namespace, ..
         if item.name in names:
             raise InvalidArgument(f"{where}[{i}].name", f"repeats the namespace {item.name!r}")
         names.add(item.name)
-        for key, value in item.numbers.items():
+        numbers = dict(item.numbers)  # one copy out of the proto map, checked and kept
+        for key, value in numbers.items():
             if not math.isfinite(value):
                 raise InvalidArgument(f"{where}[{i}].numbers[{key!r}]",
                                       f"must be a finite number, got {value}")
-        result.append(Namespace(name=item.name, numbers=dict(item.numbers),
+        result.append(Namespace(name=item.name, numbers=numbers,
                                 categories=dict(item.categories)))
     return tuple(result)
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from server.app import App, Settings
 from server.config import parse_config
-from tests.postgres import HOW_TO_ENABLE, Cluster, fresh_database
+from tests.postgres import cluster_or_skip, fresh_database
 
 DEMO = {"experiments": {"homepage": {"policy": "linucb", "params": {"alpha": 0.5}}}}
 
@@ -24,12 +24,7 @@ def postgres_server() -> Iterator[str]:
     if url:
         yield url
         return
-    try:
-        cluster = Cluster()
-    except FileNotFoundError:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the PostgreSQL tests: {HOW_TO_ENABLE}")
-        pytest.skip(HOW_TO_ENABLE)
+    cluster = cluster_or_skip()
     try:
         yield cluster.url
     finally:
@@ -49,11 +44,19 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def start_server(db_url: str) -> Iterator[Callable[..., App]]:
     """Start a real server on a free port: ``start_server(config_dict, **settings)``."""
+    yield from running_apps(db_url, default_config=DEMO)
+
+
+def running_apps(db_url: str, default_config: dict[str, Any] | None = None) -> Iterator[Callable[..., App]]:
+    """Yield ``start(config, **settings)`` (default database ``db_url``); stop every app after."""
     apps: list[App] = []
 
-    def start(config: dict[str, Any] = DEMO, **settings: Any) -> App:
+    def start(config: dict[str, Any] | None = None, **settings: Any) -> App:
+        chosen = config if config is not None else default_config
+        if chosen is None:
+            raise TypeError("start() needs a config")
         app = App(Settings(listen="127.0.0.1:0", db=settings.pop("db", db_url), **settings),
-                  parse_config(config))
+                  parse_config(chosen))
         app.start()
         apps.append(app)
         return app

@@ -76,6 +76,18 @@ class Cluster:
         subprocess.run([*self._as_user, *command], check=True, capture_output=True, timeout=120)
 
 
+def cluster_or_skip() -> Cluster:
+    """A new cluster; without PostgreSQL binaries the test skips — or fails when ``CI`` is set."""
+    import pytest
+
+    try:
+        return Cluster()
+    except FileNotFoundError:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL tests: {HOW_TO_ENABLE}")
+        pytest.skip(HOW_TO_ENABLE)
+
+
 @contextmanager
 def fresh_database(server_url: str) -> Iterator[str]:
     """A new empty database on the server at ``server_url``; dropped afterwards."""

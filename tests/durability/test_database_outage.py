@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 
@@ -13,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from clients.python import DecisionClient, UnavailableError
 from server.app import App, Settings
 from server.config import parse_config
-from tests.postgres import HOW_TO_ENABLE, Cluster
+from tests.postgres import Cluster, cluster_or_skip
 
 CONFIG = {"experiments": {"homepage": {"policy": "linucb"}}}
 
@@ -21,12 +20,7 @@ CONFIG = {"experiments": {"homepage": {"policy": "linucb"}}}
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
     """A cluster of this test's own, since the test stops and starts it."""
-    try:
-        own = Cluster()
-    except FileNotFoundError:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the PostgreSQL tests: {HOW_TO_ENABLE}")
-        pytest.skip(HOW_TO_ENABLE)
+    own = cluster_or_skip()
     yield own
     own.destroy()
 

@@ -4,26 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from server.app import App, Settings
-from server.config import parse_config
+from server.app import App
+from tests.conftest import running_apps
 
 
 @pytest.fixture
 def start_sqlite(tmp_path: Path) -> Iterator[Callable[..., App]]:
     """``start_sqlite(config_dict, **settings)``; the same ``tmp_path`` database every call."""
-    apps: list[App] = []
-
-    def start(config: dict[str, Any], **settings: Any) -> App:
-        db = settings.pop("db", f"sqlite:///{tmp_path / 'arbiter.db'}")
-        app = App(Settings(listen="127.0.0.1:0", db=db, **settings), parse_config(config))
-        app.start()
-        apps.append(app)
-        return app
-
-    yield start
-    for app in apps:
-        app.stop(grace=1)
+    yield from running_apps(f"sqlite:///{tmp_path / 'arbiter.db'}")

@@ -1,8 +1,10 @@
 """The echo baseline of ``make bench``: ``arbiter.v1.DecisionService`` answering a fixed reply.
 
-Built from the same generated code and with the same threading model as the real server
-(``grpc.server`` over a 32-thread pool), so the difference between the two under the same load
-is what Arbiter's own work costs: validation, the policy, the SQL log, the learner.
+Built from the same generated code. ``--stack aio`` (the default) serves it the way Arbiter does
+(``grpc.aio``, every handler on one event loop), so the difference between the two under the
+same load is what Arbiter's own work costs: validation, the policy, the SQL log, the learner.
+``--stack sync`` serves it with ``grpc.server`` over a thread pool, the other way gRPC Python
+serves, so the bench also shows what the stack itself costs.
 
     python -m bench.echo --listen 127.0.0.1:0      # prints "arbiter listening on HOST:PORT"
 
@@ -12,6 +14,7 @@ SIGTERM or SIGINT stops it.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import signal
 import threading
 from collections.abc import Sequence
@@ -22,8 +25,9 @@ import grpc
 from protos.arbiter.v1 import decision_pb2 as pb
 from protos.arbiter.v1 import decision_pb2_grpc
 
-WORKERS = 32
-"""Thread-pool size, the real server's default (``arbiter serve --workers``)."""
+STACKS = ("aio", "sync")
+SYNC_WORKERS = 32
+"""Thread-pool size of the ``sync`` stack."""
 
 CHOOSE_RESPONSE = pb.ChooseResponse(
     event_id="00000000-0000-4000-8000-000000000000",
@@ -40,7 +44,7 @@ REWARD_RESPONSE = pb.RewardResponse(learned=True)
 
 
 class EchoServicer(decision_pb2_grpc.DecisionServiceServicer):
-    """Answers every call with the same fixed response, whatever the request."""
+    """Answers every call with the same fixed response, whatever the request (thread pool)."""
 
     def Choose(self, request: pb.ChooseRequest, context: grpc.ServicerContext) -> pb.ChooseResponse:
         return CHOOSE_RESPONSE
@@ -53,32 +57,66 @@ class EchoServicer(decision_pb2_grpc.DecisionServiceServicer):
         return pb.ActivateResponse()
 
 
-def start(listen: str, workers: int = WORKERS) -> tuple[grpc.Server, str]:
-    """Bind ``listen`` (port 0 = any free port), start serving; returns the server and ``HOST:PORT``."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers,
+class AsyncEchoServicer(decision_pb2_grpc.DecisionServiceServicer):
+    """The same fixed responses from coroutines (``grpc.aio``)."""
+
+    async def Choose(self, request: pb.ChooseRequest,
+                     context: grpc.aio.ServicerContext) -> pb.ChooseResponse:
+        return CHOOSE_RESPONSE
+
+    async def Reward(self, request: pb.RewardRequest,
+                     context: grpc.aio.ServicerContext) -> pb.RewardResponse:
+        return REWARD_RESPONSE
+
+    async def Activate(self, request: pb.ActivateRequest,
+                       context: grpc.aio.ServicerContext) -> pb.ActivateResponse:
+        return pb.ActivateResponse()
+
+
+OPTIONS = [("grpc.so_reuseport", 0)]
+
+
+def serve_sync(listen: str, stop: threading.Event) -> None:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=SYNC_WORKERS,
                                                     thread_name_prefix="echo-rpc"),
-                         options=[("grpc.so_reuseport", 0)])
+                         options=OPTIONS)
     decision_pb2_grpc.add_DecisionServiceServicer_to_server(EchoServicer(), server)
+    announce(listen, server.add_insecure_port(listen))
+    server.start()
+    stop.wait()
+    server.stop(grace=5).wait()
+
+
+async def serve_aio(listen: str, stop: threading.Event) -> None:
+    server = grpc.aio.server(options=OPTIONS)
+    decision_pb2_grpc.add_DecisionServiceServicer_to_server(AsyncEchoServicer(), server)
     port = server.add_insecure_port(listen)
+    await server.start()
+    announce(listen, port)
+    await asyncio.to_thread(stop.wait)
+    await server.stop(grace=5)
+
+
+def announce(listen: str, port: int) -> None:
+    """Print the line the load generator waits for (port 0 = the free port picked)."""
     if port == 0:
         raise RuntimeError(f"cannot listen on {listen}")
-    server.start()
-    return server, f"{listen.rsplit(':', 1)[0]}:{port}"
+    print(f"arbiter listening on {listen.rsplit(':', 1)[0]}:{port}", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.echo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT (port 0 = any free)")
-    parser.add_argument("--workers", type=int, default=WORKERS, help="gRPC worker threads")
+    parser.add_argument("--stack", choices=STACKS, default="aio", help="gRPC Python server stack")
     args = parser.parse_args(argv)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    server, address = start(args.listen, args.workers)
-    print(f"arbiter listening on {address}", flush=True)
-    stop.wait()
-    server.stop(grace=5).wait()
+    if args.stack == "sync":
+        serve_sync(args.listen, stop)
+    else:
+        asyncio.run(serve_aio(args.listen, stop))
     return 0
 
 

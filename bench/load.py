@@ -1,8 +1,9 @@
 """``make bench``: Choose and Reward throughput of Arbiter next to an echo server, side by side.
 
 Every run starts one server as a subprocess on ``127.0.0.1:0`` -- the echo server
-(:mod:`bench.echo`: same proto, same threading model, a fixed answer) or ``arbiter serve`` on a
-fresh SQLite file with the decision log on -- and drives it from a separate load-generator
+(:mod:`bench.echo`: same proto, a fixed answer; served by ``grpc.aio`` like Arbiter, and by the
+thread-pool ``grpc.server`` for reference) or ``arbiter serve`` on a fresh SQLite file with the
+decision log on -- and drives it from a separate load-generator
 process that keeps ``--concurrency`` calls in flight (``grpc.aio`` tasks, one call each):
 
 1. Choose: ``--warmup`` seconds of calls, a pause until the server is idle, then ``--seconds``
@@ -72,19 +73,24 @@ waiting for that gives up after 30 s."""
 
 @dataclass(frozen=True)
 class Run:
-    """One row of the table: the echo server, or Arbiter with a policy and a durability mode."""
+    """One row of the table: the echo server on a gRPC stack, or Arbiter with a policy and a
+    durability mode."""
 
     policy: str | None = None
     durability: str | None = None
+    stack: str = "aio"
 
     @property
     def label(self) -> str:
-        return "echo" if self.policy is None else f"{self.policy} {self.durability}"
+        if self.policy is None:
+            return "echo" if self.stack == "aio" else f"echo ({self.stack})"
+        return f"{self.policy} {self.durability}"
 
     def command(self, workdir: Path) -> list[str]:
         """The server's command line; Arbiter's database and config go in ``workdir``."""
         if self.policy is None:
-            return [sys.executable, "-m", "bench.echo", "--listen", "127.0.0.1:0"]
+            return [sys.executable, "-m", "bench.echo", "--listen", "127.0.0.1:0",
+                    "--stack", self.stack]
         name = f"{self.policy}-{self.durability}"
         config = workdir / f"{name}.toml"
         config.write_text(f'[experiments.{EXPERIMENT}]\npolicy = "{self.policy}"\n')
@@ -95,11 +101,13 @@ class Run:
 
 RUNS = (
     Run(),
+    Run(stack="sync"),
     Run("linucb", "strict"),
     Run("linucb", "relaxed"),
     Run("uniform", "strict"),
 )
-"""The rows, in order; ``uniform`` separates the policy's cost from the logging's."""
+"""The rows, in order; ``uniform`` separates the policy's cost from the logging's, the
+thread-pool echo shows what the gRPC stack alone changes."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +122,7 @@ class Ratio:
 
 RATIOS = (
     Ratio("Choose", Run("linucb", "strict"), Run(), goal=0.5),
+    Ratio("Choose", Run("linucb", "strict"), Run(stack="sync")),
     Ratio("Choose", Run("linucb", "strict"), Run("linucb", "relaxed"), goal=0.8),
     Ratio("Reward", Run("linucb", "strict"), Run("linucb", "relaxed"), goal=0.8),
     Ratio("Reward", Run("linucb", "strict"), Run()),

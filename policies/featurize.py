@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -95,13 +95,29 @@ Unseen = list[tuple[str, float]]
 """Features without a column yet (``grow=False``), as ``(key, value)``."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Lookup:
+    """A cached namespace lookup: the columns found and, if some keys had none, which.
+
+    ``known`` is ``None`` when every key has a column (valid for good: columns never move);
+    otherwise the positions that have one, and ``unseen`` the ``(position, key)`` of the rest,
+    valid only while the vocabulary's ``generation`` is the one recorded.
+    """
+
+    indices: NDArray[Any]
+    known: NDArray[np.intp] | None = None
+    unseen: tuple[tuple[int, str], ...] = ()
+    generation: int = 0
+
+
 class NamespaceEncoder(Generic[IndexT]):
     """A namespace's features as ``(indices, values, unseen)``.
 
     Indices come from ``index(key)`` when growing, else from ``peek(key)``, which returns
-    ``None`` for a key that has no index yet; such features go to ``unseen``. Complete lookups are
-    cached by the namespace's feature names (and category values), so a steady stream of
-    requests costs one dictionary lookup per namespace.
+    ``None`` for a key that has no index yet; such features go to ``unseen``. Lookups are cached
+    by the namespace's feature names (and category values), so a steady stream of requests costs
+    one dictionary lookup per namespace; a lookup with unseen keys is reused until
+    ``generation()`` (the vocabulary's size) changes.
     """
 
     def __init__(
@@ -109,10 +125,11 @@ class NamespaceEncoder(Generic[IndexT]):
         index: Callable[[str], int],
         peek: Callable[[str], int | None],
         dtype: type[IndexT],
+        generation: Callable[[], int] = lambda: 0,
     ) -> None:
-        self._index, self._peek = index, peek
+        self._index, self._peek, self._generation = index, peek, generation
         self._dtype: type[IndexT] = dtype
-        self._cache: dict[tuple[object, ...], NDArray[IndexT]] = {}
+        self._cache: dict[tuple[object, ...], _Lookup] = {}
 
     def encode(
         self, role: str, namespace: Namespace, grow: bool = True
@@ -121,21 +138,29 @@ class NamespaceEncoder(Generic[IndexT]):
         numbers, categories = namespace.numbers, namespace.categories
         values = np.ones(len(numbers) + len(categories))
         values[: len(numbers)] = np.fromiter(numbers.values(), np.float64, len(numbers))
-        lookup = (role, namespace.name, tuple(numbers), tuple(categories.items()))
-        indices = self._cache.get(lookup)
-        if indices is not None:
-            return indices, values, []
+        key = (role, namespace.name, tuple(numbers), tuple(categories.items()))
+        lookup = self._cache.get(key)
+        if lookup is None or (lookup.known is not None
+                              and (grow or lookup.generation != self._generation())):
+            lookup = self._look_up(role, namespace, grow)
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[key] = lookup
+        if lookup.known is None:
+            return lookup.indices, values, []
+        return (lookup.indices, values[lookup.known],
+                [(feature, float(values[i])) for i, feature in lookup.unseen])
+
+    def _look_up(self, role: str, namespace: Namespace, grow: bool) -> _Lookup:
         keys = [key for key, _ in feature_items(role, namespace)]
         found = [self._index(key) if grow else self._peek(key) for key in keys]
         known = [i for i, index in enumerate(found) if index is not None]
         indices = np.array([found[i] for i in known], dtype=self._dtype)
-        if len(known) < len(keys):
-            unseen = [(key, float(v)) for key, v, i in zip(keys, values, found, strict=True) if i is None]
-            return indices, values[known], unseen
-        if len(self._cache) >= _CACHE_LIMIT:
-            self._cache.clear()
-        self._cache[lookup] = indices
-        return indices, values, []
+        if len(known) == len(keys):
+            return _Lookup(indices)
+        unseen = tuple((i, key) for i, (key, index) in enumerate(zip(keys, found, strict=True))
+                       if index is None)
+        return _Lookup(indices, np.array(known, dtype=np.intp), unseen, self._generation())
 
 
 class Featurizer:
@@ -143,7 +168,8 @@ class Featurizer:
 
     def __init__(self, vocabulary: Vocabulary) -> None:
         self.vocabulary = vocabulary
-        self._encoder = NamespaceEncoder(vocabulary.column, vocabulary.peek, np.intp)
+        self._encoder = NamespaceEncoder(vocabulary.column, vocabulary.peek, np.intp,
+                                         generation=vocabulary.__len__)
 
     def _encode_all(
         self, role: str, namespaces: tuple[Namespace, ...], grow: bool
@@ -170,7 +196,9 @@ class Featurizer:
             action_unseen.append(unseen)
         norms = None
         if shared_unseen or any(action_unseen):
-            norms = np.array([_squared_norm(shared_unseen + unseen) for unseen in action_unseen])
+            # Shared ("s|…") and action ("a|…") keys never coincide, so the norms add up.
+            shared_norm = _squared_norm(shared_unseen)
+            norms = np.array([shared_norm + _squared_norm(unseen) for unseen in action_unseen])
         return DesignRows(shared, actions, norms)
 
 

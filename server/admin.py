@@ -5,6 +5,7 @@ Errors are the domain errors of :mod:`server.errors` (the interceptor maps them)
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 
@@ -18,29 +19,36 @@ from server.promotion import Controller
 
 
 class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
+    """Runs on the server's event loop; what reads or writes SQL runs in a worker thread."""
+
     def __init__(self, controller: Controller) -> None:
         self._controller = controller
 
-    def ListExperiments(self, request: pb.ListExperimentsRequest,
-                        context: grpc.ServicerContext) -> pb.ListExperimentsResponse:
+    async def ListExperiments(self, request: pb.ListExperimentsRequest,
+                              context: grpc.aio.ServicerContext) -> pb.ListExperimentsResponse:
         return pb.ListExperimentsResponse(experiments=[
             experiment_message(e) for _, e in sorted(self._controller.experiments.items())])
 
-    def GetExperiment(self, request: pb.GetExperimentRequest,
-                      context: grpc.ServicerContext) -> pb.Experiment:
+    async def GetExperiment(self, request: pb.GetExperimentRequest,
+                            context: grpc.aio.ServicerContext) -> pb.Experiment:
         return experiment_message(self._controller.experiment(request.experiment))
 
-    def GetReport(self, request: pb.GetReportRequest, context: grpc.ServicerContext) -> pb.Report:
-        return report_message(self._controller.report(request.experiment, request.segment_by))
+    async def GetReport(self, request: pb.GetReportRequest,
+                        context: grpc.aio.ServicerContext) -> pb.Report:
+        report = await asyncio.to_thread(self._controller.report, request.experiment,
+                                         request.segment_by)
+        return report_message(report)
 
-    def SetTraffic(self, request: pb.SetTrafficRequest,
-                   context: grpc.ServicerContext) -> pb.Experiment:
-        return experiment_message(self._controller.set_traffic(request.experiment,
-                                                               dict(request.traffic)))
+    async def SetTraffic(self, request: pb.SetTrafficRequest,
+                         context: grpc.aio.ServicerContext) -> pb.Experiment:
+        experiment = await asyncio.to_thread(self._controller.set_traffic, request.experiment,
+                                             dict(request.traffic))
+        return experiment_message(experiment)
 
-    def Promote(self, request: pb.PromoteRequest,
-                context: grpc.ServicerContext) -> pb.PromoteResponse:
-        previous = self._controller.promote(request.experiment, request.variant, request.reason)
+    async def Promote(self, request: pb.PromoteRequest,
+                      context: grpc.aio.ServicerContext) -> pb.PromoteResponse:
+        previous = await asyncio.to_thread(self._controller.promote, request.experiment,
+                                           request.variant, request.reason)
         return pb.PromoteResponse(
             experiment=experiment_message(self._controller.experiment(request.experiment)),
             previous_champion=previous)

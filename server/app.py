@@ -1,16 +1,25 @@
-"""The composition root: engine, writer, experiments, loop, gRPC server, health, maintenance."""
+"""The composition root: engine, writer, experiments, loop, gRPC server, health, maintenance.
+
+Threads: the gRPC server (``grpc.aio``) and every handler run on one event loop in the
+``arbiter-grpc`` thread; the group-commit writer, the maintenance ticker and a small pool for
+blocking reads (``Settings.workers``) run beside it. ``start`` and ``stop`` are plain calls.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
+from collections.abc import Coroutine
 from concurrent import futures
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import grpc
 import sqlalchemy as sa
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from protos.arbiter.v1 import decision_pb2, decision_pb2_grpc, experiments_pb2, experiments_pb2_grpc
@@ -36,6 +45,7 @@ SERVICE_NAMES = (
     health.SERVICE_NAME,
 )
 DURABILITY = ("strict", "relaxed")
+T = TypeVar("T")
 
 
 @dataclass
@@ -43,7 +53,7 @@ class Settings:
     listen: str = "127.0.0.1:50051"
     db: str = "sqlite:///arbiter.db"
     max_actions: int = DEFAULT_MAX_ACTIONS
-    workers: int = 32
+    workers: int = 8  # threads for blocking work off the event loop: cache-miss reads, admin calls
     reuse_port: bool = False
     durability: str = "strict"
     snapshot_every: int = 1000  # learned events between snapshots
@@ -66,7 +76,13 @@ class App:
             raise ValueError(f"`durability` must be one of {DURABILITY}, got {settings.durability!r}")
         self.settings = settings
         self.engine: sa.Engine = create_engine(settings.db)
-        self.health = health.HealthServicer()
+        self._events = asyncio.new_event_loop()
+        self._events.set_default_executor(futures.ThreadPoolExecutor(
+            max_workers=settings.workers, thread_name_prefix="arbiter-io"))
+        self._events_thread = threading.Thread(target=self._events.run_forever,
+                                               name="arbiter-grpc", daemon=True)
+        self._events_thread.start()
+        self.health = health_aio.HealthServicer()
         self._ready = False
         self._db_ok = True
         self._publish_health()
@@ -76,12 +92,7 @@ class App:
         self.snapshots = Snapshotter(self.engine, self.experiments,
                                      every_events=settings.snapshot_every,
                                      every_seconds=settings.snapshot_seconds)
-        self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=settings.workers,
-                                       thread_name_prefix="arbiter-rpc"),
-            interceptors=[ErrorInterceptor()],
-            options=[("grpc.so_reuseport", 1 if settings.reuse_port else 0)],
-        )
+        self.server: grpc.aio.Server | None = None
         self.loop = DecisionLoop(self.experiments, self.writer, self.engine,
                                  clock=settings.clock,
                                  relaxed=settings.durability == "relaxed",
@@ -100,17 +111,8 @@ class App:
 
         Returns the ``HOST:PORT`` actually bound (port 0 picks a free one).
         """
-        decision_pb2_grpc.add_DecisionServiceServicer_to_server(
-            DecisionServicer(self.loop, max_actions=self.settings.max_actions), self.server)
-        experiments_pb2_grpc.add_ExperimentServiceServicer_to_server(
-            ExperimentServicer(self.controller), self.server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(SERVICE_NAMES, self.server)
         host = self.settings.listen.rsplit(":", 1)[0]
-        self.port = self.server.add_insecure_port(self.settings.listen)
-        if self.port == 0:
-            raise RuntimeError(f"cannot listen on {self.settings.listen}")
-        self.server.start()
+        self.port = self._on_events(self._serve())
         self.controller.load()  # stored traffic and roles first: they decide what replay feeds
         for experiment in self.experiments.values():
             restore(self.engine, experiment)
@@ -121,6 +123,28 @@ class App:
         self._maintenance.start()
         return f"{host}:{self.port}"
 
+    async def _serve(self) -> int:
+        """Build, bind and start the gRPC server on the event loop; the port bound."""
+        server = grpc.aio.server(
+            interceptors=[ErrorInterceptor()],
+            options=[("grpc.so_reuseport", 1 if self.settings.reuse_port else 0)])
+        decision_pb2_grpc.add_DecisionServiceServicer_to_server(
+            DecisionServicer(self.loop, max_actions=self.settings.max_actions), server)
+        experiments_pb2_grpc.add_ExperimentServiceServicer_to_server(
+            ExperimentServicer(self.controller), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(SERVICE_NAMES, server)
+        port: int = server.add_insecure_port(self.settings.listen)
+        if port == 0:
+            raise RuntimeError(f"cannot listen on {self.settings.listen}")
+        await server.start()
+        self.server = server
+        return port
+
+    def _on_events(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on the event loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._events).result()
+
     def stop(self, grace: float = 10.0) -> None:
         """NOT_SERVING, finish in-flight calls, drain the writer, final snapshot. Idempotent."""
         if self._stopped:
@@ -129,7 +153,8 @@ class App:
         self._ready = False
         self._publish_health()
         self._stopping.set()
-        self.server.stop(grace).wait()
+        if self.server is not None:
+            self._on_events(self.server.stop(grace))
         if self._maintenance.is_alive():
             self._maintenance.join()
         self.writer.close()
@@ -138,6 +163,9 @@ class App:
         except sa.exc.SQLAlchemyError as error:
             log.warning("final snapshot not written: %s", error)
         self.engine.dispose()
+        self._events.call_soon_threadsafe(self._events.stop)
+        self._events_thread.join()
+        self._events.close()
 
     def _maintain(self) -> None:
         while not self._stopping.wait(self.settings.tick_seconds):
@@ -171,4 +199,4 @@ class App:
         status = (health_pb2.HealthCheckResponse.SERVING if serving
                   else health_pb2.HealthCheckResponse.NOT_SERVING)
         for name in ("", SERVICE_NAMES[0]):
-            self.health.set(name, status)
+            asyncio.run_coroutine_threadsafe(self.health.set(name, status), self._events)

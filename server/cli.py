@@ -24,7 +24,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--config", default="experiments.toml", help="experiments TOML file")
     serve.add_argument("--max-actions", type=int, default=1000,
                        help="most actions one Choose may offer")
-    serve.add_argument("--workers", type=int, default=32, help="gRPC worker threads")
+    serve.add_argument("--workers", type=int, default=8,
+                       help="threads for blocking work beside the event loop (SQL reads, admin)")
     serve.add_argument("--reuse-port", action="store_true", help="set SO_REUSEPORT (off by default)")
     serve.add_argument("--durability", choices=("strict", "relaxed"), default="strict",
                        help="strict: answer after the commit; relaxed: answer before it "

@@ -19,10 +19,17 @@ Reward: find the decision (memory, else SQL) and apply the experiment's reward s
 Every learned event gets the next ``seq`` and a ``learnings`` row in the same transaction as
 its trigger, and is learned in the writer's after-commit hook — in ``seq`` order, so the live
 models are exactly the fold of the log that recovery replays.
+
+Choose, Reward and Activate are coroutines run on the gRPC server's event loop: the CPU work
+(validation was done by the caller, scoring, the log row) runs inline and only the commit and a
+cache miss's SQL read are awaited, so one thread serves every call without handing it over.
+A write a caller gave up on still commits; a write that fails rolls back the in-memory state
+it claimed (the writer's ``on_failure`` hook) whether anyone still waits or not.
 """
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import threading
 import uuid
@@ -43,7 +50,7 @@ from server.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailab
 from server.experiments import Experiment, rng_for
 from server.storage import queries, schema
 from server.storage.codec import actions_to_json, decision_from_json, namespaces_to_json
-from server.storage.writer import GroupCommitWriter, Row, Write
+from server.storage.writer import Done, GroupCommitWriter, Row, Write, waiter
 
 Clock = Callable[[], datetime]
 
@@ -82,13 +89,20 @@ def draw(distribution: np.ndarray, rng: np.random.Generator) -> int:
     return index
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a future's exception as seen: nobody may be waiting for a Choose's dedupe future."""
+    if not future.cancelled():
+        future.exception()
+
+
 def as_utc(moment: datetime) -> datetime:
     """SQLite returns naive datetimes; everything in the log is UTC."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class DecisionLoop:
-    """Choose, Reward, Activate and the reward windows between them. Thread-safe.
+    """Choose, Reward, Activate (coroutines on one event loop) and the reward windows between
+    them (closed from the maintenance thread); the shared state is guarded by locks.
 
     ``relaxed``: answer before the commit (see ``GroupCommitWriter``'s ``retry_unavailable``).
     ``available()`` is False while the database is known to be down: calls fail fast.
@@ -110,15 +124,15 @@ class DecisionLoop:
         self._deadlines: list[tuple[datetime, str]] = []
         self._lock = threading.Lock()  # the cache, the open windows and every Logged's fields
         self._seq_lock = threading.Lock()
-        self._inflight: dict[str, Future[ChooseOutcome]] = {}
+        self._inflight: dict[str, asyncio.Future[ChooseOutcome]] = {}
         self._next_seq = queries.last_seq(engine) + 1
 
     # ---------------------------------------------------------------- Choose
-    def choose(self, request: ChooseInput) -> ChooseOutcome:
+    async def choose(self, request: ChooseInput) -> ChooseOutcome:
         experiment = self._experiment(request.experiment)
         self._check_available()
         if not request.event_id:
-            return self._decide(experiment, request, str(uuid.uuid4()))
+            return await self._decide(experiment, request, str(uuid.uuid4()))
         event_id = request.event_id
         with self._lock:
             logged = self._cache.get(event_id) or self._open.get(event_id)
@@ -126,14 +140,18 @@ class DecisionLoop:
                 return self._same_experiment(logged, request.experiment).outcome
             pending = self._inflight.get(event_id)
             if pending is None:
-                mine: Future[ChooseOutcome] = Future()
+                mine: asyncio.Future[ChooseOutcome] = asyncio.get_running_loop().create_future()
+                mine.add_done_callback(_retrieve)
                 self._inflight[event_id] = mine
         if pending is not None:  # a concurrent retry: answer what the first call answers
-            return pending.result()
+            return await asyncio.shield(pending)
         try:
-            logged = self._load(event_id)
+            logged = await asyncio.to_thread(self._load, event_id)
             outcome = (self._same_experiment(logged, request.experiment).outcome
-                       if logged is not None else self._decide(experiment, request, event_id))
+                       if logged is not None else await self._decide(experiment, request, event_id))
+        except asyncio.CancelledError:
+            mine.cancel()
+            raise
         except BaseException as error:
             mine.set_exception(error)
             raise
@@ -143,7 +161,8 @@ class DecisionLoop:
         mine.set_result(outcome)
         return outcome
 
-    def _decide(self, experiment: Experiment, request: ChooseInput, event_id: str) -> ChooseOutcome:
+    async def _decide(self, experiment: Experiment, request: ChooseInput,
+                      event_id: str) -> ChooseOutcome:
         decision = request.decision
         variant = experiment.serving(request.unit_id, event_id)
         rng = rng_for(event_id)
@@ -171,20 +190,23 @@ class DecisionLoop:
                         created_at=now, deferred=request.deferred)
         if self._relaxed:
             self._remember(logged)
-            self._writer.submit(Write([(schema.decisions, row)]))
+            self._writer.submit(Write([(schema.decisions, row)], done=None))
             return outcome
+        done = waiter()
+        self._writer.submit(Write([(schema.decisions, row)],
+                                  after_commit=lambda: self._remember(logged), done=done))
         try:
-            self._writer.write([(schema.decisions, row)], after_commit=lambda: self._remember(logged))
+            await done
         except AlreadyExists:  # another process logged this event id first: answer its decision
-            existing = self._load(event_id)
+            existing = await asyncio.to_thread(self._load, event_id)
             if existing is None:
                 raise
             return self._same_experiment(existing, request.experiment).outcome
         return outcome
 
     # ---------------------------------------------------------------- Reward
-    def reward(self, event_id: str, value: float, reward_id: str = "") -> RewardOutcome:
-        logged = self._find(event_id)
+    async def reward(self, event_id: str, value: float, reward_id: str = "") -> RewardOutcome:
+        logged = await self._find(event_id)
         config = self._experiment(logged.experiment).config
         self._check_available()
         now = self._clock()
@@ -205,9 +227,13 @@ class DecisionLoop:
         rows: list[Row] = [(schema.rewards, {"event_id": event_id, "value": value,
                                              "reward_id": reward_id or None,
                                              "learned": counted, "received_at": now})]
-        future = (self._submit_learning(logged, value, now, rows) if learn_now
-                  else self._writer.submit(Write(rows)))
-        self._settle(future, logged, before)
+        undo, done = self._undo(logged, before), self._done()
+        if learn_now:
+            self._submit_learning(logged, value, now, rows, undo, done)
+        else:
+            self._writer.submit(Write(rows, on_failure=undo, done=done))
+        if done is not None:
+            await done
         if duplicate:
             raise AlreadyExists(f"event {event_id!r} already has a reward; this one is stored "
                                 "for offline evaluation but not learned")
@@ -220,9 +246,9 @@ class DecisionLoop:
         return aggregation == "first" and (value, "") in logged.stored
 
     # ---------------------------------------------------------------- Activate
-    def activate(self, event_id: str) -> None:
+    async def activate(self, event_id: str) -> None:
         """Start the reward window of a deferred decision (idempotent)."""
-        logged = self._find(event_id)
+        logged = await self._find(event_id)
         self._experiment(logged.experiment)
         if not logged.deferred:
             raise FailedPrecondition(f"decision {event_id!r} was not deferred; it is active already")
@@ -232,14 +258,19 @@ class DecisionLoop:
                 return
             before = replace(logged)
             logged.activated_at = now = self._clock()
-        future = self._writer.submit(Write(
+        done = self._done()
+        self._writer.submit(Write(
             [(schema.activations, {"event_id": event_id, "activated_at": now})],
-            after_commit=lambda: self._open_window(logged)))
-        self._settle(future, logged, before)
+            after_commit=lambda: self._open_window(logged), on_failure=self._undo(logged, before),
+            done=done))
+        if done is not None:
+            await done
 
     # ---------------------------------------------------------------- windows
     def close_windows(self) -> int:
-        """Learn every decision whose window has closed (default reward, or the ``sum``)."""
+        """Learn every decision whose window has closed (default reward, or the ``sum``).
+
+        Called from the maintenance thread (and at start); waits for the commits."""
         now = self._clock()
         due: list[tuple[Logged, Logged, float]] = []
         with self._lock:
@@ -253,11 +284,14 @@ class DecisionLoop:
                          else config.default_reward)
                 due.append((logged, replace(logged, stored=list(logged.stored)), value))
                 logged.learned = True
-        closing = [(logged, before, self._submit_learning(logged, value, now, []))
-                   for logged, before, value in due]
-        for logged, before, future in closing:
+        closing: list[tuple[Logged, Future[None]]] = []
+        for logged, before, value in due:
+            done: Future[None] = Future()
+            self._submit_learning(logged, value, now, [], self._undo(logged, before), done)
+            closing.append((logged, done))
+        for logged, done in closing:
             try:
-                self._settle(future, logged, before)
+                done.result()
             except Unavailable:  # the database is down: close it again on a later tick
                 self._open_window(logged)
         return len(closing)
@@ -282,9 +316,9 @@ class DecisionLoop:
             heapq.heappush(self._deadlines, (end, logged.outcome.event_id))
 
     # ---------------------------------------------------------------- learning
-    def _submit_learning(self, logged: Logged, value: float, now: datetime,
-                         rows: list[Row]) -> Future[None]:
-        """Queue ``rows`` plus a learnings row with the next seq.
+    def _submit_learning(self, logged: Logged, value: float, now: datetime, rows: list[Row],
+                         undo: Callable[[], None], done: Done) -> None:
+        """Queue ``rows`` plus a learnings row with the next seq (``undo`` if it fails).
 
         ``_seq_lock`` makes seq order the queue order (= commit order = learning order). The
         after-commit hooks never take it, so a full queue cannot deadlock the writer.
@@ -296,8 +330,8 @@ class DecisionLoop:
             rows = [*rows, (schema.learnings, {"seq": seq, "event_id": event_id,
                                                "experiment": logged.experiment, "value": value,
                                                "learned_at": now})]
-            return self._writer.submit(
-                Write(rows, after_commit=lambda: self._learn(logged, value, seq)))
+            self._writer.submit(Write(rows, after_commit=lambda: self._learn(logged, value, seq),
+                                      on_failure=undo, done=done))
 
     def _learn(self, logged: Logged, value: float, seq: int) -> None:
         """Apply one learned event to its serving variant and to every shadow variant."""
@@ -311,24 +345,24 @@ class DecisionLoop:
             self._open.pop(logged.outcome.event_id, None)
             self.learned_events += 1
 
-    def _settle(self, future: Future[None], logged: Logged, before: Logged) -> None:
-        """Wait for the commit (strict); on failure put ``logged`` back as it was."""
-        if self._relaxed:
-            return
-        try:
-            future.result()
-        except BaseException:
+    def _done(self) -> asyncio.Future[None] | None:
+        """What a call's write resolves: a future to await (strict), or none (relaxed)."""
+        return None if self._relaxed else waiter()
+
+    def _undo(self, logged: Logged, before: Logged) -> Callable[[], None]:
+        """The ``on_failure`` hook of a write that changed ``logged``: put it back as ``before``."""
+        def undo() -> None:
             with self._lock:
                 for name in Logged.__slots__:
                     setattr(logged, name, getattr(before, name))
-            raise
+        return undo
 
     # ---------------------------------------------------------------- the join
-    def _find(self, event_id: str) -> Logged:
+    async def _find(self, event_id: str) -> Logged:
         with self._lock:
             logged = self._cache.get(event_id) or self._open.get(event_id)
         if logged is None:
-            logged = self._load(event_id)
+            logged = await asyncio.to_thread(self._load, event_id)
         if logged is None:
             raise NotFound(f"no decision with event_id {event_id!r}")
         return logged

@@ -1,4 +1,4 @@
-"""The DecisionService servicer: convert, call the loop, convert back."""
+"""The DecisionService servicer: convert, call the loop, convert back (on the event loop)."""
 
 from __future__ import annotations
 
@@ -15,15 +15,17 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
         self._loop = loop
         self._max_actions = max_actions
 
-    def Choose(self, request: pb.ChooseRequest, context: grpc.ServicerContext) -> pb.ChooseResponse:
+    async def Choose(self, request: pb.ChooseRequest,
+                     context: grpc.aio.ServicerContext) -> pb.ChooseResponse:
         choose = convert.choose_input(request, max_actions=self._max_actions)
-        return convert.choose_response(self._loop.choose(choose))
+        return convert.choose_response(await self._loop.choose(choose))
 
-    def Reward(self, request: pb.RewardRequest, context: grpc.ServicerContext) -> pb.RewardResponse:
+    async def Reward(self, request: pb.RewardRequest,
+                     context: grpc.aio.ServicerContext) -> pb.RewardResponse:
         event_id, value = convert.reward_input(request)
-        return convert.reward_response(self._loop.reward(event_id, value, request.reward_id))
+        return convert.reward_response(await self._loop.reward(event_id, value, request.reward_id))
 
-    def Activate(self, request: pb.ActivateRequest,
-                 context: grpc.ServicerContext) -> pb.ActivateResponse:
-        self._loop.activate(convert.activate_input(request))
+    async def Activate(self, request: pb.ActivateRequest,
+                       context: grpc.aio.ServicerContext) -> pb.ActivateResponse:
+        await self._loop.activate(convert.activate_input(request))
         return pb.ActivateResponse()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 
 from server.storage.schema import metadata
@@ -25,7 +26,10 @@ def create_engine(url: str) -> sa.Engine:
     """
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    kwargs: dict[str, Any] = {}
+    # msgspec writes the same JSON as the standard library for the log's values (finite floats,
+    # ints, strings, lists, dicts: floats round-trip exactly) about 8x faster; it matters
+    # because every decision's context, actions and distribution are one JSON document each.
+    kwargs: dict[str, Any] = {"json_serializer": _json_text, "json_deserializer": msgspec.json.decode}
     if url.startswith("postgresql"):
         kwargs.update(pool_size=8, max_overflow=8, pool_pre_ping=True,
                       connect_args={"connect_timeout": 3})
@@ -34,6 +38,10 @@ def create_engine(url: str) -> sa.Engine:
         _configure_sqlite(engine)
     metadata.create_all(engine)
     return engine
+
+
+def _json_text(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
 
 
 def _configure_sqlite(engine: sa.Engine) -> None:

@@ -1,11 +1,17 @@
 """Group commit: one writer thread turns everything queued into one transaction.
 
 Callers ``submit`` a :class:`Write` (rows for several tables plus an optional ``after_commit``
-hook) and wait on its future. The writer takes the first queued write, drains whatever else
-is queued (up to ``max_batch``), inserts all rows in one transaction — tables in the order of
-``TABLE_ORDER`` so foreign keys hold, rows in submission order so autoincrement ids follow
-the queue — commits, runs the ``after_commit`` hooks in that same order (this is where
-learning happens, so the in-memory fold follows the log's order), then wakes every waiter.
+hook) and wait on its ``done`` future: a ``concurrent.futures.Future`` for a thread, an
+``asyncio.Future`` for a coroutine (all of a batch's are resolved in one callback per event
+loop, so a batch of 64 calls costs one wake-up), or none when nobody waits (relaxed
+durability). The writer takes the first queued write, drains whatever else is queued (up to
+``max_batch``), inserts all rows in one transaction — tables in the order of ``TABLE_ORDER``
+so foreign keys hold, rows in submission order so autoincrement ids follow the queue —
+commits, runs the ``after_commit`` hooks in that same order (this is where learning happens,
+so the in-memory fold follows the log's order), then wakes every waiter.
+A write that fails runs its ``on_failure`` hook before its waiter wakes, whether or not anyone
+still waits (a caller that gave up: cancelling its ``asyncio.Future`` does not cancel the
+write), so in-memory state never claims a row the log lacks.
 
 A batch that violates a constraint is retried write by write, so one bad write fails alone.
 A database error fails the batch's writes with :class:`~server.errors.Unavailable` — or, with
@@ -16,6 +22,8 @@ while the process lives. ``on_health`` is told whether the last transaction reac
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -36,18 +44,26 @@ TABLE_ORDER: tuple[sa.Table, ...] = (schema.decisions, schema.activations, schem
                                      schema.learnings, schema.snapshots,
                                      schema.experiment_states, schema.promotions)
 Row = tuple[sa.Table, dict[str, Any]]
+Done = Future[None] | asyncio.Future[None] | None
 
 
 @dataclass
 class Write:
-    """Rows to insert atomically, and what to run once they are committed."""
+    """Rows to insert atomically, what to run once they are committed (or failed), and the
+    future to resolve then."""
 
     rows: Sequence[Row]
     after_commit: Callable[[], None] | None = None
-    done: Future[None] = field(default_factory=Future)
+    on_failure: Callable[[], None] | None = None
+    done: Done = field(default_factory=Future)
 
 
 _STOP = object()
+
+
+def waiter() -> asyncio.Future[None]:
+    """A ``done`` future for a write a coroutine will await (on the running event loop)."""
+    return asyncio.get_running_loop().create_future()
 
 
 class GroupCommitWriter:
@@ -61,18 +77,21 @@ class GroupCommitWriter:
         self._closing = threading.Event()
         self._max_batch = max_batch
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
+        self._wake: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None],
+                                                                BaseException | None]]] = {}
         self._on_health = on_health or (lambda _ok: None)
         self._thread = threading.Thread(target=self._run, name="arbiter-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, write: Write) -> Future[None]:
-        """Queue ``write`` (waiting while the queue is full); its future resolves after commit."""
+    def submit(self, write: Write) -> None:
+        """Queue ``write`` (waiting while the queue is full); ``write.done`` resolves after commit."""
         self._queue.put(write)
-        return write.done
 
     def write(self, rows: Sequence[Row], after_commit: Callable[[], None] | None = None) -> None:
-        """Submit and wait until committed (and ``after_commit`` has run)."""
-        self.submit(Write(rows, after_commit)).result()
+        """Submit from a thread and wait until committed (and ``after_commit`` has run)."""
+        done: Future[None] = Future()
+        self.submit(Write(rows, after_commit, done=done))
+        done.result()
 
     def close(self) -> None:
         """Commit everything already queued, then stop the thread."""
@@ -97,6 +116,7 @@ class GroupCommitWriter:
                     break
                 batch.append(item)
             self._commit_batch(batch)
+            self._wake_loops()
             if stop:
                 return
 
@@ -116,7 +136,7 @@ class GroupCommitWriter:
                     backoff = min(2.0, backoff * 2)
                     continue
                 for write in batch:
-                    self._finish(write, Unavailable("the database is unavailable; retry later"))
+                    self._fail(write, Unavailable("the database is unavailable; retry later"))
                 return
             break
         self._on_health(True)
@@ -133,7 +153,7 @@ class GroupCommitWriter:
     def _split(self, batch: list[Write]) -> None:
         """A constraint failed: retry write by write so only the offending one fails."""
         if len(batch) == 1:
-            self._finish(batch[0], AlreadyExists("that event or reward is already logged"))
+            self._fail(batch[0], AlreadyExists("that event or reward is already logged"))
             return
         for write in batch:
             self._commit_batch([write])
@@ -148,9 +168,42 @@ class GroupCommitWriter:
                 if by_table[table]:
                     connection.execute(table.insert(), by_table[table])
 
-    @staticmethod
-    def _finish(write: Write, error: BaseException | None) -> None:
-        if error is None:
-            write.done.set_result(None)
+    def _finish(self, write: Write, error: BaseException | None) -> None:
+        """Wake the waiter of a committed write (``error``: its after-commit hook failed)."""
+        done = write.done
+        if isinstance(done, asyncio.Future):
+            self._wake.setdefault(done.get_loop(), []).append((done, error))
+        elif done is None:
+            if error is not None:
+                log.warning("a write nobody waits for failed: %s", error)
+        elif error is None:
+            done.set_result(None)
         else:
-            write.done.set_exception(error)
+            done.set_exception(error)
+
+    def _wake_loops(self) -> None:
+        """Resolve the batch's asyncio futures: one callback per event loop."""
+        for loop, results in self._wake.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop has nobody left to wake
+                loop.call_soon_threadsafe(_resolve, results)
+        self._wake = {}
+
+    def _fail(self, write: Write, error: BaseException) -> None:
+        """Roll back the caller's state (``on_failure``), then wake the waiter with ``error``."""
+        if write.on_failure is not None:
+            try:
+                write.on_failure()
+            except Exception:  # never lose the writer thread to a hook
+                log.exception("on-failure hook failed")
+        self._finish(write, error)
+
+
+def _resolve(results: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
+    """On the event loop: set each future that its waiter has not given up on."""
+    for future, error in results:
+        if future.cancelled():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)

@@ -146,7 +146,9 @@ class DecisionLoop:
         if pending is not None:  # a concurrent retry: answer what the first call answers
             return await asyncio.shield(pending)
         try:
-            logged = await asyncio.to_thread(self._load, event_id)
+            # Relaxed answers before its commit, so it must look the event id up first; strict
+            # lets the log's unique key decide (a logged decision comes back as AlreadyExists).
+            logged = await asyncio.to_thread(self._load, event_id) if self._relaxed else None
             outcome = (self._same_experiment(logged, request.experiment).outcome
                        if logged is not None else await self._decide(experiment, request, event_id))
         except asyncio.CancelledError:

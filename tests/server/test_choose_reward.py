@@ -136,3 +136,24 @@ def test_rewards_join_decisions_logged_before_a_restart(start_server, db_url) ->
         assert client.reward(choice.event_id, 1.0).learned
         with pytest.raises(AlreadyExistsError):
             client.reward(choice.event_id, 1.0)
+
+
+def test_a_retried_event_id_returns_the_logged_decision_after_a_restart(  # type: ignore[no-untyped-def]
+        start_server, db_url) -> None:
+    first = start_server()
+    with DecisionClient(target(first)) as client:
+        choice = client.choose("homepage", context=CONTEXT, actions=ACTIONS, event_id="retried")
+        for _ in range(5):  # the model moves on, so a fresh decision would differ
+            other = client.choose("homepage", context=CONTEXT, actions=ACTIONS)
+            client.reward(other.event_id, 1.0)
+    first.stop(grace=1)
+
+    second = start_server()
+    with DecisionClient(target(second)) as client:
+        again = client.choose("homepage", context=CONTEXT, actions=ACTIONS, event_id="retried")
+    assert again == choice
+    assert again.model_version == "linucb@0"
+    engine = sa.create_engine(db_url)
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(decisions)).scalar() == 6
+    engine.dispose()

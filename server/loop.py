@@ -192,7 +192,7 @@ class DecisionLoop:
                         created_at=now, deferred=request.deferred)
         if self._relaxed:
             self._remember(logged)
-            self._writer.submit(Write([(schema.decisions, row)], done=None))
+            self._writer.submit(Write([(schema.decisions, row)]))
             return outcome
         done = waiter()
         self._writer.submit(Write([(schema.decisions, row)],

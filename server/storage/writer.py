@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -55,7 +55,7 @@ class Write:
     rows: Sequence[Row]
     after_commit: Callable[[], None] | None = None
     on_failure: Callable[[], None] | None = None
-    done: Done = field(default_factory=Future)
+    done: Done = None
 
 
 _STOP = object()

@@ -12,24 +12,27 @@ Policies are not thread-safe; the server holds one lock per policy instance arou
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, Self
 
+import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
 
-@dataclass(frozen=True, slots=True)
-class Namespace:
-    """A group of features. ``numbers`` are values; ``categories`` are one-hot ``name=value``."""
+class Namespace(msgspec.Struct, frozen=True, gc=False):
+    """A group of features. ``numbers`` are values; ``categories`` are one-hot ``name=value``.
+
+    A ``msgspec.Struct``: built in a tenth of a frozen dataclass's time, never tracked by the
+    garbage collector (it holds no references back), and encoded to the log's JSON
+    ``{"name", "numbers", "categories"}`` as is. Every request builds a dozen of these.
+    """
 
     name: str
-    numbers: Mapping[str, float] = field(default_factory=dict)
-    categories: Mapping[str, str] = field(default_factory=dict)
+    numbers: Mapping[str, float] = {}
+    categories: Mapping[str, str] = {}
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(msgspec.Struct, frozen=True, gc=False):
     """One decision to make: shared ``context`` and K actions.
 
     ``action_features[k]`` are the features of ``action_ids[k]``.

@@ -20,7 +20,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from itertools import repeat
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,10 +34,8 @@ INTERCEPT = "\x00intercept"
 _CACHE_LIMIT = 4096
 """Entries kept in a per-namespace lookup cache before it is cleared (a memory bound only)."""
 
-IndexT = TypeVar("IndexT", np.intp, np.uint64)
-
-Encoded = tuple[NDArray[np.intp], NDArray[np.float64]]
-"""A namespace as ``(columns, values)``, both shape ``(n,)``."""
+Encoded = tuple[list[int], list[float]]
+"""Namespaces as ``(columns, values)``, two lists of the same length."""
 
 
 def stable_hash(key: str) -> int:
@@ -95,23 +94,38 @@ Unseen = list[tuple[str, float]]
 """Features without a column yet (``grow=False``), as ``(key, value)``."""
 
 
+class Features(NamedTuple):
+    """A namespace encoded: ``indices[i]`` is the index of the feature with value ``values[i]``
+    (only the features that have one); ``unseen`` lists the rest, whose squared norm (values
+    of a repeated key added first) is ``norm``. Python lists: a namespace holds a handful of
+    features, and one array per decision (:meth:`DesignRows.matrix`) is cheaper than several
+    small ones per namespace."""
+
+    indices: list[int]
+    values: list[float]
+    unseen: Unseen
+    norm: float
+
+
 @dataclass(frozen=True, slots=True)
 class _Lookup:
-    """A cached namespace lookup: the columns found and, if some keys had none, which.
+    """A cached namespace lookup: the indices found and, if some keys had none, which.
 
-    ``known`` is ``None`` when every key has a column (valid for good: columns never move);
+    ``known`` is ``None`` when every key has an index (valid for good: indices never move);
     otherwise the positions that have one, and ``unseen`` the ``(position, key)`` of the rest,
-    valid only while the vocabulary's ``generation`` is the one recorded.
+    valid only while the vocabulary's ``generation`` is the one recorded; ``distinct`` says
+    no unseen key repeats (a number named ``"c=v"`` and the category ``c: v`` would).
     """
 
-    indices: NDArray[Any]
-    known: NDArray[np.intp] | None = None
+    indices: list[int]
+    known: list[int] | None = None
     unseen: tuple[tuple[int, str], ...] = ()
+    distinct: bool = True
     generation: int = 0
 
 
-class NamespaceEncoder(Generic[IndexT]):
-    """A namespace's features as ``(indices, values, unseen)``.
+class NamespaceEncoder:
+    """A namespace's features as :class:`Features`.
 
     Indices come from ``index(key)`` when growing, else from ``peek(key)``, which returns
     ``None`` for a key that has no index yet; such features go to ``unseen``. Lookups are cached
@@ -124,20 +138,15 @@ class NamespaceEncoder(Generic[IndexT]):
         self,
         index: Callable[[str], int],
         peek: Callable[[str], int | None],
-        dtype: type[IndexT],
         generation: Callable[[], int] = lambda: 0,
     ) -> None:
         self._index, self._peek, self._generation = index, peek, generation
-        self._dtype: type[IndexT] = dtype
         self._cache: dict[tuple[object, ...], _Lookup] = {}
 
-    def encode(
-        self, role: str, namespace: Namespace, grow: bool = True
-    ) -> tuple[NDArray[IndexT], NDArray[np.float64], Unseen]:
-        """Indices and values, both shape ``(n,)``, of the ``n`` features that have an index."""
+    def encode(self, role: str, namespace: Namespace, grow: bool = True) -> Features:
+        """The namespace's features: numbers (their values), then categories (value 1)."""
         numbers, categories = namespace.numbers, namespace.categories
-        values = np.ones(len(numbers) + len(categories))
-        values[: len(numbers)] = np.fromiter(numbers.values(), np.float64, len(numbers))
+        values = [*numbers.values(), *repeat(1.0, len(categories))]
         key = (role, namespace.name, tuple(numbers), tuple(categories.items()))
         lookup = self._cache.get(key)
         if lookup is None or (lookup.known is not None
@@ -147,20 +156,23 @@ class NamespaceEncoder(Generic[IndexT]):
                 self._cache.clear()
             self._cache[key] = lookup
         if lookup.known is None:
-            return lookup.indices, values, []
-        return (lookup.indices, values[lookup.known],
-                [(feature, float(values[i])) for i, feature in lookup.unseen])
+            return Features(lookup.indices, values, [], 0.0)
+        unseen = [(feature, values[i]) for i, feature in lookup.unseen]
+        norm = (sum([value * value for _, value in unseen]) if lookup.distinct
+                else squared_norm(unseen))
+        return Features(lookup.indices, [values[i] for i in lookup.known], unseen, norm)
 
     def _look_up(self, role: str, namespace: Namespace, grow: bool) -> _Lookup:
         keys = [key for key, _ in feature_items(role, namespace)]
         found = [self._index(key) if grow else self._peek(key) for key in keys]
         known = [i for i, index in enumerate(found) if index is not None]
-        indices = np.array([found[i] for i in known], dtype=self._dtype)
+        indices = [index for index in found if index is not None]
         if len(known) == len(keys):
             return _Lookup(indices)
         unseen = tuple((i, key) for i, (key, index) in enumerate(zip(keys, found, strict=True))
                        if index is None)
-        return _Lookup(indices, np.array(known, dtype=np.intp), unseen, self._generation())
+        distinct = len({key for _, key in unseen}) == len(unseen)
+        return _Lookup(indices, known, unseen, distinct, self._generation())
 
 
 class Featurizer:
@@ -168,19 +180,23 @@ class Featurizer:
 
     def __init__(self, vocabulary: Vocabulary) -> None:
         self.vocabulary = vocabulary
-        self._encoder = NamespaceEncoder(vocabulary.column, vocabulary.peek, np.intp,
+        self._encoder = NamespaceEncoder(vocabulary.column, vocabulary.peek,
                                          generation=vocabulary.__len__)
 
     def _encode_all(
         self, role: str, namespaces: tuple[Namespace, ...], grow: bool
-    ) -> tuple[Encoded | None, Unseen]:
+    ) -> tuple[Encoded | None, float]:
+        """The namespaces' indices and values together, and the squared norm of the unseen
+        ones (keys of different namespaces can only meet if a name contains ``|``)."""
         if not namespaces:
-            return None, []
+            return None, 0.0
+        if len(namespaces) == 1:
+            part = self._encoder.encode(role, namespaces[0], grow)
+            return (part.indices, part.values), part.norm
         parts = [self._encoder.encode(role, ns, grow) for ns in namespaces]
-        unseen = [item for _, _, part in parts for item in part]
-        if len(parts) == 1:
-            return parts[0][:2], unseen
-        return (np.concatenate([c for c, _, _ in parts]), np.concatenate([v for _, v, _ in parts])), unseen
+        encoded = ([i for part in parts for i in part.indices],
+                   [v for part in parts for v in part.values])
+        return encoded, squared_norm([item for part in parts for item in part.unseen])
 
     def encode(self, decision: Decision, grow: bool = True) -> DesignRows:
         """Columns for every feature of ``decision``.
@@ -188,21 +204,20 @@ class Featurizer:
         ``grow=True`` (learning) assigns columns to new features. ``grow=False`` (scoring)
         changes nothing: features without a column are summarised per row by ``unseen``.
         """
-        shared, shared_unseen = self._encode_all("s", decision.context, grow)
-        actions, action_unseen = [], []
+        shared, shared_norm = self._encode_all("s", decision.context, grow)
+        actions, norms = [], []
         for features in decision.action_features:
-            encoded, unseen = self._encode_all("a", features, grow)
+            encoded, norm = self._encode_all("a", features, grow)
             actions.append(encoded)
-            action_unseen.append(unseen)
-        norms = None
-        if shared_unseen or any(action_unseen):
+            norms.append(norm)
+        unseen = None
+        if shared_norm or any(norms):
             # Shared ("s|…") and action ("a|…") keys never coincide, so the norms add up.
-            shared_norm = _squared_norm(shared_unseen)
-            norms = np.array([shared_norm + _squared_norm(unseen) for unseen in action_unseen])
-        return DesignRows(shared, actions, norms)
+            unseen = np.array(norms) + shared_norm
+        return DesignRows(shared, actions, unseen)
 
 
-def _squared_norm(features: Unseen) -> float:
+def squared_norm(features: Unseen) -> float:
     """``sum_key (sum of the key's values)^2``: the squared norm of the columns they would get."""
     by_key: dict[str, float] = {}
     for key, value in features:
@@ -225,16 +240,27 @@ class DesignRows:
     def matrix(self, width: int) -> NDArray[np.float64]:
         """The design matrix, shape ``(K, width)``, or shape ``(width,)`` when no action has
         features of its own: then every action's row is that one row (and nothing is copied).
+
+        Every action's features go in with one ``bincount`` over the flattened ``(K, width)``
+        matrix (index ``k * width + column``), and the shared row is added by broadcasting.
         """
         base = np.zeros(width)
         if self.shared is not None:
             columns, values = self.shared
-            base += np.bincount(columns, values, minlength=width)
+            base += np.bincount(np.array(columns, dtype=np.intp), values, minlength=width)
         base[0] += 1.0
         if all(features is None for features in self.actions):
             return base
-        matrix = np.tile(base, (len(self.actions), 1))
-        for row, features in zip(matrix, self.actions, strict=True):
+        flat: list[int] = []
+        weights: list[float] = []
+        for k, features in enumerate(self.actions):
             if features is not None:
-                row += np.bincount(features[0], features[1], minlength=width)
+                offset = k * width
+                flat += [column + offset for column in features[0]]
+                weights += features[1]
+        if not flat:  # (bincount of nothing counts in integers)
+            return np.tile(base, (len(self.actions), 1))
+        size = len(self.actions) * width
+        counts = np.bincount(np.array(flat, dtype=np.intp), np.array(weights), minlength=size)
+        matrix: NDArray[np.float64] = counts.reshape(len(self.actions), width) + base
         return matrix

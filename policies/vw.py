@@ -66,7 +66,7 @@ class VowpalWabbit(Hyperparameters):
 
     _workspace: vw.Workspace[Any] = field(init=False, repr=False)
     _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
-    _encoder: NamespaceEncoder[np.uint64] = field(init=False, repr=False)
+    _encoder: NamespaceEncoder = field(init=False, repr=False)
     _actions: dict[tuple[object, ...], vw.Example] = field(init=False, repr=False)
     _last: tuple[Decision, list[vw.Example]] | None = field(init=False, repr=False, default=None)
 
@@ -75,7 +75,7 @@ class VowpalWabbit(Hyperparameters):
         argv = shlex.split(self.args)
         if "--cb_explore_adf" not in argv:
             raise PolicyConfigError(f"`args` must contain --cb_explore_adf, got {self.args!r}")
-        self._encoder = NamespaceEncoder(stable_hash, stable_hash, np.uint64)
+        self._encoder = NamespaceEncoder(stable_hash, stable_hash)
         self._actions = {}
         self._workspace = self._open(argv)
 
@@ -89,9 +89,10 @@ class VowpalWabbit(Hyperparameters):
         """Push every feature of ``namespaces`` into feature group ``role`` of ``example``."""
         group = example[role]
         for namespace in namespaces:
-            indices, values, _ = self._encoder.encode(role, namespace)
+            features = self._encoder.encode(role, namespace)
             # the package's stub spells the array types as ndarray[scalar, dtype]; mypy rejects it
-            group.push_many_features(indices, values.astype(np.float32))  # type: ignore[arg-type]
+            group.push_many_features(np.array(features.indices, dtype=np.uint64),  # type: ignore[arg-type]
+                                     np.array(features.values, dtype=np.float32))  # type: ignore[arg-type]
 
     def _action_example(self, action_id: str, features: tuple[Namespace, ...]) -> vw.Example:
         key = (action_id, _features_key(features))

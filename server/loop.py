@@ -33,11 +33,13 @@ import asyncio
 import heapq
 import threading
 import uuid
+from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -49,7 +51,7 @@ from server.domain import ChooseInput, ChooseOutcome, RewardOutcome
 from server.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
 from server.experiments import Experiment, rng_for
 from server.storage import queries, schema
-from server.storage.codec import actions_to_json, decision_from_json, namespaces_to_json
+from server.storage.codec import actions_to_json, decision_from_json
 from server.storage.writer import Done, GroupCommitWriter, Row, Write, waiter
 
 Clock = Callable[[], datetime]
@@ -79,11 +81,10 @@ class Logged:
         return None if start is None else start + wait
 
 
-def draw(distribution: np.ndarray, rng: np.random.Generator) -> int:
-    """Inverse-CDF sample of one index from ``distribution`` (shape (K,), sums to 1)."""
-    cumulative = np.cumsum(distribution)
-    index = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
-    index = min(index, len(distribution) - 1)
+def draw(distribution: Sequence[float], rng: np.random.Generator) -> int:
+    """Inverse-CDF sample of one index from ``distribution`` (K probabilities summing to 1)."""
+    cumulative = list(accumulate(distribution))
+    index = min(bisect_right(cumulative, rng.random() * cumulative[-1]), len(cumulative) - 1)
     while distribution[index] <= 0:  # never draw a zero-probability action at the float edge
         index -= 1
     return index
@@ -168,12 +169,12 @@ class DecisionLoop:
         decision = request.decision
         variant = experiment.serving(request.unit_id, event_id)
         rng = rng_for(event_id)
-        distribution = variant.distribution(decision, rng)
+        distribution = tuple(variant.distribution(decision, rng).tolist())
         chosen = draw(distribution, rng)
-        shadow = {v.name: [float(p) for p in v.distribution(decision, rng_for(event_id, v.name))]
+        shadow = {v.name: v.distribution(decision, rng_for(event_id, v.name)).tolist()
                   for v in experiment.shadows()}
         outcome = ChooseOutcome(event_id=event_id, action_ids=decision.action_ids,
-                                distribution=tuple(float(p) for p in distribution),
+                                distribution=distribution,
                                 chosen=chosen, variant=variant.name,
                                 model_version=variant.model_version)
         now = self._clock()
@@ -182,7 +183,7 @@ class DecisionLoop:
             "model_version": outcome.model_version,
             "unit_hash": pseudonym(experiment.config.salt, request.unit_id)
             if request.unit_id else None,
-            "context": namespaces_to_json(decision.context),
+            "context": decision.context,  # Namespace structs: the JSON as is
             "actions": actions_to_json(decision),
             "distribution": list(outcome.distribution), "chosen_index": chosen,
             "chosen_action": outcome.action_id, "probability": outcome.probability,

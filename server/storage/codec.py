@@ -1,4 +1,9 @@
-"""Decisions as JSON for the log, and back: ``[{"name", "numbers", "categories"}]``."""
+"""Decisions as JSON for the log, and back: ``[{"name", "numbers", "categories"}]``.
+
+:class:`~policies.Namespace` is a ``msgspec.Struct``, which the engine's JSON serializer
+(msgspec) writes as exactly that object, so a decision's context goes into the log as it is and
+its actions only need their ids wrapped around them — no per-request copy into dicts.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +13,16 @@ from typing import Any
 from policies import Decision, Namespace
 
 
-def namespaces_to_json(items: Sequence[Namespace]) -> list[dict[str, Any]]:
-    return [{"name": ns.name, "numbers": dict(ns.numbers), "categories": dict(ns.categories)}
-            for ns in items]
+def actions_to_json(decision: Decision) -> list[dict[str, Any]]:
+    """``[{"id", "features": [namespace, ...]}]`` in offer order."""
+    return [{"id": action_id, "features": features}
+            for action_id, features in zip(decision.action_ids, decision.action_features,
+                                           strict=True)]
 
 
 def namespaces_from_json(items: Sequence[dict[str, Any]]) -> tuple[Namespace, ...]:
     return tuple(Namespace(name=item["name"], numbers=item.get("numbers", {}),
                            categories=item.get("categories", {})) for item in items)
-
-
-def actions_to_json(decision: Decision) -> list[dict[str, Any]]:
-    return [{"id": action_id, "features": namespaces_to_json(features)}
-            for action_id, features in zip(decision.action_ids, decision.action_features,
-                                           strict=True)]
 
 
 def decision_from_json(context: Sequence[dict[str, Any]],

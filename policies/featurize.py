@@ -143,8 +143,13 @@ class NamespaceEncoder:
         self._index, self._peek, self._generation = index, peek, generation
         self._cache: dict[tuple[object, ...], _Lookup] = {}
 
-    def encode(self, role: str, namespace: Namespace, grow: bool = True) -> Features:
-        """The namespace's features: numbers (their values), then categories (value 1)."""
+    def encode(self, role: str, namespace: Namespace, grow: bool = True,
+               unseen: bool = True) -> Features:
+        """The namespace's features: numbers (their values), then categories (value 1).
+
+        ``unseen=False``: leave :attr:`Features.unseen` empty (``norm`` is still exact) —
+        only merging several namespaces' unseen keys needs them.
+        """
         numbers, categories = namespace.numbers, namespace.categories
         values = [*numbers.values(), *repeat(1.0, len(categories))]
         key = (role, namespace.name, tuple(numbers), tuple(categories.items()))
@@ -157,10 +162,14 @@ class NamespaceEncoder:
             self._cache[key] = lookup
         if lookup.known is None:
             return Features(lookup.indices, values, [], 0.0)
-        unseen = [(feature, values[i]) for i, feature in lookup.unseen]
-        norm = (sum([value * value for _, value in unseen]) if lookup.distinct
-                else squared_norm(unseen))
-        return Features(lookup.indices, [values[i] for i in lookup.known], unseen, norm)
+        items = [(feature, values[i]) for i, feature in lookup.unseen] if unseen else []
+        if not lookup.distinct:
+            norm = squared_norm(items or [(feature, values[i]) for i, feature in lookup.unseen])
+        elif not lookup.known:  # nothing has an index (a model that has not learned yet)
+            norm = sum([value * value for value in values])
+        else:
+            norm = sum([values[i] * values[i] for i, _ in lookup.unseen])
+        return Features(lookup.indices, [values[i] for i in lookup.known], items, norm)
 
     def _look_up(self, role: str, namespace: Namespace, grow: bool) -> _Lookup:
         keys = [key for key, _ in feature_items(role, namespace)]
@@ -191,7 +200,7 @@ class Featurizer:
         if not namespaces:
             return None, 0.0
         if len(namespaces) == 1:
-            part = self._encoder.encode(role, namespaces[0], grow)
+            part = self._encoder.encode(role, namespaces[0], grow, unseen=False)
             return (part.indices, part.values), part.norm
         parts = [self._encoder.encode(role, ns, grow) for ns in namespaces]
         encoded = ([i for part in parts for i in part.indices],

@@ -84,6 +84,7 @@ class RidgeModels:
         self._last_ids: tuple[str, ...] = ()
         self._last_slots = np.zeros(0, dtype=np.intp)
         self._last_contiguous = True
+        self._last_known = True  # no id of the cached slots is scored with the spare row
         self._resize(_ALIGN, 0)
 
     @property
@@ -107,19 +108,20 @@ class RidgeModels:
         An id never seen gets a fresh prior model if ``learn``; otherwise it is scored with the
         spare prior row (the first unused one, which always exists) and nothing is recorded.
         """
-        if action_ids == self._last_ids:
+        if action_ids == self._last_ids and (self._last_known or not learn):
             return self._last_slots
-        if learn:
+        if learn and not self.knows(action_ids):
             for action_id in action_ids:
                 if action_id not in self._slots:
                     self._slots[action_id] = len(self._slots)
             if len(self._slots) >= self._b.shape[0]:
                 self._resize(_capacity(len(self._slots) + 1, self._b.shape[0]), self.width)
+            self._last_ids = ()  # the spare row it may have used is an action's now
         spare = len(self._slots)
         slots = np.array([self._slots.get(a, spare) for a in action_ids], dtype=np.intp)
-        if spare not in slots:
-            self._last_ids, self._last_slots = action_ids, slots
-            self._last_contiguous = bool((slots == np.arange(len(slots))).all())
+        self._last_ids, self._last_slots = action_ids, slots
+        self._last_known = spare not in slots
+        self._last_contiguous = bool((slots == np.arange(len(slots))).all())
         return slots
 
     def _resize(self, rows: int, width: int) -> None:

@@ -1,6 +1,6 @@
 """The ExperimentService (admin) servicer: convert, call the controller, convert back.
 
-Errors are the domain errors of :mod:`server.errors` (the interceptor maps them).
+Errors are the domain errors of :mod:`server.errors` (``server.guard`` maps them).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from server.admin import ExperimentServicer
 from server.config import ExperimentConfig
 from server.convert import DEFAULT_MAX_ACTIONS
 from server.experiments import Experiment
-from server.interceptors import ErrorInterceptor
+from server.guard import guard
 from server.loop import Clock, DecisionLoop, utc_now
 from server.promotion import Controller
 from server.recovery import restore
@@ -38,9 +38,11 @@ from server.storage.writer import GroupCommitWriter
 
 log = logging.getLogger(__name__)
 
+DECISION_SERVICE = decision_pb2.DESCRIPTOR.services_by_name["DecisionService"]
+EXPERIMENT_SERVICE = experiments_pb2.DESCRIPTOR.services_by_name["ExperimentService"]
 SERVICE_NAMES = (
-    decision_pb2.DESCRIPTOR.services_by_name["DecisionService"].full_name,
-    experiments_pb2.DESCRIPTOR.services_by_name["ExperimentService"].full_name,
+    DECISION_SERVICE.full_name,
+    EXPERIMENT_SERVICE.full_name,
     reflection.SERVICE_NAME,
     health.SERVICE_NAME,
 )
@@ -126,12 +128,13 @@ class App:
     async def _serve(self) -> int:
         """Build, bind and start the gRPC server on the event loop; the port bound."""
         server = grpc.aio.server(
-            interceptors=[ErrorInterceptor()],
             options=[("grpc.so_reuseport", 1 if self.settings.reuse_port else 0)])
         decision_pb2_grpc.add_DecisionServiceServicer_to_server(
-            DecisionServicer(self.loop, max_actions=self.settings.max_actions), server)
+            guard(DecisionServicer(self.loop, max_actions=self.settings.max_actions),
+                  DECISION_SERVICE), server)
         experiments_pb2_grpc.add_ExperimentServiceServicer_to_server(
-            ExperimentServicer(self.controller), server)
+            guard(ExperimentServicer(self.controller),
+                  EXPERIMENT_SERVICE), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(SERVICE_NAMES, server)
         port: int = server.add_insecure_port(self.settings.listen)

@@ -39,9 +39,10 @@ class ChooseOutcome:
 
     def ranking(self) -> list[tuple[str, float]]:
         """The chosen action first, then the others by decreasing probability (stable)."""
-        others = sorted((k for k in range(len(self.action_ids)) if k != self.chosen),
-                        key=lambda k: -self.distribution[k])
-        return [(self.action_ids[k], self.distribution[k]) for k in (self.chosen, *others)]
+        order = sorted(range(len(self.action_ids)), key=self.distribution.__getitem__,
+                       reverse=True)  # reverse=True keeps ties in offer order
+        order.remove(self.chosen)
+        return [(self.action_ids[k], self.distribution[k]) for k in (self.chosen, *order)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """Domain errors and the one table that maps them to gRPC status codes.
 
-The domain raises these; the interceptor in ``server.interceptors`` turns them into statuses.
+The domain raises these; ``server.guard`` turns them into statuses.
 Any other exception becomes INTERNAL with a generic message (details go to the server log).
 """
 

@@ -41,6 +41,14 @@ BAD_CHOOSE = {
         "`actions[0].features[0].numbers['price']`"),
     "empty namespace name": (pb.ChooseRequest(experiment="homepage", actions=actions("a"),
                                               context=[ns("")]), "`context[0].name`"),
+    "repeated namespace name": (pb.ChooseRequest(experiment="homepage", actions=actions("a"),
+                                                 context=[ns("u"), ns("v"), ns("u")]),
+                                "`context[2].name`"),
+    "NaN in a later namespace": (pb.ChooseRequest(experiment="homepage", actions=actions("a"),
+                                                  context=[ns("u", a=1.0), ns("v", b=float("nan"))]),
+                                 "`context[1].numbers['b']`"),
+    "action id too long": (pb.ChooseRequest(experiment="homepage", actions=actions("a", "b" * 257)),
+                           "`actions[1].id`"),
 }
 
 
@@ -63,6 +71,19 @@ def test_bad_choose_is_invalid_argument_naming_the_field_and_logs_nothing(
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in raised.value.details()
     assert count_rows(server.settings.db) == before
+
+
+def test_finite_numbers_whose_sum_overflows_are_accepted(
+        server: App, stub: decision_pb2_grpc.DecisionServiceStub) -> None:
+    """Validation sums a namespace's numbers to find a NaN or an infinity at once; a sum that
+    overflows with finite terms only must not be mistaken for one."""
+    request = pb.ChooseRequest(experiment="homepage", actions=actions("a", "b"),
+                               context=[ns(big=1e308, bigger=1.5e308)])
+
+    response = stub.Choose(request, timeout=5)
+
+    assert response.action_id in {"a", "b"}
+    assert count_rows(server.settings.db)["decisions"] == 1
 
 
 def test_the_action_cap_is_configurable(start_server) -> None:  # type: ignore[no-untyped-def]

@@ -1,6 +1,7 @@
 """Arbiter's learning core: bandit policies behind one small protocol (see ``policies.base``).
 
-Pure numpy and vowpal_wabbit_next; never imports grpc, sqlalchemy, protos or server.
+numpy, msgspec (the decision types) and vowpal_wabbit_next; never imports grpc, sqlalchemy,
+protos or server.
 """
 
 from policies.base import Decision, Namespace, Policy, PolicyConfigError

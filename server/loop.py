@@ -185,7 +185,7 @@ class DecisionLoop:
             if request.unit_id else None,
             "context": decision.context,  # Namespace structs: the JSON as is
             "actions": actions_to_json(decision),
-            "distribution": list(outcome.distribution), "chosen_index": chosen,
+            "distribution": outcome.distribution, "chosen_index": chosen,
             "chosen_action": outcome.action_id, "probability": outcome.probability,
             "shadow": shadow, "deferred": request.deferred, "created_at": now,
         }

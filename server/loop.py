@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import threading
-import uuid
 from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -44,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
+import uuid_utils
 
 from policies import Decision
 from server.assignment import pseudonym
@@ -90,6 +90,13 @@ def draw(distribution: Sequence[float], rng: np.random.Generator) -> int:
     return index
 
 
+def new_event_id() -> str:
+    """A fresh event id: a UUIDv7 (RFC 9562), time-ordered, so the log's unique index on
+    ``event_id`` grows at its right edge instead of at random pages (fewer pages per commit on
+    SQLite and PostgreSQL alike); 74 random bits keep ids from colliding across processes."""
+    return str(uuid_utils.uuid7())
+
+
 def _retrieve(future: asyncio.Future[Any]) -> None:
     """Mark a future's exception as seen: nobody may be waiting for a Choose's dedupe future."""
     if not future.cancelled():
@@ -133,7 +140,7 @@ class DecisionLoop:
         experiment = self._experiment(request.experiment)
         self._check_available()
         if not request.event_id:
-            return await self._decide(experiment, request, str(uuid.uuid4()))
+            return await self._decide(experiment, request, new_event_id())
         event_id = request.event_id
         with self._lock:
             logged = self._cache.get(event_id) or self._open.get(event_id)

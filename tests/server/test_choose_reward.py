@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 import uuid
 
 import pytest
@@ -39,6 +40,16 @@ def test_choose_returns_an_offered_action_with_the_full_distribution(server: App
     assert uuid.UUID(choice.event_id)
     assert choice.variant == "default"
     assert choice.model_version
+
+
+def test_fresh_event_ids_are_time_ordered_uuid7s(server: App) -> None:
+    with DecisionClient(target(server)) as client:
+        first = client.choose("homepage", context=CONTEXT, actions=ACTIONS).event_id
+        time.sleep(0.002)  # UUIDv7 orders by the millisecond
+        second = client.choose("homepage", context=CONTEXT, actions=ACTIONS).event_id
+
+    assert uuid.UUID(first).version == uuid.UUID(second).version == 7
+    assert first < second  # sortable as text: the log's index grows at its right edge
 
 
 def test_choose_logs_the_decision_before_answering(server: App) -> None:

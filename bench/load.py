@@ -14,7 +14,10 @@ process that keeps ``--concurrency`` calls in flight (``grpc.aio`` tasks, one ca
 QPS is the measured calls over the time from the first of them until the server is idle again
 -- so work a server defers past its answer (relaxed durability: the commit, the learning) is
 counted -- and the server's CPU time over that span (Linux ``/proc``) divided by the calls is its
-cost per call, which unlike QPS hardly depends on what else the machine runs. The runs are
+cost per call, which unlike QPS hardly depends on what else the machine runs. A second table
+puts that next to the load generator's CPU per call and the share of the machine left idle: it
+tells a server held back by its own serial part (cores left idle) from one held back by the
+CPU it shares with the load generator (none left). The runs are
 repeated ``--rounds`` times, interleaved; each row shows, per phase, the round with the highest
 QPS. The ratios below the table are the issues' goals: Choose with logging >= 0.5 x echo,
 strict durability >= 0.8 x relaxed.
@@ -144,7 +147,8 @@ class Settings:
 @dataclass(frozen=True)
 class Stats:
     """One measured phase: calls answered and failed, the seconds until the server was idle
-    again, latency percentiles, the server's CPU seconds over those seconds."""
+    again, latency percentiles, the server's and the load generator's CPU seconds over those
+    seconds, and the share of the machine's CPU time that was idle then (0 to 1)."""
 
     calls: int
     errors: int
@@ -152,6 +156,8 @@ class Stats:
     p50_ms: float
     p99_ms: float
     server_cpu: float
+    generator_cpu: float
+    machine_idle: float
 
     @property
     def qps(self) -> float:
@@ -161,6 +167,11 @@ class Stats:
     def cpu_ms(self) -> float:
         """Server CPU milliseconds per call."""
         return 1e3 * self.server_cpu / self.calls if self.calls else math.nan
+
+    @property
+    def generator_cpu_ms(self) -> float:
+        """Load-generator CPU milliseconds per call."""
+        return 1e3 * self.generator_cpu / self.calls if self.calls else math.nan
 
 
 # ------------------------------------------------------------------------------ the workload
@@ -199,6 +210,12 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time process ``pid`` has used so far (Linux ``/proc/PID/stat``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_times() -> tuple[int, int]:
+    """(idle, total) CPU time of the whole machine so far, in clock ticks (``/proc/stat``)."""
+    ticks = [int(field) for field in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return ticks[3] + ticks[4], sum(ticks)  # idle + iowait
 
 
 async def quiesce(pid: int) -> float:
@@ -252,13 +269,16 @@ async def pump(method: grpc.aio.UnaryUnaryMultiCallable, warmup: Iterator[Any],
     await send(method, warmup, settings.warmup, settings.concurrency, on_response)
     await quiesce(server)
     start, cpu_before = time.perf_counter(), cpu_seconds(server)
+    own_before, (idle_before, total_before) = time.process_time(), machine_times()
     latencies, errors = await send(method, measured, settings.seconds, settings.concurrency,
                                    on_response)
+    own, (idle, total) = time.process_time() - own_before, machine_times()
     seconds = await quiesce(server) - start
     cpu = cpu_seconds(server) - cpu_before
     p50, p99 = np.percentile(latencies, [50, 99]) * 1e3 if latencies else (math.nan, math.nan)
     return Stats(calls=len(latencies), errors=errors, seconds=seconds, p50_ms=float(p50),
-                 p99_ms=float(p99), server_cpu=cpu)
+                 p99_ms=float(p99), server_cpu=cpu, generator_cpu=own,
+                 machine_idle=(idle - idle_before) / max(total - total_before, 1))
 
 
 def drive(address: str, server: int, settings: Settings) -> tuple[Stats, Stats]:
@@ -336,6 +356,21 @@ def table(results: dict[Run, tuple[Stats, Stats]]) -> Table:
     return out
 
 
+def budget_table(results: dict[Run, tuple[Stats, Stats]]) -> Table:
+    """Where the machine's CPU went in the Choose phase: a row that leaves cores idle is
+    limited by its own serial part (one event loop, one GIL), one that leaves none by the CPU
+    the server and the load generator share."""
+    out = Table(title=f"Choose: the CPU of this {os.cpu_count()}-core machine",
+                caption="ms per call of CPU; idle: share of all cores unused while measuring",
+                box=box.SIMPLE_HEAD, padding=(0, 0, 0, 1), show_edge=False)
+    for column in ("server", "server cpu", "generator cpu", "idle"):
+        out.add_column(column, justify="left" if column == "server" else "right", no_wrap=True)
+    for run, (choose, _) in results.items():
+        out.add_row(run.label, f"{choose.cpu_ms:.2f}", f"{choose.generator_cpu_ms:.2f}",
+                    f"{choose.machine_idle:.0%}")
+    return out
+
+
 def cells(stats: Stats) -> list[str]:
     return [f"{stats.qps:,.0f}", f"{stats.p50_ms:.1f}", f"{stats.p99_ms:.1f}", f"{stats.cpu_ms:.2f}"]
 
@@ -373,6 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = {run: (best([c for c, _ in measured]), best([r for _, r in measured]))
                for run, measured in rounds.items()}
     console.print(table(results))
+    console.print(budget_table(results))
     console.print(f"{settings.concurrency} calls in flight from one load-generator process; "
                   f"{settings.warmup:g} s warm-up + {settings.seconds:g} s measured per phase, "
                   f"best of {args.rounds} interleaved rounds; one Reward per event id the Choose "

@@ -93,7 +93,8 @@ def draw(distribution: Sequence[float], rng: np.random.Generator) -> int:
 def new_event_id() -> str:
     """A fresh event id: a UUIDv7 (RFC 9562), time-ordered, so the log's unique index on
     ``event_id`` grows at its right edge instead of at random pages (fewer pages per commit on
-    SQLite and PostgreSQL alike); 74 random bits keep ids from colliding across processes."""
+    SQLite and PostgreSQL alike). Within a millisecond a randomly started counter keeps one
+    process's ids increasing, and random low bits keep different processes' ids apart."""
     return str(uuid_utils.uuid7())
 
 

@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-PROTO_SRC := $(wildcard protos/arbiter/v1/*.proto)
-PROTOC := $(PY) -m grpc_tools.protoc -I . --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc
+PROTO_SRC := $(patsubst protos/%,%,$(wildcard protos/arbiter/v1/*.proto))
+# -I protos: the generated code imports itself as `arbiter.v1`, the name it is installed under.
+PROTOC := $(PY) -m grpc_tools.protoc -I protos --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc
 LISTEN ?= 127.0.0.1:50051
 DB ?= sqlite:///arbiter.db
 CONFIG ?= examples/experiments.toml
@@ -30,12 +31,12 @@ test: $(STAMP) ## run the whole suite: Python, PostgreSQL, and the generated cli
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 protos: $(STAMP) ## regenerate the Python code and mypy stubs from protos/
-	$(PROTOC) --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. $(PROTO_SRC)
+	$(PROTOC) --python_out=protos --grpc_python_out=protos --mypy_out=protos --mypy_grpc_out=protos $(PROTO_SRC)
 
 check-protos: $(STAMP) ## regenerate and fail if the committed generated code differs
 	@tmp=$$(mktemp -d) && \
 	$(PROTOC) --python_out=$$tmp --grpc_python_out=$$tmp --mypy_out=$$tmp --mypy_grpc_out=$$tmp $(PROTO_SRC) && \
-	diff -r -x '__init__.py' -x '__pycache__' -x '*.proto' $$tmp/protos/arbiter/v1 protos/arbiter/v1 && echo "generated code is up to date"; \
+	diff -r -x '__init__.py' -x '__pycache__' -x '*.proto' $$tmp/arbiter/v1 protos/arbiter/v1 && echo "generated code is up to date"; \
 	rc=$$?; rm -rf $$tmp; exit $$rc
 
 lint: $(STAMP) ## ruff and mypy

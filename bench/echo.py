@@ -22,8 +22,8 @@ from concurrent import futures
 
 import grpc
 
-from protos.arbiter.v1 import decision_pb2 as pb
-from protos.arbiter.v1 import decision_pb2_grpc
+from arbiter.v1 import decision_pb2 as pb
+from arbiter.v1 import decision_pb2_grpc
 
 STACKS = ("aio", "sync")
 SYNC_WORKERS = 32

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from server.simulate import ARTICLES, COUNTRIES, DEVICES, HiddenPreferences
-from server.storage.engine import create_engine
+from arbiter.cli.simulate import ARTICLES, COUNTRIES, DEVICES, HiddenPreferences
+from arbiter.log.engine import create_engine
 
 EXPERIMENT = "homepage"
 EPSILON = 0.5
@@ -116,14 +116,14 @@ def main() -> int:
         print(f"synthesized {args.rows:,} decisions in {time.perf_counter() - started:.1f} s -> {path}")
     print(f"{'run':<22}{'wall s':>10}{'CPU s':>10}{'rounds/s':>12}{'peak RSS':>12}")
     read_only = [sys.executable, "-c",
-                 "import sys; from evaluation.logdata import LogQuery, read_log; "
-                 "from server.storage.engine import create_engine; "
+                 "import sys; from arbiter.evaluation.logdata import LogQuery, read_log; "
+                 "from arbiter.log.engine import create_engine; "
                  "query = LogQuery(experiment=sys.argv[2]); "
                  "print(sum(1 for _ in read_log(create_engine(sys.argv[1]), query)))",
                  url, EXPERIMENT]
     runs = [("read only", read_only)]
     for label, candidates in CANDIDATE_SETS:
-        command = [sys.executable, "-m", "server", "evaluate", "--db", url, "--experiment", EXPERIMENT]
+        command = [sys.executable, "-m", "arbiter.cli", "evaluate", "--db", url, "--experiment", EXPERIMENT]
         for candidate in candidates:
             command += ["--candidate", candidate]
         runs.append((label, command))

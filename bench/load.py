@@ -51,8 +51,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from protos.arbiter.v1 import decision_pb2 as pb
-from protos.arbiter.v1 import decision_pb2_grpc
+from arbiter.v1 import decision_pb2 as pb
+from arbiter.v1 import decision_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENT = "bench"
@@ -97,7 +97,7 @@ class Run:
         name = f"{self.policy}-{self.durability}"
         config = workdir / f"{name}.toml"
         config.write_text(f'[experiments.{EXPERIMENT}]\npolicy = "{self.policy}"\n')
-        return [sys.executable, "-m", "server", "serve", "--listen", "127.0.0.1:0",
+        return [sys.executable, "-m", "arbiter.cli", "serve", "--listen", "127.0.0.1:0",
                 "--db", f"sqlite:///{workdir / name}.db", "--config", str(config),
                 "--durability", str(self.durability)]
 

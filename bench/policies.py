@@ -29,9 +29,9 @@ import vowpal_wabbit_next as vw
 from mabwiser.mab import MAB, LearningPolicy
 from numpy.typing import NDArray
 
-from policies import POLICIES, Decision, Namespace, create
-from policies.featurize import feature_items, stable_hash
-from policies.vw import DEFAULT_ARGS
+from arbiter.policies import POLICIES, Decision, Namespace, create
+from arbiter.policies.featurize import feature_items, stable_hash
+from arbiter.policies.vw import DEFAULT_ARGS
 
 D, K = 64, 10
 ACTIONS = tuple(str(i) for i in range(K))

@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.datasets import load_digits
 
-from policies import POLICIES, Decision, Namespace, create
+from arbiter.policies import POLICIES, Decision, Namespace, create
 
 SEEDS = (0, 1, 2, 3, 4)
 ACTIONS = tuple(str(i) for i in range(10))

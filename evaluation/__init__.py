@@ -9,8 +9,8 @@ of the joined log), :mod:`evaluation.replay` (progressive counterfactual replay)
 ``arbiter export``).
 """
 
-from evaluation._checks import EvaluationInputError
-from evaluation.estimators import (
+from arbiter.evaluation._checks import EvaluationInputError
+from arbiter.evaluation.estimators import (
     DM,
     DR,
     ESTIMATORS,
@@ -22,7 +22,7 @@ from evaluation.estimators import (
     effective_sample_size,
     importance_weights,
 )
-from evaluation.report_html import (
+from arbiter.evaluation.report_html import (
     Estimate,
     EvaluationReport,
     SegmentEstimate,
@@ -31,7 +31,7 @@ from evaluation.report_html import (
     render_html,
     verdict_text,
 )
-from evaluation.reward_model import RewardModel, fold_assignment
+from arbiter.evaluation.reward_model import RewardModel, fold_assignment
 
 __all__ = [
     "DM",

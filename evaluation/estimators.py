@@ -49,7 +49,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from evaluation._checks import (
+from arbiter.evaluation._checks import (
     EvaluationInputError,
     FloatArray,
     action_array,
@@ -221,7 +221,7 @@ class OffPolicyEstimator(ABC):
         if self.needs_reward_model and estimated_rewards is None:
             raise EvaluationInputError(
                 f"`estimated_rewards` is required by {type(self).__name__} (shape (n, K), "
-                "e.g. from evaluation.reward_model.RewardModel.fit_predict)"
+                "e.g. from arbiter.evaluation.reward_model.RewardModel.fit_predict)"
             )
         rows = _validated_rows(reward, action, pscore, action_dist, estimated_rewards)
         if self.self_normalized and not np.any(rows.weight > 0):

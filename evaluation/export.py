@@ -30,7 +30,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from evaluation.logdata import LoggedRow
+from arbiter.evaluation.logdata import LoggedRow
 
 __all__ = ["PARQUET_SCHEMA", "dsjson_line", "write_dsjson", "write_parquet"]
 

@@ -26,7 +26,7 @@ from typing import Any, overload
 
 import sqlalchemy as sa
 
-from server.storage.schema import activations, decisions, learnings
+from arbiter.log.schema import activations, decisions, learnings
 
 __all__ = ["LogQuery", "LoggedRow", "count_log", "parse_time", "read_log"]
 

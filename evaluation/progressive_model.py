@@ -29,10 +29,10 @@ from itertools import accumulate
 import numpy as np
 from numpy.typing import NDArray
 
-from evaluation._checks import FloatArray
-from evaluation.reward_model import _solve
-from policies import Decision
-from policies.featurize import INTERCEPT, Vocabulary, feature_items
+from arbiter.evaluation._checks import FloatArray
+from arbiter.evaluation.reward_model import _solve
+from arbiter.policies import Decision
+from arbiter.policies.featurize import INTERCEPT, Vocabulary, feature_items
 
 __all__ = ["ProgressiveRidge", "SparseRows"]
 

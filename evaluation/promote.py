@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from evaluation.summary import Summary
+from arbiter.evaluation.summary import Summary
 
 __all__ = ["Promotion", "decide_promotion", "promote_if_better"]
 
@@ -58,7 +58,7 @@ def promote_if_better(summary: Summary, *, target: str, timeout: float = 10.0) -
     """Ask the server at ``target`` for the champion and promote the winner if it clearly beats it."""
     import grpc
 
-    from protos.arbiter.v1 import experiments_pb2, experiments_pb2_grpc
+    from arbiter.v1 import experiments_pb2, experiments_pb2_grpc
 
     with grpc.insecure_channel(target) as channel:
         stub = experiments_pb2_grpc.ExperimentServiceStub(channel)

@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-import policies
-from evaluation._checks import FloatArray
-from evaluation.logdata import LoggedRow
-from evaluation.progressive_model import ProgressiveRidge
-from policies import Decision, PolicyConfigError
-from server.storage.codec import decision_from_json
+from arbiter import policies
+from arbiter.evaluation._checks import FloatArray
+from arbiter.evaluation.logdata import LoggedRow
+from arbiter.evaluation.progressive_model import ProgressiveRidge
+from arbiter.log.codec import decision_from_json
+from arbiter.policies import Decision, PolicyConfigError
 
 __all__ = [
     "MAX_SEGMENTS",

@@ -22,7 +22,7 @@ from html import escape
 import numpy as np
 from numpy.typing import ArrayLike
 
-from evaluation._checks import EvaluationInputError, check_int, float_array
+from arbiter.evaluation._checks import EvaluationInputError, check_int, float_array
 
 __all__ = [
     "Estimate",

@@ -32,7 +32,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from evaluation._checks import (
+from arbiter.evaluation._checks import (
     EvaluationInputError,
     FloatArray,
     action_array,

@@ -18,10 +18,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from evaluation._checks import EvaluationInputError, FloatArray
-from evaluation.estimators import ESTIMATORS, OffPolicyEstimator, SwitchDR, effective_sample_size
-from evaluation.replay import CandidateSpec, ReplayLog
-from evaluation.report_html import (
+from arbiter.evaluation._checks import EvaluationInputError, FloatArray
+from arbiter.evaluation.estimators import ESTIMATORS, OffPolicyEstimator, SwitchDR, effective_sample_size
+from arbiter.evaluation.replay import CandidateSpec, ReplayLog
+from arbiter.evaluation.report_html import (
     Estimate,
     EvaluationReport,
     SegmentEstimate,

@@ -11,12 +11,12 @@ from typing import ClassVar, Self
 import numpy as np
 from numpy.typing import NDArray
 
-from policies import params as check
-from policies import serialize
-from policies.base import Decision
-from policies.explore import uniform
-from policies.linear import check_feedback
-from policies.params import Hyperparameters
+from arbiter.policies import params as check
+from arbiter.policies import serialize
+from arbiter.policies.base import Decision
+from arbiter.policies.explore import uniform
+from arbiter.policies.linear import check_feedback
+from arbiter.policies.params import Hyperparameters
 
 
 @dataclass(kw_only=True)

@@ -13,10 +13,10 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from policies import params as check
-from policies.explore import greedy_with_floor
-from policies.linear import LinearPolicy
-from policies.ridge import Design
+from arbiter.policies import params as check
+from arbiter.policies.explore import greedy_with_floor
+from arbiter.policies.linear import LinearPolicy
+from arbiter.policies.ridge import Design
 
 
 @dataclass(kw_only=True)

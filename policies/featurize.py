@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from policies.base import Decision, Namespace
+from arbiter.policies.base import Decision, Namespace
 
 INTERCEPT = "\x00intercept"
 """Key of column 0, the constant feature."""

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from policies.ridge import Design, RidgeModels, matvec, rowdot
+from arbiter.policies.ridge import Design, RidgeModels, matvec, rowdot
 
 
 class HybridRidge(RidgeModels):

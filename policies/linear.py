@@ -20,12 +20,12 @@ from typing import ClassVar, Self
 import numpy as np
 from numpy.typing import NDArray
 
-from policies import params as check
-from policies import serialize
-from policies.base import Decision
-from policies.featurize import DesignRows, Featurizer, Vocabulary
-from policies.params import Hyperparameters
-from policies.ridge import Design, RidgeModels
+from arbiter.policies import params as check
+from arbiter.policies import serialize
+from arbiter.policies.base import Decision
+from arbiter.policies.featurize import DesignRows, Featurizer, Vocabulary
+from arbiter.policies.params import Hyperparameters
+from arbiter.policies.ridge import Design, RidgeModels
 
 
 @dataclass(kw_only=True)

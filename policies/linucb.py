@@ -24,11 +24,11 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from policies import params as check
-from policies.explore import greedy_with_floor
-from policies.hybrid import HybridRidge
-from policies.linear import LinearPolicy
-from policies.ridge import Design, RidgeModels
+from arbiter.policies import params as check
+from arbiter.policies.explore import greedy_with_floor
+from arbiter.policies.hybrid import HybridRidge
+from arbiter.policies.linear import LinearPolicy
+from arbiter.policies.ridge import Design, RidgeModels
 
 
 @dataclass(kw_only=True)

@@ -12,7 +12,7 @@ import math
 from dataclasses import MISSING, fields
 from typing import Any
 
-from policies.base import PolicyConfigError
+from arbiter.policies.base import PolicyConfigError
 
 
 def real(name: str, value: object, *, low: float, high: float = math.inf) -> float:

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from policies.base import Policy, PolicyConfigError
-from policies.baselines import Fixed, Uniform
-from policies.epsilon_greedy import EpsilonGreedy
-from policies.lints import LinTS
-from policies.linucb import LinUCB
-from policies.thompson import BetaThompson
-from policies.vw import VowpalWabbit
+from arbiter.policies.base import Policy, PolicyConfigError
+from arbiter.policies.baselines import Fixed, Uniform
+from arbiter.policies.epsilon_greedy import EpsilonGreedy
+from arbiter.policies.lints import LinTS
+from arbiter.policies.linucb import LinUCB
+from arbiter.policies.thompson import BetaThompson
+from arbiter.policies.vw import VowpalWabbit
 
 
 class RegisteredPolicy(Policy, Protocol):

@@ -26,12 +26,12 @@ import numpy as np
 import vowpal_wabbit_next as vw
 from numpy.typing import NDArray
 
-from policies import params as check
-from policies import serialize
-from policies.base import Decision, Namespace, PolicyConfigError
-from policies.featurize import NamespaceEncoder, stable_hash
-from policies.linear import check_feedback
-from policies.params import Hyperparameters
+from arbiter.policies import params as check
+from arbiter.policies import serialize
+from arbiter.policies.base import Decision, Namespace, PolicyConfigError
+from arbiter.policies.featurize import NamespaceEncoder, stable_hash
+from arbiter.policies.linear import check_feedback
+from arbiter.policies.params import Hyperparameters
 
 DEFAULT_ARGS = "--cb_explore_adf --softmax --lambda 20 --epsilon 0.02 -q sa --ignore_linear s -l 10"
 """Chosen with ``python -m bench.quality --vw-search`` on the digits bandit (mean of 12 seeds).

@@ -11,11 +11,11 @@ import math
 
 import grpc
 
-from protos.arbiter.v1 import experiments_pb2 as pb
-from protos.arbiter.v1 import experiments_pb2_grpc
-from server import report as reports
-from server.experiments import Experiment
-from server.promotion import Controller
+from arbiter.server import report as reports
+from arbiter.server.experiments import Experiment
+from arbiter.server.promotion import Controller
+from arbiter.v1 import experiments_pb2 as pb
+from arbiter.v1 import experiments_pb2_grpc
 
 
 class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):

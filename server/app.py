@@ -23,19 +23,19 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from protos.arbiter.v1 import decision_pb2, decision_pb2_grpc, experiments_pb2, experiments_pb2_grpc
-from server.admin import ExperimentServicer
-from server.config import ExperimentConfig
-from server.convert import DEFAULT_MAX_ACTIONS
-from server.experiments import Experiment
-from server.guard import guard
-from server.loop import Clock, DecisionLoop, utc_now
-from server.promotion import Controller
-from server.recovery import restore
-from server.servicer import DecisionServicer
-from server.snapshots import Snapshotter
-from server.storage.engine import create_engine
-from server.storage.writer import GroupCommitWriter
+from arbiter.log.engine import create_engine
+from arbiter.server.admin import ExperimentServicer
+from arbiter.server.config import ExperimentConfig
+from arbiter.server.convert import DEFAULT_MAX_ACTIONS
+from arbiter.server.experiments import Experiment
+from arbiter.server.guard import guard
+from arbiter.server.loop import Clock, DecisionLoop, utc_now
+from arbiter.server.promotion import Controller
+from arbiter.server.recovery import restore
+from arbiter.server.servicer import DecisionServicer
+from arbiter.server.snapshots import Snapshotter
+from arbiter.server.writer import GroupCommitWriter
+from arbiter.v1 import decision_pb2, decision_pb2_grpc, experiments_pb2, experiments_pb2_grpc
 
 log = logging.getLogger(__name__)
 

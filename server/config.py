@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from policies import PolicyConfigError, create
+from arbiter.policies import PolicyConfigError, create
 
 SINGLE_VARIANT = "default"
 AGGREGATIONS = ("first", "sum")

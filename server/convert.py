@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from policies import Decision, Namespace
-from protos.arbiter.v1 import decision_pb2 as pb
-from server.domain import ChooseInput, ChooseOutcome, RewardOutcome
-from server.errors import InvalidArgument
+from arbiter.policies import Decision, Namespace
+from arbiter.server.domain import ChooseInput, ChooseOutcome, RewardOutcome
+from arbiter.server.errors import InvalidArgument
+from arbiter.v1 import decision_pb2 as pb
 
 MAX_ID_LENGTH = 128
 MAX_ACTION_ID_LENGTH = 256

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from policies import Decision
+from arbiter.policies import Decision
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from policies import Decision, Policy, create
-from server.assignment import allocate, bucket
-from server.config import ExperimentConfig, VariantConfig
+from arbiter.policies import Decision, Policy, create
+from arbiter.server.assignment import allocate, bucket
+from arbiter.server.config import ExperimentConfig, VariantConfig
 
 log = logging.getLogger(__name__)
 

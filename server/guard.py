@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 
-from server.errors import ArbiterError, status_of
+from arbiter.server.errors import ArbiterError, status_of
 
 log = logging.getLogger(__name__)
 

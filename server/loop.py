@@ -45,14 +45,14 @@ import numpy as np
 import sqlalchemy as sa
 import uuid_utils
 
-from policies import Decision
-from server.assignment import pseudonym
-from server.domain import ChooseInput, ChooseOutcome, RewardOutcome
-from server.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
-from server.experiments import Experiment, rng_for
-from server.storage import queries, schema
-from server.storage.codec import actions_to_json, decision_from_json
-from server.storage.writer import Done, GroupCommitWriter, Row, Write, waiter
+from arbiter.log import queries, schema
+from arbiter.log.codec import actions_to_json, decision_from_json
+from arbiter.policies import Decision
+from arbiter.server.assignment import pseudonym
+from arbiter.server.domain import ChooseInput, ChooseOutcome, RewardOutcome
+from arbiter.server.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
+from arbiter.server.experiments import Experiment, rng_for
+from arbiter.server.writer import Done, GroupCommitWriter, Row, Write, waiter
 
 Clock = Callable[[], datetime]
 

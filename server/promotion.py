@@ -40,16 +40,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from server import report as reports
-from server import traffic
-from server.assignment import allocate
-from server.config import ExperimentConfig
-from server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from server.experiments import Experiment
-from server.loop import utc_now
-from server.snapshots import Snapshotter
-from server.storage.schema import experiment_states, promotions
-from server.storage.writer import GroupCommitWriter, Row
+from arbiter.log.schema import experiment_states, promotions
+from arbiter.server import report as reports
+from arbiter.server import traffic
+from arbiter.server.assignment import allocate
+from arbiter.server.config import ExperimentConfig
+from arbiter.server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from arbiter.server.experiments import Experiment
+from arbiter.server.loop import utc_now
+from arbiter.server.snapshots import Snapshotter
+from arbiter.server.writer import GroupCommitWriter, Row
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ import logging
 
 import sqlalchemy as sa
 
-from policies import restore as restore_policy
-from server.experiments import Experiment
-from server.storage import queries
-from server.storage.codec import decision_from_json
+from arbiter.log import queries
+from arbiter.log.codec import decision_from_json
+from arbiter.policies import restore as restore_policy
+from arbiter.server.experiments import Experiment
 
 log = logging.getLogger(__name__)
 

@@ -45,9 +45,9 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from server.config import ExperimentConfig
-from server.loop import as_utc
-from server.storage.schema import decisions, learnings
+from arbiter.log.schema import decisions, learnings
+from arbiter.server.config import ExperimentConfig
+from arbiter.server.loop import as_utc
 
 SRM_THRESHOLD = 0.001
 MIN_SEGMENT_UNITS = 30  # per serving variant with traffic

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import grpc
 
-from protos.arbiter.v1 import decision_pb2 as pb
-from protos.arbiter.v1 import decision_pb2_grpc
-from server import convert
-from server.loop import DecisionLoop
+from arbiter.server import convert
+from arbiter.server.loop import DecisionLoop
+from arbiter.v1 import decision_pb2 as pb
+from arbiter.v1 import decision_pb2_grpc
 
 
 class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):

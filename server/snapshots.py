@@ -15,9 +15,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from server.experiments import Experiment
-from server.loop import utc_now
-from server.storage.schema import snapshots
+from arbiter.log.schema import snapshots
+from arbiter.server.experiments import Experiment
+from arbiter.server.loop import utc_now
 
 log = logging.getLogger(__name__)
 

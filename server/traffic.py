@@ -27,11 +27,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from server.assignment import BUCKETS, allocate
-from server.config import ExperimentConfig
-from server.experiments import Experiment
-from server.loop import as_utc, utc_now
-from server.storage.schema import experiment_states
+from arbiter.log.schema import experiment_states
+from arbiter.server.assignment import BUCKETS, allocate
+from arbiter.server.config import ExperimentConfig
+from arbiter.server.experiments import Experiment
+from arbiter.server.loop import as_utc, utc_now
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from server.app import App, Settings
-from server.config import parse_config
+from arbiter.server.app import App, Settings
+from arbiter.server.config import parse_config
 from tests.postgres import cluster_or_skip, fresh_database
 
 DEMO = {"experiments": {"homepage": {"policy": "linucb", "params": {"alpha": 0.5}}}}

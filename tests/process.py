@@ -12,11 +12,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class ServerProcess:
-    """``python -m server serve`` on a free port; ``target`` is what it printed it listens on."""
+    """``python -m arbiter.cli serve`` on a free port; ``target`` is what it printed it listens on."""
 
     def __init__(self, config: Path, db: str, *extra: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "serve", "--listen", "127.0.0.1:0", "--db", db,
+            [sys.executable, "-m", "arbiter.cli", "serve", "--listen", "127.0.0.1:0", "--db", db,
              "--config", str(config), *extra],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None

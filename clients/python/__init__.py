@@ -1,6 +1,6 @@
 """Typed Python client for Arbiter's DecisionService (plain dicts in, dataclasses out)."""
 
-from clients.python.client import (
+from arbiter.client.client import (
     AlreadyExistsError,
     ArbiterClientError,
     Choice,

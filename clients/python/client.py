@@ -14,8 +14,8 @@ from typing import Any, Self
 
 import grpc
 
-from protos.arbiter.v1 import decision_pb2 as pb
-from protos.arbiter.v1 import decision_pb2_grpc
+from arbiter.v1 import decision_pb2 as pb
+from arbiter.v1 import decision_pb2_grpc
 
 Features = Mapping[str, Mapping[str, Any]]
 ActionSpec = str | Mapping[str, Any]

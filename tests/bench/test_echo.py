@@ -8,10 +8,10 @@ import sys
 import grpc
 import pytest
 
+from arbiter.v1 import decision_pb2 as pb
+from arbiter.v1 import decision_pb2_grpc
 from bench.echo import CHOOSE_RESPONSE, STACKS
 from bench.load import choose_requests
-from protos.arbiter.v1 import decision_pb2 as pb
-from protos.arbiter.v1 import decision_pb2_grpc
 from tests.process import ROOT
 
 

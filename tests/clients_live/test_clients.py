@@ -52,14 +52,14 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """``python -m server serve`` on 127.0.0.1:0 with a SQLite file; stopped with SIGTERM."""
+    """``python -m arbiter.cli serve`` on 127.0.0.1:0 with a SQLite file; stopped with SIGTERM."""
     tmp = tmp_path_factory.mktemp("clients_live")
     config = tmp / "experiments.toml"
     config.write_text(CONFIG)
     log = tmp / "server.log"
     with log.open("w") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "serve", "--listen", "127.0.0.1:0",
+            [sys.executable, "-m", "arbiter.cli", "serve", "--listen", "127.0.0.1:0",
              "--db", f"sqlite:///{tmp / 'arbiter.db'}", "--config", str(config)],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=log_file, text=True)
     try:

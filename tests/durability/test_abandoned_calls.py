@@ -15,10 +15,10 @@ from collections.abc import Callable
 import grpc
 import sqlalchemy as sa
 
-from protos.arbiter.v1 import decision_pb2 as pb
-from protos.arbiter.v1 import decision_pb2_grpc
-from server.app import App
-from server.storage.schema import decisions, learnings, rewards
+from arbiter.log.schema import decisions, learnings, rewards
+from arbiter.server.app import App
+from arbiter.v1 import decision_pb2 as pb
+from arbiter.v1 import decision_pb2_grpc
 
 BURST = 300
 ACTIONS = [pb.Action(id=f"item-{k}") for k in range(5)]

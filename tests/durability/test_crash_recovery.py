@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from clients.python import AlreadyExistsError, ArbiterClientError, DecisionClient
-from server.config import load_config
-from server.experiments import Experiment
-from server.recovery import restore
-from server.storage import queries
-from server.storage.engine import create_engine
-from server.storage.schema import decisions, rewards
+from arbiter.client import AlreadyExistsError, ArbiterClientError, DecisionClient
+from arbiter.log import queries
+from arbiter.log.engine import create_engine
+from arbiter.log.schema import decisions, rewards
+from arbiter.server.config import load_config
+from arbiter.server.experiments import Experiment
+from arbiter.server.recovery import restore
 from tests.process import ServerProcess
 
 CONFIG = """

@@ -9,9 +9,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from clients.python import DecisionClient, UnavailableError
-from server.app import App, Settings
-from server.config import parse_config
+from arbiter.client import DecisionClient, UnavailableError
+from arbiter.server.app import App, Settings
+from arbiter.server.config import parse_config
 from tests.postgres import Cluster, cluster_or_skip
 
 CONFIG = {"experiments": {"homepage": {"policy": "linucb"}}}

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from clients.python import ArbiterClientError, DecisionClient
-from server.storage import queries
-from server.storage.schema import learnings
+from arbiter.client import ArbiterClientError, DecisionClient
+from arbiter.log import queries
+from arbiter.log.schema import learnings
 from tests.process import ROOT, ServerProcess
 
 

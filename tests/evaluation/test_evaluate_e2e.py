@@ -21,13 +21,13 @@ import pytest
 import sqlalchemy as sa
 from vowpal_wabbit_next import DSJsonFormatParser, Workspace
 
-from clients.python import DecisionClient
-from protos.arbiter.v1 import experiments_pb2, experiments_pb2_grpc
-from server.app import App, Settings
-from server.cli import main
-from server.config import parse_config
-from server.simulate import ARTICLES, COUNTRIES, DEVICES, HiddenPreferences
-from server.storage.schema import decisions, learnings
+from arbiter.cli.main import main
+from arbiter.cli.simulate import ARTICLES, COUNTRIES, DEVICES, HiddenPreferences
+from arbiter.client import DecisionClient
+from arbiter.log.schema import decisions, learnings
+from arbiter.server.app import App, Settings
+from arbiter.server.config import parse_config
+from arbiter.v1 import experiments_pb2, experiments_pb2_grpc
 
 EVENTS = 1500
 OPEN, HIDDEN, SHOWN = 20, 10, 5

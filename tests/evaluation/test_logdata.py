@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from evaluation.logdata import LogQuery, count_log, parse_time, read_log
-from server.storage.engine import create_engine
-from server.storage.schema import activations, decisions, learnings
+from arbiter.evaluation.logdata import LogQuery, count_log, parse_time, read_log
+from arbiter.log.engine import create_engine
+from arbiter.log.schema import activations, decisions, learnings
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from evaluation import (
+from arbiter.evaluation import (
     DM,
     DR,
     ESTIMATORS,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from evaluation.promote import decide_promotion
-from evaluation.summary import CandidateResult, Interval, Summary, VariantResult
+from arbiter.evaluation.promote import decide_promotion
+from arbiter.evaluation.summary import CandidateResult, Interval, Summary, VariantResult
 
 
 def _summary(low: float) -> Summary:

@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from evaluation import ESTIMATORS
-from evaluation.logdata import LoggedRow
-from evaluation.progressive_model import ProgressiveRidge
-from evaluation.replay import CandidateError, CandidateSpec, ReplayLog, parse_candidate, replay
-from policies import Decision, Namespace
+from arbiter.evaluation import ESTIMATORS
+from arbiter.evaluation.logdata import LoggedRow
+from arbiter.evaluation.progressive_model import ProgressiveRidge
+from arbiter.evaluation.replay import CandidateError, CandidateSpec, ReplayLog, parse_candidate, replay
+from arbiter.policies import Decision, Namespace
 
 
 def test_candidate_specs_parse_with_and_without_params() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from evaluation import (
+from arbiter.evaluation import (
     DR,
     IPS,
     SNIPS,

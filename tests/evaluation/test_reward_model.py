@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from evaluation import EvaluationInputError, RewardModel, fold_assignment
+from arbiter.evaluation import EvaluationInputError, RewardModel, fold_assignment
 
 
 def _pair_features(seed: int, n: int = 400, k: int = 4, d: int = 3) -> dict[str, Any]:

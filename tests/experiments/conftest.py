@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from server.app import App
+from arbiter.server.app import App
 from tests.conftest import running_apps
 
 

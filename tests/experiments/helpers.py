@@ -8,10 +8,10 @@ from contextlib import contextmanager
 import grpc
 import numpy as np
 
-from clients.python import DecisionClient
-from protos.arbiter.v1 import experiments_pb2 as pb
-from protos.arbiter.v1 import experiments_pb2_grpc
-from server.app import App
+from arbiter.client import DecisionClient
+from arbiter.server.app import App
+from arbiter.v1 import experiments_pb2 as pb
+from arbiter.v1 import experiments_pb2_grpc
 
 ACTIONS = ["low", "mid", "high"]
 TIERS = ["free", "gold"]

@@ -7,9 +7,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from clients.python import DecisionClient
-from protos.arbiter.v1 import experiments_pb2 as pb
-from server.report import chi_square_p
+from arbiter.client import DecisionClient
+from arbiter.server.report import chi_square_p
+from arbiter.v1 import experiments_pb2 as pb
 from tests.experiments.helpers import ACTIONS, admin, report, target
 
 CONFIG = {"experiments": {"hero": {

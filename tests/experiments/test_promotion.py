@@ -8,8 +8,8 @@ import grpc
 import numpy as np
 import pytest
 
-from clients.python import DecisionClient
-from protos.arbiter.v1 import experiments_pb2 as pb
+from arbiter.client import DecisionClient
+from arbiter.v1 import experiments_pb2 as pb
 from tests.experiments.helpers import ACTIONS, admin, drive, report, target
 
 AUTO_SEEDS = range(3)

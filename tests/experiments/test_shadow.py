@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from clients.python import DecisionClient
+from arbiter.client import DecisionClient
 from tests.experiments.helpers import (
     drive,
     fixed_distribution,

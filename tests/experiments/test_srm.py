@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 
-from clients.python import DecisionClient
-from server.assignment import bucket
-from server.report import chi_square_p, regularized_upper_gamma
+from arbiter.client import DecisionClient
+from arbiter.server.assignment import bucket
+from arbiter.server.report import chi_square_p, regularized_upper_gamma
 from tests.experiments.helpers import ACTIONS, report, target
 
 SEEDS = range(4)

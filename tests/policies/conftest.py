@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from policies import Decision, Namespace
+from arbiter.policies import Decision, Namespace
 
 PARAMS: dict[str, dict[str, object]] = {"fixed": {"action": "a0", "floor": 0.1}}
 """Hyperparameters the contract suite needs beyond the defaults (``fixed`` needs an action)."""

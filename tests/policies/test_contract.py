@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import BASELINES, PARAMS, VARIANTS, Round, decision
 
-from policies import POLICIES, Policy, create, restore
+from arbiter.policies import POLICIES, Policy, create, restore
 
 CONFIGS = [(name, PARAMS.get(name, {})) for name in sorted(POLICIES)] + VARIANTS
 IDS = [name + "".join(f"-{k}={v}" for k, v in params.items()) for name, params in CONFIGS]

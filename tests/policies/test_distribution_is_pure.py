@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from policies import POLICIES, Decision, Namespace, create
+from arbiter.policies import POLICIES, Decision, Namespace, create
 
 PARAMS = {"fixed": {"action": "a"}}
 

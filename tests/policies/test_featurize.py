@@ -9,8 +9,8 @@ import sys
 
 import numpy as np
 
-from policies import Decision, Namespace
-from policies.featurize import INTERCEPT, Featurizer, Vocabulary, stable_hash
+from arbiter.policies import Decision, Namespace
+from arbiter.policies.featurize import INTERCEPT, Featurizer, Vocabulary, stable_hash
 
 
 def sample_decision() -> Decision:
@@ -62,8 +62,8 @@ def test_colliding_features_add_up() -> None:
 
 def test_same_vectors_in_every_process() -> None:
     script = (
-        "import json; from policies.featurize import Featurizer, Vocabulary, stable_hash\n"
-        "from policies import Decision, Namespace\n"
+        "import json; from arbiter.policies.featurize import Featurizer, Vocabulary, stable_hash\n"
+        "from arbiter.policies import Decision, Namespace\n"
         "f = Featurizer(Vocabulary(cap=3))\n"
         "d = Decision((Namespace('u', numbers={'a': 1.0, 'b': 2.0}, categories={'c': 'v'}),),"
         " ('x',), ((),))\n"

@@ -3,19 +3,26 @@
 import ast
 from pathlib import Path
 
-import policies
+from arbiter import policies
 
-FORBIDDEN = {"grpc", "grpc_health", "grpc_reflection", "sqlalchemy", "protos", "server"}
+FORBIDDEN = {"grpc", "grpc_health", "grpc_reflection", "sqlalchemy", "arbiter.v1", "arbiter.server",
+             "arbiter.log", "arbiter.cli"}
 PACKAGE = Path(policies.__file__).parent
+
+
+def _root(module: str) -> str:
+    """``grpc.aio`` -> ``grpc``; inside the namespace, ``arbiter.server.app`` -> ``arbiter.server``."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if parts[0] == "arbiter" else parts[0]
 
 
 def imported_roots(path: Path) -> set[str]:
     roots = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
-            roots.update(alias.name.split(".")[0] for alias in node.names)
+            roots.update(_root(alias.name) for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            roots.add(node.module.split(".")[0])
+            roots.add(_root(node.module))
     return roots
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from conftest import decision
 
-from policies import create
-from policies.explore import argmax_frequencies, greedy_with_floor
-from policies.thompson import BetaThompson
+from arbiter.policies import create
+from arbiter.policies.explore import argmax_frequencies, greedy_with_floor
+from arbiter.policies.thompson import BetaThompson
 
 X = np.array([0.3, 0.7])
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import decision
 
-from policies import POLICIES, PolicyConfigError, create, restore
+from arbiter.policies import POLICIES, PolicyConfigError, create, restore
 
 
 def test_unknown_policy_lists_the_known_ones() -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 from conftest import decision
 
-from policies import Namespace, create
-from policies.base import Decision
-from policies.hybrid import HybridRidge
-from policies.linucb import LinUCB
-from policies.ridge import Design, RidgeModels
+from arbiter.policies import Namespace, create
+from arbiter.policies.base import Decision
+from arbiter.policies.hybrid import HybridRidge
+from arbiter.policies.linucb import LinUCB
+from arbiter.policies.ridge import Design, RidgeModels
 
 TOLERANCE = 1e-8
 

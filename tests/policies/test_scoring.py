@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import decision
 
-from policies import Decision, Namespace, create
-from policies.linear import LinearPolicy
+from arbiter.policies import Decision, Namespace, create
+from arbiter.policies.linear import LinearPolicy
 
 LINEAR = [
     ("linucb", {}),

@@ -5,9 +5,9 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from protos.arbiter.v1 import decision_pb2 as pb
-from protos.arbiter.v1 import decision_pb2_grpc
-from server.app import App
+from arbiter.server.app import App
+from arbiter.v1 import decision_pb2 as pb
+from arbiter.v1 import decision_pb2_grpc
 from tests.conftest import count_rows
 
 

@@ -9,9 +9,9 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from clients.python import AlreadyExistsError, DecisionClient, NotFoundError
-from server.app import App
-from server.storage.schema import decisions, learnings, rewards
+from arbiter.client import AlreadyExistsError, DecisionClient, NotFoundError
+from arbiter.log.schema import decisions, learnings, rewards
+from arbiter.server.app import App
 
 CONTEXT = {"user": {"country": "DE", "age": 31}}
 ACTIONS = ["a", "b", {"id": "c", "features": {"item": {"price": 9.5, "kind": "video"}}}]

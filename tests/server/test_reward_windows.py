@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from clients.python import AlreadyExistsError, ArbiterClientError, DecisionClient
-from server.app import App
-from server.storage.schema import learnings, rewards
+from arbiter.client import AlreadyExistsError, ArbiterClientError, DecisionClient
+from arbiter.log.schema import learnings, rewards
+from arbiter.server.app import App
 
 WAIT = 60
 StartServer = Callable[..., App]
@@ -101,7 +101,7 @@ def test_reward_id_makes_retries_write_once(start_server: StartServer, clock: Fa
     app, client = serve(start_server, clock, aggregation="sum")
     choice = client.choose("homepage", actions=["a", "b"])
     stub = client._stub  # reward_id is part of the proto; call it directly
-    from protos.arbiter.v1 import decision_pb2 as pb
+    from arbiter.v1 import decision_pb2 as pb
 
     stub.Reward(pb.RewardRequest(event_id=choice.event_id, value=1.0, reward_id="r1"))
     stub.Reward(pb.RewardRequest(event_id=choice.event_id, value=1.0, reward_id="r2"))

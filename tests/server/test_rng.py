@@ -6,8 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from server.experiments import rng_for
-from server.loop import draw
+from arbiter.server.experiments import rng_for
+from arbiter.server.loop import draw
 
 
 def draws(event_id: str, stream: str = "") -> list[float]:

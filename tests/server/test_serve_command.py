@@ -11,7 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from clients.python import DecisionClient
+from arbiter.client import DecisionClient
 from tests.process import ROOT, ServerProcess
 
 DEMO_CONFIG = ROOT / "examples" / "experiments.toml"
@@ -55,7 +55,7 @@ def write_config(tmp_path: Path, text: str) -> Path:
 def test_a_bad_config_stops_the_server_at_start_naming_experiment_and_parameter(
         tmp_path: Path, config: str, expected: list[str]) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "server", "serve", "--listen", "127.0.0.1:0",
+        [sys.executable, "-m", "arbiter.cli", "serve", "--listen", "127.0.0.1:0",
          "--db", f"sqlite:///{tmp_path / 'a.db'}", "--config", str(write_config(tmp_path, config))],
         cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0

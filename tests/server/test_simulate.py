@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from server.app import App, Settings
-from server.cli import main
-from server.config import parse_config
-from server.simulate import HiddenPreferences
+from arbiter.cli.main import main
+from arbiter.cli.simulate import HiddenPreferences
+from arbiter.server.app import App, Settings
+from arbiter.server.config import parse_config
 
 EVENTS = 2000
 

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from protos.arbiter.v1 import decision_pb2 as protos_dot_arbiter_dot_v1_dot_decision__pb2
+from arbiter.v1 import decision_pb2 as arbiter_dot_v1_dot_decision__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in protos/arbiter/v1/decision_pb2_grpc.py depends on'
+        + ' but the generated code in arbiter/v1/decision_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,18 +36,18 @@ class DecisionServiceStub:
         """
         self.Choose = channel.unary_unary(
                 '/arbiter.v1.DecisionService/Choose',
-                request_serializer=protos_dot_arbiter_dot_v1_dot_decision__pb2.ChooseRequest.SerializeToString,
-                response_deserializer=protos_dot_arbiter_dot_v1_dot_decision__pb2.ChooseResponse.FromString,
+                request_serializer=arbiter_dot_v1_dot_decision__pb2.ChooseRequest.SerializeToString,
+                response_deserializer=arbiter_dot_v1_dot_decision__pb2.ChooseResponse.FromString,
                 _registered_method=True)
         self.Reward = channel.unary_unary(
                 '/arbiter.v1.DecisionService/Reward',
-                request_serializer=protos_dot_arbiter_dot_v1_dot_decision__pb2.RewardRequest.SerializeToString,
-                response_deserializer=protos_dot_arbiter_dot_v1_dot_decision__pb2.RewardResponse.FromString,
+                request_serializer=arbiter_dot_v1_dot_decision__pb2.RewardRequest.SerializeToString,
+                response_deserializer=arbiter_dot_v1_dot_decision__pb2.RewardResponse.FromString,
                 _registered_method=True)
         self.Activate = channel.unary_unary(
                 '/arbiter.v1.DecisionService/Activate',
-                request_serializer=protos_dot_arbiter_dot_v1_dot_decision__pb2.ActivateRequest.SerializeToString,
-                response_deserializer=protos_dot_arbiter_dot_v1_dot_decision__pb2.ActivateResponse.FromString,
+                request_serializer=arbiter_dot_v1_dot_decision__pb2.ActivateRequest.SerializeToString,
+                response_deserializer=arbiter_dot_v1_dot_decision__pb2.ActivateResponse.FromString,
                 _registered_method=True)
 
 
@@ -80,18 +80,18 @@ def add_DecisionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Choose': grpc.unary_unary_rpc_method_handler(
                     servicer.Choose,
-                    request_deserializer=protos_dot_arbiter_dot_v1_dot_decision__pb2.ChooseRequest.FromString,
-                    response_serializer=protos_dot_arbiter_dot_v1_dot_decision__pb2.ChooseResponse.SerializeToString,
+                    request_deserializer=arbiter_dot_v1_dot_decision__pb2.ChooseRequest.FromString,
+                    response_serializer=arbiter_dot_v1_dot_decision__pb2.ChooseResponse.SerializeToString,
             ),
             'Reward': grpc.unary_unary_rpc_method_handler(
                     servicer.Reward,
-                    request_deserializer=protos_dot_arbiter_dot_v1_dot_decision__pb2.RewardRequest.FromString,
-                    response_serializer=protos_dot_arbiter_dot_v1_dot_decision__pb2.RewardResponse.SerializeToString,
+                    request_deserializer=arbiter_dot_v1_dot_decision__pb2.RewardRequest.FromString,
+                    response_serializer=arbiter_dot_v1_dot_decision__pb2.RewardResponse.SerializeToString,
             ),
             'Activate': grpc.unary_unary_rpc_method_handler(
                     servicer.Activate,
-                    request_deserializer=protos_dot_arbiter_dot_v1_dot_decision__pb2.ActivateRequest.FromString,
-                    response_serializer=protos_dot_arbiter_dot_v1_dot_decision__pb2.ActivateResponse.SerializeToString,
+                    request_deserializer=arbiter_dot_v1_dot_decision__pb2.ActivateRequest.FromString,
+                    response_serializer=arbiter_dot_v1_dot_decision__pb2.ActivateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -119,8 +119,8 @@ class DecisionService:
             request,
             target,
             '/arbiter.v1.DecisionService/Choose',
-            protos_dot_arbiter_dot_v1_dot_decision__pb2.ChooseRequest.SerializeToString,
-            protos_dot_arbiter_dot_v1_dot_decision__pb2.ChooseResponse.FromString,
+            arbiter_dot_v1_dot_decision__pb2.ChooseRequest.SerializeToString,
+            arbiter_dot_v1_dot_decision__pb2.ChooseResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -146,8 +146,8 @@ class DecisionService:
             request,
             target,
             '/arbiter.v1.DecisionService/Reward',
-            protos_dot_arbiter_dot_v1_dot_decision__pb2.RewardRequest.SerializeToString,
-            protos_dot_arbiter_dot_v1_dot_decision__pb2.RewardResponse.FromString,
+            arbiter_dot_v1_dot_decision__pb2.RewardRequest.SerializeToString,
+            arbiter_dot_v1_dot_decision__pb2.RewardResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -173,8 +173,8 @@ class DecisionService:
             request,
             target,
             '/arbiter.v1.DecisionService/Activate',
-            protos_dot_arbiter_dot_v1_dot_decision__pb2.ActivateRequest.SerializeToString,
-            protos_dot_arbiter_dot_v1_dot_decision__pb2.ActivateResponse.FromString,
+            arbiter_dot_v1_dot_decision__pb2.ActivateRequest.SerializeToString,
+            arbiter_dot_v1_dot_decision__pb2.ActivateResponse.FromString,
             options,
             channel_credentials,
             insecure,

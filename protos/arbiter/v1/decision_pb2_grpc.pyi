@@ -7,9 +7,9 @@ Field names and numbers are a contract for clients in every language:
 add fields freely, never renumber, mark removed ones `reserved`.
 """
 
+from arbiter.v1 import decision_pb2 as _decision_pb2
 from collections import abc as _abc
 from grpc import aio as _aio
-from protos.arbiter.v1 import decision_pb2 as _decision_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys

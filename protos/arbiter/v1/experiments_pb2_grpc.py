@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from protos.arbiter.v1 import experiments_pb2 as protos_dot_arbiter_dot_v1_dot_experiments__pb2
+from arbiter.v1 import experiments_pb2 as arbiter_dot_v1_dot_experiments__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in protos/arbiter/v1/experiments_pb2_grpc.py depends on'
+        + ' but the generated code in arbiter/v1/experiments_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,28 +36,28 @@ class ExperimentServiceStub:
         """
         self.ListExperiments = channel.unary_unary(
                 '/arbiter.v1.ExperimentService/ListExperiments',
-                request_serializer=protos_dot_arbiter_dot_v1_dot_experiments__pb2.ListExperimentsRequest.SerializeToString,
-                response_deserializer=protos_dot_arbiter_dot_v1_dot_experiments__pb2.ListExperimentsResponse.FromString,
+                request_serializer=arbiter_dot_v1_dot_experiments__pb2.ListExperimentsRequest.SerializeToString,
+                response_deserializer=arbiter_dot_v1_dot_experiments__pb2.ListExperimentsResponse.FromString,
                 _registered_method=True)
         self.GetExperiment = channel.unary_unary(
                 '/arbiter.v1.ExperimentService/GetExperiment',
-                request_serializer=protos_dot_arbiter_dot_v1_dot_experiments__pb2.GetExperimentRequest.SerializeToString,
-                response_deserializer=protos_dot_arbiter_dot_v1_dot_experiments__pb2.Experiment.FromString,
+                request_serializer=arbiter_dot_v1_dot_experiments__pb2.GetExperimentRequest.SerializeToString,
+                response_deserializer=arbiter_dot_v1_dot_experiments__pb2.Experiment.FromString,
                 _registered_method=True)
         self.GetReport = channel.unary_unary(
                 '/arbiter.v1.ExperimentService/GetReport',
-                request_serializer=protos_dot_arbiter_dot_v1_dot_experiments__pb2.GetReportRequest.SerializeToString,
-                response_deserializer=protos_dot_arbiter_dot_v1_dot_experiments__pb2.Report.FromString,
+                request_serializer=arbiter_dot_v1_dot_experiments__pb2.GetReportRequest.SerializeToString,
+                response_deserializer=arbiter_dot_v1_dot_experiments__pb2.Report.FromString,
                 _registered_method=True)
         self.SetTraffic = channel.unary_unary(
                 '/arbiter.v1.ExperimentService/SetTraffic',
-                request_serializer=protos_dot_arbiter_dot_v1_dot_experiments__pb2.SetTrafficRequest.SerializeToString,
-                response_deserializer=protos_dot_arbiter_dot_v1_dot_experiments__pb2.Experiment.FromString,
+                request_serializer=arbiter_dot_v1_dot_experiments__pb2.SetTrafficRequest.SerializeToString,
+                response_deserializer=arbiter_dot_v1_dot_experiments__pb2.Experiment.FromString,
                 _registered_method=True)
         self.Promote = channel.unary_unary(
                 '/arbiter.v1.ExperimentService/Promote',
-                request_serializer=protos_dot_arbiter_dot_v1_dot_experiments__pb2.PromoteRequest.SerializeToString,
-                response_deserializer=protos_dot_arbiter_dot_v1_dot_experiments__pb2.PromoteResponse.FromString,
+                request_serializer=arbiter_dot_v1_dot_experiments__pb2.PromoteRequest.SerializeToString,
+                response_deserializer=arbiter_dot_v1_dot_experiments__pb2.PromoteResponse.FromString,
                 _registered_method=True)
 
 
@@ -102,28 +102,28 @@ def add_ExperimentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'ListExperiments': grpc.unary_unary_rpc_method_handler(
                     servicer.ListExperiments,
-                    request_deserializer=protos_dot_arbiter_dot_v1_dot_experiments__pb2.ListExperimentsRequest.FromString,
-                    response_serializer=protos_dot_arbiter_dot_v1_dot_experiments__pb2.ListExperimentsResponse.SerializeToString,
+                    request_deserializer=arbiter_dot_v1_dot_experiments__pb2.ListExperimentsRequest.FromString,
+                    response_serializer=arbiter_dot_v1_dot_experiments__pb2.ListExperimentsResponse.SerializeToString,
             ),
             'GetExperiment': grpc.unary_unary_rpc_method_handler(
                     servicer.GetExperiment,
-                    request_deserializer=protos_dot_arbiter_dot_v1_dot_experiments__pb2.GetExperimentRequest.FromString,
-                    response_serializer=protos_dot_arbiter_dot_v1_dot_experiments__pb2.Experiment.SerializeToString,
+                    request_deserializer=arbiter_dot_v1_dot_experiments__pb2.GetExperimentRequest.FromString,
+                    response_serializer=arbiter_dot_v1_dot_experiments__pb2.Experiment.SerializeToString,
             ),
             'GetReport': grpc.unary_unary_rpc_method_handler(
                     servicer.GetReport,
-                    request_deserializer=protos_dot_arbiter_dot_v1_dot_experiments__pb2.GetReportRequest.FromString,
-                    response_serializer=protos_dot_arbiter_dot_v1_dot_experiments__pb2.Report.SerializeToString,
+                    request_deserializer=arbiter_dot_v1_dot_experiments__pb2.GetReportRequest.FromString,
+                    response_serializer=arbiter_dot_v1_dot_experiments__pb2.Report.SerializeToString,
             ),
             'SetTraffic': grpc.unary_unary_rpc_method_handler(
                     servicer.SetTraffic,
-                    request_deserializer=protos_dot_arbiter_dot_v1_dot_experiments__pb2.SetTrafficRequest.FromString,
-                    response_serializer=protos_dot_arbiter_dot_v1_dot_experiments__pb2.Experiment.SerializeToString,
+                    request_deserializer=arbiter_dot_v1_dot_experiments__pb2.SetTrafficRequest.FromString,
+                    response_serializer=arbiter_dot_v1_dot_experiments__pb2.Experiment.SerializeToString,
             ),
             'Promote': grpc.unary_unary_rpc_method_handler(
                     servicer.Promote,
-                    request_deserializer=protos_dot_arbiter_dot_v1_dot_experiments__pb2.PromoteRequest.FromString,
-                    response_serializer=protos_dot_arbiter_dot_v1_dot_experiments__pb2.PromoteResponse.SerializeToString,
+                    request_deserializer=arbiter_dot_v1_dot_experiments__pb2.PromoteRequest.FromString,
+                    response_serializer=arbiter_dot_v1_dot_experiments__pb2.PromoteResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -151,8 +151,8 @@ class ExperimentService:
             request,
             target,
             '/arbiter.v1.ExperimentService/ListExperiments',
-            protos_dot_arbiter_dot_v1_dot_experiments__pb2.ListExperimentsRequest.SerializeToString,
-            protos_dot_arbiter_dot_v1_dot_experiments__pb2.ListExperimentsResponse.FromString,
+            arbiter_dot_v1_dot_experiments__pb2.ListExperimentsRequest.SerializeToString,
+            arbiter_dot_v1_dot_experiments__pb2.ListExperimentsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -178,8 +178,8 @@ class ExperimentService:
             request,
             target,
             '/arbiter.v1.ExperimentService/GetExperiment',
-            protos_dot_arbiter_dot_v1_dot_experiments__pb2.GetExperimentRequest.SerializeToString,
-            protos_dot_arbiter_dot_v1_dot_experiments__pb2.Experiment.FromString,
+            arbiter_dot_v1_dot_experiments__pb2.GetExperimentRequest.SerializeToString,
+            arbiter_dot_v1_dot_experiments__pb2.Experiment.FromString,
             options,
             channel_credentials,
             insecure,
@@ -205,8 +205,8 @@ class ExperimentService:
             request,
             target,
             '/arbiter.v1.ExperimentService/GetReport',
-            protos_dot_arbiter_dot_v1_dot_experiments__pb2.GetReportRequest.SerializeToString,
-            protos_dot_arbiter_dot_v1_dot_experiments__pb2.Report.FromString,
+            arbiter_dot_v1_dot_experiments__pb2.GetReportRequest.SerializeToString,
+            arbiter_dot_v1_dot_experiments__pb2.Report.FromString,
             options,
             channel_credentials,
             insecure,
@@ -232,8 +232,8 @@ class ExperimentService:
             request,
             target,
             '/arbiter.v1.ExperimentService/SetTraffic',
-            protos_dot_arbiter_dot_v1_dot_experiments__pb2.SetTrafficRequest.SerializeToString,
-            protos_dot_arbiter_dot_v1_dot_experiments__pb2.Experiment.FromString,
+            arbiter_dot_v1_dot_experiments__pb2.SetTrafficRequest.SerializeToString,
+            arbiter_dot_v1_dot_experiments__pb2.Experiment.FromString,
             options,
             channel_credentials,
             insecure,
@@ -259,8 +259,8 @@ class ExperimentService:
             request,
             target,
             '/arbiter.v1.ExperimentService/Promote',
-            protos_dot_arbiter_dot_v1_dot_experiments__pb2.PromoteRequest.SerializeToString,
-            protos_dot_arbiter_dot_v1_dot_experiments__pb2.PromoteResponse.FromString,
+            arbiter_dot_v1_dot_experiments__pb2.PromoteRequest.SerializeToString,
+            arbiter_dot_v1_dot_experiments__pb2.PromoteResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -6,9 +6,9 @@ Arbiter admin API: experiments, their variants, the live report, traffic and pro
 Field names and numbers are a contract: add fields freely, never renumber.
 """
 
+from arbiter.v1 import experiments_pb2 as _experiments_pb2
 from collections import abc as _abc
 from grpc import aio as _aio
-from protos.arbiter.v1 import experiments_pb2 as _experiments_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys

@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from server.config import ConfigError, load_config
+from arbiter.server.config import ConfigError, load_config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     simulate.add_argument("--seed", type=int, default=0)
     simulate.set_defaults(run=_simulate)
 
-    from evaluation.cli import register as register_evaluation
+    from arbiter.cli.evaluate import register as register_evaluation
 
     register_evaluation(commands)
     report = commands.add_parser("report", help="print an experiment's live report")
@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from server.app import App, Settings
+    from arbiter.server.app import App, Settings
 
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -92,18 +92,18 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from server.simulate import run
+    from arbiter.cli.simulate import run
 
     return run(args.target, args.experiment, args.events, seed=args.seed)
 
 
 def _report(args: argparse.Namespace) -> int:
-    from server.admin_cli import report
+    from arbiter.cli.admin import report
 
     return report(args.target, args.experiment, args.segment_by)
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from server.admin_cli import promote
+    from arbiter.cli.admin import promote
 
     return promote(args.target, args.experiment, args.variant, args.reason)

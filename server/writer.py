@@ -35,8 +35,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from server.errors import AlreadyExists, Unavailable
-from server.storage import schema
+from arbiter.log import schema
+from arbiter.server.errors import AlreadyExists, Unavailable
 
 log = logging.getLogger(__name__)
 

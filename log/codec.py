@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from policies import Decision, Namespace
+from arbiter.policies import Decision, Namespace
 
 
 def actions_to_json(decision: Decision) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
-from server.storage.schema import metadata
+from arbiter.log.schema import metadata
 
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",

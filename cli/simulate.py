@@ -16,7 +16,7 @@ import sys
 import numpy as np
 from rich.progress import Progress
 
-from clients.python import ArbiterClientError, DecisionClient
+from arbiter.client import ArbiterClientError, DecisionClient
 
 COUNTRIES = ("DE", "FR", "US", "JP")
 DEVICES = ("mobile", "desktop", "tablet")

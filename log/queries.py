@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from server.storage.schema import activations, decisions, learnings, rewards, snapshots
+from arbiter.log.schema import activations, decisions, learnings, rewards, snapshots
 
 _JOINED = (sa.select(decisions, activations.c.activated_at,
                      learnings.c.seq.label("learned_seq"))

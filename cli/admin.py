@@ -9,8 +9,8 @@ import grpc
 from rich.console import Console
 from rich.table import Table
 
-from protos.arbiter.v1 import experiments_pb2 as pb
-from protos.arbiter.v1 import experiments_pb2_grpc
+from arbiter.v1 import experiments_pb2 as pb
+from arbiter.v1 import experiments_pb2_grpc
 
 
 def _call(target: str, method: str, request: object) -> object | None:

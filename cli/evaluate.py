@@ -22,14 +22,14 @@ import sqlalchemy as sa
 from rich.console import Console
 from rich.progress import Progress
 
-from evaluation._checks import EvaluationInputError
-from evaluation.estimators import ESTIMATORS
-from evaluation.export import write_dsjson, write_parquet
-from evaluation.logdata import LoggedRow, LogQuery, count_log, parse_time, read_log
-from evaluation.replay import CandidateError, CandidateSpec, parse_candidate, replay
-from evaluation.report_html import render_html
-from evaluation.summary import format_table, summarize, to_json, to_report
-from server.storage.engine import create_engine
+from arbiter.evaluation._checks import EvaluationInputError
+from arbiter.evaluation.estimators import ESTIMATORS
+from arbiter.evaluation.export import write_dsjson, write_parquet
+from arbiter.evaluation.logdata import LoggedRow, LogQuery, count_log, parse_time, read_log
+from arbiter.evaluation.replay import CandidateError, CandidateSpec, parse_candidate, replay
+from arbiter.evaluation.report_html import render_html
+from arbiter.evaluation.summary import format_table, summarize, to_json, to_report
+from arbiter.log.engine import create_engine
 
 __all__ = ["register"]
 
@@ -130,7 +130,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         Path(args.report).write_text(render_html(to_report(summary, generated_at=generated)),
                                      encoding="utf-8")
     if args.promote_if_better:
-        from evaluation.promote import promote_if_better
+        from arbiter.evaluation.promote import promote_if_better
 
         promotion = promote_if_better(summary, target=args.target)
         promoted = f"promoted `{promotion.variant}`: " if promotion.promote else ""

@@ -1,4 +1,7 @@
-"""Building the SQLAlchemy engine: SQLite (WAL, synchronous=FULL) by default, PostgreSQL by URL."""
+"""Building the SQLAlchemy engine: SQLite (WAL, synchronous=FULL) by default, PostgreSQL by URL.
+
+Building one creates no table: :mod:`arbiter.log.migrate` creates and upgrades the schema.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +10,24 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
-from arbiter.log.schema import metadata
-
 SQLITE_PRAGMAS = (
+    # First: so that the others (journal_mode needs a lock) wait for another process's lock.
+    "PRAGMA busy_timeout=5000",
     "PRAGMA journal_mode=WAL",
     # FULL: a commit is fsynced before Choose/Reward answer, so it survives a crash of the
     # process and of the machine; group commit amortizes the fsync over a whole batch.
     "PRAGMA synchronous=FULL",
     "PRAGMA foreign_keys=ON",
-    "PRAGMA busy_timeout=5000",
 )
 
 
-def create_engine(url: str) -> sa.Engine:
-    """An engine for ``url`` with the tables created if missing.
+def create_engine(url: str, *, writer: bool = False) -> sa.Engine:
+    """An engine for ``url``; it creates nothing (``arbiter.log.migrate.upgrade`` makes the tables).
 
-    PostgreSQL URLs without a driver (``postgresql://``) use psycopg 3.
+    PostgreSQL URLs without a driver (``postgresql://``) use psycopg 3. ``writer``: on SQLite,
+    every transaction begins with ``BEGIN IMMEDIATE`` (it takes the database's write lock at
+    once, waiting up to the busy timeout for another process's), so a transaction that reads
+    before it writes can never fail to upgrade its lock when several processes write.
     """
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
@@ -40,8 +45,7 @@ def create_engine(url: str) -> sa.Engine:
     # it, 32 rows took 118 ms one statement each and 16 ms as one statement.
     engine.dialect.use_insertmanyvalues_wo_returning = True
     if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine)
-    metadata.create_all(engine)
+        _configure_sqlite(engine, immediate=writer)
     return engine
 
 
@@ -49,10 +53,17 @@ def _json_text(value: Any) -> str:
     return msgspec.json.encode(value).decode()
 
 
-def _configure_sqlite(engine: sa.Engine) -> None:
+def _configure_sqlite(engine: sa.Engine, *, immediate: bool) -> None:
     @sa.event.listens_for(engine, "connect")
     def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         for pragma in SQLITE_PRAGMAS:
             cursor.execute(pragma)
         cursor.close()
+        if immediate:
+            dbapi_connection.isolation_level = None  # pysqlite's own BEGIN off: ours below
+
+    if immediate:
+        @sa.event.listens_for(engine, "begin")
+        def _begin_immediate(connection: sa.Connection) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -5,11 +5,22 @@
   ``[{"id", "features": [namespace, ...]}]``; ``distribution[k]`` is the probability of
   ``actions[k]``; ``shadow`` maps a shadow variant's name to its distribution.
 - ``rewards``: every reward received, learned or not (late or repeated ones are kept for
-  offline evaluation).
+  offline evaluation). ``dedupe_key`` makes a retry a constraint the database enforces:
+  ``"id:" + reward_id`` when the caller gave one, ``"value:" + repr(value)`` under ``first``
+  aggregation without one, NULL (never a duplicate) otherwise.
 - ``activations``: when a deferred decision was activated (its reward window starts then);
   a deferred decision without a row here is never learned.
-- ``learnings``: the fold. Each row is one (event, reward value) the experiment's policies
-  learned, in ``seq`` order; replaying it from a snapshot's ``position`` rebuilds the models.
+- ``windows``: the open reward windows, one row per decision whose window has opened (at the
+  decision, or at its activation) and not closed: the reward join's state lives here, not in a
+  process. A ``first`` reward takes (deletes) the row to be learned; ``sum`` rewards count while
+  it exists; the coordinator deletes due rows and learns their default or sum.
+- ``learnings``: the fold, in the one learning order. Each row is one learned event: an
+  (event, reward value) the experiment's policies learned, or (``state_version`` set, no event)
+  the point where an experiment's set-up changed. Replaying it from a snapshot's ``position``
+  rebuilds the models, roles included.
+- ``learning_order``: one row, the last ``seq`` handed out. A writer takes the next seqs with an
+  ``UPDATE ... RETURNING`` whose row lock it holds until it commits, so commit order is seq
+  order and a reader that sees seq ``n`` has every seq below it.
 - ``snapshots``: a cache of the fold — a variant's serialized policy after learning ``position``.
 - ``experiment_states``: append-only history of each experiment's live set-up (which variants
   serve and with what weight, which are shadows, the champion, and the bucket → variant table
@@ -59,7 +70,21 @@ rewards = sa.Table(
     sa.Column("value", sa.Float, nullable=False),
     sa.Column("learned", sa.Boolean, nullable=False),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("dedupe_key", sa.String(160), nullable=True),
     sa.Index("ix_rewards_event_id", "event_id"),
+    sa.Index("uq_rewards_event_dedupe", "event_id", "dedupe_key", unique=True),
+)
+
+windows = sa.Table(
+    "windows",
+    metadata,
+    sa.Column("event_id", sa.String(128), sa.ForeignKey("decisions.event_id",
+              name="fk_windows_event_id"), primary_key=True),
+    sa.Column("experiment", sa.String(128), nullable=False),
+    # When the window opened; it closes ``reward_wait_seconds`` later (the experiment's
+    # setting at the time it is checked, as configured).
+    sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_windows_experiment_opened", "experiment", "opened_at"),
 )
 
 activations = sa.Table(
@@ -73,16 +98,27 @@ activations = sa.Table(
 learnings = sa.Table(
     "learnings",
     metadata,
-    # Assigned by the (single) learner in the order it learns; gaps are harmless.
+    # Taken from ``learning_order`` in the committing transaction: commit order = seq order.
     sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("event_id", sa.String(128), sa.ForeignKey("decisions.event_id",
-              name="fk_learnings_event_id"), nullable=False),
+              name="fk_learnings_event_id"), nullable=True),
     sa.Column("experiment", sa.String(128), nullable=False),
     sa.Column("value", sa.Float, nullable=False),
     sa.Column("learned_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("state_version", sa.BigInteger, nullable=True),
     sa.UniqueConstraint("event_id", name="uq_learnings_event_id"),
     sa.Index("ix_learnings_experiment_seq", "experiment", "seq"),
 )
+
+learning_order = sa.Table(
+    "learning_order",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("last_seq", sa.BigInteger, nullable=False),
+)
+# Its one row exists from the start (the migration that adds the table inserts it too).
+sa.event.listen(learning_order, "after_create",
+                sa.DDL("INSERT INTO learning_order (id, last_seq) VALUES (1, 0)"))  # type: ignore[no-untyped-call]
 
 snapshots = sa.Table(
     "snapshots",
@@ -93,6 +129,7 @@ snapshots = sa.Table(
     sa.Column("variant", sa.String(128), nullable=False),
     sa.Column("policy", sa.String(64), nullable=False),
     sa.Column("position", sa.BigInteger, nullable=False),
+    sa.Column("updates", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("state", sa.LargeBinary, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_snapshots_variant_position", "experiment", "variant", "position"),

@@ -1,8 +1,10 @@
-"""The composition root: engine, writer, experiments, loop, gRPC server, health, maintenance.
+"""The composition root: engines, writer, fold, experiments, loop, gRPC server, health, roles.
 
 Threads: the gRPC server (``grpc.aio``) and every handler run on one event loop in the
-``arbiter-grpc`` thread; the group-commit writer, the maintenance ticker and a small pool for
-blocking reads (``Settings.workers``) run beside it. ``start`` and ``stop`` are plain calls.
+``arbiter-grpc`` thread; beside it the group-commit writer, the tail (folds what other
+processes commit), the maintenance ticker (database probe; and, in the coordinator, closing
+windows, snapshots, auto-promotion) and a small pool for blocking reads (``Settings.workers``).
+``start`` and ``stop`` are plain calls.
 """
 
 from __future__ import annotations
@@ -24,14 +26,19 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from arbiter.log.engine import create_engine
+from arbiter.log.migrate import prepare_schema
+from arbiter.log.store import LearnedEvent
 from arbiter.server.admin import ExperimentServicer
+from arbiter.server.clock import Clock, utc_now
+from arbiter.server.commit import Op, commit_batch
 from arbiter.server.config import ExperimentConfig
 from arbiter.server.convert import DEFAULT_MAX_ACTIONS
+from arbiter.server.coordinator import Coordinator
 from arbiter.server.experiments import Experiment
+from arbiter.server.fold import Fold, Tail
 from arbiter.server.guard import guard
-from arbiter.server.loop import Clock, DecisionLoop, utc_now
+from arbiter.server.loop import DEFAULT_CACHE_BYTES, DecisionLoop
 from arbiter.server.promotion import Controller
-from arbiter.server.recovery import restore
 from arbiter.server.servicer import DecisionServicer
 from arbiter.server.snapshots import Snapshotter
 from arbiter.server.writer import GroupCommitWriter
@@ -64,14 +71,18 @@ class Settings:
     tick_seconds: float = 0.5  # how often windows close, snapshots and the database are checked
     auto_promote_seconds: float = 30.0  # how often `auto_promote` experiments are checked
     clock: Clock = field(default=utc_now)
+    migrate: bool = True  # upgrade the log's schema at start; False: refuse one not at head
+    tail_seconds: float = 0.02  # how often other processes' learned events are read and folded
+    cache_bytes: int = DEFAULT_CACHE_BYTES  # the decision cache (the join's memory)
 
 
 class App:
     """A running Arbiter: ``start()`` restores and serves, ``stop()`` drains and snapshots.
 
-    Health is SERVING only between a finished restore and the start of shutdown, and while the
-    database answers; a maintenance thread closes reward windows, takes snapshots and, while the
-    database is down, probes it so service resumes on its own.
+    Nothing is served before the restore finishes: the port is bound only then (a caller gets
+    UNAVAILABLE until it is), and health is SERVING from then until the start of shutdown,
+    while the database answers. The maintenance thread probes a database that is down, so
+    service resumes on its own.
     """
 
     def __init__(self, settings: Settings, configs: dict[str, ExperimentConfig]) -> None:
@@ -79,6 +90,8 @@ class App:
             raise ValueError(f"`durability` must be one of {DURABILITY}, got {settings.durability!r}")
         self.settings = settings
         self.engine: sa.Engine = create_engine(settings.db)
+        prepare_schema(self.engine, migrate=settings.migrate)
+        self.write_engine: sa.Engine = create_engine(settings.db, writer=True)
         self._events = asyncio.new_event_loop()
         self._events.set_default_executor(futures.ThreadPoolExecutor(
             max_workers=settings.workers, thread_name_prefix="arbiter-io"))
@@ -89,19 +102,24 @@ class App:
         self._ready = False
         self._db_ok = True
         self._publish_health()
-        self.writer = GroupCommitWriter(self.engine, on_health=self._database_answered,
-                                        retry_unavailable=settings.durability == "relaxed")
         self.experiments = {name: Experiment(config) for name, config in configs.items()}
-        self.snapshots = Snapshotter(self.engine, self.experiments,
+        self.fold = Fold(self.engine, self.experiments, settings.clock)
+        self.writer = GroupCommitWriter(self.write_engine, self._transaction,
+                                        on_learned=self.fold.committed,
+                                        on_health=self._database_answered,
+                                        retry_unavailable=settings.durability == "relaxed")
+        self.snapshots = Snapshotter(self.write_engine, self.experiments, self.fold,
                                      every_events=settings.snapshot_every,
                                      every_seconds=settings.snapshot_seconds)
         self.server: grpc.aio.Server | None = None
         self.loop = DecisionLoop(self.experiments, self.writer, self.engine,
                                  clock=settings.clock,
                                  relaxed=settings.durability == "relaxed",
-                                 available=lambda: self._db_ok)
-        self.controller = Controller(self.engine, self.writer, self.experiments, self.snapshots,
-                                     lambda: self.loop.learned_events)
+                                 available=lambda: self._db_ok,
+                                 cache_bytes=settings.cache_bytes)
+        self.controller = Controller(self.engine, self.writer, self.experiments, self.fold)
+        self.coordinator = Coordinator(self.write_engine)
+        self.tail = Tail(self.fold, interval=settings.tail_seconds)
         self._next_auto_promote = 0.0
         self.port = 0
         self._stopping = threading.Event()
@@ -109,29 +127,34 @@ class App:
                                              daemon=True)
         self._stopped = False
 
+    def _transaction(self, connection: sa.Connection, ops: list[Op]) -> list[LearnedEvent]:
+        return commit_batch(connection, ops, self.settings.clock(), self._configs)
+
+    def _configs(self) -> dict[str, ExperimentConfig]:
+        return {name: experiment.config for name, experiment in self.experiments.items()}
+
     def start(self) -> str:
-        """Bind (health NOT_SERVING), restore the models and windows from the log, then SERVING.
+        """Restore the models from the log, then bind and serve (health SERVING).
 
         Returns the ``HOST:PORT`` actually bound (port 0 picks a free one).
         """
         host = self.settings.listen.rsplit(":", 1)[0]
-        self.port = self._on_events(self._serve())
-        self.controller.load()  # stored traffic and roles first: they decide what replay feeds
-        for experiment in self.experiments.values():
-            restore(self.engine, experiment)
-        self.loop.restore_windows()
-        self.loop.close_windows()
-        # Everything alive now (modules, the gRPC server, the restored models) lives as long as
-        # the server: out of the collector's sight, a full collection walks only what requests
-        # made since: 12 ms per full collection instead of ~55 ms in a Choose load test, and the
+        self.fold.restore()
+        self.controller.seed()  # the TOML's changes to the set-up, in the learning order
+        if self.coordinator.acquire():
+            self.loop.close_windows()  # windows that closed while no server ran
+        # Everything alive now (modules, the restored models) lives as long as the server: out
+        # of the collector's sight, a full collection walks only what requests made since:
+        # 12 ms per full collection instead of ~55 ms in a Choose load test, and the
         # collector's share of the event loop's time halved.
         gc.collect()
         gc.freeze()
+        self.port = self._on_events(self._serve())
         self._ready = True
         self._publish_health()
+        self.tail.start()
         self._maintenance.start()
         return f"{host}:{self.port}"
-
     async def _serve(self) -> int:
         """Build, bind and start the gRPC server on the event loop; the port bound."""
         server = grpc.aio.server(
@@ -167,12 +190,16 @@ class App:
             self._on_events(self.server.stop(grace))
         if self._maintenance.is_alive():
             self._maintenance.join()
+        self.tail.stop()
         self.writer.close()
-        try:
-            self.snapshots.take(self.loop.learned_events)
-        except sa.exc.SQLAlchemyError as error:
-            log.warning("final snapshot not written: %s", error)
+        if self.coordinator.held:
+            try:
+                self.snapshots.take()
+            except sa.exc.SQLAlchemyError as error:
+                log.warning("final snapshot not written: %s", error)
+        self.coordinator.release()
         self.engine.dispose()
+        self.write_engine.dispose()
         gc.unfreeze()  # what this server froze can be collected again (tests run many servers)
         self._events.call_soon_threadsafe(self._events.stop)
         self._events_thread.join()
@@ -183,8 +210,10 @@ class App:
             try:
                 if not self._db_ok:
                     self._probe_database()
+                if not self.coordinator.acquire():
+                    continue
                 self.loop.close_windows()
-                self.snapshots.maybe(self.loop.learned_events)
+                self.snapshots.maybe()
                 if time.monotonic() >= self._next_auto_promote:
                     self._next_auto_promote = time.monotonic() + self.settings.auto_promote_seconds
                     self.controller.auto_promote()

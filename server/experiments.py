@@ -6,6 +6,7 @@ import hashlib
 import logging
 import threading
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 import numpy as np
 from numpy.typing import NDArray
@@ -46,7 +47,8 @@ def rng_for(event_id: str, stream: str = "") -> np.random.Generator:
 
 
 class Variant:
-    """A named policy and its lock. ``position``: seq of the last learning it has applied."""
+    """A named policy and its lock. ``position``: seq of the last learned event it has been
+    handed; ``updates``: how many learned events it has been handed (its model version)."""
 
     def __init__(self, config: VariantConfig, policy: Policy | None = None) -> None:
         self.config = config
@@ -54,6 +56,7 @@ class Variant:
                                                                        config.params)
         self.lock = threading.Lock()
         self.position = 0
+        self.updates = 0
 
     @property
     def name(self) -> str:
@@ -61,7 +64,12 @@ class Variant:
 
     @property
     def model_version(self) -> str:
-        return f"{self.config.policy}@{self.position}"
+        return f"{self.config.policy}@{self.updates}"
+
+    def restore(self, policy: Policy, position: int, updates: int) -> None:
+        """Swap in a policy restored from a snapshot taken at ``position``."""
+        with self.lock:
+            self.policy, self.position, self.updates = policy, position, updates
 
     def distribution(self, decision: Decision, rng: np.random.Generator) -> NDArray[np.float64]:
         with self.lock:
@@ -78,20 +86,26 @@ class Variant:
             except ValueError as error:
                 log.warning("variant %s skipped learned event %d: %s", self.name, seq, error)
             self.position = seq
+            self.updates += 1
 
-    def state(self) -> tuple[bytes, int]:
-        """The serialized policy and the position it reflects, read consistently."""
+    def state(self) -> tuple[bytes, int, int]:
+        """The serialized policy, the position and the updates it reflects, read consistently."""
         with self.lock:
-            return self.policy.to_bytes(), self.position
+            return self.policy.to_bytes(), self.position, self.updates
 
 
 class Experiment:
     """An experiment's variants and its bucket → serving-variant table."""
 
     def __init__(self, config: ExperimentConfig, table: Sequence[str] | None = None) -> None:
-        self.config = config
+        self.config = config  # the live set-up: the TOML's policies, the log's roles
+        self.toml = config  # as configured (policies, params, and the seed of the roles)
         self.variants: dict[str, Variant] = {v.name: Variant(v) for v in config.variants}
         self.table: list[str] = list(table) if table is not None else allocate(self.weights())
+        self.version = 0  # the set-up version in force (0: the TOML's, none stored yet)
+        self.listed: frozenset[str] = frozenset(self.variants)  # variants that version lists
+        self.since: datetime | None = None  # when that version was written
+        self.roles_position = 0  # seq of the set-up change in force
 
     @property
     def name(self) -> str:
@@ -106,3 +120,8 @@ class Experiment:
 
     def shadows(self) -> list[Variant]:
         return [v for v in self.variants.values() if v.config.shadow]
+
+    def learners(self, served_by: str) -> list[Variant]:
+        """Who learns a decision served by ``served_by``: that variant and every shadow."""
+        serving = self.variants.get(served_by)
+        return [v for v in self.variants.values() if v is serving or v.config.shadow]

@@ -14,13 +14,12 @@ Semantics (documented in the README's "Experiments" section as well):
   learning off-policy), so it can be promoted back if the new one disappoints.
 - Every change is a new ``experiment_states`` version; a promotion also writes a ``promotions``
   audit row (from, to, reason, automatic, and the report figures of both variants as evidence)
-  in the same transaction. The new set-up is swapped in by the writer's after-commit hook,
-  i.e. at one point of the learning order: every event learned before it was learned with the
-  old roles, every event after with the new ones. At that point each variant's ``position`` is
-  moved up to the experiment's last learned seq and a snapshot is taken right after, so that
-  recovery (snapshot + replay with the new roles) reproduces the live models. A rebuild from
-  scratch without snapshots replays with the current roles only, so a variant that changed
-  between shadow and serving is then rebuilt only approximately.
+  in the same transaction, and the change takes a place in the learning order. Every process's
+  fold swaps the new set-up in at exactly that place (this one at once, the others within the
+  tail's poll interval): every event learned before it was learned with the old roles, every
+  event after with the new ones — live, on every replica, and in any replay, from a snapshot
+  or from scratch. Two processes changing one experiment at once: the log's key on
+  (experiment, version) lets one win; the other catches up and applies its change on top.
 - **Auto-promotion** (``auto_promote = { min_decisions, confidence }``), checked by the
   maintenance thread: when the champion and a candidate each have at least ``min_decisions``
   learned decisions, and the candidate's lower confidence bound (serving: mean reward; shadow:
@@ -35,43 +34,47 @@ import math
 import threading
 from collections.abc import Mapping
 from dataclasses import asdict
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from arbiter.log.schema import experiment_states, promotions
+from arbiter.log.schema import promotions
 from arbiter.server import report as reports
 from arbiter.server import traffic
 from arbiter.server.assignment import allocate
+from arbiter.server.clock import utc_now
+from arbiter.server.commit import Op, StateChange
 from arbiter.server.config import ExperimentConfig
-from arbiter.server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from arbiter.server.errors import FailedPrecondition, InvalidArgument, NotFound
 from arbiter.server.experiments import Experiment
-from arbiter.server.loop import utc_now
-from arbiter.server.snapshots import Snapshotter
-from arbiter.server.writer import GroupCommitWriter, Row
+from arbiter.server.fold import Fold
+from arbiter.server.writer import GroupCommitWriter, StorageError
 
 log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5  # a change recomputed on top of concurrent ones before giving up
 
 
 class Controller:
     """Owns every change of an experiment's set-up after start; thread-safe per experiment."""
 
     def __init__(self, engine: sa.Engine, writer: GroupCommitWriter,
-                 experiments: Mapping[str, Experiment], snapshots: Snapshotter,
-                 learned_events: Any = lambda: 0) -> None:
+                 experiments: Mapping[str, Experiment], fold: Fold) -> None:
         self._engine = engine
         self._writer = writer
         self.experiments = experiments
-        self._snapshots = snapshots
-        self._learned_events = learned_events
-        self._states: dict[str, traffic.State] = {}
+        self._fold = fold
         self._locks = {name: threading.Lock() for name in experiments}
 
-    def load(self) -> None:
-        """At start, before the models are restored: stored set-ups, or seed them from the TOML."""
-        for name, experiment in self.experiments.items():
-            self._states[name] = traffic.load_or_seed(self._engine, experiment)
+    def seed(self) -> None:
+        """At start, once the fold has caught up: write the TOML's changes to the set-up."""
+        for experiment in self.experiments.values():
+            for _ in range(MAX_ATTEMPTS):
+                state = traffic.merged_state(experiment)
+                if state is None:
+                    break
+                if self._write(experiment, state, None):
+                    break
 
     def experiment(self, name: str) -> Experiment:
         if not name:
@@ -81,10 +84,6 @@ class Controller:
             raise NotFound(f"experiment {name!r} is not configured")
         return experiment
 
-    def since(self, name: str) -> datetime | None:
-        state = self._states.get(name)
-        return state.created_at if state is not None else None
-
     # ------------------------------------------------------------------ report
     def report(self, name: str, segment_by: str = "") -> reports.Report:
         experiment = self.experiment(name)
@@ -92,7 +91,7 @@ class Controller:
         if segment_by and "." not in segment_by:
             raise InvalidArgument("segment_by", f"must look like \"namespace.feature\", "
                                                 f"got {segment_by!r}")
-        return reports.build(self._engine, experiment.config, since=self.since(name),
+        return reports.build(self._engine, experiment.config, since=experiment.since,
                              segment_by=segment_by)
 
     # ------------------------------------------------------------------ traffic
@@ -100,25 +99,28 @@ class Controller:
         experiment = self.experiment(name)
         if not weights:
             raise InvalidArgument("traffic", "must give at least one serving variant a weight")
-        with self._locks[name]:
-            config = experiment.config
-            for variant, weight in weights.items():
-                if variant not in experiment.variants:
-                    raise InvalidArgument("traffic", f"names unknown variant {variant!r}")
-                if config.variant(variant).shadow:
-                    raise InvalidArgument("traffic", f"cannot give shadow variant {variant!r} "
-                                                     "traffic; promote it instead")
-                if not math.isfinite(weight) or weight < 0:
-                    raise InvalidArgument("traffic", f"weight of {variant!r} must be a finite "
-                                                     f"number >= 0, got {weight}")
-            if weights.get(config.control, 0.0) <= 0:
-                raise InvalidArgument("traffic", f"the champion {config.control!r} must keep a "
-                                                 "positive weight (promote another one first)")
-            flags = {v.name: (float(weights.get(v.name, 0.0)), False)
-                     for v in config.variants if not v.shadow}
-            new = traffic.configured(config, config.control, flags)
-            self._commit(experiment, new, "traffic set", [], barrier=False)
-        return experiment
+        for _ in range(MAX_ATTEMPTS):
+            with self._locks[name]:
+                config = experiment.config
+                for variant, weight in weights.items():
+                    if variant not in experiment.variants:
+                        raise InvalidArgument("traffic", f"names unknown variant {variant!r}")
+                    if config.variant(variant).shadow:
+                        raise InvalidArgument("traffic", f"cannot give shadow variant {variant!r} "
+                                                         "traffic; promote it instead")
+                    if not math.isfinite(weight) or weight < 0:
+                        raise InvalidArgument("traffic", f"weight of {variant!r} must be a "
+                                                         f"finite number >= 0, got {weight}")
+                if weights.get(config.control, 0.0) <= 0:
+                    raise InvalidArgument("traffic", f"the champion {config.control!r} must keep "
+                                                     "a positive weight (promote another one first)")
+                flags = {v.name: (float(weights.get(v.name, 0.0)), False)
+                         for v in config.variants if not v.shadow}
+                flags.update({v.name: (0.0, True) for v in config.variants if v.shadow})
+                new = traffic.configured(config, config.control, flags)
+                if self._write(experiment, self._state(experiment, new, "traffic set"), None):
+                    return experiment
+        raise FailedPrecondition(f"experiment {name!r} keeps changing; retry")
 
     # ------------------------------------------------------------------ promotion
     def promote(self, name: str, variant: str, reason: str = "", *,
@@ -129,28 +131,32 @@ class Controller:
             raise InvalidArgument("variant", "is required")
         if variant not in experiment.variants:
             raise NotFound(f"experiment {name!r} has no variant {variant!r}")
-        with self._locks[name]:
-            config = experiment.config
-            previous = config.control
-            if variant == previous:
-                raise FailedPrecondition(f"{variant!r} is already the champion of {name!r}")
-            candidate, champion = config.variant(variant), config.variant(previous)
-            flags = {variant: (champion.traffic, False),
-                     previous: (0.0, True) if candidate.shadow else (candidate.traffic, False)}
-            new = traffic.configured(config, variant, flags)
-            figures = {f.variant: f for f in reports.figures(
-                reports.load_rows(self._engine, name), config)}
-            evidence = {"from": _plain(asdict(figures[previous])),
-                        "to": _plain(asdict(figures[variant])),
-                        "to_was_shadow": candidate.shadow}
-            audit = {"experiment": name, "from_variant": previous, "to_variant": variant,
-                     "reason": reason or ("automatic" if automatic else "manual"),
-                     "evidence": evidence, "automatic": automatic, "created_at": utc_now()}
-            self._commit(experiment, new, f"promoted {variant}", [(promotions, audit)],
-                         barrier=True)
-        log.warning("experiment %s: %s promoted to champion (was %s)%s", name, variant, previous,
-                    " automatically" if automatic else "")
-        return previous
+        for _ in range(MAX_ATTEMPTS):
+            with self._locks[name]:
+                config = experiment.config
+                previous = config.control
+                if variant == previous:
+                    raise FailedPrecondition(f"{variant!r} is already the champion of {name!r}")
+                candidate, champion = config.variant(variant), config.variant(previous)
+                flags = {v.name: (v.traffic, v.shadow) for v in config.variants}
+                flags[variant] = (champion.traffic, False)
+                flags[previous] = (0.0, True) if candidate.shadow else (candidate.traffic, False)
+                new = traffic.configured(config, variant, flags)
+                figures = {f.variant: f for f in reports.figures(
+                    reports.load_rows(self._engine, name), config)}
+                evidence = {"from": _plain(asdict(figures[previous])),
+                            "to": _plain(asdict(figures[variant])),
+                            "to_was_shadow": candidate.shadow}
+                state = self._state(experiment, new, f"promoted {variant}")
+                audit = {"experiment": name, "from_variant": previous, "to_variant": variant,
+                         "reason": reason or ("automatic" if automatic else "manual"),
+                         "evidence": evidence, "automatic": automatic,
+                         "state_version": state.version, "created_at": utc_now()}
+                if self._write(experiment, state, audit):
+                    log.warning("experiment %s: %s promoted to champion (was %s)%s", name,
+                                variant, previous, " automatically" if automatic else "")
+                    return previous
+        raise FailedPrecondition(f"experiment {name!r} keeps changing; retry")
 
     def promotions(self, name: str) -> list[dict[str, Any]]:
         """The audit trail of ``name``, oldest first."""
@@ -180,41 +186,27 @@ class Controller:
         return done
 
     # ------------------------------------------------------------------ internals
-    def _commit(self, experiment: Experiment, new: ExperimentConfig, reason: str,
-                rows: list[Row], *, barrier: bool) -> None:
+    @staticmethod
+    def _state(experiment: Experiment, new: ExperimentConfig, reason: str) -> traffic.State:
         weights = {v.name: v.traffic for v in new.variants if not v.shadow}
         table = allocate(weights, previous=experiment.table)
-        current = self._states[experiment.name]
-        state = traffic.State(experiment=experiment.name, version=current.version + 1,
-                              control=new.control,
-                              variants=tuple((v.name, v.traffic, v.shadow) for v in new.variants),
-                              table=tuple(table), reason=reason, created_at=utc_now())
-        rows = [(experiment_states, state.row()), *rows]
-        for row in rows:
-            if row[0] is promotions:
-                row[1]["state_version"] = state.version
+        return traffic.State(experiment=experiment.name, version=experiment.version + 1,
+                             control=new.control,
+                             variants=tuple((v.name, v.traffic, v.shadow) for v in new.variants),
+                             table=tuple(table), reason=reason, created_at=utc_now())
 
-        def swap() -> None:  # in the writer thread, at this point of the learning order
-            if barrier:
-                last = max(v.position for v in experiment.variants.values())
-                for variant in experiment.variants.values():
-                    with variant.lock:
-                        variant.position = max(variant.position, last)
-            traffic.apply(experiment, new, table)
-
+    def _write(self, experiment: Experiment, state: traffic.State,
+               audit: dict[str, Any] | None) -> bool:
+        """Write ``state`` (and ``audit``) in the learning order; the fold swaps it in on
+        commit. False when another process wrote that version first (this one has caught up
+        since, so the caller can recompute its change on top)."""
         try:
-            self._writer.write(rows, after_commit=swap)
-        except AlreadyExists as error:
-            raise FailedPrecondition(f"experiment {experiment.name!r} was changed by another "
-                                     "server sharing the database; restart this one to load "
-                                     "it") from error
-        self._states[experiment.name] = state
-        if barrier:
-            try:
-                self._snapshots.take(self._learned_events())
-            except sa.exc.SQLAlchemyError as error:
-                log.warning("snapshot after the change of %s not written: %s",
-                            experiment.name, error)
+            self._writer.write([Op(StateChange(experiment.name, state.row(), audit,
+                                               state.created_at))])
+            return True
+        except StorageError:
+            self._fold.catch_up()
+            return False
 
 
 def choose_winner(figures: list[reports.VariantFigures],

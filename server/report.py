@@ -46,8 +46,8 @@ import numpy as np
 import sqlalchemy as sa
 
 from arbiter.log.schema import decisions, learnings
+from arbiter.log.store import as_utc
 from arbiter.server.config import ExperimentConfig
-from arbiter.server.loop import as_utc
 
 SRM_THRESHOLD = 0.001
 MIN_SEGMENT_UNITS = 30  # per serving variant with traffic

@@ -1,9 +1,10 @@
 """Snapshots: a cache of the fold — each variant's policy bytes at the position it reflects.
 
-Taken every ``every_events`` learned events or ``every_seconds`` (whichever comes first, and
-only when something was learned since), and on graceful shutdown. Written straight to the
-database (not through the group-commit writer): a snapshot is never on a caller's path, and a
-lost one only means a longer replay at the next start.
+Taken by the coordinator every ``every_events`` learned events or ``every_seconds`` (whichever
+comes first, and only when something was learned since), and on its graceful shutdown. Every
+variant is read under the fold's lock, so a snapshot's variants all reflect one position.
+Written straight to the database (not through the group-commit writer): a snapshot is never on
+a caller's path, and a lost one only means a longer replay at the next start.
 """
 
 from __future__ import annotations
@@ -16,46 +17,50 @@ from typing import Any
 import sqlalchemy as sa
 
 from arbiter.log.schema import snapshots
+from arbiter.server.clock import utc_now
 from arbiter.server.experiments import Experiment
-from arbiter.server.loop import utc_now
+from arbiter.server.fold import Fold
 
 log = logging.getLogger(__name__)
 
 
 class Snapshotter:
-    def __init__(self, engine: sa.Engine, experiments: Mapping[str, Experiment], *,
+    def __init__(self, engine: sa.Engine, experiments: Mapping[str, Experiment], fold: Fold, *,
                  every_events: int = 1000, every_seconds: float = 60.0) -> None:
         self._engine = engine
         self._experiments = experiments
+        self._fold = fold
         self._every_events = every_events
         self._every_seconds = every_seconds
         self._learned_at_last = 0
         self._time_of_last = time.monotonic()
         self._written: dict[tuple[str, str], int] = {}  # (experiment, variant) → position
 
-    def maybe(self, learned_events: int) -> bool:
+    def maybe(self) -> bool:
         """Snapshot if enough events were learned, or enough time passed, since the last one."""
-        new = learned_events - self._learned_at_last
+        new = self._fold.learned_events - self._learned_at_last
         elapsed = time.monotonic() - self._time_of_last
         if new <= 0 or (new < self._every_events and elapsed < self._every_seconds):
             return False
-        self.take(learned_events)
+        self.take()
         return True
 
-    def take(self, learned_events: int) -> int:
+    def take(self) -> int:
         """Write the state of every variant that learned since its last snapshot; returns rows."""
         rows: list[dict[str, Any]] = []
         written: dict[tuple[str, str], int] = {}
-        for experiment in self._experiments.values():
-            for variant in experiment.variants.values():
-                state, position = variant.state()
-                key = (experiment.name, variant.name)
-                if position == 0 or self._written.get(key) == position:
-                    continue
-                written[key] = position
-                rows.append({"experiment": experiment.name, "variant": variant.name,
-                             "policy": variant.config.policy, "position": position,
-                             "state": state, "created_at": utc_now()})
+        learned_events = self._fold.learned_events
+        with self._fold.lock:
+            for experiment in self._experiments.values():
+                for variant in experiment.variants.values():
+                    state, position, updates = variant.state()
+                    key = (experiment.name, variant.name)
+                    if position == 0 or self._written.get(key) == position:
+                        continue
+                    written[key] = position
+                    rows.append({"experiment": experiment.name, "variant": variant.name,
+                                 "policy": variant.config.policy, "position": position,
+                                 "updates": updates, "state": state, "created_at": utc_now()})
         if rows:
             with self._engine.begin() as connection:
                 connection.execute(snapshots.insert(), rows)

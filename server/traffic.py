@@ -1,20 +1,26 @@
 """The live set-up of an experiment — traffic, shadows, champion, bucket table — and its storage.
 
-The TOML seeds it; afterwards the database is the truth. ``experiment_states`` is append-only:
-every change (``SetTraffic``, a promotion, a TOML that adds or drops variants) inserts the next
-``version`` and the highest version is current. At start :func:`load_or_seed` applies the stored
-state to each experiment *before* the models are restored (which variants are shadows decides
-what the replay feeds them):
+The TOML seeds it; afterwards the log is the truth. ``experiment_states`` is append-only: every
+change (``SetTraffic``, a promotion, a TOML that adds or drops variants) inserts the next
+``version`` together with a ``learnings`` row (``state_version``) that gives the change its
+place in the one learning order; the fold applies it there (:func:`apply_state`), on every
+process, so every process and every replay switches roles at the same event.
 
-- a variant in both the TOML and the stored state keeps its stored ``traffic`` and ``shadow``
-  flag (its policy and params always come from the TOML);
+At start, once the fold has caught up, :func:`merged_state` compares the set-up in force with
+the TOML:
+
+- a variant in both keeps its stored ``traffic`` and ``shadow`` flag (its policy and params
+  always come from the TOML);
 - a variant new in the TOML joins with its TOML traffic; a stored variant the TOML no longer
   lists is dropped; a stored champion the TOML dropped falls back to the TOML's control;
-- if that changes the weights, the table is re-allocated from the stored one with
-  :func:`~server.assignment.allocate`, so as few units as possible move, and stored.
+- if that changes anything, the table is re-allocated from the current one with
+  :func:`~server.assignment.allocate`, so as few units as possible move, and a new version is
+  written (through the order like any change).
 
-Swapping a state in (:func:`apply`) replaces ``experiment.config`` and ``experiment.table`` each in
-one assignment and mutates nothing a concurrent ``Choose`` may be reading.
+Until a version lists it, a variant of the TOML learns and is scored as a shadow (it serves no
+traffic), the same way live and in every replay. Swapping a state in replaces
+``experiment.config`` and ``experiment.table`` each in one assignment and mutates nothing a
+concurrent ``Choose`` may be reading.
 """
 
 from __future__ import annotations
@@ -27,11 +33,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from arbiter.log.schema import experiment_states
+from arbiter.log.schema import experiment_states, learnings
+from arbiter.log.store import as_utc
 from arbiter.server.assignment import BUCKETS, allocate
+from arbiter.server.clock import utc_now
 from arbiter.server.config import ExperimentConfig
 from arbiter.server.experiments import Experiment
-from arbiter.server.loop import as_utc, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -82,54 +89,61 @@ def state_of(experiment: Experiment, version: int, reason: str) -> State:
 
 def configured(config: ExperimentConfig, control: str,
                flags: Mapping[str, tuple[float, bool]]) -> ExperimentConfig:
-    """``config`` with each variant's (traffic, shadow) from ``flags`` and ``control``."""
+    """``config`` with each variant's (traffic, shadow) from ``flags`` (a variant ``flags``
+    does not list: a shadow) and ``control``."""
     variants = tuple(replace(v, traffic=flags[v.name][0], shadow=flags[v.name][1])
-                     if v.name in flags else v for v in config.variants)
+                     if v.name in flags else replace(v, traffic=0.0, shadow=True)
+                     for v in config.variants)
     return replace(config, variants=variants, control=control)
 
 
-def apply(experiment: Experiment, config: ExperimentConfig, table: Sequence[str]) -> None:
+def _swap(experiment: Experiment, config: ExperimentConfig, table: Sequence[str]) -> None:
     """Swap in a new set-up. Each attribute is replaced in one assignment (atomic for readers);
     the variants keep their live policies, only their ``config`` objects are replaced."""
     for variant in config.variants:
-        live = experiment.variants[variant.name]
-        live.config = variant
+        experiment.variants[variant.name].config = variant
     experiment.table = list(table)
     experiment.config = config
 
 
-def latest(engine: sa.Engine, experiment: str) -> State | None:
-    query = (sa.select(experiment_states).where(experiment_states.c.experiment == experiment)
-             .order_by(experiment_states.c.version.desc()).limit(1))
-    with engine.connect() as connection:
-        row = connection.execute(query).mappings().first()
-    if row is None:
-        return None
-    return State(experiment=row["experiment"], version=int(row["version"]),
-                 control=row["control"],
-                 variants=tuple((v["name"], float(v["traffic"]), bool(v["shadow"]))
-                                for v in row["variants"]),
-                 table=tuple(decode_table(row["bucket_table"])), reason=row["reason"],
-                 created_at=as_utc(row["created_at"]))
-
-
-def load_or_seed(engine: sa.Engine, experiment: Experiment) -> State:
-    """Apply the stored state to ``experiment`` (merged with its TOML), or store the TOML's."""
-    stored = latest(engine, experiment.name)
-    if stored is None:
-        state = state_of(experiment, 1, "seeded from the configuration")
-        try:
-            _insert(engine, state)
-            return state
-        except sa.exc.IntegrityError:  # another process sharing the database seeded it first
-            stored = latest(engine, experiment.name)
-            assert stored is not None
-    toml = experiment.config
-    flags = {name: (traffic, shadow) for name, traffic, shadow in stored.variants
+def apply_state(experiment: Experiment, state: State) -> None:
+    """Make ``state`` the set-up in force (the fold calls this at the change's seq)."""
+    toml = experiment.toml
+    flags = {name: (traffic, shadow) for name, traffic, shadow in state.variants
              if name in experiment.variants}
-    control = stored.control
+    control = state.control
     if control not in flags or flags[control][1]:
-        log.warning("experiment %s: stored champion %r is not a serving variant of the "
+        control = toml.control
+        flags.setdefault(control, (1.0, False))
+        flags[control] = (flags[control][0], False)
+    config = configured(toml, control, flags)
+    serving = {v.name: v.traffic for v in config.variants if not v.shadow}
+    if sum(serving.values()) <= 0:
+        serving = {control: 1.0}
+    table = list(state.table)
+    if len(table) != BUCKETS or not set(table) <= {n for n, w in serving.items() if w > 0}:
+        table = allocate(serving, list(state.table) if len(state.table) == BUCKETS else None)
+    _swap(experiment, config, table)
+    experiment.version = state.version
+    experiment.since = state.created_at
+    experiment.listed = frozenset(flags)
+
+
+def merged_state(experiment: Experiment) -> State | None:
+    """The set-up the TOML asks for, merged with the one in force (rules above), as the next
+    version; None when nothing changes."""
+    toml = experiment.toml
+    if experiment.version == 0:
+        table = allocate({v.name: v.traffic for v in toml.variants if not v.shadow})
+        _swap(experiment, toml, table)
+        return state_of(experiment, 1, "seeded from the configuration")
+    live = experiment.config
+    flags = {v.name: (v.traffic, v.shadow) for v in live.variants if v.name in experiment.listed}
+    flags.update({v.name: (v.traffic, v.shadow) for v in toml.variants
+                  if v.name not in experiment.listed})
+    control = live.control
+    if control not in flags or flags[control][1]:
+        log.warning("experiment %s: champion %r is not a serving variant of the "
                     "configuration; using %r", experiment.name, control, toml.control)
         control = toml.control
     config = configured(toml, control, flags)
@@ -137,21 +151,48 @@ def load_or_seed(engine: sa.Engine, experiment: Experiment) -> State:
     if sum(serving.values()) <= 0:
         log.warning("experiment %s: the stored traffic gives no serving variant any weight; "
                     "seeding from the configuration", experiment.name)
-        config, previous = toml, None
-    else:
-        previous = list(stored.table) if len(stored.table) == BUCKETS else None
-    table = allocate(serving if previous is not None else experiment.weights(), previous)
-    apply(experiment, config, table)
-    state = state_of(experiment, stored.version, stored.reason)
-    if (state.variants, state.control, state.table) != (stored.variants, stored.control,
-                                                        stored.table):
-        state = state_of(experiment, stored.version + 1, "configuration changed the variants")
-        _insert(engine, state)
-    else:
-        state = stored
-    return state
+        config = toml
+        serving = {v.name: v.traffic for v in toml.variants if not v.shadow}
+    table = allocate(serving, previous=list(experiment.table))
+    current = (tuple((v.name, v.traffic, v.shadow) for v in live.variants), live.control,
+               tuple(experiment.table))
+    wanted = (tuple((v.name, v.traffic, v.shadow) for v in config.variants), config.control,
+              tuple(table))
+    if current == wanted and experiment.listed == frozenset(v.name for v in toml.variants):
+        return None
+    return State(experiment=experiment.name, version=experiment.version + 1,
+                 control=config.control, variants=wanted[0], table=wanted[2],
+                 reason="configuration changed the variants", created_at=utc_now())
 
 
-def _insert(engine: sa.Engine, state: State) -> None:
-    with engine.begin() as connection:
-        connection.execute(experiment_states.insert(), [state.row()])
+def load(connection: sa.Connection, experiment: str, version: int) -> State | None:
+    """Version ``version`` of ``experiment``'s set-up."""
+    row = connection.execute(
+        sa.select(experiment_states).where(experiment_states.c.experiment == experiment,
+                                           experiment_states.c.version == version)
+    ).mappings().first()
+    return _state(row) if row is not None else None
+
+
+def legacy(connection: sa.Connection, experiment: str) -> State | None:
+    """The latest set-up of a log written before changes had a place in the learning order
+    (its versions have no ``learnings`` row); None otherwise."""
+    ordered = connection.execute(
+        sa.select(learnings.c.seq).where(learnings.c.experiment == experiment,
+                                         learnings.c.state_version.is_not(None)).limit(1)
+    ).first()
+    if ordered is not None:
+        return None
+    row = connection.execute(
+        sa.select(experiment_states).where(experiment_states.c.experiment == experiment)
+        .order_by(experiment_states.c.version.desc()).limit(1)).mappings().first()
+    return _state(row) if row is not None else None
+
+
+def _state(row: sa.RowMapping) -> State:
+    return State(experiment=row["experiment"], version=int(row["version"]),
+                 control=row["control"],
+                 variants=tuple((v["name"], float(v["traffic"]), bool(v["shadow"]))
+                                for v in row["variants"]),
+                 table=tuple(decode_table(row["bucket_table"])), reason=row["reason"],
+                 created_at=as_utc(row["created_at"]))

@@ -1,23 +1,23 @@
-"""Group commit: one writer thread turns everything queued into one transaction.
+"""Group commit: one writer thread per process turns everything queued into one transaction.
 
-Callers ``submit`` a :class:`Write` (rows for several tables plus an optional ``after_commit``
-hook) and wait on its ``done`` future: a ``concurrent.futures.Future`` for a thread, an
-``asyncio.Future`` for a coroutine (all of a batch's are resolved in one callback per event
-loop, so a batch of 64 calls costs one wake-up), or none when nobody waits (relaxed
+Callers ``submit`` a :class:`Write` (ops for :func:`server.commit.commit_batch` plus an optional
+``after_commit`` hook) and wait on its ``done`` future: a ``concurrent.futures.Future`` for a
+thread, an ``asyncio.Future`` for a coroutine (all of a batch's are resolved in one callback per
+event loop, so a batch of 64 calls costs one wake-up), or none when nobody waits (relaxed
 durability). The writer takes the first queued write, drains whatever else is queued (up to
-``max_batch``), inserts all rows in one transaction — tables in the order of ``TABLE_ORDER``
-so foreign keys hold, rows in submission order so autoincrement ids follow the queue —
-commits, runs the ``after_commit`` hooks in that same order (this is where learning happens,
-so the in-memory fold follows the log's order), then wakes every waiter.
-A write that fails runs its ``on_failure`` hook before its waiter wakes, whether or not anyone
-still waits (a caller that gave up: cancelling its ``asyncio.Future`` does not cancel the
-write), so in-memory state never claims a row the log lacks.
+``max_batch``), runs the batch's steps in one transaction and commits; then it hands the
+batch's learned events (in seq order) to ``on_learned`` — the fold, so the next call already
+sees them — runs the ``after_commit`` hooks in submission order, and wakes every waiter. Each
+op's ``outcome`` tells its caller what the log decided.
 
-A batch that violates a constraint is retried write by write, so one bad write fails alone.
-A database error fails the batch's writes with :class:`~server.errors.Unavailable` — or, with
-``retry_unavailable`` (relaxed durability, where callers were answered before the commit), the
-batch is retried with backoff until the database is back, so nothing acknowledged is dropped
-while the process lives. ``on_health`` is told whether the last transaction reached the database.
+Uniqueness conflicts are outcomes, not failures (see :mod:`server.commit`). A batch that
+violates any other constraint is retried write by write, so one bad write fails alone — with
+:class:`StorageError` (INTERNAL; the cause goes to the log). A deadlock or serialization
+failure (PostgreSQL) re-runs the batch. A database error fails the batch's writes with
+:class:`~server.errors.Unavailable` — or, with ``retry_unavailable`` (relaxed durability, where
+callers were answered before the commit), the batch is retried with backoff until the
+database is back, so nothing acknowledged is dropped while the process lives. ``on_health`` is
+told whether the last transaction reached the database.
 """
 
 from __future__ import annotations
@@ -35,26 +35,29 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from arbiter.log import schema
-from arbiter.server.errors import AlreadyExists, Unavailable
+from arbiter.log.store import LearnedEvent
+from arbiter.server.commit import Op, Raced
+from arbiter.server.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
-TABLE_ORDER: tuple[sa.Table, ...] = (schema.decisions, schema.activations, schema.rewards,
-                                     schema.learnings, schema.snapshots,
-                                     schema.experiment_states, schema.promotions)
-Row = tuple[sa.Table, dict[str, Any]]
 Done = Future[None] | asyncio.Future[None] | None
+Transaction = Callable[[sa.Connection, list[Op]], list[LearnedEvent]]
+RERUN_SQLSTATES = ("40P01", "40001")  # PostgreSQL: deadlock detected, serialization failure
+MAX_RERUNS = 5
+
+
+class StorageError(Exception):
+    """A write the database refused for a reason other than a duplicate (details in the log)."""
 
 
 @dataclass
 class Write:
-    """Rows to insert atomically, what to run once they are committed (or failed), and the
-    future to resolve then."""
+    """Ops to commit atomically, what to run once they are committed, and the future to
+    resolve then."""
 
-    rows: Sequence[Row]
+    ops: Sequence[Op]
     after_commit: Callable[[], None] | None = None
-    on_failure: Callable[[], None] | None = None
     done: Done = None
 
 
@@ -67,12 +70,18 @@ def waiter() -> asyncio.Future[None]:
 
 
 class GroupCommitWriter:
-    """The single writer. ``max_pending`` bounds the queue: a full queue makes callers wait."""
+    """The process's single writer. ``transaction(connection, ops)`` runs a batch's steps and
+    returns its learned events; ``on_learned`` folds them after the commit. ``max_pending``
+    bounds the queue: a full queue makes callers wait."""
 
-    def __init__(self, engine: sa.Engine, *, max_batch: int = 1024, max_pending: int = 10_000,
+    def __init__(self, engine: sa.Engine, transaction: Transaction, *,
+                 on_learned: Callable[[list[LearnedEvent]], None] = lambda _events: None,
+                 max_batch: int = 1024, max_pending: int = 10_000,
                  on_health: Callable[[bool], None] | None = None,
                  retry_unavailable: bool = False) -> None:
         self._engine = engine
+        self._transaction = transaction
+        self._on_learned = on_learned
         self._retry_unavailable = retry_unavailable
         self._closing = threading.Event()
         self._max_batch = max_batch
@@ -83,14 +92,19 @@ class GroupCommitWriter:
         self._thread = threading.Thread(target=self._run, name="arbiter-writer", daemon=True)
         self._thread.start()
 
+    @property
+    def pending(self) -> int:
+        """Writes queued and not yet taken into a batch."""
+        return self._queue.qsize()
+
     def submit(self, write: Write) -> None:
         """Queue ``write`` (waiting while the queue is full); ``write.done`` resolves after commit."""
         self._queue.put(write)
 
-    def write(self, rows: Sequence[Row], after_commit: Callable[[], None] | None = None) -> None:
+    def write(self, ops: Sequence[Op], after_commit: Callable[[], None] | None = None) -> None:
         """Submit from a thread and wait until committed (and ``after_commit`` has run)."""
         done: Future[None] = Future()
-        self.submit(Write(rows, after_commit, done=done))
+        self.submit(Write(ops, after_commit, done=done))
         done.result()
 
     def close(self) -> None:
@@ -122,24 +136,36 @@ class GroupCommitWriter:
 
     def _commit_batch(self, batch: list[Write]) -> None:
         backoff = 0.1
+        reruns = 0
         while True:
             try:
-                self._insert(batch)
-            except sa.exc.IntegrityError:
-                self._split(batch)
+                learned = self._insert(batch)
+            except (sa.exc.IntegrityError, Raced) as refused:
+                if isinstance(refused, Raced) and reruns < MAX_RERUNS:
+                    reruns += 1
+                    continue
+                self._split(batch, refused)
                 return
-            except Exception as failure:  # the database is unreachable or failing
-                log.warning("commit of %d writes failed: %s", len(batch), failure)
-                self._on_health(False)
-                if self._retry_unavailable and not self._closing.is_set():
-                    time.sleep(backoff)
+            except sa.exc.OperationalError as failure:
+                if _sqlstate(failure) in RERUN_SQLSTATES and reruns < MAX_RERUNS:
+                    reruns += 1  # a deadlock with another process's writer: run it again
+                    continue
+                if self._unavailable(batch, failure, backoff):
                     backoff = min(2.0, backoff * 2)
                     continue
-                for write in batch:
-                    self._fail(write, Unavailable("the database is unavailable; retry later"))
+                return
+            except Exception as failure:  # the database is unreachable or failing
+                if self._unavailable(batch, failure, backoff):
+                    backoff = min(2.0, backoff * 2)
+                    continue
                 return
             break
         self._on_health(True)
+        if learned:
+            try:
+                self._on_learned(learned)
+            except Exception:  # the fold logs and recovers on its own; never lose the writer
+                log.exception("folding committed learnings failed")
         for write in batch:
             error: BaseException | None = None
             if write.after_commit is not None:
@@ -150,23 +176,30 @@ class GroupCommitWriter:
                     error = hook_error
             self._finish(write, error)
 
-    def _split(self, batch: list[Write]) -> None:
+    def _unavailable(self, batch: list[Write], failure: Exception, backoff: float) -> bool:
+        """The database failed: True to retry (relaxed), else every write fails UNAVAILABLE."""
+        log.warning("commit of %d writes failed: %s", len(batch), failure)
+        self._on_health(False)
+        if self._retry_unavailable and not self._closing.is_set():
+            time.sleep(backoff)
+            return True
+        for write in batch:
+            self._finish(write, Unavailable("the database is unavailable; retry later"))
+        return False
+
+    def _split(self, batch: list[Write], refused: Exception) -> None:
         """A constraint failed: retry write by write so only the offending one fails."""
         if len(batch) == 1:
-            self._fail(batch[0], AlreadyExists("that event or reward is already logged"))
+            log.error("the log refused a write: %s", refused)
+            self._finish(batch[0], StorageError("the decision log refused the write"))
             return
         for write in batch:
             self._commit_batch([write])
 
-    def _insert(self, batch: list[Write]) -> None:
-        by_table: dict[sa.Table, list[dict[str, Any]]] = {table: [] for table in TABLE_ORDER}
-        for write in batch:
-            for table, row in write.rows:
-                by_table[table].append(row)
+    def _insert(self, batch: list[Write]) -> list[LearnedEvent]:
+        ops = [op for write in batch for op in write.ops]
         with self._engine.begin() as connection:
-            for table in TABLE_ORDER:
-                if by_table[table]:
-                    connection.execute(table.insert(), by_table[table])
+            return self._transaction(connection, ops)
 
     def _finish(self, write: Write, error: BaseException | None) -> None:
         """Wake the waiter of a committed write (``error``: its after-commit hook failed)."""
@@ -188,14 +221,9 @@ class GroupCommitWriter:
                 loop.call_soon_threadsafe(_resolve, results)
         self._wake = {}
 
-    def _fail(self, write: Write, error: BaseException) -> None:
-        """Roll back the caller's state (``on_failure``), then wake the waiter with ``error``."""
-        if write.on_failure is not None:
-            try:
-                write.on_failure()
-            except Exception:  # never lose the writer thread to a hook
-                log.exception("on-failure hook failed")
-        self._finish(write, error)
+
+def _sqlstate(error: sa.exc.DBAPIError) -> str | None:
+    return getattr(error.orig, "sqlstate", None)
 
 
 def _resolve(results: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:

@@ -77,8 +77,10 @@ def count_rows(url: str) -> dict[str, int]:
     engine = sa.create_engine(url)
     try:
         with engine.connect() as connection:
-            return {table: int(connection.execute(sa.text(f"SELECT count(*) FROM {table}"))
-                               .scalar() or 0)
-                    for table in ("decisions", "rewards", "learnings")}
+            counts = {table: int(connection.execute(sa.text(f"SELECT count(*) FROM {table}"))
+                                 .scalar() or 0) for table in ("decisions", "rewards")}
+            counts["learnings"] = int(connection.execute(sa.text(
+                "SELECT count(*) FROM learnings WHERE event_id IS NOT NULL")).scalar() or 0)
+            return counts
     finally:
         engine.dispose()

@@ -52,7 +52,8 @@ def column_counts(url: str, column: sa.Column[str]) -> Counter[str]:
     engine = sa.create_engine(url)
     try:
         with engine.connect() as connection:
-            return Counter(connection.execute(sa.select(column)).scalars())
+            # NULL: a learnings row that records a set-up change, not an event
+            return Counter(connection.execute(sa.select(column).where(column.is_not(None))).scalars())
     finally:
         engine.dispose()
 

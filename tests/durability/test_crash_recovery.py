@@ -17,13 +17,9 @@ import pytest
 import sqlalchemy as sa
 
 from arbiter.client import AlreadyExistsError, ArbiterClientError, DecisionClient
-from arbiter.log import queries
-from arbiter.log.engine import create_engine
 from arbiter.log.schema import decisions, rewards
-from arbiter.server.config import load_config
-from arbiter.server.experiments import Experiment
-from arbiter.server.recovery import restore
 from tests.process import ServerProcess
+from tests.replay import latest_snapshots, replayed_states
 
 CONFIG = """
 [experiments.homepage]
@@ -75,27 +71,6 @@ class Traffic:
             thread.join(timeout=30)
 
 
-def reference_state(db: str, config: Path) -> tuple[bytes, int]:
-    """The model rebuilt by replaying the whole log from scratch (no snapshots)."""
-    engine = create_engine(db)
-    try:
-        experiment = Experiment(load_config(config)["homepage"])
-        restore(engine, experiment, use_snapshots=False)
-        return experiment.variants["default"].state()
-    finally:
-        engine.dispose()
-
-
-def latest_snapshot(db: str) -> tuple[bytes, int]:
-    engine = create_engine(db)
-    try:
-        snapshot = queries.latest_snapshot(engine, "homepage", "default")
-        assert snapshot is not None
-        return snapshot["state"], snapshot["position"]
-    finally:
-        engine.dispose()
-
-
 def graceful_stop(server: ServerProcess) -> None:
     code, _, err = server.stop()
     assert code == 0, err
@@ -131,7 +106,7 @@ def test_kill_9_loses_nothing_acknowledged_and_recovers_exact_models(db_url: str
         with pytest.raises(AlreadyExistsError):
             client.reward(some_acknowledged, traffic.rewards[some_acknowledged])
     graceful_stop(restarted)
-    assert latest_snapshot(db_url) == reference_state(db_url, config)
+    assert latest_snapshots(db_url, config) == replayed_states(db_url, config)
 
     again = ServerProcess(config, db_url)
     with DecisionClient(again.target) as client:
@@ -140,4 +115,4 @@ def test_kill_9_loses_nothing_acknowledged_and_recovers_exact_models(db_url: str
         for event_id in late:
             assert client.reward(event_id, 1.0).learned
     graceful_stop(again)
-    assert latest_snapshot(db_url) == reference_state(db_url, config)
+    assert latest_snapshots(db_url, config) == replayed_states(db_url, config)

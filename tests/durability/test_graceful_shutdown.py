@@ -8,7 +8,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from arbiter.client import ArbiterClientError, DecisionClient
-from arbiter.log import queries
+from arbiter.log import store
 from arbiter.log.schema import learnings
 from tests.process import ROOT, ServerProcess
 
@@ -42,8 +42,10 @@ def test_sigterm_drains_snapshots_and_exits_0(tmp_path: Path) -> None:
     engine = sa.create_engine(db)
     with engine.connect() as connection:
         learned = set(connection.execute(sa.select(learnings.c.event_id)).scalars())
-    snapshot = queries.latest_snapshot(engine, "homepage", "default")
+    with engine.connect() as connection:
+        snapshot = store.latest_snapshot(connection, "homepage", "default")
+        last = store.last_seq(connection)
     engine.dispose()
     assert set(acknowledged) <= learned
     assert snapshot is not None
-    assert snapshot["position"] == queries.last_seq(sa.create_engine(db))
+    assert snapshot["position"] == last

@@ -155,7 +155,8 @@ def test_a_bad_candidate_exits_2_with_a_clear_message(logged: Logged, candidate:
 def _learned(logged: Logged) -> dict[str, float]:
     engine = sa.create_engine(logged.db)
     with engine.connect() as connection:
-        rows = connection.execute(sa.select(learnings.c.event_id, learnings.c.value)).all()
+        rows = connection.execute(sa.select(learnings.c.event_id, learnings.c.value)
+                                  .where(learnings.c.event_id.is_not(None))).all()
     engine.dispose()
     return dict(rows)
 

@@ -36,8 +36,12 @@ def config(aggregation: str = "first", default: float = -0.5) -> dict[str, Any]:
 
 
 def rows(app: App, table: sa.Table) -> list[dict[str, Any]]:
+    """The table's rows (for ``learnings``: learned events, not set-up changes)."""
+    query = sa.select(table)
+    if table is learnings:
+        query = query.where(learnings.c.event_id.is_not(None))
     with app.engine.connect() as connection:
-        return [dict(r) for r in connection.execute(sa.select(table)).mappings()]
+        return [dict(r) for r in connection.execute(query).mappings()]
 
 
 @pytest.fixture

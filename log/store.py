@@ -1,0 +1,385 @@
+"""Records in, rows out, and back: the only module that maps the log's records to its tables.
+
+Every write step here is set-based (one statement per step for a whole group-commit batch) and
+runs inside the caller's transaction; the caller (the server's commit pipeline) decides the
+order of steps and what the results mean. Uniqueness is the database's job: the steps report
+which rows a constraint turned away instead of raising, so the caller can answer truthfully.
+
+Records:
+
+- :class:`DecisionRecord` — one Choose: a ``decisions`` row, plus its ``windows`` row (opened
+  at the decision's time) unless deferred.
+- :class:`ActivationRecord` — an ``activations`` row and the window it opens.
+- :class:`RewardRecord` — a ``rewards`` row; its ``learned`` flag is decided by the caller.
+- :class:`Learning` — a ``learnings`` row: a learned event (``event_id``, ``value``) or a
+  set-up change (``state_version``); its ``seq`` comes from :func:`take_seqs`.
+- :class:`LearnedEvent` — a learning read back with what folding it needs (the decision).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from arbiter.log.codec import actions_to_json, decision_from_json
+from arbiter.log.schema import (
+    activations,
+    decisions,
+    learning_order,
+    learnings,
+    rewards,
+    snapshots,
+    windows,
+)
+from arbiter.policies import Decision
+
+IN_CHUNK = 500  # ids per IN (...) list: far below SQLite's and PostgreSQL's parameter limits
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite returns naive datetimes; everything in the log is UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """One logged decision. ``distribution[k]`` is the probability of ``decision.action_ids[k]``."""
+
+    event_id: str
+    experiment: str
+    variant: str
+    model_version: str
+    unit_hash: str | None
+    decision: Decision
+    distribution: tuple[float, ...]
+    chosen: int
+    shadow: Mapping[str, Sequence[float]]
+    deferred: bool  # True: no window until activated
+    created_at: datetime
+
+    def row(self) -> dict[str, Any]:
+        return {"event_id": self.event_id, "experiment": self.experiment,
+                "variant": self.variant, "model_version": self.model_version,
+                "unit_hash": self.unit_hash,
+                "context": self.decision.context,  # Namespace structs: the JSON as is
+                "actions": actions_to_json(self.decision),
+                "distribution": self.distribution, "chosen_index": self.chosen,
+                "chosen_action": self.decision.action_ids[self.chosen],
+                "probability": self.distribution[self.chosen], "shadow": self.shadow,
+                "deferred": self.deferred, "created_at": self.created_at}
+
+
+@dataclass(frozen=True, slots=True)
+class ActivationRecord:
+    event_id: str
+    experiment: str
+    activated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RewardRecord:
+    """A reward to store. ``dedupe_key``: see :func:`dedupe_key`."""
+
+    event_id: str
+    experiment: str
+    value: float
+    reward_id: str
+    aggregation: str
+    received_at: datetime
+
+    @property
+    def dedupe_key(self) -> str | None:
+        return dedupe_key(self.reward_id, self.value, self.aggregation)
+
+
+def dedupe_key(reward_id: str, value: float, aggregation: str) -> str | None:
+    """What makes a reward a retry: its ``reward_id``; without one, under ``first``, its value
+    (a repeat of a stored value is a retry); under ``sum`` without one, nothing."""
+    if reward_id:
+        return f"id:{reward_id}"
+    return f"value:{value!r}" if aggregation == "first" else None
+
+
+@dataclass(frozen=True, slots=True)
+class Learning:
+    """A row of the learning order: a learned event, or a set-up change of ``experiment``."""
+
+    experiment: str
+    event_id: str | None
+    value: float
+    learned_at: datetime
+    state_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LearnedEvent:
+    """A learning at its ``seq`` with what folding it needs; ``decision`` is None for a set-up
+    change (``state_version`` set)."""
+
+    seq: int
+    experiment: str
+    value: float
+    state_version: int | None = None
+    event_id: str | None = None
+    learned_at: datetime | None = None
+    variant: str = ""
+    decision: Decision | None = None
+    chosen: int = 0
+    probability: float = 1.0
+
+
+@dataclass(slots=True)
+class ExistingRewards:
+    """What the log already holds for some events' rewards."""
+
+    keys: set[tuple[str, str]] = field(default_factory=set)  # (event_id, dedupe_key)
+    learned: set[str] = field(default_factory=set)  # events with a learned reward
+
+
+def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(values), IN_CHUNK):
+        yield values[start:start + IN_CHUNK]
+
+
+def _insert_ignoring_conflicts(connection: sa.Connection, table: sa.Table,
+                               rows: list[dict[str, Any]],
+                               *returning: sa.Column[Any]) -> set[Any]:
+    """Insert ``rows`` (one multi-row statement); rows a unique constraint turns away are
+    skipped. Returns the ``returning`` values (a tuple for several columns) of the rows
+    inserted."""
+    if not rows:
+        return set()
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    statement = insert(table).on_conflict_do_nothing().returning(*returning)
+    result = connection.execute(statement, rows)
+    if len(returning) == 1:
+        return {row[0] for row in result}
+    return {tuple(row) for row in result}
+
+
+# ------------------------------------------------------------------------------ writes
+def insert_decisions(connection: sa.Connection, records: Sequence[DecisionRecord]) -> set[str]:
+    """Insert the decisions and the windows of those not deferred; returns the event ids
+    inserted (an event id already in the log is turned away, and so is its window)."""
+    inserted = _insert_ignoring_conflicts(connection, decisions, [r.row() for r in records],
+                                          decisions.c.event_id)
+    insert_windows(connection, [(r.event_id, r.experiment, r.created_at) for r in records
+                                if not r.deferred and r.event_id in inserted])
+    return inserted
+
+
+def insert_activations(connection: sa.Connection,
+                       records: Sequence[ActivationRecord]) -> set[str]:
+    """Insert activations and open their windows; returns the event ids activated now (an
+    already activated decision is turned away: activation is idempotent)."""
+    inserted = _insert_ignoring_conflicts(
+        connection, activations,
+        [{"event_id": r.event_id, "activated_at": r.activated_at} for r in records],
+        activations.c.event_id)
+    insert_windows(connection, [(r.event_id, r.experiment, r.activated_at) for r in records
+                                if r.event_id in inserted])
+    return inserted
+
+
+def insert_windows(connection: sa.Connection,
+                   opened: Sequence[tuple[str, str, datetime]]) -> None:
+    if opened:
+        connection.execute(windows.insert(), [
+            {"event_id": e, "experiment": x, "opened_at": at} for e, x, at in opened])
+
+
+def existing_rewards(connection: sa.Connection, event_ids: Sequence[str]) -> ExistingRewards:
+    found = ExistingRewards()
+    for chunk in _chunks(sorted(set(event_ids))):
+        for event_id, key, learned in connection.execute(
+                sa.select(rewards.c.event_id, rewards.c.dedupe_key, rewards.c.learned)
+                .where(rewards.c.event_id.in_(chunk))):
+            if key is not None:
+                found.keys.add((event_id, key))
+            if learned:
+                found.learned.add(event_id)
+    return found
+
+
+def take_windows(connection: sa.Connection, event_ids: Sequence[str],
+                 opened_since: datetime) -> set[str]:
+    """Delete the windows of ``event_ids`` still open (opened at or after ``opened_since`` =
+    now - the experiment's wait); returns those taken. A window is taken once: a concurrent
+    taker or closer waits on its row lock and then finds it gone."""
+    taken: set[str] = set()
+    for chunk in _chunks(sorted(set(event_ids))):
+        taken.update(row[0] for row in connection.execute(
+            windows.delete()
+            .where(windows.c.event_id.in_(chunk), windows.c.opened_at >= opened_since)
+            .returning(windows.c.event_id)))
+    return taken
+
+
+def hold_windows(connection: sa.Connection, event_ids: Sequence[str],
+                 opened_since: datetime) -> set[str]:
+    """The windows of ``event_ids`` still open, share-locked until commit (PostgreSQL), so the
+    coordinator (which skips locked rows) cannot close one before these rewards are visible."""
+    held: set[str] = set()
+    for chunk in _chunks(sorted(set(event_ids))):
+        held.update(row[0] for row in connection.execute(
+            sa.select(windows.c.event_id)
+            .where(windows.c.event_id.in_(chunk), windows.c.opened_at >= opened_since)
+            .with_for_update(read=True)))
+    return held
+
+
+def insert_rewards(connection: sa.Connection,
+                   rows: Sequence[tuple[RewardRecord, bool]]) -> set[tuple[str, str | None]]:
+    """Insert rewards with their ``learned`` flags; returns ``(event_id, dedupe_key)`` of the
+    rows inserted (a row whose key is already stored is turned away: a concurrent retry)."""
+    inserted = _insert_ignoring_conflicts(
+        connection, rewards,
+        [{"event_id": r.event_id, "value": r.value, "reward_id": r.reward_id or None,
+          "learned": learned, "received_at": r.received_at, "dedupe_key": r.dedupe_key}
+         for r, learned in rows],
+        rewards.c.event_id, rewards.c.dedupe_key)
+    return inserted
+
+
+def due_windows(connection: sa.Connection, experiment: str, opened_before: datetime,
+                limit: int) -> list[str]:
+    """Take (delete) up to ``limit`` windows of ``experiment`` that closed (opened before
+    ``opened_before`` = now - its wait), oldest first. On PostgreSQL rows another transaction
+    holds are skipped (a reward being written), so closing never waits on, or races, one."""
+    query = (sa.select(windows.c.event_id)
+             .where(windows.c.experiment == experiment, windows.c.opened_at < opened_before)
+             .order_by(windows.c.opened_at).limit(limit)
+             .with_for_update(skip_locked=True))
+    due = [row[0] for row in connection.execute(query)]
+    for chunk in _chunks(due):
+        connection.execute(windows.delete().where(windows.c.event_id.in_(chunk)))
+    return due
+
+
+def counted_sums(connection: sa.Connection, event_ids: Sequence[str]) -> dict[str, float]:
+    """Sum of the counted (``learned``) rewards of each event that has any."""
+    sums: dict[str, float] = {}
+    for chunk in _chunks(sorted(set(event_ids))):
+        for event_id, total in connection.execute(
+                sa.select(rewards.c.event_id, sa.func.sum(rewards.c.value))
+                .where(rewards.c.event_id.in_(chunk), rewards.c.learned)
+                .group_by(rewards.c.event_id)):
+            sums[event_id] = float(total)
+    return sums
+
+
+def take_seqs(connection: sa.Connection, count: int) -> int:
+    """Reserve ``count`` seqs; returns the first. The row lock taken here is held until the
+    transaction ends, so transactions that learn commit in seq order."""
+    last = connection.execute(
+        learning_order.update().where(learning_order.c.id == 1)
+        .values(last_seq=learning_order.c.last_seq + count)
+        .returning(learning_order.c.last_seq)).scalar_one()
+    return int(last) - count + 1
+
+
+def insert_learnings(connection: sa.Connection, first_seq: int,
+                     items: Sequence[Learning]) -> None:
+    connection.execute(learnings.insert(), [
+        {"seq": first_seq + offset, "event_id": item.event_id, "experiment": item.experiment,
+         "value": item.value, "learned_at": item.learned_at, "state_version": item.state_version}
+        for offset, item in enumerate(items)])
+
+
+def insert_rows(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        connection.execute(table.insert(), rows)
+
+
+# ------------------------------------------------------------------------------ reads
+def last_seq(connection: sa.Connection) -> int:
+    """The last seq handed out (0 before anything was learned)."""
+    value = connection.execute(sa.select(learning_order.c.last_seq)
+                               .where(learning_order.c.id == 1)).scalar()
+    return int(value or 0)
+
+
+_LEARNED = (sa.select(learnings.c.seq, learnings.c.experiment, learnings.c.value,
+                      learnings.c.state_version, learnings.c.event_id, learnings.c.learned_at,
+                      decisions.c.variant,
+                      decisions.c.context, decisions.c.actions, decisions.c.chosen_index,
+                      decisions.c.probability)
+            .outerjoin(decisions, decisions.c.event_id == learnings.c.event_id)
+            .order_by(learnings.c.seq))
+
+
+def learned_after(connection: sa.Connection, after: int, through: int | None = None,
+                  experiments: Iterable[str] | None = None,
+                  limit: int = 2000) -> list[LearnedEvent]:
+    """Learned events with ``after < seq <= through`` in seq order, at most ``limit``."""
+    query = _LEARNED.where(learnings.c.seq > after)
+    if through is not None:
+        query = query.where(learnings.c.seq <= through)
+    if experiments is not None:
+        query = query.where(learnings.c.experiment.in_(list(experiments)))
+    return [_learned_event(row) for row in connection.execute(query.limit(limit)).mappings()]
+
+
+def _learned_event(row: sa.RowMapping) -> LearnedEvent:
+    learned_at = as_utc(row["learned_at"])
+    if row["event_id"] is None:
+        return LearnedEvent(seq=int(row["seq"]), experiment=row["experiment"],
+                            value=float(row["value"]), state_version=row["state_version"],
+                            learned_at=learned_at)
+    return LearnedEvent(seq=int(row["seq"]), experiment=row["experiment"],
+                        value=float(row["value"]), event_id=row["event_id"],
+                        learned_at=learned_at,
+                        variant=row["variant"],
+                        decision=decision_from_json(row["context"], row["actions"]),
+                        chosen=int(row["chosen_index"]), probability=float(row["probability"]))
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedDecision:
+    """A decision read back for the join: what Choose answered and what Reward needs."""
+
+    record: DecisionRecord
+    activated: bool
+
+
+def find_decision(connection: sa.Connection, event_id: str) -> LoggedDecision | None:
+    row = connection.execute(
+        sa.select(decisions, activations.c.activated_at)
+        .outerjoin(activations, activations.c.event_id == decisions.c.event_id)
+        .where(decisions.c.event_id == event_id)).mappings().first()
+    if row is None:
+        return None
+    decision = decision_from_json(row["context"], row["actions"])
+    record = DecisionRecord(
+        event_id=row["event_id"], experiment=row["experiment"], variant=row["variant"],
+        model_version=row["model_version"], unit_hash=row["unit_hash"], decision=decision,
+        distribution=tuple(row["distribution"]), chosen=int(row["chosen_index"]),
+        shadow=row["shadow"] or {}, deferred=bool(row["deferred"]),
+        created_at=as_utc(row["created_at"]))
+    return LoggedDecision(record=record, activated=row["activated_at"] is not None)
+
+
+def latest_snapshot(connection: sa.Connection, experiment: str,
+                    variant: str) -> dict[str, Any] | None:
+    query = (sa.select(snapshots.c.policy, snapshots.c.position, snapshots.c.updates,
+                       snapshots.c.state)
+             .where(snapshots.c.experiment == experiment, snapshots.c.variant == variant)
+             .order_by(snapshots.c.position.desc(), snapshots.c.id.desc()).limit(1))
+    row = connection.execute(query).mappings().first()
+    return dict(row) if row is not None else None
+
+
+def state_version_at(connection: sa.Connection, experiment: str, position: int) -> int | None:
+    """The set-up version in force at ``position`` of the learning order (None: the one the
+    configuration seeds, before any change was recorded in the order)."""
+    return connection.execute(
+        sa.select(sa.func.max(learnings.c.state_version))
+        .where(learnings.c.experiment == experiment, learnings.c.seq <= position,
+               learnings.c.state_version.is_not(None))).scalar()

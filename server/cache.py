@@ -1,0 +1,81 @@
+"""A cache of logged decisions, bounded in bytes: the join's memory, never its truth.
+
+Reward and Activate look a decision up here first and in the log on a miss; a retried Choose
+finds its logged answer here. Anything may be dropped at any time (least recently used first):
+the log has it. The size of an entry is estimated from what it holds — ids, feature names and
+values, the distribution — which is what grows with a request, so no request can pin more than
+its share of ``max_bytes``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from arbiter.log.store import DecisionRecord
+from arbiter.policies import Namespace
+
+ENTRY_OVERHEAD = 600  # bytes: the record, its outcome and the dict slot
+FEATURE_BYTES = 120  # one number or category: key, value, dict slot
+
+
+@dataclass(slots=True)
+class Cached:
+    record: DecisionRecord
+    activated: bool
+    size: int
+
+
+def _namespaces_size(namespaces: tuple[Namespace, ...]) -> int:
+    return sum(64 + len(ns.name) + FEATURE_BYTES * (len(ns.numbers) + len(ns.categories))
+               for ns in namespaces)
+
+
+def estimate_bytes(record: DecisionRecord) -> int:
+    """Rough bytes held by a cached decision (Python objects, not the JSON)."""
+    decision = record.decision
+    actions = sum(96 + len(action_id) + _namespaces_size(features)
+                  for action_id, features in zip(decision.action_ids, decision.action_features,
+                                                 strict=True))
+    return ENTRY_OVERHEAD + _namespaces_size(decision.context) + actions + \
+        40 * len(record.distribution) * (1 + len(record.shadow))
+
+
+class DecisionCache:
+    """Least-recently-used, at most ``max_bytes`` (estimated); thread-safe."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._entries: OrderedDict[str, Cached] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, event_id: str) -> Cached | None:
+        with self._lock:
+            entry = self._entries.get(event_id)
+            if entry is not None:
+                self._entries.move_to_end(event_id)
+            return entry
+
+    def put(self, record: DecisionRecord, activated: bool = False) -> Cached:
+        entry = Cached(record, activated, estimate_bytes(record))
+        with self._lock:
+            old = self._entries.pop(record.event_id, None)
+            if old is not None:
+                self.bytes -= old.size
+            self._entries[record.event_id] = entry
+            self.bytes += entry.size
+            while self.bytes > self.max_bytes and self._entries:
+                _, evicted = self._entries.popitem(last=False)
+                self.bytes -= evicted.size
+        return entry
+
+    def mark_activated(self, event_id: str) -> None:
+        with self._lock:
+            entry = self._entries.get(event_id)
+            if entry is not None:
+                entry.activated = True

@@ -1,0 +1,250 @@
+"""One group-commit batch as one transaction: the steps, in order, and what each caller is told.
+
+The writer thread hands :func:`commit_batch` every :class:`Op` of a batch; inside one
+transaction it runs, each step one statement for the whole batch:
+
+1. plain rows (set-up versions, promotion audit rows);
+2. decisions (an event id already logged is turned away: ``Conflict``) and their windows;
+3. activations (idempotent) and the windows they open;
+4. rewards: the retries the log already holds, then ``first`` rewards take their windows
+   (``DELETE ... RETURNING``) and ``sum`` rewards hold theirs (``FOR SHARE``), then every
+   stored reward is inserted with the ``learned`` flag :func:`server.rewards.judge` gives it;
+5. due windows are closed (``FOR UPDATE SKIP LOCKED``) with their default reward or sum;
+6. every learning of the batch (rewards learned now, closed windows, set-up changes) takes
+   the next seqs from ``learning_order`` and is inserted; the row lock on ``learning_order``
+   is held to commit, so commit order is seq order across every process.
+
+Each op's ``outcome`` is set for its caller; the learnings come back with their seqs, in order,
+for the fold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from arbiter.log import store
+from arbiter.log.schema import experiment_states, promotions
+from arbiter.log.store import (
+    ActivationRecord,
+    DecisionRecord,
+    LearnedEvent,
+    Learning,
+    RewardRecord,
+)
+from arbiter.server.config import ExperimentConfig
+from arbiter.server.rewards import Judgement, Verdict, judge
+
+PLAIN_TABLES = (experiment_states, promotions)
+
+
+@dataclass(frozen=True, slots=True)
+class CloseDue:
+    """Close up to ``limit`` windows that closed before the batch's time."""
+
+    limit: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """A new set-up version of ``experiment`` (its ``experiment_states`` row), an optional
+    promotion audit row, and its place in the learning order."""
+
+    experiment: str
+    state_row: dict[str, Any]
+    audit_row: dict[str, Any] | None
+    learned_at: datetime
+
+
+class Conflict(Exception):
+    """The event id is already logged (by this or another process)."""
+
+
+class Raced(Exception):
+    """A reward the log turned away although no retry was seen at the start of the
+    transaction: cannot happen under the window locks; the batch is rolled back."""
+
+
+Record = DecisionRecord | ActivationRecord | RewardRecord | CloseDue | StateChange
+
+
+@dataclass(slots=True)
+class Op:
+    """One record to write. ``source``: a reward's decision, so the fold needs no read.
+
+    ``outcome`` after commit: decisions — ``True`` or a :class:`Conflict`; activations —
+    ``True`` if activated now; rewards — a :class:`~server.rewards.Judgement`; closes — the
+    number closed; set-up changes — its seq."""
+
+    record: Record
+    source: DecisionRecord | None = None
+    outcome: Any = None
+
+
+@dataclass(slots=True)
+class _Learnings:
+    items: list[Learning] = field(default_factory=list)
+    sources: list[DecisionRecord | None] = field(default_factory=list)
+    owners: list[Op | None] = field(default_factory=list)
+
+    def add(self, item: Learning, source: DecisionRecord | None, owner: Op | None = None) -> None:
+        self.items.append(item)
+        self.sources.append(source)
+        self.owners.append(owner)
+
+
+def commit_batch(connection: sa.Connection, ops: Sequence[Op], now: datetime,
+                 configs: Callable[[], Mapping[str, ExperimentConfig]]) -> list[LearnedEvent]:
+    """Run the steps above for ``ops`` in ``connection``'s transaction; returns the batch's
+    learned events (with decisions where known) in seq order."""
+    learned = _Learnings()
+    _plain_rows(connection, ops, learned)
+    _decisions(connection, ops)
+    _activations(connection, ops)
+    _rewards(connection, ops, now, configs(), learned)
+    _closes(connection, ops, now, configs(), learned)
+    if not learned.items:
+        return []
+    first = store.take_seqs(connection, len(learned.items))
+    store.insert_learnings(connection, first, learned.items)
+    events = []
+    for offset, (item, source, owner) in enumerate(zip(learned.items, learned.sources,
+                                                       learned.owners, strict=True)):
+        seq = first + offset
+        if owner is not None:
+            owner.outcome = seq
+        if source is None:
+            events.append(LearnedEvent(seq=seq, experiment=item.experiment, value=item.value,
+                                       state_version=item.state_version,
+                                       event_id=item.event_id))
+        else:
+            events.append(LearnedEvent(seq=seq, experiment=item.experiment, value=item.value,
+                                       event_id=item.event_id, variant=source.variant,
+                                       decision=source.decision, chosen=source.chosen,
+                                       probability=source.distribution[source.chosen]))
+    return events
+
+
+def _plain_rows(connection: sa.Connection, ops: Sequence[Op], learned: _Learnings) -> None:
+    changes = [op for op in ops if isinstance(op.record, StateChange)]
+    if not changes:
+        return
+    records = [op.record for op in changes]
+    assert all(isinstance(r, StateChange) for r in records)
+    store.insert_rows(connection, experiment_states,
+                      [r.state_row for r in records if isinstance(r, StateChange)])
+    store.insert_rows(connection, promotions, [r.audit_row for r in records
+                                               if isinstance(r, StateChange) and r.audit_row])
+    for op in changes:
+        record = op.record
+        assert isinstance(record, StateChange)
+        learned.add(Learning(experiment=record.experiment, event_id=None, value=0.0,
+                             learned_at=record.learned_at,
+                             state_version=int(record.state_row["version"])), None, op)
+
+
+def _decisions(connection: sa.Connection, ops: Sequence[Op]) -> None:
+    mine = [op for op in ops if isinstance(op.record, DecisionRecord)]
+    if not mine:
+        return
+    inserted = store.insert_decisions(connection, [op.record for op in mine])  # type: ignore[misc]
+    for op in mine:
+        assert isinstance(op.record, DecisionRecord)
+        event_id = op.record.event_id
+        if event_id in inserted:
+            op.outcome = True
+            inserted.discard(event_id)  # the same id twice in one batch: the second conflicts
+        else:
+            op.outcome = Conflict(event_id)
+
+
+def _activations(connection: sa.Connection, ops: Sequence[Op]) -> None:
+    mine = [op for op in ops if isinstance(op.record, ActivationRecord)]
+    if not mine:
+        return
+    activated = store.insert_activations(connection, [op.record for op in mine])  # type: ignore[misc]
+    for op in mine:
+        assert isinstance(op.record, ActivationRecord)
+        op.outcome = op.record.event_id in activated
+        activated.discard(op.record.event_id)
+
+
+def _rewards(connection: sa.Connection, ops: Sequence[Op], now: datetime,
+             configs: Mapping[str, ExperimentConfig], learned: _Learnings) -> None:
+    mine = [op for op in ops if isinstance(op.record, RewardRecord)]
+    if not mine:
+        return
+    records: list[RewardRecord] = [op.record for op in mine]  # type: ignore[misc]
+    existing = store.existing_rewards(connection, [r.event_id for r in records])
+    keys = set(existing.keys)
+    retry: list[bool] = []
+    for record in records:
+        key = record.dedupe_key
+        retry.append(key is not None and (record.event_id, key) in keys)
+        if key is not None:
+            keys.add((record.event_id, key))
+    taken: set[str] = set()
+    held: set[str] = set()
+    for experiment in sorted({r.experiment for r in records}):
+        since = now - timedelta(seconds=configs[experiment].reward_wait_seconds)
+        mine_here = [(r, again) for r, again in zip(records, retry, strict=True)
+                     if r.experiment == experiment and not again]
+        firsts = [r.event_id for r, _ in mine_here
+                  if r.aggregation == "first" and r.event_id not in existing.learned]
+        sums = [r.event_id for r, _ in mine_here if r.aggregation != "first"]
+        if firsts:
+            taken |= store.take_windows(connection, firsts, since)
+        if sums:
+            held |= store.hold_windows(connection, sums, since)
+    learned_events = set(existing.learned)
+    judgements: list[Judgement] = []
+    for record, again in zip(records, retry, strict=True):
+        took = record.aggregation == "first" and record.event_id in taken
+        if took:
+            taken.discard(record.event_id)  # a second reward of the event in this batch is late
+        judgement = judge(aggregation=record.aggregation, retry=again,
+                          already_learned=record.event_id in learned_events, took_window=took,
+                          window_open=record.event_id in held)
+        if judgement.counted:
+            learned_events.add(record.event_id)
+        judgements.append(judgement)
+    stored = [(r, j.counted) for r, j in zip(records, judgements, strict=True)
+              if j.verdict is not Verdict.RETRY]
+    inserted = store.insert_rewards(connection, stored)
+    for op, record, judgement in zip(mine, records, judgements, strict=True):
+        op.outcome = judgement
+        if judgement.verdict is Verdict.RETRY:
+            continue
+        key = record.dedupe_key
+        if key is not None and (record.event_id, key) not in inserted:
+            raise Raced(f"reward {key} of {record.event_id} was turned away by the log")
+        if judgement.learn_now:
+            learned.add(Learning(experiment=record.experiment, event_id=record.event_id,
+                                 value=record.value, learned_at=record.received_at), op.source)
+
+
+def _closes(connection: sa.Connection, ops: Sequence[Op], now: datetime,
+            configs: Mapping[str, ExperimentConfig], learned: _Learnings) -> None:
+    mine = [op for op in ops if isinstance(op.record, CloseDue)]
+    if not mine:
+        return
+    limit = sum(op.record.limit for op in mine if isinstance(op.record, CloseDue))
+    closed = 0
+    for name, config in sorted(configs.items()):
+        if closed >= limit:
+            break
+        since = now - timedelta(seconds=config.reward_wait_seconds)
+        due = store.due_windows(connection, name, since, limit - closed)
+        sums = (store.counted_sums(connection, due) if config.reward_aggregation == "sum"
+                else {})
+        for event_id in due:
+            learned.add(Learning(experiment=name, event_id=event_id,
+                                 value=sums.get(event_id, config.default_reward),
+                                 learned_at=now), None)
+        closed += len(due)
+    for index, op in enumerate(mine):
+        op.outcome = closed if index == 0 else 0

@@ -13,6 +13,16 @@ So ``args`` refer to the shared features as namespace ``s`` and to the action si
 ``cost = -reward`` with the logged probability; its pmf is the distribution (float32 in VW,
 renormalised to sum to 1 in float64). Action examples are cached per action id and features and
 reused; VW is not thread-safe, so every call into the workspace holds the policy's lock.
+
+The state is a pure fold of the learned events (DESIGN.md): a prediction never changes what a
+later update does or what :meth:`VowpalWabbit.to_bytes` returns. Learning itself never reads the
+counters a prediction advances (VW's learning rate subtracts the unlabelled weight from ``t``), but
+VW's serialized model holds them: ``t`` and ``weighted_unlabeled_examples`` grow by the shared
+example's weight, ``example_number`` by one and ``total_features`` by the decision's feature count.
+So predictions give the shared example weight 0 (``t`` and ``weighted_unlabeled_examples`` stay
+put; the pmf does not depend on it) and a snapshot is VW's model reloaded once without
+``--preserve_performance_counters``, which zeroes ``example_number``, ``total_features`` and VW's
+other reporting counters (loss sums, labelled-example counts) and keeps all learning state.
 """
 
 from __future__ import annotations
@@ -47,13 +57,33 @@ propensities down to 1e-28, useless for offline evaluation.
 """
 
 _RESTORE_ARGS = ["--preserve_performance_counters"]
-"""Keeps VW's example counters on load, so a restored workspace learns (and saves) identically."""
+"""Keeps VW's counters on load (those of a snapshot are zero, see :func:`_without_counters`; an
+older snapshot's are kept as they were, so a workspace restored from one learns as before)."""
+
+_SHARED_TO_PREDICT = vw.CBLabel(shared=True, weight=0.0)
+"""The shared example's label while predicting: weight 0 keeps ``t`` and
+``weighted_unlabeled_examples`` (VW's ``shared_data::update`` adds the shared example's weight to
+both) where the learned events left them."""
+
+_SHARED_TO_LEARN = vw.CBLabel(shared=True)
+"""The shared example's label while learning: VW's default weight 1, as before."""
 
 _CACHE_LIMIT = 4096
 
 
 def _features_key(namespaces: tuple[Namespace, ...]) -> tuple[object, ...]:
     return tuple((ns.name, tuple(ns.numbers.items()), tuple(ns.categories.items())) for ns in namespaces)
+
+
+def _without_counters(model: bytes) -> bytes:
+    """VW's serialized ``model`` with the counters predictions advance zeroed: reloaded once.
+
+    Loading without ``--preserve_performance_counters`` zeroes ``example_number``,
+    ``total_features``, ``weighted_unlabeled_examples`` and VW's reporting counters, and keeps
+    the weights, their adaptive and normalisation state, ``t``, the label range and every
+    reduction's own state, so what is left is a function of the learned events only.
+    """
+    return vw.Workspace([], model_data=model).serialize()
 
 
 @dataclass(kw_only=True)
@@ -68,7 +98,7 @@ class VowpalWabbit(Hyperparameters):
     _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
     _encoder: NamespaceEncoder = field(init=False, repr=False)
     _actions: dict[tuple[object, ...], vw.Example] = field(init=False, repr=False)
-    _last: tuple[Decision, list[vw.Example]] | None = field(init=False, repr=False, default=None)
+    _last: tuple[Decision, list[vw.Example], vw.CBLabel] | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         self.args = check.text("args", self.args)
@@ -106,23 +136,31 @@ class VowpalWabbit(Hyperparameters):
             self._actions[key] = example
         return example
 
-    def _examples(self, decision: Decision) -> list[vw.Example]:
-        """The ADF example list ``[shared, action_0, ..., action_{K-1}]`` of ``decision``."""
+    def _examples(self, decision: Decision, shared_label: vw.CBLabel) -> list[vw.Example]:
+        """The ADF example list ``[shared, action_0, ..., action_{K-1}]`` of ``decision``.
+
+        The shared example carries ``shared_label`` (:data:`_SHARED_TO_PREDICT` or
+        :data:`_SHARED_TO_LEARN`); the list of the last decision is reused, relabelled if need be.
+        """
         if self._last is not None and self._last[0] is decision:
-            return self._last[1]
+            examples = self._last[1]
+            if self._last[2] is not shared_label:
+                examples[0].set_label(shared_label)
+                self._last = (decision, examples, shared_label)
+            return examples
         shared = vw.Example()
-        shared.set_label(vw.CBLabel(shared=True))
+        shared.set_label(shared_label)
         self._push(shared, "s", decision.context)
         examples = [shared] + [
             self._action_example(action_id, features)
             for action_id, features in zip(decision.action_ids, decision.action_features, strict=True)
         ]
-        self._last = (decision, examples)
+        self._last = (decision, examples, shared_label)
         return examples
 
     def distribution(self, decision: Decision, rng: np.random.Generator) -> NDArray[np.float64]:
         """VW's pmf over ``decision.action_ids``, shape ``(K,)``."""
-        examples = self._examples(decision)
+        examples = self._examples(decision, _SHARED_TO_PREDICT)
         with self._lock:
             pmf = cast(list[tuple[int, float]], self._workspace.predict_one(examples))
         probabilities = np.zeros(decision.size)
@@ -136,7 +174,7 @@ class VowpalWabbit(Hyperparameters):
         check_feedback(decision, chosen, reward)
         if not 0.0 < probability <= 1.0:
             raise ValueError(f"`probability` must be in (0, 1], got {probability}")
-        examples = self._examples(decision)
+        examples = self._examples(decision, _SHARED_TO_LEARN)
         action = examples[1 + chosen]
         with self._lock:
             action.set_label(vw.CBLabel(label=(-float(reward), float(probability))))
@@ -146,10 +184,11 @@ class VowpalWabbit(Hyperparameters):
                 action.set_label(vw.CBLabel())
 
     def to_bytes(self) -> bytes:
-        """Snapshot: ``args`` and VW's own serialized model (with its counters)."""
+        """Snapshot: ``args`` and VW's own serialized model, without the counters predictions advance."""
         with self._lock:
-            model = np.frombuffer(self._workspace.serialize(), dtype=np.uint8)
-        return serialize.dump(serialize.Snapshot(self.name, self.params(), {}, {"model": model}))
+            model = self._workspace.serialize()
+        canonical = np.frombuffer(_without_counters(model), dtype=np.uint8)
+        return serialize.dump(serialize.Snapshot(self.name, self.params(), {}, {"model": canonical}))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Self:

@@ -22,9 +22,7 @@ def decision(*actions: str, tier: str = "gold", price: float = 1.0) -> Decision:
     )
 
 
-# VW's workspace serializes counters that its own predict advances, so ``vw`` is left out: its
-# recovery is equal in behaviour, not byte-for-byte (see the README on recovery).
-@pytest.mark.parametrize("name", sorted(set(POLICIES) - {"vw"}))
+@pytest.mark.parametrize("name", sorted(POLICIES))
 def test_distribution_on_unseen_features_and_actions_leaves_the_state_unchanged(name: str) -> None:
     policy = create(name, PARAMS.get(name, {}))
     policy.update(decision("a", "b"), 0, 1.0, 0.5)

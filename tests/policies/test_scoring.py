@@ -45,8 +45,8 @@ def test_scoring_unseen_parts_equals_scoring_after_growing_them(name: str, param
 
 
 def test_vw_scoring_does_not_change_what_it_learns() -> None:
-    # VW counts predictions in its serialized state, but they do not change learning: the same
-    # learned events give the same distributions with or without extra scoring in between.
+    # The same learned events give the same distributions with or without extra scoring in
+    # between (test_pure_fold checks the serialized state as well).
     quiet, chatty = create("vw", {}), create("vw", {})
     rng = np.random.default_rng(0)
     for _ in range(100):

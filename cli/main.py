@@ -8,9 +8,9 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from arbiter.server.config import ConfigError, load_config
+from arbiter.server.config import ConfigError, ExperimentConfig, load_config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,6 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--workers", type=int, default=8,
                        help="threads for blocking work beside the event loop (SQL reads, admin)")
     serve.add_argument("--reuse-port", action="store_true", help="set SO_REUSEPORT (off by default)")
+    serve.add_argument("--processes", default="1", metavar="N",
+                       help="pre-fork N servers on one port (implies SO_REUSEPORT) under a "
+                            "supervisor that restarts them; 1 (default): one process, no supervisor")
     serve.add_argument("--durability", choices=("strict", "relaxed"), default="strict",
                        help="strict: answer after the commit; relaxed: answer before it "
                             "(bounded queue, backpressure; a process crash loses the queue)")
@@ -67,25 +70,56 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from arbiter.server.app import App, Settings
-
+    processes = _positive_int(args.processes)
+    if processes is None:
+        print(f"arbiter: --processes must be a whole number >= 1, got {args.processes!r}",
+              file=sys.stderr)
+        return 2
+    pid = " [%(process)d]" if processes > 1 else ""  # whose line is it, with several processes
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format=f"%(asctime)s{pid} %(levelname)s %(name)s: %(message)s")
     try:
         configs = load_config(args.config)
     except ConfigError as error:
         print(f"arbiter: {error}", file=sys.stderr)
         return 2
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` dumps every thread's stack
+    if processes == 1:
+        return _run_server(args, configs, args.listen, args.reuse_port, _announce)
+    # The supervisor forks before any gRPC object exists; each child builds its own server.
+    from arbiter.server.processes import supervise
+
+    return supervise(processes, args.listen,
+                     lambda listen, ready: _run_server(args, configs, listen, True,
+                                                       lambda _address: ready()),
+                     announce=_announce)
+
+
+def _positive_int(text: str) -> int | None:
+    try:
+        value = int(text)
+    except ValueError:
+        return None
+    return value if value >= 1 else None
+
+
+def _announce(address: str) -> None:
+    print(f"arbiter listening on {address}", flush=True)
+
+
+def _run_server(args: argparse.Namespace, configs: dict[str, ExperimentConfig], listen: str,
+                reuse_port: bool, ready: Callable[[str], None]) -> int:
+    """One server until SIGTERM/SIGINT: ``ready(HOST:PORT)`` once it restored and serves."""
+    from arbiter.server.app import App, Settings
+
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    app = App(Settings(listen=args.listen, db=args.db, max_actions=args.max_actions,
-                       workers=args.workers, reuse_port=args.reuse_port,
+    app = App(Settings(listen=listen, db=args.db, max_actions=args.max_actions,
+                       workers=args.workers, reuse_port=reuse_port,
                        durability=args.durability, snapshot_every=args.snapshot_every,
                        snapshot_seconds=args.snapshot_seconds), configs)
-    address = app.start()
-    print(f"arbiter listening on {address}", flush=True)
+    ready(app.start())
     stop.wait()
     app.stop()
     return 0

@@ -27,6 +27,7 @@ import numpy as np
 
 from arbiter.cli.simulate import ARTICLES, COUNTRIES, DEVICES, HiddenPreferences
 from arbiter.log.engine import create_engine
+from arbiter.log.migrate import upgrade
 
 EXPERIMENT = "homepage"
 EPSILON = 0.5
@@ -40,6 +41,7 @@ _BATCH = 50_000
 def synthesize(url: str, rows: int, seed: int = 0) -> None:
     """Write ``rows`` learned decisions (decisions + learnings + rewards) to the database."""
     engine = create_engine(url)
+    upgrade(engine)
     model = HiddenPreferences(seed)
     rng = np.random.default_rng(seed + 1)
     k = len(ARTICLES)

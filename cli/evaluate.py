@@ -4,7 +4,9 @@
 ``--candidate`` progressively (plus a uniform baseline), and prints every estimator's value and
 interval next to the logging policy's observed mean; ``--json``, ``--report`` and
 ``--promote-if-better`` write or act on the same aggregates. ``export`` writes the log as
-DSJson or Parquet. Exit codes: 0 done, 1 nothing to evaluate or export failed, 2 bad arguments.
+DSJson or Parquet. Both only read: they never create or change a table. Exit codes: 0 done,
+1 nothing to evaluate, no decision log this release can read at ``--db``, or export failed,
+2 bad arguments.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from arbiter.evaluation.replay import CandidateError, CandidateSpec, parse_candi
 from arbiter.evaluation.report_html import render_html
 from arbiter.evaluation.summary import format_table, summarize, to_json, to_report
 from arbiter.log.engine import create_engine
+from arbiter.log.migrate import SchemaError, require_readable
 
 __all__ = ["register"]
 
@@ -38,6 +41,10 @@ BASELINE = CandidateSpec(name="uniform baseline", policy="uniform")
 
 class UsageError(ValueError):
     """A bad command-line value; reported on stderr with exit code 2."""
+
+
+class NoLog(Exception):
+    """No decision log this release can read at ``--db``; reported on stderr with exit code 1."""
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -80,7 +87,7 @@ def _log_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _failing(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Report bad arguments as one line on stderr and exit code 2."""
+    """Report bad arguments as one line on stderr and exit code 2, an unreadable log with 1."""
 
     def run(args: argparse.Namespace) -> int:
         try:
@@ -88,6 +95,9 @@ def _failing(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
         except (UsageError, CandidateError, EvaluationInputError) as error:
             print(f"arbiter {args.command}: {error}", file=sys.stderr)
             return 2
+        except NoLog as error:
+            print(f"arbiter {args.command}: {error}", file=sys.stderr)
+            return 1
 
     return run
 
@@ -164,7 +174,17 @@ def _open(args: argparse.Namespace, *, learned_only: bool) -> tuple[sa.Engine, L
     if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
         raise UsageError(f"no SQLite database at {url.database!r}")
     query = LogQuery(experiment=args.experiment, since=since, until=until, learned_only=learned_only)
-    return create_engine(args.db), query
+    engine = create_engine(args.db)  # creates no table; nothing here upgrades the schema
+    try:
+        require_readable(engine)
+    except SchemaError as error:
+        engine.dispose()
+        raise NoLog(str(error)) from None
+    except sa.exc.OperationalError as error:
+        engine.dispose()
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else "unreachable"
+        raise NoLog(f"cannot read the database: {reason}") from None
+    return engine, query
 
 
 @contextmanager

@@ -37,6 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="learned events between model snapshots")
     serve.add_argument("--snapshot-seconds", type=float, default=60.0,
                        help="seconds between model snapshots (if anything was learned)")
+    serve.add_argument("--no-migrate", dest="migrate", action="store_false",
+                       help="refuse a database whose schema is not at this release's revision "
+                            "instead of upgrading it (then run `arbiter db upgrade`)")
     serve.add_argument("--log-level", default="WARNING")
     serve.set_defaults(run=_serve)
 
@@ -50,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from arbiter.cli.evaluate import register as register_evaluation
 
     register_evaluation(commands)
+    from arbiter.cli.db import register as register_db
+
+    register_db(commands)
     report = commands.add_parser("report", help="print an experiment's live report")
     report.add_argument("--target", required=True, help="HOST:PORT of the server")
     report.add_argument("--experiment", required=True)
@@ -66,7 +72,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     promote.set_defaults(run=_promote)
 
     args = parser.parse_args(argv)
-    return int(args.run(args))
+    from arbiter.log.migrate import SchemaError
+
+    try:
+        return int(args.run(args))
+    except SchemaError as error:  # e.g. `serve --no-migrate` on a database behind: one line
+        print(f"arbiter {args.command}: {error}", file=sys.stderr)
+        return 2
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -118,7 +130,7 @@ def _run_server(args: argparse.Namespace, configs: dict[str, ExperimentConfig], 
     app = App(Settings(listen=listen, db=args.db, max_actions=args.max_actions,
                        workers=args.workers, reuse_port=reuse_port,
                        durability=args.durability, snapshot_every=args.snapshot_every,
-                       snapshot_seconds=args.snapshot_seconds), configs)
+                       snapshot_seconds=args.snapshot_seconds, migrate=args.migrate), configs)
     ready(app.start())
     stop.wait()
     app.stop()

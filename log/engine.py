@@ -5,6 +5,8 @@ Building one creates no table: :mod:`arbiter.log.migrate` creates and upgrades t
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from typing import Any
 
 import msgspec
@@ -49,6 +51,24 @@ def create_engine(url: str, *, writer: bool = False) -> sa.Engine:
     return engine
 
 
+def _retrying_at_once_busy(cursor: Any, pragma: str) -> None:
+    """Run ``pragma``, again while SQLite says the database is locked without waiting.
+
+    Connections that turn a new file into WAL at the same moment (processes starting together
+    on a fresh database) get SQLITE_BUSY at once, without the busy timeout: SQLite does not wait
+    where waiting could deadlock. The conversion takes a moment; retry for up to 5 s.
+    """
+    deadline = time.monotonic() + 5.0
+    while True:
+        try:
+            cursor.execute(pragma)
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _json_text(value: Any) -> str:
     return msgspec.json.encode(value).decode()
 
@@ -58,7 +78,7 @@ def _configure_sqlite(engine: sa.Engine, *, immediate: bool) -> None:
     def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         for pragma in SQLITE_PRAGMAS:
-            cursor.execute(pragma)
+            _retrying_at_once_busy(cursor, pragma)
         cursor.close()
         if immediate:
             dbapi_connection.isolation_level = None  # pysqlite's own BEGIN off: ours below

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from arbiter.evaluation.logdata import LogQuery, count_log, parse_time, read_log
 from arbiter.log.engine import create_engine
+from arbiter.log.migrate import upgrade
 from arbiter.log.schema import activations, decisions, learnings
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -37,6 +38,7 @@ def engine(db_url: str) -> Iterator[sa.Engine]:
     deferred and never activated (with a learnings row it should never have), one activated
     deferred; and a learned decision of another experiment."""
     engine = create_engine(db_url)
+    upgrade(engine)
     rows = [
         _decision("e1", T0), _decision("e2", T0 + timedelta(seconds=1)),
         _decision("e3", T0 + timedelta(seconds=1)), _decision("e0", T0 - timedelta(seconds=5)),

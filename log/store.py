@@ -29,6 +29,7 @@ from arbiter.log.codec import actions_to_json, decision_from_json
 from arbiter.log.schema import (
     activations,
     decisions,
+    experiment_states,
     learning_order,
     learnings,
     rewards,
@@ -118,7 +119,8 @@ class Learning:
 @dataclass(frozen=True, slots=True)
 class LearnedEvent:
     """A learning at its ``seq`` with what folding it needs; ``decision`` is None for a set-up
-    change (``state_version`` set)."""
+    change (``state_version`` set). ``shadow``: the decision's logged shadow distributions (the
+    live report's off-policy sums need the chosen action's probability under each)."""
 
     seq: int
     experiment: str
@@ -130,6 +132,7 @@ class LearnedEvent:
     decision: Decision | None = None
     chosen: int = 0
     probability: float = 1.0
+    shadow: Mapping[str, Sequence[float]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -293,6 +296,13 @@ def insert_learnings(connection: sa.Connection, first_seq: int,
         for offset, item in enumerate(items)])
 
 
+def insert_states(connection: sa.Connection, rows: list[dict[str, Any]]) -> set[tuple[str, int]]:
+    """Insert set-up versions; returns ``(experiment, version)`` of those inserted (a version
+    another process wrote first is turned away)."""
+    return _insert_ignoring_conflicts(connection, experiment_states, rows,
+                                      experiment_states.c.experiment, experiment_states.c.version)
+
+
 def insert_rows(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
     if rows:
         connection.execute(table.insert(), rows)
@@ -310,7 +320,7 @@ _LEARNED = (sa.select(learnings.c.seq, learnings.c.experiment, learnings.c.value
                       learnings.c.state_version, learnings.c.event_id, learnings.c.learned_at,
                       decisions.c.variant,
                       decisions.c.context, decisions.c.actions, decisions.c.chosen_index,
-                      decisions.c.probability)
+                      decisions.c.probability, decisions.c.shadow)
             .outerjoin(decisions, decisions.c.event_id == learnings.c.event_id)
             .order_by(learnings.c.seq))
 
@@ -338,7 +348,8 @@ def _learned_event(row: sa.RowMapping) -> LearnedEvent:
                         learned_at=learned_at,
                         variant=row["variant"],
                         decision=decision_from_json(row["context"], row["actions"]),
-                        chosen=int(row["chosen_index"]), probability=float(row["probability"]))
+                        chosen=int(row["chosen_index"]), probability=float(row["probability"]),
+                        shadow=row["shadow"] or {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,6 +385,20 @@ def latest_snapshot(connection: sa.Connection, experiment: str,
              .order_by(snapshots.c.position.desc(), snapshots.c.id.desc()).limit(1))
     row = connection.execute(query).mappings().first()
     return dict(row) if row is not None else None
+
+
+def latest_stats(connection: sa.Connection, experiment: str,
+                 variant: str) -> tuple[bool, dict[str, Any] | None]:
+    """(whether ``variant`` has a snapshot, the report statistics of its latest one — None when
+    that snapshot was written without them). The latest is the one :func:`latest_snapshot`
+    returns."""
+    query = (sa.select(snapshots.c.stats)
+             .where(snapshots.c.experiment == experiment, snapshots.c.variant == variant)
+             .order_by(snapshots.c.position.desc(), snapshots.c.id.desc()).limit(1))
+    row = connection.execute(query).first()
+    if row is None:
+        return False, None
+    return True, row[0] if isinstance(row[0], dict) else None
 
 
 def state_version_at(connection: sa.Connection, experiment: str, position: int) -> int | None:

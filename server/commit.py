@@ -3,7 +3,8 @@
 The writer thread hands :func:`commit_batch` every :class:`Op` of a batch; inside one
 transaction it runs, each step one statement for the whole batch:
 
-1. plain rows (set-up versions, promotion audit rows);
+1. set-up changes (a version another process wrote first is a ``Conflict``) and their
+   promotion audit rows;
 2. decisions (an event id already logged is turned away: ``Conflict``) and their windows;
 3. activations (idempotent) and the windows they open;
 4. rewards: the retries the log already holds, then ``first`` rewards take their windows
@@ -28,7 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from arbiter.log import store
-from arbiter.log.schema import experiment_states, promotions
+from arbiter.log.schema import promotions
 from arbiter.log.store import (
     ActivationRecord,
     DecisionRecord,
@@ -38,8 +39,6 @@ from arbiter.log.store import (
 )
 from arbiter.server.config import ExperimentConfig
 from arbiter.server.rewards import Judgement, Verdict, judge
-
-PLAIN_TABLES = (experiment_states, promotions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +77,7 @@ class Op:
 
     ``outcome`` after commit: decisions — ``True`` or a :class:`Conflict`; activations —
     ``True`` if activated now; rewards — a :class:`~server.rewards.Judgement`; closes — the
-    number closed; set-up changes — its seq."""
+    number closed; set-up changes — its seq, or a :class:`Conflict`."""
 
     record: Record
     source: DecisionRecord | None = None
@@ -102,7 +101,7 @@ def commit_batch(connection: sa.Connection, ops: Sequence[Op], now: datetime,
     """Run the steps above for ``ops`` in ``connection``'s transaction; returns the batch's
     learned events (with decisions where known) in seq order."""
     learned = _Learnings()
-    _plain_rows(connection, ops, learned)
+    _state_changes(connection, ops, learned)
     _decisions(connection, ops)
     _activations(connection, ops)
     _rewards(connection, ops, now, configs(), learned)
@@ -125,26 +124,26 @@ def commit_batch(connection: sa.Connection, ops: Sequence[Op], now: datetime,
             events.append(LearnedEvent(seq=seq, experiment=item.experiment, value=item.value,
                                        event_id=item.event_id, variant=source.variant,
                                        decision=source.decision, chosen=source.chosen,
-                                       probability=source.distribution[source.chosen]))
+                                       probability=source.distribution[source.chosen],
+                                       shadow=source.shadow))
     return events
 
 
-def _plain_rows(connection: sa.Connection, ops: Sequence[Op], learned: _Learnings) -> None:
-    changes = [op for op in ops if isinstance(op.record, StateChange)]
+def _state_changes(connection: sa.Connection, ops: Sequence[Op], learned: _Learnings) -> None:
+    changes = [(op, op.record) for op in ops if isinstance(op.record, StateChange)]
     if not changes:
         return
-    records = [op.record for op in changes]
-    assert all(isinstance(r, StateChange) for r in records)
-    store.insert_rows(connection, experiment_states,
-                      [r.state_row for r in records if isinstance(r, StateChange)])
-    store.insert_rows(connection, promotions, [r.audit_row for r in records
-                                               if isinstance(r, StateChange) and r.audit_row])
-    for op in changes:
-        record = op.record
-        assert isinstance(record, StateChange)
+    written = store.insert_states(connection, [record.state_row for _, record in changes])
+    for op, record in changes:
+        version = int(record.state_row["version"])
+        if (record.experiment, version) not in written:
+            op.outcome = Conflict(f"{record.experiment} version {version}")
+            continue
+        written.discard((record.experiment, version))
+        if record.audit_row is not None:
+            store.insert_rows(connection, promotions, [record.audit_row])
         learned.add(Learning(experiment=record.experiment, event_id=None, value=0.0,
-                             learned_at=record.learned_at,
-                             state_version=int(record.state_row["version"])), None, op)
+                             learned_at=record.learned_at, state_version=version), None, op)
 
 
 def _decisions(connection: sa.Connection, ops: Sequence[Op]) -> None:

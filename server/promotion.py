@@ -24,7 +24,9 @@ Semantics (documented in the README's "Experiments" section as well):
   maintenance thread: when the champion and a candidate each have at least ``min_decisions``
   learned decisions, and the candidate's lower confidence bound (serving: mean reward; shadow:
   IPS) is above the champion's upper bound (mean reward), both at ``confidence``, the candidate
-  with the highest lower bound is promoted with ``automatic = true``.
+  with the highest lower bound is promoted with ``automatic = true``. The check reads only the
+  report accumulators the fold keeps (:mod:`server.stats`), never the log, so its cost does not
+  grow with the log; a promotion's evidence is the live report's figures (no scan either).
 """
 
 from __future__ import annotations
@@ -43,12 +45,13 @@ from arbiter.server import report as reports
 from arbiter.server import traffic
 from arbiter.server.assignment import allocate
 from arbiter.server.clock import utc_now
-from arbiter.server.commit import Op, StateChange
+from arbiter.server.commit import Conflict, Op, StateChange
 from arbiter.server.config import ExperimentConfig
 from arbiter.server.errors import FailedPrecondition, InvalidArgument, NotFound
 from arbiter.server.experiments import Experiment
 from arbiter.server.fold import Fold
-from arbiter.server.writer import GroupCommitWriter, StorageError
+from arbiter.server.stats import Stats
+from arbiter.server.writer import GroupCommitWriter
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +62,12 @@ class Controller:
     """Owns every change of an experiment's set-up after start; thread-safe per experiment."""
 
     def __init__(self, engine: sa.Engine, writer: GroupCommitWriter,
-                 experiments: Mapping[str, Experiment], fold: Fold) -> None:
+                 experiments: Mapping[str, Experiment], fold: Fold, stats: Stats) -> None:
         self._engine = engine
         self._writer = writer
         self.experiments = experiments
         self._fold = fold
+        self._stats = stats  # the report's accumulators, kept by the fold
         self._locks = {name: threading.Lock() for name in experiments}
 
     def seed(self) -> None:
@@ -91,8 +95,8 @@ class Controller:
         if segment_by and "." not in segment_by:
             raise InvalidArgument("segment_by", f"must look like \"namespace.feature\", "
                                                 f"got {segment_by!r}")
-        return reports.build(self._engine, experiment.config, since=experiment.since,
-                             segment_by=segment_by)
+        return reports.build(self._engine, self._fold, self._stats, experiment.config,
+                             since=experiment.since, segment_by=segment_by)
 
     # ------------------------------------------------------------------ traffic
     def set_traffic(self, name: str, weights: Mapping[str, float]) -> Experiment:
@@ -142,8 +146,8 @@ class Controller:
                 flags[variant] = (champion.traffic, False)
                 flags[previous] = (0.0, True) if candidate.shadow else (candidate.traffic, False)
                 new = traffic.configured(config, variant, flags)
-                figures = {f.variant: f for f in reports.figures(
-                    reports.load_rows(self._engine, name), config)}
+                figures = {f.variant: f for f in reports.variant_figures(
+                    self._engine, self._fold, self._stats, config, since=experiment.since)[0]}
                 evidence = {"from": _plain(asdict(figures[previous])),
                             "to": _plain(asdict(figures[variant])),
                             "to_was_shadow": candidate.shadow}
@@ -172,9 +176,9 @@ class Controller:
             config = experiment.config
             if config.auto_promote is None:
                 continue
-            winner = choose_winner(reports.figures(reports.load_rows(self._engine, name), config,
-                                                   confidence=config.auto_promote.confidence),
-                                   config)
+            winner = choose_winner(reports.learned_figures(
+                self._fold, self._stats, config, confidence=config.auto_promote.confidence),
+                config)
             if winner is None:
                 continue
             variant, low, high = winner
@@ -200,13 +204,12 @@ class Controller:
         """Write ``state`` (and ``audit``) in the learning order; the fold swaps it in on
         commit. False when another process wrote that version first (this one has caught up
         since, so the caller can recompute its change on top)."""
-        try:
-            self._writer.write([Op(StateChange(experiment.name, state.row(), audit,
-                                               state.created_at))])
-            return True
-        except StorageError:
+        op = Op(StateChange(experiment.name, state.row(), audit, state.created_at))
+        self._writer.write([op])
+        if isinstance(op.outcome, Conflict):
             self._fold.catch_up()
             return False
+        return True
 
 
 def choose_winner(figures: list[reports.VariantFigures],

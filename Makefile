@@ -10,15 +10,19 @@ PROTOC := $(PY) -m grpc_tools.protoc -I protos --plugin=protoc-gen-mypy=$(VENV)/
 LISTEN ?= 127.0.0.1:50051
 DB ?= sqlite:///arbiter.db
 CONFIG ?= examples/experiments.toml
+BENCH_ARGS ?=
 
-.PHONY: help install run test test-clients protos check-protos lint typecheck bench bench-quality bench-policies bench-evaluate clients clean
+.PHONY: help install run test test-clients protos check-protos lint typecheck bench bench-lag bench-soak bench-quality bench-policies bench-evaluate clients clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# The client distribution first (arbiter.client + arbiter.v1; the root one depends on it), both
+# editable, so `make protos` and edits to the client take effect without reinstalling.
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ./clients/python
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
@@ -39,12 +43,19 @@ check-protos: $(STAMP) ## regenerate and fail if the committed generated code di
 	diff -r -x '__init__.py' -x '__pycache__' -x '*.proto' $$tmp/arbiter/v1 protos/arbiter/v1 && echo "generated code is up to date"; \
 	rc=$$?; rm -rf $$tmp; exit $$rc
 
-lint: $(STAMP) ## ruff and mypy
+lint: $(STAMP) ## ruff, mypy and the layering contracts (import-linter, [tool.importlinter])
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
-bench: $(STAMP) ## Choose/Reward load test against the server and an echo server of the same proto
-	$(PY) -m bench.load
+bench: $(STAMP) ## Choose/Reward load test, 1 and 2 processes, vs an echo server (BENCH_ARGS="--processes 1,2,4 ...")
+	$(PY) -m bench.load $(BENCH_ARGS)
+
+bench-lag: $(STAMP) ## fold lag between two processes on SQLite and PostgreSQL; replay and database rates
+	$(PY) -m bench.lag $(BENCH_ARGS)
+
+bench-soak: $(STAMP) ## 10 minutes at 300 decisions/s: server RSS and database size every 30 s
+	$(PY) -m bench.soak $(BENCH_ARGS)
 
 bench-quality: $(STAMP) ## progressive reward of every policy on the digits bandit problem
 	$(PY) -m bench.quality

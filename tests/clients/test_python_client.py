@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
 import pytest
 
 from arbiter.client import DecisionClient, InvalidArgumentError, NotFoundError
@@ -32,16 +29,3 @@ def test_status_codes_become_typed_exceptions_with_the_server_message(server: Ap
         with pytest.raises(NotFoundError):
             client.choose("missing", actions=["a"])
     assert "`actions`" in invalid.value.message
-
-
-FORBIDDEN_IN_CLIENT = ("arbiter.server", "arbiter.policies", "arbiter.log", "server", "policies")
-
-
-def test_the_client_imports_neither_server_nor_policies() -> None:
-    for path in Path("clients/python").glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom | ast.Import):
-                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [
-                    alias.name for alias in node.names]
-                for name in names:
-                    assert not name.startswith(FORBIDDEN_IN_CLIENT), f"{path}: {name}"

@@ -101,12 +101,19 @@ def to_actions(actions: Iterable[ActionSpec]) -> list[pb.Action]:
 
 
 class DecisionClient:
-    """A channel to Arbiter. Use as a context manager, or call ``close()``."""
+    """A channel to Arbiter. Use as a context manager, or call ``close()``.
+
+    ``target`` is any gRPC target: ``host:port``, or several servers with client-side load
+    balancing, ``ipv4:10.0.0.1:50051,10.0.0.2:50051`` with
+    ``options=[("grpc.lb_policy_name", "round_robin")]``. ``options`` are gRPC channel
+    arguments; ``channel`` replaces the channel altogether.
+    """
 
     def __init__(self, target: str, *, timeout: float = 5.0,
-                 channel: grpc.Channel | None = None) -> None:
+                 channel: grpc.Channel | None = None,
+                 options: Sequence[tuple[str, Any]] = ()) -> None:
         self.timeout = timeout
-        self._channel = channel or grpc.insecure_channel(target)
+        self._channel = channel or grpc.insecure_channel(target, options=options)
         self._stub = decision_pb2_grpc.DecisionServiceStub(self._channel)
 
     def choose(self, experiment: str, *, context: Features | None = None,

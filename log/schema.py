@@ -21,7 +21,8 @@
 - ``learning_order``: one row, the last ``seq`` handed out. A writer takes the next seqs with an
   ``UPDATE ... RETURNING`` whose row lock it holds until it commits, so commit order is seq
   order and a reader that sees seq ``n`` has every seq below it.
-- ``snapshots``: a cache of the fold — a variant's serialized policy after learning ``position``.
+- ``snapshots``: a cache of the fold — a variant's serialized policy after learning ``position``,
+  and its report statistics (``stats``, the sums behind the live report's figures).
 - ``experiment_states``: append-only history of each experiment's live set-up (which variants
   serve and with what weight, which are shadows, the champion, and the bucket → variant table
   run-length encoded as ``[[variant, count], ...]``); the highest ``version`` is the current one.
@@ -132,6 +133,9 @@ snapshots = sa.Table(
     sa.Column("updates", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("state", sa.LargeBinary, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # The variant's live-report accumulators (server/stats.py) at fold position
+    # ``stats["position"]`` (>= ``position``); NULL in snapshots written before revision 0003.
+    sa.Column("stats", sa.JSON, nullable=True),
     sa.Index("ix_snapshots_variant_position", "experiment", "variant", "position"),
 )
 

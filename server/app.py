@@ -40,7 +40,8 @@ from arbiter.server.guard import guard
 from arbiter.server.loop import DEFAULT_CACHE_BYTES, DecisionLoop
 from arbiter.server.promotion import Controller
 from arbiter.server.servicer import DecisionServicer
-from arbiter.server.snapshots import Snapshotter
+from arbiter.server.snapshots import Snapshotter, restore_stats
+from arbiter.server.stats import Stats
 from arbiter.server.writer import GroupCommitWriter
 from arbiter.v1 import decision_pb2, decision_pb2_grpc, experiments_pb2, experiments_pb2_grpc
 
@@ -104,20 +105,24 @@ class App:
         self._publish_health()
         self.experiments = {name: Experiment(config) for name, config in configs.items()}
         self.fold = Fold(self.engine, self.experiments, settings.clock)
+        self.stats = Stats.of(self.experiments)  # the live report's sums, kept with the fold
+        self.fold.on_apply(self.stats.on_apply)
         self.writer = GroupCommitWriter(self.write_engine, self._transaction,
                                         on_learned=self.fold.committed,
                                         on_health=self._database_answered,
                                         retry_unavailable=settings.durability == "relaxed")
         self.snapshots = Snapshotter(self.write_engine, self.experiments, self.fold,
                                      every_events=settings.snapshot_every,
-                                     every_seconds=settings.snapshot_seconds)
+                                     every_seconds=settings.snapshot_seconds,
+                                     stats=self.stats)
         self.server: grpc.aio.Server | None = None
         self.loop = DecisionLoop(self.experiments, self.writer, self.engine,
                                  clock=settings.clock,
                                  relaxed=settings.durability == "relaxed",
                                  available=lambda: self._db_ok,
                                  cache_bytes=settings.cache_bytes)
-        self.controller = Controller(self.engine, self.writer, self.experiments, self.fold)
+        self.controller = Controller(self.engine, self.writer, self.experiments, self.fold,
+                                     self.stats)
         self.coordinator = Coordinator(self.write_engine)
         self.tail = Tail(self.fold, interval=settings.tail_seconds)
         self._next_auto_promote = 0.0
@@ -139,6 +144,7 @@ class App:
         Returns the ``HOST:PORT`` actually bound (port 0 picks a free one).
         """
         host = self.settings.listen.rsplit(":", 1)[0]
+        restore_stats(self.engine, self.stats)  # before the fold replays the log after them
         self.fold.restore()
         self.controller.seed()  # the TOML's changes to the set-up, in the learning order
         if self.coordinator.acquire():

@@ -62,8 +62,10 @@ class Controller:
     """Owns every change of an experiment's set-up after start; thread-safe per experiment."""
 
     def __init__(self, engine: sa.Engine, writer: GroupCommitWriter,
-                 experiments: Mapping[str, Experiment], fold: Fold, stats: Stats) -> None:
+                 experiments: Mapping[str, Experiment], fold: Fold, stats: Stats, *,
+                 units_horizon: int = reports.UNITS_HORIZON) -> None:
         self._engine = engine
+        self._units_horizon = units_horizon  # decisions among which the report counts units
         self._writer = writer
         self.experiments = experiments
         self._fold = fold
@@ -96,7 +98,8 @@ class Controller:
             raise InvalidArgument("segment_by", f"must look like \"namespace.feature\", "
                                                 f"got {segment_by!r}")
         return reports.build(self._engine, self._fold, self._stats, experiment.config,
-                             since=experiment.since, segment_by=segment_by)
+                             since=experiment.since, segment_by=segment_by,
+                             units_horizon=self._units_horizon)
 
     # ------------------------------------------------------------------ traffic
     def set_traffic(self, name: str, weights: Mapping[str, float]) -> Experiment:
@@ -147,7 +150,8 @@ class Controller:
                 flags[previous] = (0.0, True) if candidate.shadow else (candidate.traffic, False)
                 new = traffic.configured(config, variant, flags)
                 figures = {f.variant: f for f in reports.variant_figures(
-                    self._engine, self._fold, self._stats, config, since=experiment.since)[0]}
+                    self._engine, self._fold, self._stats, config, since=experiment.since,
+                    units_horizon=self._units_horizon)[0]}
                 evidence = {"from": _plain(asdict(figures[previous])),
                             "to": _plain(asdict(figures[variant])),
                             "to_was_shadow": candidate.shadow}

@@ -5,6 +5,10 @@ comes first, and only when something was learned since), and on its graceful shu
 variant is read under the fold's lock, so a snapshot's variants all reflect one position.
 Written straight to the database (not through the group-commit writer): a snapshot is never on
 a caller's path, and a lost one only means a longer replay at the next start.
+
+Each row also holds the variant's live-report accumulators (``stats``, :mod:`server.stats`) at
+the fold's position; :func:`restore_stats` loads them before the fold's restore replays the
+log after the snapshots.
 """
 
 from __future__ import annotations
@@ -16,18 +20,22 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from arbiter.log import store
 from arbiter.log.schema import snapshots
 from arbiter.server.clock import utc_now
 from arbiter.server.experiments import Experiment
-from arbiter.server.fold import Fold
+from arbiter.server.fold import READ_CHUNK, Fold
+from arbiter.server.stats import Stats
 
 log = logging.getLogger(__name__)
 
 
 class Snapshotter:
     def __init__(self, engine: sa.Engine, experiments: Mapping[str, Experiment], fold: Fold, *,
-                 every_events: int = 1000, every_seconds: float = 60.0) -> None:
+                 every_events: int = 1000, every_seconds: float = 60.0,
+                 stats: Stats | None = None) -> None:
         self._engine = engine
+        self._stats = stats
         self._experiments = experiments
         self._fold = fold
         self._every_events = every_events
@@ -60,7 +68,9 @@ class Snapshotter:
                     written[key] = position
                     rows.append({"experiment": experiment.name, "variant": variant.name,
                                  "policy": variant.config.policy, "position": position,
-                                 "updates": updates, "state": state, "created_at": utc_now()})
+                                 "updates": updates, "state": state, "created_at": utc_now(),
+                                 "stats": None if self._stats is None else self._stats.dump(
+                                     experiment.name, variant.name, self._fold.applied)})
         if rows:
             with self._engine.begin() as connection:
                 connection.execute(snapshots.insert(), rows)
@@ -69,3 +79,38 @@ class Snapshotter:
         self._learned_at_last = learned_events
         self._time_of_last = time.monotonic()
         return len(rows)
+
+
+def restore_stats(engine: sa.Engine, stats: Stats) -> int:
+    """Load each variant's report accumulators from its latest snapshot, before the fold's
+    restore (which replays the log from at most that snapshot's position: the accumulators skip
+    what they already hold). An experiment with a snapshot that has none (written before
+    revision 0003, or in a format this release does not read) has them rebuilt from the log,
+    read once from its start. Returns the learned events read for that."""
+    rebuild: list[str] = []
+    with engine.connect() as connection:
+        for name, experiment in stats.experiments.items():
+            for variant in list(experiment.variants):
+                found, data = store.latest_stats(connection, name, variant)
+                # no snapshot: its position is 0, so the fold replays every event for it
+                if found and (data is None or not stats.load(name, variant, data)):
+                    rebuild.append(name)
+    read = 0
+    for name in dict.fromkeys(rebuild):
+        experiment = stats.experiments[name]
+        after, read_before = 0, read
+        with engine.connect() as connection:
+            while True:
+                chunk = store.learned_after(connection, after, None, experiments=[name],
+                                            limit=READ_CHUNK)
+                for event in chunk:
+                    if event.decision is not None:
+                        experiment.apply(event.seq, event.variant, event.chosen,
+                                         event.probability, event.shadow, event.value)
+                read += len(chunk)
+                if len(chunk) < READ_CHUNK:
+                    break
+                after = chunk[-1].seq
+        log.info("experiment %s: report statistics rebuilt from %d learned events (snapshots "
+                 "without them)", name, read - read_before)
+    return read

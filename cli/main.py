@@ -132,7 +132,10 @@ def _run_server(args: argparse.Namespace, configs: dict[str, ExperimentConfig], 
                        durability=args.durability, snapshot_every=args.snapshot_every,
                        snapshot_seconds=args.snapshot_seconds, migrate=args.migrate), configs)
     ready(app.start())
-    stop.wait()
+    # Timed waits: the main thread returns to Python every half second, so the handler's
+    # set() is always seen (an untimed wait was seen to miss a SIGTERM under load).
+    while not stop.wait(0.5):
+        pass
     app.stop()
     return 0
 

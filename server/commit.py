@@ -147,29 +147,32 @@ def _state_changes(connection: sa.Connection, ops: Sequence[Op], learned: _Learn
 
 
 def _decisions(connection: sa.Connection, ops: Sequence[Op]) -> None:
-    mine = [op for op in ops if isinstance(op.record, DecisionRecord)]
-    if not mine:
-        return
-    inserted = store.insert_decisions(connection, [op.record for op in mine])  # type: ignore[misc]
-    for op in mine:
-        assert isinstance(op.record, DecisionRecord)
-        event_id = op.record.event_id
-        if event_id in inserted:
-            op.outcome = True
-            inserted.discard(event_id)  # the same id twice in one batch: the second conflicts
-        else:
-            op.outcome = Conflict(event_id)
+    """Outcome: True, or a :class:`Conflict` when the event id is already logged."""
+    _insert_once(ops, DecisionRecord, lambda records: store.insert_decisions(connection, records),
+                 lambda event_id: Conflict(event_id))
 
 
 def _activations(connection: sa.Connection, ops: Sequence[Op]) -> None:
-    mine = [op for op in ops if isinstance(op.record, ActivationRecord)]
+    """Outcome: True when activated now, False when it was activated before."""
+    _insert_once(ops, ActivationRecord,
+                 lambda records: store.insert_activations(connection, records), lambda _: False)
+
+
+def _insert_once(ops: Sequence[Op], kind: type[DecisionRecord] | type[ActivationRecord],
+                 insert: Callable[[list[Any]], set[str]], refused: Callable[[str], Any]) -> None:
+    """Insert the ``kind`` records of ``ops`` keyed by event id; each op's outcome is True if
+    its row went in, else ``refused(event_id)`` (already logged, or twice in this batch)."""
+    mine = [op for op in ops if isinstance(op.record, kind)]
     if not mine:
         return
-    activated = store.insert_activations(connection, [op.record for op in mine])  # type: ignore[misc]
+    inserted = insert([op.record for op in mine])
     for op in mine:
-        assert isinstance(op.record, ActivationRecord)
-        op.outcome = op.record.event_id in activated
-        activated.discard(op.record.event_id)
+        event_id = op.record.event_id  # type: ignore[union-attr]
+        if event_id in inserted:
+            op.outcome = True
+            inserted.discard(event_id)  # the same id twice in one batch: the second is refused
+        else:
+            op.outcome = refused(event_id)
 
 
 def _rewards(connection: sa.Connection, ops: Sequence[Op], now: datetime,

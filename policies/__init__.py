@@ -4,7 +4,8 @@ numpy, msgspec (the decision types) and vowpal_wabbit_next; never imports grpc, 
 protos or server.
 """
 
-from arbiter.policies.base import Decision, Namespace, Policy, PolicyConfigError
+from arbiter.policies.base import Decision, Namespace, Policy, PolicyConfigError, SkippedUpdate
 from arbiter.policies.registry import POLICIES, create, restore
 
-__all__ = ["POLICIES", "Decision", "Namespace", "Policy", "PolicyConfigError", "create", "restore"]
+__all__ = ["POLICIES", "Decision", "Namespace", "Policy", "PolicyConfigError", "SkippedUpdate", "create",
+           "restore"]

@@ -59,13 +59,20 @@ class PolicyConfigError(ValueError):
     """A hyperparameter is unknown or out of range; the message names the field and the value."""
 
 
+class SkippedUpdate(ValueError):
+    """An update the policy refused to apply because it would make its learned state non-finite
+    (a reward or feature value too large for its arithmetic). The state is exactly as before the
+    call, so a server that logs and goes on folds the same model live and in every replay."""
+
+
 class Policy(Protocol):
     """What the server needs of a policy. Adding one = one class + one line in ``registry``."""
 
     name: ClassVar[str]
 
     def distribution(self, decision: Decision, rng: np.random.Generator) -> NDArray[np.float64]:
-        """Probabilities over ``decision.action_ids``, shape ``(K,)``, summing to 1.
+        """Probabilities over ``decision.action_ids``, shape ``(K,)``, summing to 1: always
+        finite and non-negative, whatever the decision's (finite) feature values.
 
         ``rng`` is the only source of randomness (seeded by the server from the event id), so
         the same state + decision + seed gives the same distribution.
@@ -73,7 +80,11 @@ class Policy(Protocol):
         ...
 
     def update(self, decision: Decision, chosen: int, reward: float, probability: float) -> None:
-        """Learn from the reward of ``decision.action_ids[chosen]`` drawn with ``probability``."""
+        """Learn from the reward of ``decision.action_ids[chosen]`` drawn with ``probability``.
+
+        Raises ``ValueError`` (:class:`SkippedUpdate` for values too large for the policy's
+        arithmetic) and then leaves the learned state unchanged.
+        """
         ...
 
     def to_bytes(self) -> bytes:

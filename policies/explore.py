@@ -5,9 +5,17 @@
 - :func:`argmax_frequencies` — sampled scores (Thompson sampling): the probability of action
   ``k`` is the fraction of the ``M`` draws in which it has the highest score (ties split), so the
   logged propensity is exactly the distribution the action is then sampled from.
+
+Scores come from learned state and request features, both finite but possibly huge, so a score
+may overflow to an infinity or, through ``inf - inf``, to NaN. A NaN score counts as ``-inf``
+(never the argmax unless every score is); infinite scores are ordinary maxima. And every policy
+passes what it returns through :func:`checked`, the last line of defence: a distribution that is
+not finite, not non-negative or sums to 0 becomes uniform, so no policy ever emits one.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,7 +28,11 @@ def uniform(k: int) -> NDArray[np.float64]:
 
 def greedy_with_floor(scores: NDArray[np.float64], epsilon: float) -> NDArray[np.float64]:
     """``p_k = (1 - epsilon) [k in argmax] / |argmax| + epsilon / K`` for ``scores`` of ``(K,)``."""
-    best = scores == scores.max()
+    top = scores.max()
+    if top != top:  # a NaN score (numpy's max propagates it): it counts as -inf
+        scores = np.where(np.isnan(scores), -np.inf, scores)
+        top = scores.max()
+    best = scores == top
     probabilities: NDArray[np.float64] = best * ((1.0 - epsilon) / np.count_nonzero(best))
     return probabilities + epsilon / len(scores)
 
@@ -31,10 +43,26 @@ def argmax_frequencies(draws: NDArray[np.float64]) -> NDArray[np.float64]:
     A row with tied maxima gives each tied column an equal share of that row.
     """
     m, k = draws.shape
-    best = draws == draws.max(axis=1, keepdims=True)
+    top = draws.max(axis=1, keepdims=True)
+    if np.isnan(top).any():  # NaN draws count as -inf
+        draws = np.where(np.isnan(draws), -np.inf, draws)
+        top = draws.max(axis=1, keepdims=True)
+    best = draws == top
     if np.count_nonzero(best) == m:  # no ties (the usual case with continuous draws)
         counts: NDArray[np.float64] = np.bincount(best.argmax(axis=1), minlength=k) / m
         return counts
     shares: NDArray[np.float64] = best / np.count_nonzero(best, axis=1, keepdims=True)
     frequencies: NDArray[np.float64] = shares.mean(axis=0)
     return frequencies
+
+
+def checked(probabilities: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``probabilities`` (shape ``(K,)``) if finite, non-negative and summing to more than 0
+    (rescaled to sum to 1 when it is off by more than rounding), else uniform over ``K``."""
+    total = float(probabilities.sum())  # NaN or an infinity anywhere makes it so
+    if not (total > 0 and math.isfinite(total) and probabilities.min() >= 0):
+        return uniform(len(probabilities))
+    if abs(total - 1.0) > 1e-9:
+        rescaled: NDArray[np.float64] = probabilities / total
+        return rescaled
+    return probabilities

@@ -75,6 +75,11 @@ class Vocabulary:
         """Keys that own a column, in column order (the serialized form)."""
         return list(self._columns)
 
+    def truncate(self, size: int) -> None:
+        """Forget every key assigned a column at or after ``size`` (undoing growth)."""
+        for key in list(self._columns)[size:]:
+            del self._columns[key]
+
     def column(self, key: str) -> int:
         """The column of ``key``, assigning the next free one if there is room."""
         column = self.peek(key)
@@ -191,6 +196,14 @@ class Featurizer:
         self.vocabulary = vocabulary
         self._encoder = NamespaceEncoder(vocabulary.column, vocabulary.peek,
                                          generation=vocabulary.__len__)
+
+    def truncate(self, size: int) -> None:
+        """Shrink the vocabulary back to ``size`` keys; cached lookups go (they may name the
+        columns forgotten)."""
+        if len(self.vocabulary) > size:
+            self.vocabulary.truncate(size)
+            self._encoder = NamespaceEncoder(self.vocabulary.column, self.vocabulary.peek,
+                                             generation=self.vocabulary.__len__)
 
     def _encode_all(
         self, role: str, namespaces: tuple[Namespace, ...], grow: bool

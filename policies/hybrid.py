@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from arbiter.policies.ridge import Design, RidgeModels, matvec, rowdot
+from arbiter.policies.base import SkippedUpdate
+from arbiter.policies.ridge import Design, RidgeModels, finite, magnitude, matvec, rowdot
 
 
 class HybridRidge(RidgeModels):
@@ -57,6 +58,13 @@ class HybridRidge(RidgeModels):
         offset[:old_rows, :old_width] = self._offset
         self._a0inv, self._c, self._cross, self._offset = a0inv, c, cross, offset
 
+    def _shrink(self, rows: int, width: int) -> None:
+        super()._shrink(rows, width)
+        self._a0inv = self._a0inv[:width, :width].copy()
+        self._c = self._c[:width].copy()
+        self._cross = self._cross[:rows, :width, :width].copy()
+        self._offset = self._offset[:rows, :width].copy()
+
     def _theta_of(self, slots: NDArray[np.intp]) -> NDArray[np.float64]:
         """``beta + theta_a`` of ``slots``, shape ``(K, D)``: what multiplies ``x``."""
         beta = self._a0inv @ self._c
@@ -76,17 +84,28 @@ class HybridRidge(RidgeModels):
         return self._with_unseen(shared + rowdot(u, x), design)
 
     def update(self, x: NDArray[np.float64], slot: int, reward: float) -> None:
-        """Learn ``(x, reward)`` for the action at ``slot`` (the shared part learns too)."""
+        """Learn ``(x, reward)`` for the action at ``slot`` (the shared part learns too); raises
+        :class:`SkippedUpdate`, changing nothing, if a new value would not be finite."""
         ainv, cross = self._ainv[slot], self._cross[slot]
-        u = ainv @ x
-        g = x - cross.T @ u
-        h = self._a0inv @ g
-        self._a0inv -= np.outer(h, h / (1.0 + g @ h + x @ u))
-        ainv -= np.outer(u, u / (1.0 + x @ u))
-        cross += np.outer(x, x)
-        self._b[slot] += reward * x
-        offset = cross.T @ (ainv @ self._b[slot])
-        self._c += reward * x + self._offset[slot] - offset
+        with np.errstate(over="ignore", invalid="ignore"):
+            u = ainv @ x
+            g = x - cross.T @ u
+            h = self._a0inv @ g
+            scales = np.array([1.0 + g @ h + x @ u, 1.0 + x @ u])  # infinite: not exact
+            a0inv = self._a0inv - np.outer(h, h / scales[0])
+            new_ainv = ainv - np.outer(u, u / scales[1])
+            new_cross = cross + np.outer(x, x)
+            b = self._b[slot] + reward * x
+            offset = new_cross.T @ (new_ainv @ b)
+            c = self._c + reward * x + self._offset[slot] - offset
+        if not finite(scales, a0inv, new_ainv, new_cross, b, offset, c):
+            raise SkippedUpdate(f"the update with reward {reward:g} and features of norm "
+                                f"{magnitude(x):g} would make the model non-finite")
+        self._a0inv = a0inv
+        ainv[...] = new_ainv
+        cross[...] = new_cross
+        self._b[slot] = b
+        self._c = c
         self._offset[slot] = offset
 
     def estimate(self, action_id: str) -> NDArray[np.float64]:

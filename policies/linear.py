@@ -8,6 +8,10 @@ Everything else — featurization, learning, validation, snapshots — lives her
 plain ridge regression of the observed reward on the chosen action's design row; the logged
 probability is not needed for it (regression on the chosen action estimates that action's
 conditional mean under any logging policy), so it is accepted and ignored.
+
+An update the ridge core refuses (it would make the models non-finite) is undone completely —
+the features and actions it would have added are forgotten too — and raises
+:class:`~policies.base.SkippedUpdate`; every distribution passes :func:`~policies.explore.checked`.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from numpy.typing import NDArray
 
 from arbiter.policies import params as check
 from arbiter.policies import serialize
-from arbiter.policies.base import Decision
+from arbiter.policies.base import Decision, SkippedUpdate
+from arbiter.policies.explore import checked
 from arbiter.policies.featurize import DesignRows, Featurizer, Vocabulary
 from arbiter.policies.params import Hyperparameters
 from arbiter.policies.ridge import Design, RidgeModels
@@ -76,18 +81,25 @@ class LinearPolicy(Hyperparameters, ABC):
         at the prior without being recorded (:mod:`policies.ridge`), so the model, and its
         snapshot, are a function of the learned events alone — what crash recovery replays.
         """
-        return self._choose(self._design(decision, learn=False), rng)
+        return checked(self._choose(self._design(decision, learn=False), rng))
 
     @abstractmethod
     def _choose(self, design: Design, rng: np.random.Generator) -> NDArray[np.float64]:
         """The distribution over the ``K`` actions of ``design``, shape ``(K,)``."""
 
     def update(self, decision: Decision, chosen: int, reward: float, probability: float) -> None:
-        """Add ``(x_chosen, reward)`` to the chosen action's ridge model."""
+        """Add ``(x_chosen, reward)`` to the chosen action's ridge model; all or nothing."""
         check_feedback(decision, chosen, reward)
+        columns, models = len(self._featurizer.vocabulary), self._ridge.mark()
         design = self._design(decision, learn=True)
         x = design.x if design.x.ndim == 1 else design.x[chosen]
-        self._ridge.update(x, int(design.slots[chosen]), float(reward))
+        try:
+            self._ridge.update(x, int(design.slots[chosen]), float(reward))
+        except SkippedUpdate:
+            self._featurizer.truncate(columns)
+            self._ridge.truncate(models)
+            self._last = None
+            raise
 
     def to_bytes(self) -> bytes:
         """Snapshot: hyperparameters, vocabulary, action ids and the ridge arrays."""

@@ -18,6 +18,10 @@ shape ``(N, D)``, allocated with spare capacity in both ``N`` and ``D``. A colum
 yet has ``A^{-1}`` entries ``1/l2`` on the diagonal and 0 elsewhere, so growing ``D`` (a new
 feature) or ``N`` (a new action id, which starts from the prior) is an exact block-diagonal
 extension, and a design row padded with zeros gives the same estimates at any capacity.
+
+An update is all or nothing: it is computed aside and stored only if every new value is finite
+(a finite but huge reward or feature can overflow ``r x``, ``x^T u`` or ``A^{-1} b``); otherwise
+it raises :class:`~policies.base.SkippedUpdate` and the models are exactly as before.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from arbiter.policies.base import SkippedUpdate
 
 _ALIGN = 8
 _GROWTH = 1.25
@@ -60,6 +66,11 @@ def rowdot(a: NDArray[np.float64], x: NDArray[np.float64]) -> NDArray[np.float64
     """``a_k . x_k`` for ``a`` of ``(K, D)`` and ``x`` of ``(K, D)`` or ``(D,)`` → ``(K,)``."""
     dots: NDArray[np.float64] = a @ x if x.ndim == 1 else np.einsum("kd,kd->k", a, x)
     return dots
+
+
+def finite(*arrays: NDArray[np.float64]) -> bool:
+    """True when every entry of every array is finite."""
+    return all(bool(np.isfinite(a).all()) for a in arrays)
 
 
 def _capacity(needed: int, current: int) -> int:
@@ -124,6 +135,28 @@ class RidgeModels:
         self._last_contiguous = bool((slots == np.arange(len(slots))).all())
         return slots
 
+    def mark(self) -> tuple[int, int, int, int]:
+        """What :meth:`truncate` needs to undo growth: actions, columns used, capacity."""
+        rows, width = self._b.shape
+        return len(self._slots), self._dim, rows, width
+
+    def truncate(self, mark: tuple[int, int, int, int]) -> None:
+        """Forget the actions and columns added since :meth:`mark` (they were at the prior,
+        untouched, so what is left is exactly the models as they were then)."""
+        actions, dim, rows, width = mark
+        for action_id in list(self._slots)[actions:]:
+            del self._slots[action_id]
+        self._dim = dim
+        self._last_ids = ()
+        if (rows, width) != self._b.shape:
+            self._shrink(rows, width)
+
+    def _shrink(self, rows: int, width: int) -> None:
+        """Back to capacity ``(rows, width)``, no smaller than what is in use."""
+        self._ainv = self._ainv[:rows, :width, :width].copy()
+        self._b = self._b[:rows, :width].copy()
+        self._theta = self._theta[:rows, :width].copy()
+
     def _resize(self, rows: int, width: int) -> None:
         old_rows, old_width = self._b.shape
         ainv = np.zeros((rows, width, width))
@@ -157,12 +190,22 @@ class RidgeModels:
         return np.maximum(variance, 0.0)
 
     def update(self, x: NDArray[np.float64], slot: int, reward: float) -> None:
-        """Learn ``(x, reward)``, ``x`` of shape ``(D,)``, in the model at ``slot``."""
+        """Learn ``(x, reward)``, ``x`` of shape ``(D,)``, in the model at ``slot``; raises
+        :class:`SkippedUpdate`, changing nothing, if a new value would not be finite."""
         ainv = self._ainv[slot]
-        u = ainv @ x
-        ainv -= np.outer(u, u / (1.0 + x @ u))
-        self._b[slot] += reward * x
-        self._theta[slot] = ainv @ self._b[slot]
+        with np.errstate(over="ignore", invalid="ignore"):
+            u = ainv @ x
+            scale = 1.0 + x @ u  # an infinity here would leave A^{-1} as it was: not exact
+            new_ainv = np.outer(u, u / scale)
+            np.subtract(ainv, new_ainv, out=new_ainv)
+            b = self._b[slot] + reward * x
+            theta = new_ainv @ b
+        if not (np.isfinite(scale) and finite(new_ainv, theta, b)):
+            raise SkippedUpdate(f"the update with reward {reward:g} and features of norm "
+                                f"{magnitude(x):g} would make the model non-finite")
+        ainv[...] = new_ainv
+        self._b[slot] = b
+        self._theta[slot] = theta
 
     def estimate(self, action_id: str) -> NDArray[np.float64]:
         """``theta`` of ``action_id`` over the used columns, shape ``(d,)`` (zeros if unseen)."""
@@ -198,3 +241,9 @@ class RidgeModels:
         self._ainv[:n, :d, :d] = arrays["ainv"]
         self._b[:n, :d] = arrays["b"]
         self._theta[:n, :d] = arrays["theta"]
+
+
+def magnitude(x: NDArray[np.float64]) -> float:
+    """``|x|`` for a message, overflow and all (then ``inf``)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(np.linalg.norm(x))

@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from arbiter.policies import params as check
 from arbiter.policies import serialize
 from arbiter.policies.base import Decision
-from arbiter.policies.explore import argmax_frequencies
+from arbiter.policies.explore import argmax_frequencies, checked
 from arbiter.policies.linear import check_feedback
 from arbiter.policies.params import Hyperparameters
 
@@ -53,7 +53,7 @@ class BetaThompson(Hyperparameters):
     def distribution(self, decision: Decision, rng: np.random.Generator) -> NDArray[np.float64]:
         """Argmax frequencies of ``M`` draws from the K posteriors, shape ``(K,)``."""
         a, b = self._parameters(decision.action_ids)
-        return argmax_frequencies(rng.beta(a, b, size=(self.samples, decision.size)))
+        return checked(argmax_frequencies(rng.beta(a, b, size=(self.samples, decision.size))))
 
     def update(self, decision: Decision, chosen: int, reward: float, probability: float) -> None:
         """``a += reward``, ``b += 1 - reward`` for the chosen action; reward must be in [0, 1]."""

@@ -23,10 +23,19 @@ So predictions give the shared example weight 0 (``t`` and ``weighted_unlabeled_
 put; the pmf does not depend on it) and a snapshot is VW's model reloaded once without
 ``--preserve_performance_counters``, which zeroes ``example_number``, ``total_features`` and VW's
 other reporting counters (loss sums, labelled-example counts) and keeps all learning state.
+
+VW computes in float32, so a finite double can overflow it (a reward of 1e39, a feature whose
+square exceeds 3.4e38, or one so small that dividing by its square does). An update whose reward
+or any feature value is outside :data:`_SAFE_MAGNITUDES` is applied to a copy-on-failure: the
+workspace is serialized first, and if any weight (or the learned example's pmf) is then not
+finite, it is reloaded from that copy and the update raises
+:class:`~policies.base.SkippedUpdate`. The pmf goes through
+:func:`~policies.explore.checked` like every policy's distribution.
 """
 
 from __future__ import annotations
 
+import math
 import shlex
 import threading
 from dataclasses import dataclass, field
@@ -38,7 +47,8 @@ from numpy.typing import NDArray
 
 from arbiter.policies import params as check
 from arbiter.policies import serialize
-from arbiter.policies.base import Decision, Namespace, PolicyConfigError
+from arbiter.policies.base import Decision, Namespace, PolicyConfigError, SkippedUpdate
+from arbiter.policies.explore import checked
 from arbiter.policies.featurize import NamespaceEncoder, stable_hash
 from arbiter.policies.linear import check_feedback
 from arbiter.policies.params import Hyperparameters
@@ -69,6 +79,20 @@ _SHARED_TO_LEARN = vw.CBLabel(shared=True)
 """The shared example's label while learning: VW's default weight 1, as before."""
 
 _CACHE_LIMIT = 4096
+
+_SAFE_MAGNITUDES = (1e-6, 1e6)
+"""Rewards up to 1e6 in magnitude and feature values within these (or 0) cannot overflow VW's
+float32 arithmetic in one update: squares stay below 1e12, and VW's normalisation divides by
+squares of feature values no smaller than 1e-12. Anything else is learned on a copy-on-failure."""
+
+
+def _risky(decision: Decision, reward: float) -> bool:
+    """Whether ``reward`` or a feature value of ``decision`` is outside the safe magnitudes."""
+    low, high = _SAFE_MAGNITUDES
+    if abs(reward) > high:
+        return True
+    namespaces = [*decision.context, *(ns for features in decision.action_features for ns in features)]
+    return any(v and not low <= abs(v) <= high for ns in namespaces for v in ns.numbers.values())
 
 
 def _features_key(namespaces: tuple[Namespace, ...]) -> tuple[object, ...]:
@@ -166,22 +190,44 @@ class VowpalWabbit(Hyperparameters):
         probabilities = np.zeros(decision.size)
         for index, probability in pmf:
             probabilities[index] = probability
-        normalised: NDArray[np.float64] = probabilities / probabilities.sum()
-        return normalised
+        total = probabilities.sum()
+        return checked(probabilities / total if total > 0 else probabilities)
 
     def update(self, decision: Decision, chosen: int, reward: float, probability: float) -> None:
         """Learn ``cost = -reward`` for the chosen action logged with ``probability``."""
         check_feedback(decision, chosen, reward)
         if not 0.0 < probability <= 1.0:
             raise ValueError(f"`probability` must be in (0, 1], got {probability}")
+        risky = _risky(decision, reward)
         examples = self._examples(decision, _SHARED_TO_LEARN)
         action = examples[1 + chosen]
         with self._lock:
+            before = self._workspace.serialize() if risky else None
             action.set_label(vw.CBLabel(label=(-float(reward), float(probability))))
             try:
                 self._workspace.learn_one(examples)
             finally:
                 action.set_label(vw.CBLabel())
+            if before is not None and not self._finite(examples):
+                self._workspace = self._open(_RESTORE_ARGS, before)
+                self._actions.clear()
+                self._last = None
+                raise SkippedUpdate(f"the update with reward {reward:g} and these feature values "
+                                    "would make VW's model non-finite")
+
+    def _finite(self, examples: list[vw.Example]) -> bool:
+        """Every weight (and its adaptive and normalisation state) and the pmf of ``examples``
+        are finite (under the lock)."""
+        try:
+            weights = self._workspace.weights()
+        except (RuntimeError, ValueError):  # sparse weights: the pmf has to do
+            weights = np.zeros(1, dtype=np.float32)
+        examples[0].set_label(_SHARED_TO_PREDICT)
+        try:
+            pmf = cast(list[tuple[int, float]], self._workspace.predict_one(examples))
+        finally:
+            examples[0].set_label(_SHARED_TO_LEARN)
+        return bool(np.isfinite(weights).all()) and all(math.isfinite(p) for _, p in pmf)
 
     def to_bytes(self) -> bytes:
         """Snapshot: ``args`` and VW's own serialized model, without the counters predictions advance."""

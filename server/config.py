@@ -25,10 +25,11 @@ from arbiter.policies import PolicyConfigError, create
 
 SINGLE_VARIANT = "default"
 AGGREGATIONS = ("first", "sum")
+DEFAULT_REWARD_RANGE = (-1e6, 1e6)  # rewards outside are refused: INVALID_ARGUMENT naming `value`
 
 EXPERIMENT_KEYS = {
     "policy", "params", "variants", "control", "salt", "reward_wait_seconds", "default_reward",
-    "reward_aggregation", "auto_promote", "segment_by",
+    "reward_aggregation", "auto_promote", "segment_by", "reward_range",
 }
 VARIANT_KEYS = {"name", "policy", "params", "traffic", "shadow"}
 
@@ -63,6 +64,7 @@ class ExperimentConfig:
     reward_aggregation: str = "first"
     auto_promote: AutoPromote | None = None
     segment_by: str | None = None
+    reward_range: tuple[float, float] = DEFAULT_REWARD_RANGE  # [low, high], both accepted
 
     def variant(self, name: str) -> VariantConfig:
         for variant in self.variants:
@@ -125,15 +127,34 @@ def _parse_experiment(name: str, table: Any) -> ExperimentConfig:
     if segment_by is not None and (not isinstance(segment_by, str) or "." not in segment_by):
         raise ConfigError(f"{where}: `segment_by` must look like \"namespace.feature\", "
                           f"got {segment_by!r}")
+    reward_range = _parse_reward_range(where, table.get("reward_range", DEFAULT_REWARD_RANGE))
+    default_reward = _number(where, table, "default_reward", 0.0)
+    if not reward_range[0] <= default_reward <= reward_range[1]:
+        raise ConfigError(f"{where}: `default_reward` = {default_reward:g} is outside "
+                          f"`reward_range` [{reward_range[0]:g}, {reward_range[1]:g}]")
     return ExperimentConfig(
         name=name, variants=variants, control=control,
         salt=str(table.get("salt", name)),
         reward_wait_seconds=wait,
-        default_reward=_number(where, table, "default_reward", 0.0),
+        default_reward=default_reward,
         reward_aggregation=aggregation,
         auto_promote=_parse_auto_promote(where, table.get("auto_promote")),
         segment_by=segment_by,
+        reward_range=reward_range,
     )
+
+
+def _parse_reward_range(where: str, raw: Any) -> tuple[float, float]:
+    """``[low, high]``: two finite numbers, ``low < high``."""
+    if not isinstance(raw, list | tuple) or len(raw) != 2 or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            for v in raw):
+        raise ConfigError(f"{where}: `reward_range` must be [low, high], two finite numbers, "
+                          f"got {raw!r}")
+    low, high = float(raw[0]), float(raw[1])
+    if not low < high:
+        raise ConfigError(f"{where}: `reward_range` must have low < high, got [{low:g}, {high:g}]")
+    return low, high
 
 
 def _parse_variant(where: str, item: Any) -> VariantConfig:

@@ -39,7 +39,13 @@ from arbiter.server.cache import Cached, DecisionCache
 from arbiter.server.clock import Clock, utc_now
 from arbiter.server.commit import CloseDue, Conflict, Op
 from arbiter.server.domain import ChooseInput, ChooseOutcome, RewardOutcome
-from arbiter.server.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
+from arbiter.server.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from arbiter.server.experiments import Experiment, rng_for
 from arbiter.server.rewards import Verdict
 from arbiter.server.writer import GroupCommitWriter, Write, waiter
@@ -172,6 +178,10 @@ class DecisionLoop:
     async def reward(self, event_id: str, value: float, reward_id: str = "") -> RewardOutcome:
         cached = await self._find(event_id)
         config = self._experiment(cached.record.experiment).config
+        low, high = config.reward_range
+        if not low <= value <= high:  # before anything is written
+            raise InvalidArgument("value", f"must be within the experiment's reward_range "
+                                           f"[{low:g}, {high:g}], got {value:g}")
         self._check_available()
         op = Op(RewardRecord(event_id=event_id, experiment=config.name, value=value,
                              reward_id=reward_id, aggregation=config.reward_aggregation,

@@ -9,15 +9,20 @@ import grpc
 from rich.console import Console
 from rich.table import Table
 
+from arbiter.client import Connection
 from arbiter.v1 import experiments_pb2 as pb
 from arbiter.v1 import experiments_pb2_grpc
 
 
-def _call(target: str, method: str, request: object) -> object | None:
-    with grpc.insecure_channel(target) as channel:
+def _call(target: str, method: str, request: object,
+          connection: Connection | None = None) -> object | None:
+    """One ExperimentService call over ``connection`` (TLS, token; plaintext without one)."""
+    connection = connection or Connection()
+    with connection.channel(target) as channel:
         stub = experiments_pb2_grpc.ExperimentServiceStub(channel)
         try:
-            response: object = getattr(stub, method)(request, timeout=30)
+            response: object = getattr(stub, method)(request, timeout=30,
+                                                     metadata=connection.metadata)
             return response
         except grpc.RpcError as error:
             print(f"arbiter: {error.code().name}: {error.details()}", file=sys.stderr)
@@ -60,9 +65,10 @@ def srm_verdict(srm: pb.SampleRatioCheck) -> str:
             f"units {observed}; weights {expected})")
 
 
-def report(target: str, experiment: str, segment_by: str = "") -> int:
+def report(target: str, experiment: str, segment_by: str = "", *,
+           connection: Connection | None = None) -> int:
     answer = _call(target, "GetReport",
-                   pb.GetReportRequest(experiment=experiment, segment_by=segment_by))
+                   pb.GetReportRequest(experiment=experiment, segment_by=segment_by), connection)
     if answer is None:
         return 1
     assert isinstance(answer, pb.Report)
@@ -79,9 +85,11 @@ def report(target: str, experiment: str, segment_by: str = "") -> int:
     return 0
 
 
-def promote(target: str, experiment: str, variant: str, reason: str = "") -> int:
+def promote(target: str, experiment: str, variant: str, reason: str = "", *,
+            connection: Connection | None = None) -> int:
     answer = _call(target, "Promote",
-                   pb.PromoteRequest(experiment=experiment, variant=variant, reason=reason))
+                   pb.PromoteRequest(experiment=experiment, variant=variant, reason=reason),
+                   connection)
     if answer is None:
         return 1
     assert isinstance(answer, pb.PromoteResponse)

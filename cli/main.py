@@ -5,12 +5,18 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import logging
+import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from arbiter.server.config import ConfigError, ExperimentConfig, load_config
+
+if TYPE_CHECKING:
+    from arbiter.client import Connection
+    from arbiter.server.transport import TlsFiles
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,6 +46,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--no-migrate", dest="migrate", action="store_false",
                        help="refuse a database whose schema is not at this release's revision "
                             "instead of upgrading it (then run `arbiter db upgrade`)")
+    security = serve.add_argument_group("security (README: Security and privacy)")
+    security.add_argument("--tls-cert", metavar="PEM",
+                          help="serve TLS with this certificate chain (with --tls-key)")
+    security.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
+    security.add_argument("--tls-client-ca", metavar="PEM",
+                          help="require a client certificate signed by this CA (mTLS)")
+    security.add_argument("--auth-tokens", metavar="TOML",
+                          help="token file: every call needs `authorization: Bearer <token>` "
+                               "with a role for its method (reloaded on SIGHUP)")
+    security.add_argument("--no-reflection", dest="reflection", action="store_false",
+                          help="do not serve gRPC server reflection")
+    security.add_argument("--insecure", action="store_true",
+                          help="allow plaintext on an address that is not loopback")
     serve.add_argument("--log-level", default="WARNING")
     serve.set_defaults(run=_serve)
 
@@ -48,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     simulate.add_argument("--experiment", default="homepage")
     simulate.add_argument("--events", type=int, default=5000)
     simulate.add_argument("--seed", type=int, default=0)
+    _connection_arguments(simulate)
     simulate.set_defaults(run=_simulate)
 
     from arbiter.cli.evaluate import register as register_evaluation
@@ -62,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.add_argument("--segment-by", default="",
                         help="categorical context feature NAMESPACE.FEATURE to break down by "
                              "(default: the experiment's `segment_by`)")
+    _connection_arguments(report)
     report.set_defaults(run=_report)
 
     promote = commands.add_parser("promote", help="make a variant the experiment's champion")
@@ -69,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     promote.add_argument("--experiment", required=True)
     promote.add_argument("--variant", required=True)
     promote.add_argument("--reason", default="", help="why (stored in the audit row)")
+    _connection_arguments(promote)
     promote.set_defaults(run=_promote)
 
     args = parser.parse_args(argv)
@@ -81,11 +103,69 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def _connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """How a client command reaches a server with TLS and tokens (arbiter.client.Connection)."""
+    group = parser.add_argument_group("connection")
+    group.add_argument("--token-file", metavar="FILE",
+                       help="file holding the bearer token (default: $ARBITER_TOKEN)")
+    group.add_argument("--tls", action="store_true",
+                       help="connect with TLS, trusting the system's CAs (implied by --tls-ca)")
+    group.add_argument("--tls-ca", metavar="PEM", help="CA certificate(s) to verify the server")
+    group.add_argument("--tls-cert", metavar="PEM", help="client certificate (mTLS)")
+    group.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
+
+
+def _connection(args: argparse.Namespace) -> Connection:
+    from arbiter.client import Connection
+
+    token = os.environ.get("ARBITER_TOKEN") or None
+    if args.token_file:
+        with open(args.token_file, encoding="utf-8") as file:
+            token = file.read().strip()
+    return Connection(token=token, tls=args.tls, ca_file=args.tls_ca, cert_file=args.tls_cert,
+                      key_file=args.tls_key)
+
+
+def _security(args: argparse.Namespace) -> str | None:
+    """What is wrong with the serve command's security flags (one line), or None."""
+    from arbiter.server.auth import TokenFileError, load_tokens
+    from arbiter.server.transport import TransportError, is_loopback
+
+    if bool(args.tls_cert) != bool(args.tls_key):
+        return "--tls-cert and --tls-key go together"
+    if args.tls_client_ca and not args.tls_cert:
+        return "--tls-client-ca needs --tls-cert and --tls-key"
+    try:
+        tls = _tls_files(args)
+        if tls is not None:
+            tls.read()
+        if args.auth_tokens:
+            load_tokens(args.auth_tokens)
+    except (TransportError, TokenFileError) as error:
+        return str(error)
+    if not args.tls_cert and not args.insecure and not is_loopback(args.listen):
+        return (f"refusing to listen on {args.listen} without TLS: give --tls-cert and "
+                "--tls-key, or --insecure to serve plaintext on a network anyway")
+    return None
+
+
+def _tls_files(args: argparse.Namespace) -> TlsFiles | None:
+    from arbiter.server.transport import TlsFiles
+
+    if not args.tls_cert:
+        return None
+    return TlsFiles(cert=args.tls_cert, key=args.tls_key, client_ca=args.tls_client_ca)
+
+
 def _serve(args: argparse.Namespace) -> int:
     processes = _positive_int(args.processes)
     if processes is None:
         print(f"arbiter: --processes must be a whole number >= 1, got {args.processes!r}",
               file=sys.stderr)
+        return 2
+    problem = _security(args)
+    if problem is not None:
+        print(f"arbiter: {problem}", file=sys.stderr)
         return 2
     pid = " [%(process)d]" if processes > 1 else ""  # whose line is it, with several processes
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
@@ -125,17 +205,23 @@ def _run_server(args: argparse.Namespace, configs: dict[str, ExperimentConfig], 
     from arbiter.server.app import App, Settings
 
     stop = threading.Event()
+    reload = threading.Event()  # SIGHUP: read the token file again
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: reload.set())
     app = App(Settings(listen=listen, db=args.db, max_actions=args.max_actions,
                        workers=args.workers, reuse_port=reuse_port,
                        durability=args.durability, snapshot_every=args.snapshot_every,
-                       snapshot_seconds=args.snapshot_seconds, migrate=args.migrate), configs)
+                       snapshot_seconds=args.snapshot_seconds, migrate=args.migrate,
+                       tls=_tls_files(args), auth_tokens=args.auth_tokens,
+                       reflection=args.reflection), configs)
     ready(app.start())
     # Timed waits: the main thread returns to Python every half second, so the handler's
     # set() is always seen (an untimed wait was seen to miss a SIGTERM under load).
     while not stop.wait(0.5):
-        pass
+        if reload.is_set():  # reloaded here, on the main thread, not inside the handler
+            reload.clear()
+            app.reload_tokens()
     app.stop()
     return 0
 
@@ -143,16 +229,18 @@ def _run_server(args: argparse.Namespace, configs: dict[str, ExperimentConfig], 
 def _simulate(args: argparse.Namespace) -> int:
     from arbiter.cli.simulate import run
 
-    return run(args.target, args.experiment, args.events, seed=args.seed)
+    return run(args.target, args.experiment, args.events, seed=args.seed,
+               connection=_connection(args))
 
 
 def _report(args: argparse.Namespace) -> int:
     from arbiter.cli.admin import report
 
-    return report(args.target, args.experiment, args.segment_by)
+    return report(args.target, args.experiment, args.segment_by, connection=_connection(args))
 
 
 def _promote(args: argparse.Namespace) -> int:
     from arbiter.cli.admin import promote
 
-    return promote(args.target, args.experiment, args.variant, args.reason)
+    return promote(args.target, args.experiment, args.variant, args.reason,
+                   connection=_connection(args))

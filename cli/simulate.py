@@ -16,7 +16,7 @@ import sys
 import numpy as np
 from rich.progress import Progress
 
-from arbiter.client import ArbiterClientError, DecisionClient
+from arbiter.client import ArbiterClientError, Connection, DecisionClient
 
 COUNTRIES = ("DE", "FR", "US", "JP")
 DEVICES = ("mobile", "desktop", "tablet")
@@ -41,13 +41,14 @@ class HiddenPreferences:
                               for d in range(len(DEVICES)) for a in range(len(ARTICLES))]))
 
 
-def run(target: str, experiment: str, events: int, *, seed: int = 0) -> int:
+def run(target: str, experiment: str, events: int, *, seed: int = 0,
+        connection: Connection | None = None) -> int:
     """Drive ``events`` Choose + Reward pairs; print the running mean and the summary."""
     if events < 10:
         print("arbiter simulate: --events must be at least 10", file=sys.stderr)
         return 2
     try:
-        rewards = _drive(target, experiment, events, HiddenPreferences(seed), seed)
+        rewards = _drive(target, experiment, events, HiddenPreferences(seed), seed, connection)
     except ArbiterClientError as error:
         print(f"arbiter simulate: the server answered {error}", file=sys.stderr)
         return 1
@@ -59,12 +60,13 @@ def run(target: str, experiment: str, events: int, *, seed: int = 0) -> int:
 
 
 def _drive(target: str, experiment: str, events: int, model: HiddenPreferences,
-           seed: int) -> np.ndarray:
+           seed: int, connection: Connection | None = None) -> np.ndarray:
     """Rewards ``(events,)`` of simulated users served by the experiment at ``target``."""
     rng = np.random.default_rng(seed + 1)
     rewards = np.zeros(events)
     report_every = max(1, events // 10)
-    with DecisionClient(target) as client, Progress(disable=not sys.stdout.isatty()) as bar:
+    with (DecisionClient(target, connection=connection) as client,
+          Progress(disable=not sys.stdout.isatty()) as bar):
         task = bar.add_task("simulating", total=events)
         for i in range(events):
             country, device = int(rng.integers(len(COUNTRIES))), int(rng.integers(len(DEVICES)))

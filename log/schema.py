@@ -26,8 +26,10 @@
 - ``experiment_states``: append-only history of each experiment's live set-up (which variants
   serve and with what weight, which are shadows, the champion, and the bucket → variant table
   run-length encoded as ``[[variant, count], ...]``); the highest ``version`` is the current one.
-  The TOML seeds version 1; ``SetTraffic`` and promotions add versions.
-- ``promotions``: the audit trail of every promotion, with the report figures behind it.
+  The TOML seeds version 1; ``SetTraffic`` and promotions add versions. ``principal`` is who
+  made the change (a token's name).
+- ``promotions``: the audit trail of every promotion, with the report figures behind it and
+  the ``principal`` who asked for it.
 """
 
 from __future__ import annotations
@@ -150,6 +152,9 @@ experiment_states = sa.Table(
     sa.Column("bucket_table", sa.JSON, nullable=False),
     sa.Column("reason", sa.String(64), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # Who made the change: the caller's token name (`--auth-tokens`); NULL for the server's own
+    # changes (the TOML's seeding), an open server's callers, and rows before revision 0004.
+    sa.Column("principal", sa.String(128), nullable=True),
 )
 
 promotions = sa.Table(
@@ -165,5 +170,8 @@ promotions = sa.Table(
     sa.Column("automatic", sa.Boolean, nullable=False),
     sa.Column("state_version", sa.BigInteger, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # Who promoted: the caller's token name; NULL for automatic promotions, an open server's
+    # callers, and rows before revision 0004.
+    sa.Column("principal", sa.String(128), nullable=True),
     sa.Index("ix_promotions_experiment", "experiment", "id"),
 )

@@ -1,6 +1,9 @@
 """The ExperimentService (admin) servicer: convert, call the controller, convert back.
 
 Errors are the domain errors of :mod:`server.errors` (``server.guard`` maps them).
+``principal`` is the caller (``server.guard`` authorizes it; None on an open server): an
+experiment it may not see is NOT_FOUND, as an unknown one is, and ListExperiments leaves it out;
+its name goes into the audit rows of SetTraffic and Promote.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import math
 import grpc
 
 from arbiter.server import report as reports
+from arbiter.server.auth import Principal, check_visible
 from arbiter.server.experiments import Experiment
 from arbiter.server.promotion import Controller
 from arbiter.v1 import experiments_pb2 as pb
@@ -25,33 +29,46 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
         self._controller = controller
 
     async def ListExperiments(self, request: pb.ListExperimentsRequest,
-                              context: grpc.aio.ServicerContext) -> pb.ListExperimentsResponse:
+                              context: grpc.aio.ServicerContext,
+                              principal: Principal | None = None) -> pb.ListExperimentsResponse:
         return pb.ListExperimentsResponse(experiments=[
-            experiment_message(e) for _, e in sorted(self._controller.experiments.items())])
+            experiment_message(e) for name, e in sorted(self._controller.experiments.items())
+            if principal is None or principal.sees(name)])
 
     async def GetExperiment(self, request: pb.GetExperimentRequest,
-                            context: grpc.aio.ServicerContext) -> pb.Experiment:
+                            context: grpc.aio.ServicerContext,
+                            principal: Principal | None = None) -> pb.Experiment:
+        check_visible(principal, request.experiment)
         return experiment_message(self._controller.experiment(request.experiment))
 
-    async def GetReport(self, request: pb.GetReportRequest,
-                        context: grpc.aio.ServicerContext) -> pb.Report:
+    async def GetReport(self, request: pb.GetReportRequest, context: grpc.aio.ServicerContext,
+                        principal: Principal | None = None) -> pb.Report:
+        check_visible(principal, request.experiment)
         report = await asyncio.to_thread(self._controller.report, request.experiment,
                                          request.segment_by)
         return report_message(report)
 
-    async def SetTraffic(self, request: pb.SetTrafficRequest,
-                         context: grpc.aio.ServicerContext) -> pb.Experiment:
+    async def SetTraffic(self, request: pb.SetTrafficRequest, context: grpc.aio.ServicerContext,
+                         principal: Principal | None = None) -> pb.Experiment:
+        check_visible(principal, request.experiment)
         experiment = await asyncio.to_thread(self._controller.set_traffic, request.experiment,
-                                             dict(request.traffic))
+                                             dict(request.traffic), principal=_name(principal))
         return experiment_message(experiment)
 
-    async def Promote(self, request: pb.PromoteRequest,
-                      context: grpc.aio.ServicerContext) -> pb.PromoteResponse:
+    async def Promote(self, request: pb.PromoteRequest, context: grpc.aio.ServicerContext,
+                      principal: Principal | None = None) -> pb.PromoteResponse:
+        check_visible(principal, request.experiment)
         previous = await asyncio.to_thread(self._controller.promote, request.experiment,
-                                           request.variant, request.reason)
+                                           request.variant, request.reason,
+                                           principal=_name(principal))
         return pb.PromoteResponse(
             experiment=experiment_message(self._controller.experiment(request.experiment)),
             previous_champion=previous)
+
+
+def _name(principal: Principal | None) -> str | None:
+    """The audit rows' ``principal``: the token's name, NULL on an open server."""
+    return principal.name if principal is not None else None
 
 
 def experiment_message(experiment: Experiment) -> pb.Experiment:

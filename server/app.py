@@ -29,6 +29,7 @@ from arbiter.log.engine import create_engine
 from arbiter.log.migrate import prepare_schema
 from arbiter.log.store import LearnedEvent
 from arbiter.server.admin import ExperimentServicer
+from arbiter.server.auth import TokenFileError, Tokens, load_tokens
 from arbiter.server.clock import Clock, utc_now
 from arbiter.server.commit import Op, commit_batch
 from arbiter.server.config import ExperimentConfig
@@ -42,6 +43,7 @@ from arbiter.server.promotion import Controller
 from arbiter.server.servicer import DecisionServicer
 from arbiter.server.snapshots import Snapshotter, restore_stats
 from arbiter.server.stats import Stats
+from arbiter.server.transport import TlsFiles
 from arbiter.server.writer import GroupCommitWriter
 from arbiter.v1 import decision_pb2, decision_pb2_grpc, experiments_pb2, experiments_pb2_grpc
 
@@ -75,6 +77,9 @@ class Settings:
     migrate: bool = True  # upgrade the log's schema at start; False: refuse one not at head
     tail_seconds: float = 0.02  # how often other processes' learned events are read and folded
     cache_bytes: int = DEFAULT_CACHE_BYTES  # the decision cache (the join's memory)
+    tls: TlsFiles | None = None  # None: plaintext
+    auth_tokens: str | None = None  # the token file (server/auth.py); None: an open server
+    reflection: bool = True  # serve gRPC server reflection
 
 
 class App:
@@ -90,6 +95,10 @@ class App:
         if settings.durability not in DURABILITY:
             raise ValueError(f"`durability` must be one of {DURABILITY}, got {settings.durability!r}")
         self.settings = settings
+        # The current token set, replaced whole by reload_tokens() (one attribute assignment:
+        # a call sees the old set or the new one); None: an open server.
+        self.tokens: Tokens | None = (load_tokens(settings.auth_tokens)
+                                      if settings.auth_tokens is not None else None)
         self.engine: sa.Engine = create_engine(settings.db)
         prepare_schema(self.engine, migrate=settings.migrate)
         self.write_engine: sa.Engine = create_engine(settings.db, writer=True)
@@ -144,6 +153,9 @@ class App:
         Returns the ``HOST:PORT`` actually bound (port 0 picks a free one).
         """
         host = self.settings.listen.rsplit(":", 1)[0]
+        if self.tokens is None:
+            log.warning("no --auth-tokens: this server is open; anyone who reaches %s may call "
+                        "every method, the admin ones included", self.settings.listen)
         restore_stats(self.engine, self.stats)  # before the fold replays the log after them
         self.fold.restore()
         self.controller.seed()  # the TOML's changes to the set-up, in the learning order
@@ -165,20 +177,40 @@ class App:
         """Build, bind and start the gRPC server on the event loop; the port bound."""
         server = grpc.aio.server(
             options=[("grpc.so_reuseport", 1 if self.settings.reuse_port else 0)])
+        auth = self if self.tokens is not None else None  # the guard reads self.tokens per call
         decision_pb2_grpc.add_DecisionServiceServicer_to_server(
             guard(DecisionServicer(self.loop, max_actions=self.settings.max_actions),
-                  DECISION_SERVICE), server)
+                  DECISION_SERVICE, auth), server)
         experiments_pb2_grpc.add_ExperimentServiceServicer_to_server(
             guard(ExperimentServicer(self.controller),
-                  EXPERIMENT_SERVICE), server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(SERVICE_NAMES, server)
-        port: int = server.add_insecure_port(self.settings.listen)
+                  EXPERIMENT_SERVICE, auth), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)  # open, always
+        if self.settings.reflection:
+            reflection.enable_server_reflection(SERVICE_NAMES, server)
+        tls = self.settings.tls
+        port: int = (server.add_secure_port(self.settings.listen, tls.credentials())
+                     if tls is not None else server.add_insecure_port(self.settings.listen))
         if port == 0:
             raise RuntimeError(f"cannot listen on {self.settings.listen}")
         await server.start()
         self.server = server
         return port
+
+    def reload_tokens(self) -> bool:
+        """Read the token file again and swap the new set in (``arbiter serve`` calls this on
+        SIGHUP). A file that does not parse leaves the current set in force. True if swapped."""
+        path = self.settings.auth_tokens
+        if path is None:
+            log.warning("nothing to reload: this server runs without --auth-tokens")
+            return False
+        try:
+            tokens = load_tokens(path)
+        except TokenFileError as error:
+            log.error("tokens not reloaded, the previous ones stay in force: %s", error)
+            return False
+        self.tokens = tokens
+        log.warning("tokens reloaded from %s: %d tokens", path, len(tokens))
+        return True
 
     def _on_events(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run ``coroutine`` on the event loop and wait for its result."""

@@ -41,6 +41,14 @@ class Overloaded(ArbiterError):
     """The server's queues are full; retry with backoff."""
 
 
+class Unauthenticated(ArbiterError):
+    """No token, or a token the server does not know (``server.auth``)."""
+
+
+class PermissionDenied(ArbiterError):
+    """A known token without the role the method needs (``server.auth``)."""
+
+
 STATUS_BY_ERROR: dict[type[ArbiterError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     NotFound: grpc.StatusCode.NOT_FOUND,
@@ -48,6 +56,8 @@ STATUS_BY_ERROR: dict[type[ArbiterError], grpc.StatusCode] = {
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 

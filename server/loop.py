@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from bisect import bisect_right
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from itertools import accumulate
 from typing import Any
 
@@ -105,8 +105,9 @@ class DecisionLoop:
         self._inflight: dict[str, asyncio.Future[ChooseOutcome]] = {}
 
     # ---------------------------------------------------------------- Choose
-    async def choose(self, request: ChooseInput) -> ChooseOutcome:
-        experiment = self._experiment(request.experiment)
+    async def choose(self, request: ChooseInput, allowed: Set[str] | None = None) -> ChooseOutcome:
+        """``allowed``: the experiments the caller may see (None: all); any other is NOT_FOUND."""
+        experiment = self._experiment(request.experiment, allowed)
         self._check_available()
         if not request.event_id:
             return await self._decide(experiment, request, new_event_id())
@@ -175,8 +176,9 @@ class DecisionLoop:
         return outcome_of(record)
 
     # ---------------------------------------------------------------- Reward
-    async def reward(self, event_id: str, value: float, reward_id: str = "") -> RewardOutcome:
-        cached = await self._find(event_id)
+    async def reward(self, event_id: str, value: float, reward_id: str = "",
+                     allowed: Set[str] | None = None) -> RewardOutcome:
+        cached = await self._find(event_id, allowed)
         config = self._experiment(cached.record.experiment).config
         low, high = config.reward_range
         if not low <= value <= high:  # before anything is written
@@ -198,9 +200,9 @@ class DecisionLoop:
         return RewardOutcome(learned=op.outcome.counted)
 
     # ---------------------------------------------------------------- Activate
-    async def activate(self, event_id: str) -> None:
+    async def activate(self, event_id: str, allowed: Set[str] | None = None) -> None:
         """Start the reward window of a deferred decision (idempotent)."""
-        cached = await self._find(event_id)
+        cached = await self._find(event_id, allowed)
         config = self._experiment(cached.record.experiment).config
         if not cached.record.deferred:
             raise FailedPrecondition(f"decision {event_id!r} was not deferred; it is active already")
@@ -228,11 +230,13 @@ class DecisionLoop:
                 return closed
 
     # ---------------------------------------------------------------- the join
-    async def _find(self, event_id: str) -> Cached:
+    async def _find(self, event_id: str, allowed: Set[str] | None = None) -> Cached:
+        """The decision ``event_id``; NOT_FOUND when unknown or of an experiment outside
+        ``allowed`` (the same answer: nothing to enumerate)."""
         cached = self.cache.get(event_id)
         if cached is None:
             cached = await asyncio.to_thread(self._load, event_id)
-        if cached is None:
+        if cached is None or (allowed is not None and cached.record.experiment not in allowed):
             raise NotFound(f"no decision with event_id {event_id!r}")
         return cached
 
@@ -251,15 +255,15 @@ class DecisionLoop:
         if not self._available():
             raise Unavailable("the database is unavailable; retry later")
 
-    def _experiment(self, name: str) -> Experiment:
+    def _experiment(self, name: str, allowed: Set[str] | None = None) -> Experiment:
         experiment = self.experiments.get(name)
-        if experiment is None:
+        if experiment is None or (allowed is not None and name not in allowed):
             raise NotFound(f"experiment {name!r} is not configured")
         return experiment
 
     @staticmethod
     def _same_experiment(cached: Cached, experiment: str) -> Cached:
-        if cached.record.experiment != experiment:
+        if cached.record.experiment != experiment:  # not named: the caller may not see it
             raise AlreadyExists(f"event_id {cached.record.event_id!r} is already used by "
-                                f"experiment {cached.record.experiment!r}")
+                                "another experiment")
         return cached

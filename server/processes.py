@@ -16,6 +16,7 @@ readiness pipe per child, signals, restarts. It never imports gRPC.
   wait 0.5 s, 1 s, 2 s ... (at most 10 s), and ``give_up_deaths`` quick deaths within
   ``give_up_window`` seconds (a broken database URL, a port someone else holds) stop everything
   and ``supervise`` returns 1 instead of spinning.
+- **Reload.** SIGHUP is passed on to every child (each reloads its token file).
 - **Stop.** SIGTERM or SIGINT: SIGTERM to every child, each drains on its own (health
   NOT_SERVING, in-flight calls finish, the writer drains); ``supervise`` returns 0 once all have
   exited cleanly, 1 if one did not.
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 # once serving, return the exit code after SIGTERM/SIGINT stopped it.
 Serve = Callable[[str, Callable[[], None]], int]
 
-_HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+_HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP)
 _PR_SET_PDEATHSIG = 1
 
 
@@ -132,6 +133,7 @@ class _Supervisor:
     restarts: list[tuple[float, int]] = field(default_factory=list)  # (when, slot)
     quick_deaths: list[float] = field(default_factory=list)
     stop_requested: bool = False
+    hup_requested: bool = False
     announced: bool = False
     failed: bool = False
     selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
@@ -164,7 +166,9 @@ class _Supervisor:
             os.close(self.wake_write)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        if signum != signal.SIGCHLD:
+        if signum == signal.SIGHUP:
+            self.hup_requested = True
+        elif signum != signal.SIGCHLD:
             self.stop_requested = True
 
     def _supervise(self) -> None:
@@ -181,6 +185,10 @@ class _Supervisor:
             self._reap()
             if self.stop_requested or self.failed:
                 return
+            if self.hup_requested:
+                self.hup_requested = False
+                for pid in self.children:
+                    _kill(pid, signal.SIGHUP)
             now = time.monotonic()
             for when, slot in [restart for restart in self.restarts if restart[0] <= now]:
                 self.restarts.remove((when, slot))
@@ -231,8 +239,8 @@ class _Supervisor:
         try:
             supervisor = os.getppid()
             signal.set_wakeup_fd(-1)
-            for signum in _HANDLED:
-                signal.signal(signum, signal.SIG_DFL)
+            for signum in _HANDLED:  # SIGHUP ignored until ``serve`` handles it, never fatal
+                signal.signal(signum, signal.SIG_IGN if signum == signal.SIGHUP else signal.SIG_DFL)
             _die_with_parent()
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             if os.getppid() != supervisor:  # it died before PR_SET_PDEATHSIG took effect

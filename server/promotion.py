@@ -102,7 +102,9 @@ class Controller:
                              units_horizon=self._units_horizon)
 
     # ------------------------------------------------------------------ traffic
-    def set_traffic(self, name: str, weights: Mapping[str, float]) -> Experiment:
+    def set_traffic(self, name: str, weights: Mapping[str, float], *,
+                    principal: str | None = None) -> Experiment:
+        """New weights; ``principal`` (who asked) goes into the new version's row."""
         experiment = self.experiment(name)
         if not weights:
             raise InvalidArgument("traffic", "must give at least one serving variant a weight")
@@ -125,14 +127,18 @@ class Controller:
                          for v in config.variants if not v.shadow}
                 flags.update({v.name: (0.0, True) for v in config.variants if v.shadow})
                 new = traffic.configured(config, config.control, flags)
-                if self._write(experiment, self._state(experiment, new, "traffic set"), None):
+                if self._write(experiment,
+                               self._state(experiment, new, "traffic set", principal), None):
+                    log.info("experiment %s: traffic set to %s by %s", name, dict(weights),
+                             principal or "an unauthenticated caller")
                     return experiment
         raise FailedPrecondition(f"experiment {name!r} keeps changing; retry")
 
     # ------------------------------------------------------------------ promotion
     def promote(self, name: str, variant: str, reason: str = "", *,
-                automatic: bool = False) -> str:
-        """Make ``variant`` the champion; returns the previous champion."""
+                automatic: bool = False, principal: str | None = None) -> str:
+        """Make ``variant`` the champion; returns the previous champion. ``principal`` (who
+        asked) goes into the new version's row and the audit row."""
         experiment = self.experiment(name)
         if not variant:
             raise InvalidArgument("variant", "is required")
@@ -155,14 +161,16 @@ class Controller:
                 evidence = {"from": _plain(asdict(figures[previous])),
                             "to": _plain(asdict(figures[variant])),
                             "to_was_shadow": candidate.shadow}
-                state = self._state(experiment, new, f"promoted {variant}")
+                state = self._state(experiment, new, f"promoted {variant}", principal)
                 audit = {"experiment": name, "from_variant": previous, "to_variant": variant,
                          "reason": reason or ("automatic" if automatic else "manual"),
                          "evidence": evidence, "automatic": automatic,
-                         "state_version": state.version, "created_at": utc_now()}
+                         "state_version": state.version, "created_at": utc_now(),
+                         "principal": principal}
                 if self._write(experiment, state, audit):
                     log.warning("experiment %s: %s promoted to champion (was %s)%s", name,
-                                variant, previous, " automatically" if automatic else "")
+                                variant, previous, " automatically" if automatic else
+                                f" by {principal or 'an unauthenticated caller'}")
                     return previous
         raise FailedPrecondition(f"experiment {name!r} keeps changing; retry")
 
@@ -195,13 +203,15 @@ class Controller:
 
     # ------------------------------------------------------------------ internals
     @staticmethod
-    def _state(experiment: Experiment, new: ExperimentConfig, reason: str) -> traffic.State:
+    def _state(experiment: Experiment, new: ExperimentConfig, reason: str,
+               principal: str | None = None) -> traffic.State:
         weights = {v.name: v.traffic for v in new.variants if not v.shadow}
         table = allocate(weights, previous=experiment.table)
         return traffic.State(experiment=experiment.name, version=experiment.version + 1,
                              control=new.control,
                              variants=tuple((v.name, v.traffic, v.shadow) for v in new.variants),
-                             table=tuple(table), reason=reason, created_at=utc_now())
+                             table=tuple(table), reason=reason, created_at=utc_now(),
+                             principal=principal)
 
     def _write(self, experiment: Experiment, state: traffic.State,
                audit: dict[str, Any] | None) -> bool:

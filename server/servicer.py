@@ -1,10 +1,14 @@
-"""The DecisionService servicer: convert, call the loop, convert back (on the event loop)."""
+"""The DecisionService servicer: convert, call the loop, convert back (on the event loop).
+
+``principal`` is the caller (``server.guard`` authorizes it; None on an open server): the loop
+answers NOT_FOUND for an experiment, or an event of an experiment, it may not see."""
 
 from __future__ import annotations
 
 import grpc
 
 from arbiter.server import convert
+from arbiter.server.auth import Principal
 from arbiter.server.loop import DecisionLoop
 from arbiter.v1 import decision_pb2 as pb
 from arbiter.v1 import decision_pb2_grpc
@@ -15,17 +19,21 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
         self._loop = loop
         self._max_actions = max_actions
 
-    async def Choose(self, request: pb.ChooseRequest,
-                     context: grpc.aio.ServicerContext) -> pb.ChooseResponse:
+    async def Choose(self, request: pb.ChooseRequest, context: grpc.aio.ServicerContext,
+                     principal: Principal | None = None) -> pb.ChooseResponse:
         choose = convert.choose_input(request, max_actions=self._max_actions)
-        return convert.choose_response(await self._loop.choose(choose))
+        allowed = principal.experiments if principal is not None else None
+        return convert.choose_response(await self._loop.choose(choose, allowed))
 
-    async def Reward(self, request: pb.RewardRequest,
-                     context: grpc.aio.ServicerContext) -> pb.RewardResponse:
+    async def Reward(self, request: pb.RewardRequest, context: grpc.aio.ServicerContext,
+                     principal: Principal | None = None) -> pb.RewardResponse:
         event_id, value = convert.reward_input(request)
-        return convert.reward_response(await self._loop.reward(event_id, value, request.reward_id))
+        allowed = principal.experiments if principal is not None else None
+        return convert.reward_response(
+            await self._loop.reward(event_id, value, request.reward_id, allowed))
 
-    async def Activate(self, request: pb.ActivateRequest,
-                       context: grpc.aio.ServicerContext) -> pb.ActivateResponse:
-        await self._loop.activate(convert.activate_input(request))
+    async def Activate(self, request: pb.ActivateRequest, context: grpc.aio.ServicerContext,
+                       principal: Principal | None = None) -> pb.ActivateResponse:
+        allowed = principal.experiments if principal is not None else None
+        await self._loop.activate(convert.activate_input(request), allowed)
         return pb.ActivateResponse()

@@ -54,12 +54,13 @@ class State:
     table: tuple[str, ...]
     reason: str
     created_at: datetime
+    principal: str | None = None  # who changed it (a token's name); None: the server, open server
 
     def row(self) -> dict[str, Any]:
         return {"experiment": self.experiment, "version": self.version, "control": self.control,
                 "variants": [{"name": n, "traffic": t, "shadow": s} for n, t, s in self.variants],
                 "bucket_table": encode_table(self.table), "reason": self.reason,
-                "created_at": self.created_at}
+                "created_at": self.created_at, "principal": self.principal}
 
 
 def encode_table(table: Sequence[str]) -> list[list[Any]]:

@@ -4,10 +4,13 @@ from arbiter.client.client import (
     AlreadyExistsError,
     ArbiterClientError,
     Choice,
+    Connection,
     DecisionClient,
     InvalidArgumentError,
     NotFoundError,
+    PermissionDeniedError,
     RewardResult,
+    UnauthenticatedError,
     UnavailableError,
 )
 
@@ -15,9 +18,12 @@ __all__ = [
     "AlreadyExistsError",
     "ArbiterClientError",
     "Choice",
+    "Connection",
     "DecisionClient",
     "InvalidArgumentError",
     "NotFoundError",
+    "PermissionDeniedError",
     "RewardResult",
+    "UnauthenticatedError",
     "UnavailableError",
 ]

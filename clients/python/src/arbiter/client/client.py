@@ -3,12 +3,18 @@
 Features are plain dicts: ``{"user": {"country": "DE", "age": 31}}`` is namespace ``user`` with
 the category ``country=DE`` (strings and booleans are categories) and the number ``age=31``.
 Actions are ids, or dicts ``{"id": "a1", "features": {"item": {"price": 9.5}}}``.
+
+A server with TLS and tokens (README: "Security and privacy")::
+
+    DecisionClient("arbiter.internal:50051", token=os.environ["ARBITER_TOKEN"],
+                   ca_file="ca.pem", cert_file="client.pem", key_file="client-key.pem")
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -46,13 +52,70 @@ class UnavailableError(ArbiterClientError):
     """The server or its database is unavailable, or the deadline passed: retry later."""
 
 
+class UnauthenticatedError(ArbiterClientError):
+    """The server needs a token and got none, or one it does not know."""
+
+
+class PermissionDeniedError(ArbiterClientError):
+    """The token does not have the role this method needs."""
+
+
 _ERRORS: dict[grpc.StatusCode, type[ArbiterClientError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
     grpc.StatusCode.NOT_FOUND: NotFoundError,
     grpc.StatusCode.ALREADY_EXISTS: AlreadyExistsError,
     grpc.StatusCode.UNAVAILABLE: UnavailableError,
     grpc.StatusCode.DEADLINE_EXCEEDED: UnavailableError,
+    grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
 }
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How to reach a server: TLS and a bearer token.
+
+    TLS is on when ``tls`` is true or any file is given: ``ca_file`` (PEM) verifies the server
+    (the system's CAs without it); ``cert_file`` and ``key_file`` (PEM, together) present a
+    client certificate, for a server that requires one (mTLS). ``token`` goes with every call
+    as ``authorization: Bearer <token>`` metadata.
+    """
+
+    token: str | None = None
+    tls: bool = False
+    ca_file: str | Path | None = None
+    cert_file: str | Path | None = None
+    key_file: str | Path | None = None
+
+    def __post_init__(self) -> None:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("`cert_file` and `key_file` go together (a client certificate "
+                             "and its key)")
+        if self.token is not None and (not self.token or self.token != self.token.strip()):
+            raise ValueError("`token` must be non-empty, without surrounding whitespace")
+
+    @property
+    def secure(self) -> bool:
+        return self.tls or self.ca_file is not None or self.cert_file is not None
+
+    def channel(self, target: str, options: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
+        """A channel to ``target``: TLS as configured, else plaintext."""
+        if not self.secure:
+            return grpc.insecure_channel(target, options=options)
+        return grpc.secure_channel(target, self.credentials(), options=options)
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        def read(path: str | Path | None) -> bytes | None:
+            return Path(path).read_bytes() if path is not None else None
+
+        return grpc.ssl_channel_credentials(root_certificates=read(self.ca_file),
+                                            private_key=read(self.key_file),
+                                            certificate_chain=read(self.cert_file))
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...] | None:
+        """The call metadata that carries the token (None without one)."""
+        return (("authorization", f"Bearer {self.token}"),) if self.token else None
 
 
 @dataclass(frozen=True)
@@ -106,14 +169,23 @@ class DecisionClient:
     ``target`` is any gRPC target: ``host:port``, or several servers with client-side load
     balancing, ``ipv4:10.0.0.1:50051,10.0.0.2:50051`` with
     ``options=[("grpc.lb_policy_name", "round_robin")]``. ``options`` are gRPC channel
-    arguments; ``channel`` replaces the channel altogether.
+    arguments; ``channel`` replaces the channel altogether (the token is still sent).
+
+    ``token``, ``tls``, ``ca_file``, ``cert_file``, ``key_file``: see :class:`Connection`
+    (or pass ``connection``). Without them the channel is plaintext and sends no token.
     """
 
     def __init__(self, target: str, *, timeout: float = 5.0,
                  channel: grpc.Channel | None = None,
-                 options: Sequence[tuple[str, Any]] = ()) -> None:
+                 options: Sequence[tuple[str, Any]] = (), token: str | None = None,
+                 tls: bool = False, ca_file: str | Path | None = None,
+                 cert_file: str | Path | None = None, key_file: str | Path | None = None,
+                 connection: Connection | None = None) -> None:
         self.timeout = timeout
-        self._channel = channel or grpc.insecure_channel(target, options=options)
+        connection = connection or Connection(token=token, tls=tls, ca_file=ca_file,
+                                              cert_file=cert_file, key_file=key_file)
+        self._metadata = connection.metadata
+        self._channel = channel or connection.channel(target, options)
         self._stub = decision_pb2_grpc.DecisionServiceStub(self._channel)
 
     def choose(self, experiment: str, *, context: Features | None = None,
@@ -147,7 +219,8 @@ class DecisionClient:
 
     def _call(self, method: Any, request: Any, timeout: float | None) -> Any:
         try:
-            return method(request, timeout=self.timeout if timeout is None else timeout)
+            return method(request, timeout=self.timeout if timeout is None else timeout,
+                          metadata=self._metadata)
         except grpc.RpcError as error:
             code = error.code()
             raise _ERRORS.get(code, ArbiterClientError)(code, error.details() or "") from None

@@ -10,8 +10,9 @@ PROTOC := $(PY) -m grpc_tools.protoc -I protos --plugin=protoc-gen-mypy=$(VENV)/
 LISTEN ?= 127.0.0.1:50051
 DB ?= sqlite:///arbiter.db
 CONFIG ?= examples/experiments.toml
+BENCH_ARGS ?=
 
-.PHONY: help install run test test-clients protos check-protos lint typecheck bench bench-quality bench-policies bench-evaluate clients clean
+.PHONY: help install run test test-clients protos check-protos lint typecheck bench bench-lag bench-soak bench-quality bench-policies bench-evaluate clients clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -47,8 +48,14 @@ lint: $(STAMP) ## ruff, mypy and the layering contracts (import-linter, [tool.im
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-bench: $(STAMP) ## Choose/Reward load test against the server and an echo server of the same proto
-	$(PY) -m bench.load
+bench: $(STAMP) ## Choose/Reward load test, 1 and 2 processes, vs an echo server (BENCH_ARGS="--processes 1,2,4 ...")
+	$(PY) -m bench.load $(BENCH_ARGS)
+
+bench-lag: $(STAMP) ## fold lag between two processes on SQLite and PostgreSQL; replay and database rates
+	$(PY) -m bench.lag $(BENCH_ARGS)
+
+bench-soak: $(STAMP) ## 10 minutes at 300 decisions/s: server RSS and database size every 30 s
+	$(PY) -m bench.soak $(BENCH_ARGS)
 
 bench-quality: $(STAMP) ## progressive reward of every policy on the digits bandit problem
 	$(PY) -m bench.quality

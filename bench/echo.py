@@ -8,6 +8,9 @@ serves, so the bench also shows what the stack itself costs.
 
     python -m bench.echo --listen 127.0.0.1:0      # prints "arbiter listening on HOST:PORT"
 
+``--reuse-port`` sets SO_REUSEPORT, so several echo processes serve one port (the bench's
+``--processes N`` rows).
+
 SIGTERM or SIGINT stops it.
 """
 
@@ -73,13 +76,14 @@ class AsyncEchoServicer(decision_pb2_grpc.DecisionServiceServicer):
         return pb.ActivateResponse()
 
 
-OPTIONS = [("grpc.so_reuseport", 0)]
+def options(reuse_port: bool) -> list[tuple[str, int]]:
+    return [("grpc.so_reuseport", 1 if reuse_port else 0)]
 
 
-def serve_sync(listen: str, stop: threading.Event) -> None:
+def serve_sync(listen: str, stop: threading.Event, reuse_port: bool = False) -> None:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=SYNC_WORKERS,
                                                     thread_name_prefix="echo-rpc"),
-                         options=OPTIONS)
+                         options=options(reuse_port))
     decision_pb2_grpc.add_DecisionServiceServicer_to_server(EchoServicer(), server)
     announce(listen, server.add_insecure_port(listen))
     server.start()
@@ -87,8 +91,8 @@ def serve_sync(listen: str, stop: threading.Event) -> None:
     server.stop(grace=5).wait()
 
 
-async def serve_aio(listen: str, stop: threading.Event) -> None:
-    server = grpc.aio.server(options=OPTIONS)
+async def serve_aio(listen: str, stop: threading.Event, reuse_port: bool = False) -> None:
+    server = grpc.aio.server(options=options(reuse_port))
     decision_pb2_grpc.add_DecisionServiceServicer_to_server(AsyncEchoServicer(), server)
     port = server.add_insecure_port(listen)
     await server.start()
@@ -109,14 +113,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT (port 0 = any free)")
     parser.add_argument("--stack", choices=STACKS, default="aio", help="gRPC Python server stack")
+    parser.add_argument("--reuse-port", action="store_true", help="set SO_REUSEPORT (off by default)")
     args = parser.parse_args(argv)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     if args.stack == "sync":
-        serve_sync(args.listen, stop)
+        serve_sync(args.listen, stop, args.reuse_port)
     else:
-        asyncio.run(serve_aio(args.listen, stop))
+        asyncio.run(serve_aio(args.listen, stop, args.reuse_port))
     return 0
 
 

@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from arbiter.server.config import ConfigError, ExperimentConfig, load_config
 
@@ -30,6 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--config", default="experiments.toml", help="experiments TOML file")
     serve.add_argument("--max-actions", type=int, default=1000,
                        help="most actions one Choose may offer")
+    _limit_arguments(serve)
     serve.add_argument("--workers", type=int, default=8,
                        help="threads for blocking work beside the event loop (SQL reads, admin)")
     serve.add_argument("--reuse-port", action="store_true", help="set SO_REUSEPORT (off by default)")
@@ -187,6 +188,42 @@ def _serve(args: argparse.Namespace) -> int:
                      announce=_announce)
 
 
+def _limit_arguments(serve: argparse.ArgumentParser) -> None:
+    """The limits on what one call may hold or the server may queue (README: Limits)."""
+    from arbiter.server.convert import DEFAULT_LIMITS as limits
+
+    group = serve.add_argument_group("limits (README: Limits); a call over one is refused")
+    group.add_argument("--max-name-length", type=int, default=limits.max_name_length,
+                       help="characters of a namespace name or a feature name")
+    group.add_argument("--max-value-length", type=int, default=limits.max_value_length,
+                       help="characters of a category value")
+    group.add_argument("--max-features-per-namespace", type=int,
+                       default=limits.max_features_per_namespace,
+                       help="numbers and categories of one namespace")
+    group.add_argument("--max-namespaces", type=int, default=limits.max_namespaces,
+                       help="namespaces of one Choose: the context's and every action's")
+    group.add_argument("--max-features", type=int, default=limits.max_features,
+                       help="features of one Choose: the context's and every action's")
+    group.add_argument("--max-concurrent-rpcs", type=int, default=1000,
+                       help="calls in flight beyond this are answered RESOURCE_EXHAUSTED at once "
+                            "(0: no cap)")
+    group.add_argument("--max-queued-writes", type=int, default=10_000,
+                       help="writes waiting for the group commit; a call finding the queue full "
+                            "is answered RESOURCE_EXHAUSTED at once")
+
+
+def _limits(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`Settings` fields of :func:`_limit_arguments`."""
+    from arbiter.server.convert import Limits
+
+    return {"limits": Limits(max_name_length=args.max_name_length,
+                             max_value_length=args.max_value_length,
+                             max_features_per_namespace=args.max_features_per_namespace,
+                             max_namespaces=args.max_namespaces, max_features=args.max_features),
+            "max_concurrent_rpcs": args.max_concurrent_rpcs,
+            "max_queued_writes": args.max_queued_writes}
+
+
 def _positive_int(text: str) -> int | None:
     try:
         value = int(text)
@@ -209,7 +246,7 @@ def _run_server(args: argparse.Namespace, configs: dict[str, ExperimentConfig], 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, lambda *_: reload.set())
-    app = App(Settings(listen=listen, db=args.db, max_actions=args.max_actions,
+    app = App(Settings(listen=listen, db=args.db, max_actions=args.max_actions, **_limits(args),
                        workers=args.workers, reuse_port=reuse_port,
                        durability=args.durability, snapshot_every=args.snapshot_every,
                        snapshot_seconds=args.snapshot_seconds, migrate=args.migrate,

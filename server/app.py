@@ -33,8 +33,10 @@ from arbiter.server.auth import TokenFileError, Tokens, load_tokens
 from arbiter.server.clock import Clock, utc_now
 from arbiter.server.commit import Op, commit_batch
 from arbiter.server.config import ExperimentConfig
-from arbiter.server.convert import DEFAULT_MAX_ACTIONS
+from arbiter.server.convert import DEFAULT_LIMITS, DEFAULT_MAX_ACTIONS, Limits
 from arbiter.server.coordinator import Coordinator
+from arbiter.server.dbfile import DatabaseFile
+from arbiter.server.decoding import DecodingServer
 from arbiter.server.experiments import Experiment
 from arbiter.server.fold import Fold, Tail
 from arbiter.server.guard import guard
@@ -77,6 +79,9 @@ class Settings:
     migrate: bool = True  # upgrade the log's schema at start; False: refuse one not at head
     tail_seconds: float = 0.02  # how often other processes' learned events are read and folded
     cache_bytes: int = DEFAULT_CACHE_BYTES  # the decision cache (the join's memory)
+    limits: Limits = DEFAULT_LIMITS  # name lengths, features and namespaces of one Choose
+    max_concurrent_rpcs: int = 1000  # more calls in flight are RESOURCE_EXHAUSTED; 0: no cap
+    max_queued_writes: int = 10_000  # a call finding the write queue full: RESOURCE_EXHAUSTED
     tls: TlsFiles | None = None  # None: plaintext
     auth_tokens: str | None = None  # the token file (server/auth.py); None: an open server
     reflection: bool = True  # serve gRPC server reflection
@@ -102,6 +107,8 @@ class App:
         self.engine: sa.Engine = create_engine(settings.db)
         prepare_schema(self.engine, migrate=settings.migrate)
         self.write_engine: sa.Engine = create_engine(settings.db, writer=True)
+        self._database_file = DatabaseFile.of(settings.db)  # SQLite: deleted or replaced?
+        self._database_lost: str | None = None  # what happened to it, once noticed
         self._events = asyncio.new_event_loop()
         self._events.set_default_executor(futures.ThreadPoolExecutor(
             max_workers=settings.workers, thread_name_prefix="arbiter-io"))
@@ -119,7 +126,8 @@ class App:
         self.writer = GroupCommitWriter(self.write_engine, self._transaction,
                                         on_learned=self.fold.committed,
                                         on_health=self._database_answered,
-                                        retry_unavailable=settings.durability == "relaxed")
+                                        retry_unavailable=settings.durability == "relaxed",
+                                        max_pending=settings.max_queued_writes)
         self.snapshots = Snapshotter(self.write_engine, self.experiments, self.fold,
                                      every_events=settings.snapshot_every,
                                      every_seconds=settings.snapshot_seconds,
@@ -175,11 +183,16 @@ class App:
         return f"{host}:{self.port}"
     async def _serve(self) -> int:
         """Build, bind and start the gRPC server on the event loop; the port bound."""
-        server = grpc.aio.server(
-            options=[("grpc.so_reuseport", 1 if self.settings.reuse_port else 0)])
+        # Arbiter's services answer a body that does not decode INVALID_ARGUMENT (guard);
+        # past max_concurrent_rpcs calls in flight grpc answers RESOURCE_EXHAUSTED at once.
+        server = DecodingServer(grpc.aio.server(
+            options=[("grpc.so_reuseport", 1 if self.settings.reuse_port else 0)],
+            maximum_concurrent_rpcs=self.settings.max_concurrent_rpcs or None),
+            guarded=SERVICE_NAMES[:2])
         auth = self if self.tokens is not None else None  # the guard reads self.tokens per call
         decision_pb2_grpc.add_DecisionServiceServicer_to_server(
-            guard(DecisionServicer(self.loop, max_actions=self.settings.max_actions),
+            guard(DecisionServicer(self.loop, max_actions=self.settings.max_actions,
+                                   limits=self.settings.limits),
                   DECISION_SERVICE, auth), server)
         experiments_pb2_grpc.add_ExperimentServiceServicer_to_server(
             guard(ExperimentServicer(self.controller),
@@ -246,6 +259,8 @@ class App:
     def _maintain(self) -> None:
         while not self._stopping.wait(self.settings.tick_seconds):
             try:
+                if self._database_file_lost():
+                    continue
                 if not self._db_ok:
                     self._probe_database()
                 if not self.coordinator.acquire():
@@ -266,7 +281,22 @@ class App:
             return
         self._database_answered(True)
 
+    def _database_file_lost(self) -> bool:
+        """True once the SQLite file was deleted or replaced: NOT_SERVING and UNAVAILABLE for
+        good (what is committed now is lost with the old file), said once in the log."""
+        if self._database_lost is None and self._database_file is not None:
+            problem = self._database_file.problem()
+            if problem is not None:
+                log.error("%s: serving stopped (health NOT_SERVING, calls answered UNAVAILABLE); "
+                          "restart the server on the right file", problem)
+                self._database_lost = problem
+                self._db_ok = False
+                self._publish_health()
+        return self._database_lost is not None
+
     def _database_answered(self, ok: bool) -> None:
+        if ok and self._database_lost is not None:  # a commit into the lost file: still lost
+            return
         if ok != self._db_ok:
             log.warning("database %s", "is back" if ok else "is unavailable")
             self._db_ok = ok

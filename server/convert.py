@@ -2,12 +2,17 @@
 
 Every check raises :class:`~server.errors.InvalidArgument` naming the offending field, before
 anything is touched, so bad input changes nothing. Proto types never travel below this layer.
+
+:class:`Limits` bounds what one Choose may hold — name and value lengths, features per
+namespace, namespaces and features per request — so the memory one request can pin (in the
+request, the decision cache and the policies' lookup caches) is bounded; each is a server flag.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from arbiter.policies import Decision, Namespace
 from arbiter.server.domain import ChooseInput, ChooseOutcome, RewardOutcome
@@ -19,12 +24,36 @@ MAX_ACTION_ID_LENGTH = 256
 DEFAULT_MAX_ACTIONS = 1000
 
 
-def choose_input(request: pb.ChooseRequest, *, max_actions: int = DEFAULT_MAX_ACTIONS) -> ChooseInput:
-    """Validate a ChooseRequest: experiment, ids, action count and ids, finite numbers.
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one Choose may hold besides its actions (``--max-actions``); each is a server flag
+    of the same name (``--max-name-length`` ...), and a request over one is INVALID_ARGUMENT
+    naming the field."""
 
-    The checks run in bulk (one set of ids, one sum of a namespace's numbers) and only a
-    request that fails one is walked again to name the offending field: this runs on every
-    Choose, so a valid request pays for as few Python steps as possible.
+    max_name_length: int = 256  # characters of a namespace name or a feature name
+    max_value_length: int = 1024  # characters of a category value
+    max_features_per_namespace: int = 1000  # numbers and categories of one namespace
+    max_namespaces: int = 10_000  # namespaces of one request: the context's and every action's
+    max_features: int = 50_000  # features of one request: the context's and every action's
+
+    def __post_init__(self) -> None:
+        for name in self.__slots__:
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def choose_input(request: pb.ChooseRequest, *, max_actions: int = DEFAULT_MAX_ACTIONS,
+                 limits: Limits = DEFAULT_LIMITS) -> ChooseInput:
+    """Validate a ChooseRequest: experiment, ids, action count and ids, finite numbers, and
+    the :class:`Limits`.
+
+    The checks run in bulk (one set of ids, one sum of a namespace's numbers, one length of
+    its names joined) and only a request that fails one is walked again to name the offending
+    field: this runs on every Choose, so a valid request pays for as few Python steps as
+    possible.
     """
     experiment = _required_id(request.experiment, "experiment")
     event_id = _optional_id(request.event_id, "event_id")
@@ -39,9 +68,10 @@ def choose_input(request: pb.ChooseRequest, *, max_actions: int = DEFAULT_MAX_AC
     if len(set(action_ids)) < len(action_ids) or not all(action_ids) \
             or max(map(len, action_ids)) > MAX_ACTION_ID_LENGTH:
         _name_bad_action_id(action_ids)
+    budget = _Budget(limits)
     decision = Decision(
-        context=namespaces(request.context, "context"), action_ids=action_ids,
-        action_features=tuple([namespaces(action.features, f"actions[{k}].features")
+        context=namespaces(request.context, "context", budget), action_ids=action_ids,
+        action_features=tuple([namespaces(action.features, f"actions[{k}].features", budget)
                                for k, action in enumerate(actions)]))
     return ChooseInput(experiment=experiment, event_id=event_id, unit_id=unit_id,
                        decision=decision, deferred=request.deferred)
@@ -61,18 +91,81 @@ def _name_bad_action_id(action_ids: tuple[str, ...]) -> None:
         seen.add(action_id)
 
 
-def namespaces(items: Sequence[pb.Namespace], where: str) -> tuple[Namespace, ...]:
-    """Validated namespaces: non-empty unique names, finite numbers."""
+class _Budget:
+    """What is left of one request's :class:`Limits` while its namespaces are converted."""
+
+    __slots__ = ("features", "limits", "namespaces")
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.namespaces = limits.max_namespaces
+        self.features = limits.max_features
+
+
+def namespaces(items: Sequence[pb.Namespace], where: str,
+               budget: _Budget | None = None) -> tuple[Namespace, ...]:
+    """Validated namespaces: non-empty unique names, finite numbers, within the limits."""
+    budget = budget or _Budget(DEFAULT_LIMITS)
+    limits = budget.limits
+    budget.namespaces -= len(items)
+    if budget.namespaces < 0:
+        raise InvalidArgument(where, f"brings the request over {limits.max_namespaces} namespaces "
+                                     "(--max-namespaces)")
     result: list[Namespace] = []
     for item in items:
         numbers = {key: item.numbers[key] for key in item.numbers}  # one copy, checked and kept
         if not math.isfinite(sum(numbers.values())):  # a NaN or an infinity makes it so
             _name_non_finite(numbers, f"{where}[{len(result)}]")
-        categories = item.categories
-        result.append(Namespace(item.name, numbers, {key: categories[key] for key in categories}))
+        source = item.categories
+        categories = {key: source[key] for key in source}
+        count = len(numbers) + len(categories)
+        budget.features -= count
+        if count > limits.max_features_per_namespace or budget.features < 0 \
+                or _too_long(item.name, numbers, categories, limits):
+            _name_over_limit(item.name, numbers, categories, f"{where}[{len(result)}]", budget)
+        result.append(Namespace(item.name, numbers, categories))
     if len(result) > 1 or (result and not result[0].name):
         _check_names(result, where)
     return tuple(result)
+
+
+def _too_long(name: str, numbers: dict[str, float], categories: dict[str, str],
+              limits: Limits) -> bool:
+    """Whether a name or a category value is over its limit. In bulk first: names that are
+    no longer joined than one name may be are each short enough (so too the values)."""
+    limit = limits.max_name_length
+    if len(name) + len("".join(numbers)) + len("".join(categories)) > limit \
+            and max((len(name), *map(len, numbers), *map(len, categories))) > limit:
+        return True
+    limit = limits.max_value_length
+    return bool(categories) and len("".join(categories.values())) > limit \
+        and max(map(len, categories.values())) > limit
+
+
+def _name_over_limit(name: str, numbers: dict[str, float], categories: dict[str, str],
+                     where: str, budget: _Budget) -> None:
+    """Raise for the first limit a namespace breaks."""
+    limits = budget.limits
+    if len(numbers) + len(categories) > limits.max_features_per_namespace:
+        raise InvalidArgument(where, f"has {len(numbers) + len(categories)} features, more than "
+                                     f"{limits.max_features_per_namespace} "
+                                     "(--max-features-per-namespace)")
+    if budget.features < 0:
+        raise InvalidArgument(where, f"brings the request over {limits.max_features} features "
+                                     "(--max-features)")
+    if len(name) > limits.max_name_length:
+        raise InvalidArgument(f"{where}.name", f"must be at most {limits.max_name_length} "
+                                               "characters (--max-name-length)")
+    for kind, keys in (("numbers", numbers), ("categories", categories)):
+        for key in keys:
+            if len(key) > limits.max_name_length:
+                raise InvalidArgument(f"{where}.{kind}", f"has a name of {len(key)} characters, "
+                                      f"more than {limits.max_name_length} (--max-name-length)")
+    for key, value in categories.items():
+        if len(value) > limits.max_value_length:
+            raise InvalidArgument(f"{where}.categories[{key!r}]",
+                                  f"must be at most {limits.max_value_length} characters "
+                                  "(--max-value-length)")
 
 
 def _name_non_finite(numbers: dict[str, float], where: str) -> None:

@@ -21,10 +21,12 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 
 from arbiter.server.auth import Principal, Tokens, required_role
-from arbiter.server.errors import ArbiterError, Unauthenticated, status_of
+from arbiter.server.decoding import MESSAGE, UNDECODABLE
+from arbiter.server.errors import ArbiterError, InvalidArgument, Unauthenticated, status_of
 
 log = logging.getLogger(__name__)
 
+MAX_DETAILS = 1000  # characters of a status message
 S = TypeVar("S")
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 # A servicer method: (request, context, the caller or None on an open server).
@@ -53,6 +55,8 @@ def guard(servicer: S, service: ServiceDescriptor, auth: TokenSource | None = No
 def _guarded(inner: Inner, method: str, auth: TokenSource | None, role: str) -> Handler:
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
+            if request is UNDECODABLE:  # the body did not parse (server.decoding)
+                raise InvalidArgument("request", f"of {method}: {MESSAGE}")
             principal = None
             if auth is not None:
                 tokens = auth.tokens
@@ -63,9 +67,15 @@ def _guarded(inner: Inner, method: str, auth: TokenSource | None, role: str) -> 
         except grpc.aio.AbortError:  # the handler chose its status itself
             raise
         except ArbiterError as error:
-            await context.abort(status_of(error), str(error))
+            await context.abort(status_of(error), _shortened(str(error)))
         except Exception:
             log.exception("unexpected error in %s", method)
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
     return guarded
+
+
+def _shortened(message: str) -> str:
+    """At most :data:`MAX_DETAILS` characters: a message may quote a caller's value, and the
+    status travels in a trailer that HTTP/2 header limits would otherwise break."""
+    return message if len(message) <= MAX_DETAILS else message[:MAX_DETAILS - 1] + "…"

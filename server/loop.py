@@ -157,8 +157,8 @@ class DecisionLoop:
             deferred=request.deferred, created_at=now)
         op = Op(record)
         if self._relaxed:
+            self._writer.offer(Write([op]))  # a full queue: RESOURCE_EXHAUSTED, nothing cached
             self.cache.put(record)
-            self._writer.submit(Write([op]))
             return outcome_of(record)
 
         def remember() -> None:
@@ -166,7 +166,7 @@ class DecisionLoop:
                 self.cache.put(record)
 
         done = waiter()
-        self._writer.submit(Write([op], after_commit=remember, done=done))
+        self._writer.offer(Write([op], after_commit=remember, done=done))
         await done
         if isinstance(op.outcome, Conflict):  # logged before (here or by another process)
             logged = await asyncio.to_thread(self._load, event_id)
@@ -189,7 +189,7 @@ class DecisionLoop:
                              reward_id=reward_id, aggregation=config.reward_aggregation,
                              received_at=self._clock()), source=cached.record)
         done = waiter()
-        self._writer.submit(Write([op], done=done))
+        self._writer.offer(Write([op], done=done))
         await done
         verdict = op.outcome.verdict
         if verdict is Verdict.RETRY:
@@ -212,7 +212,7 @@ class DecisionLoop:
         now = self._clock()
         op = Op(ActivationRecord(event_id=event_id, experiment=config.name, activated_at=now))
         done = None if self._relaxed else waiter()
-        self._writer.submit(Write([op], after_commit=lambda: self.cache.mark_activated(event_id),
+        self._writer.offer(Write([op], after_commit=lambda: self.cache.mark_activated(event_id),
                                   done=done))
         if done is not None:
             await done

@@ -56,6 +56,8 @@ from arbiter.server.writer import GroupCommitWriter
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5  # a change recomputed on top of concurrent ones before giving up
+MAX_NAME_LENGTH = 128  # characters of an experiment's name in a request
+MAX_REASON_LENGTH = 1000  # characters of a promotion's reason (stored in the audit row)
 
 
 class Controller:
@@ -85,6 +87,8 @@ class Controller:
     def experiment(self, name: str) -> Experiment:
         if not name:
             raise InvalidArgument("experiment", "is required")
+        if len(name) > MAX_NAME_LENGTH:
+            raise InvalidArgument("experiment", f"must be at most {MAX_NAME_LENGTH} characters")
         experiment = self.experiments.get(name)
         if experiment is None:
             raise NotFound(f"experiment {name!r} is not configured")
@@ -120,6 +124,10 @@ class Controller:
                     if not math.isfinite(weight) or weight < 0:
                         raise InvalidArgument("traffic", f"weight of {variant!r} must be a "
                                                          f"finite number >= 0, got {weight}")
+                total = sum(weights.values())  # finite weights can still overflow their sum
+                if not math.isfinite(total):
+                    raise InvalidArgument("traffic", f"weights must add up to a finite number, "
+                                                     f"got {total}")
                 if weights.get(config.control, 0.0) <= 0:
                     raise InvalidArgument("traffic", f"the champion {config.control!r} must keep "
                                                      "a positive weight (promote another one first)")
@@ -142,6 +150,8 @@ class Controller:
         experiment = self.experiment(name)
         if not variant:
             raise InvalidArgument("variant", "is required")
+        if len(reason) > MAX_REASON_LENGTH:
+            raise InvalidArgument("reason", f"must be at most {MAX_REASON_LENGTH} characters")
         if variant not in experiment.variants:
             raise NotFound(f"experiment {name!r} has no variant {variant!r}")
         for _ in range(MAX_ATTEMPTS):

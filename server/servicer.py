@@ -15,13 +15,15 @@ from arbiter.v1 import decision_pb2_grpc
 
 
 class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
-    def __init__(self, loop: DecisionLoop, *, max_actions: int = convert.DEFAULT_MAX_ACTIONS) -> None:
+    def __init__(self, loop: DecisionLoop, *, max_actions: int = convert.DEFAULT_MAX_ACTIONS,
+                 limits: convert.Limits = convert.DEFAULT_LIMITS) -> None:
         self._loop = loop
         self._max_actions = max_actions
+        self._limits = limits
 
     async def Choose(self, request: pb.ChooseRequest, context: grpc.aio.ServicerContext,
                      principal: Principal | None = None) -> pb.ChooseResponse:
-        choose = convert.choose_input(request, max_actions=self._max_actions)
+        choose = convert.choose_input(request, max_actions=self._max_actions, limits=self._limits)
         allowed = principal.experiments if principal is not None else None
         return convert.choose_response(await self._loop.choose(choose, allowed))
 

@@ -37,7 +37,7 @@ import sqlalchemy as sa
 
 from arbiter.log.store import LearnedEvent
 from arbiter.server.commit import Op, Raced
-from arbiter.server.errors import Unavailable
+from arbiter.server.errors import Overloaded, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def waiter() -> asyncio.Future[None]:
 class GroupCommitWriter:
     """The process's single writer. ``transaction(connection, ops)`` runs a batch's steps and
     returns its learned events; ``on_learned`` folds them after the commit. ``max_pending``
-    bounds the queue: a full queue makes callers wait."""
+    bounds the queue: when it is full, :meth:`submit` waits and :meth:`offer` refuses."""
 
     def __init__(self, engine: sa.Engine, transaction: Transaction, *,
                  on_learned: Callable[[list[LearnedEvent]], None] = lambda _events: None,
@@ -98,8 +98,19 @@ class GroupCommitWriter:
         return self._queue.qsize()
 
     def submit(self, write: Write) -> None:
-        """Queue ``write`` (waiting while the queue is full); ``write.done`` resolves after commit."""
+        """Queue ``write`` (waiting while the queue is full); ``write.done`` resolves after commit.
+        For threads: a coroutine must not block its event loop, and uses :meth:`offer`."""
         self._queue.put(write)
+
+    def offer(self, write: Write) -> None:
+        """Queue ``write`` without waiting: a full queue raises
+        :class:`~server.errors.Overloaded` (RESOURCE_EXHAUSTED) at once and queues nothing.
+        What coroutines on the event loop use: shed load instead of stalling every call."""
+        try:
+            self._queue.put_nowait(write)
+        except queue.Full:
+            raise Overloaded(f"the write queue is full ({self._queue.maxsize} writes waiting); "
+                             "retry with backoff") from None
 
     def write(self, ops: Sequence[Op], after_commit: Callable[[], None] | None = None) -> None:
         """Submit from a thread and wait until committed (and ``after_commit`` has run)."""

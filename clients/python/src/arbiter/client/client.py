@@ -3,6 +3,8 @@
 Features are plain dicts: ``{"user": {"country": "DE", "age": 31}}`` is namespace ``user`` with
 the category ``country=DE`` (strings and booleans are categories) and the number ``age=31``.
 Actions are ids, or dicts ``{"id": "a1", "features": {"item": {"price": 9.5}}}``.
+Nothing else is a feature value: a nested dict, a list or ``None`` raises ``ValueError`` (naming
+the namespace and the feature) rather than being sent as its ``str()``.
 
 A server with TLS and tokens (README: "Security and privacy")::
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from numbers import Real
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -135,31 +138,66 @@ class RewardResult:
     learned: bool
 
 
-def to_namespaces(features: Features | None) -> list[pb.Namespace]:
-    """``{"ns": {"k": 1.5, "c": "x"}}`` → Namespace protos (numbers vs categories by type)."""
+_SHAPE = '{"namespace": {"feature": value}}, e.g. {"user": {"country": "DE", "age": 31}}'
+
+
+def _kind(value: object) -> str:
+    return "None" if value is None else f"a {type(value).__name__}"
+
+
+def to_namespaces(features: Features | None, *, where: str = "context") -> list[pb.Namespace]:
+    """``{"ns": {"k": 1.5, "c": "x"}}`` → Namespace protos (numbers vs categories by type).
+
+    Strict, nothing is guessed: ``TypeError`` (saying the expected shape) unless ``features`` is
+    a mapping of namespace names to mappings of feature names; ``ValueError`` (naming the
+    namespace and the feature) for a value that is not a number, a string or a boolean — a
+    nested dict, a list or ``None``. ``where`` names the argument in the messages.
+    """
+    if features is None:
+        return []
+    if not isinstance(features, Mapping):
+        raise TypeError(f"`{where}` must be a mapping of namespaces to features, {_SHAPE}; "
+                        f"got {_kind(features)}")
     result = []
-    for name, values in (features or {}).items():
+    for name, values in features.items():
+        if not isinstance(name, str) or not isinstance(values, Mapping):
+            raise TypeError(f"`{where}` must be a mapping of namespaces to features, {_SHAPE}; "
+                            f"namespace {name!r} holds {_kind(values)}, not a mapping of "
+                            f"features")
         numbers: dict[str, float] = {}
         categories: dict[str, str] = {}
         for key, value in values.items():
+            if not isinstance(key, str):
+                raise TypeError(f"`{where}` namespace {name!r}: feature names must be strings, "
+                                f"got {key!r}")
             if isinstance(value, bool):
                 categories[key] = "true" if value else "false"
-            elif isinstance(value, int | float):
+            elif isinstance(value, Real):
                 numbers[key] = float(value)
+            elif isinstance(value, str):
+                categories[key] = value
             else:
-                categories[key] = str(value)
+                raise ValueError(f"`{where}` namespace {name!r} feature {key!r} is "
+                                 f"{_kind(value)}: feature values must be numbers, strings or "
+                                 f"booleans (flatten nested values into their own features; "
+                                 f"leave a missing value out)")
         result.append(pb.Namespace(name=name, numbers=numbers, categories=categories))
     return result
 
 
 def to_actions(actions: Iterable[ActionSpec]) -> list[pb.Action]:
+    """Ids, or ``{"id": "a1", "features": {...}}`` (features as in :func:`to_namespaces`)."""
     result = []
-    for action in actions:
+    for index, action in enumerate(actions):
         if isinstance(action, str):
             result.append(pb.Action(id=action))
+        elif isinstance(action, Mapping) and "id" in action:
+            result.append(pb.Action(id=str(action["id"]), features=to_namespaces(
+                action.get("features"), where=f"actions[{index}].features")))
         else:
-            result.append(pb.Action(id=str(action["id"]),
-                                    features=to_namespaces(action.get("features"))))
+            raise TypeError(f"`actions[{index}]` must be an action id or "
+                            f'{{"id": ..., "features": {_SHAPE}}}; got {_kind(action)}'
+                            + ("" if not isinstance(action, Mapping) else " without an \"id\""))
     return result
 
 

@@ -6,6 +6,11 @@ the program checks that Choose returns a valid decision, that Reward on that eve
 a second Reward gets ALREADY_EXISTS and that a Choose with no actions gets INVALID_ARGUMENT, and
 exits non-zero with its own message otherwise. Builds are cached in each client's build folder.
 
+A second server serves TLS, requires a client certificate (mTLS) and tokens (certificates made
+by tests/certs.py, a token file with a ``decide`` token): each language runs the same checks with
+ARBITER_TLS_CA, ARBITER_TLS_CERT, ARBITER_TLS_KEY and ARBITER_TOKEN set, and then checks that a
+call without the token gets UNAUTHENTICATED and that a plaintext client gets UNAVAILABLE at once.
+
 A language whose toolchain is missing is skipped with the command that installs it; with ``CI``
 set it fails instead, so CI never skips silently.
 """
@@ -24,6 +29,9 @@ from pathlib import Path
 
 import pytest
 
+from arbiter.server.auth import sha256_hex
+from tests.certs import make_pki
+
 ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = ROOT / "clients"
 EXPERIMENT = "homepage"
@@ -39,11 +47,15 @@ GOCODE = Path("/usr/share/gocode/src")
 JAVA_SHARE = Path("/usr/share/java")
 
 
+TOKEN = "live-clients-token"
+
+
 @dataclass
 class Server:
     target: str
     log: Path
     proc: subprocess.Popen[str]
+    env: dict[str, str]  # what the client test programs need besides ARBITER_TARGET
 
     def log_tail(self, lines: int = 40) -> str:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -53,18 +65,38 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``python -m arbiter.cli serve`` on 127.0.0.1:0 with a SQLite file; stopped with SIGTERM."""
-    tmp = tmp_path_factory.mktemp("clients_live")
+    yield from _serve(tmp_path_factory.mktemp("clients_live"), secure=False)
+
+
+@pytest.fixture(scope="module")
+def secure_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The same with TLS, a required client certificate and a token file."""
+    yield from _serve(tmp_path_factory.mktemp("clients_live_tls"), secure=True)
+
+
+def _serve(tmp: Path, *, secure: bool) -> Iterator[Server]:
     config = tmp / "experiments.toml"
     config.write_text(CONFIG)
     log = tmp / "server.log"
+    flags: list[str] = []
+    env: dict[str, str] = {}
+    if secure:
+        pki = make_pki(tmp / "pki")
+        tokens = tmp / "tokens.toml"
+        tokens.write_text(f'[[tokens]]\nname = "live-clients"\nsha256 = "{sha256_hex(TOKEN)}"\n'
+                          'roles = ["decide"]\n')
+        flags = ["--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key),
+                 "--tls-client-ca", str(pki.ca), "--auth-tokens", str(tokens)]
+        env = {"ARBITER_TLS_CA": str(pki.ca), "ARBITER_TLS_CERT": str(pki.client_cert),
+               "ARBITER_TLS_KEY": str(pki.client_key), "ARBITER_TOKEN": TOKEN}
     with log.open("w") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "arbiter.cli", "serve", "--listen", "127.0.0.1:0",
-             "--db", f"sqlite:///{tmp / 'arbiter.db'}", "--config", str(config)],
+             "--db", f"sqlite:///{tmp / 'arbiter.db'}", "--config", str(config), *flags],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=log_file, text=True)
     try:
         target = _read_target(proc, log)
-        yield Server(target=target, log=log, proc=proc)
+        yield Server(target=target, log=log, proc=proc, env=env)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -139,7 +171,11 @@ def _require(language: str) -> None:
 
 def _run_client_test(language: str, server: Server) -> None:
     _require(language)
-    env = {**os.environ, "ARBITER_TARGET": server.target, "ARBITER_EXPERIMENT": EXPERIMENT}
+    env = {**os.environ, "ARBITER_TARGET": server.target, "ARBITER_EXPERIMENT": EXPERIMENT,
+           **server.env}
+    for variable in ("ARBITER_TLS_CA", "ARBITER_TLS_CERT", "ARBITER_TLS_KEY", "ARBITER_TOKEN"):
+        if variable not in server.env:
+            env.pop(variable, None)  # the plaintext server: none from the caller's environment
 
     try:
         result = subprocess.run(
@@ -180,6 +216,14 @@ def test_go_client(server: Server) -> None:
 def test_java_client(server: Server) -> None:
     """dev.arbiter.client.LiveCheck, compiled with javac against Debian's gRPC-Java."""
     _run_client_test("java", server)
+
+
+@pytest.mark.parametrize("language", ["node", "go", "java"])
+def test_client_with_tls_a_client_certificate_and_a_token(
+        secure_server: Server, language: str) -> None:
+    """The same checks over mTLS with a token; without the token UNAUTHENTICATED, and a
+    plaintext client UNAVAILABLE at once (each language's own test program checks both)."""
+    _run_client_test(language, secure_server)
 
 
 def test_generated_client_code_matches_protos() -> None:

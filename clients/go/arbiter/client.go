@@ -9,15 +9,28 @@
 //	})
 //	learned, err := c.Reward(ctx, d.EventID, 1.0)
 //
+// A server with TLS and tokens:
+//
+//	c, err := arbiter.Connect("arbiter.internal:50051", arbiter.Options{
+//		CAFile: "ca.pem", CertFile: "client.pem", KeyFile: "client-key.pem", Token: token,
+//	})
+//
 // Errors are gRPC status errors: status.Code(err) is codes.InvalidArgument for a bad request,
-// codes.NotFound for an unknown experiment or event, codes.AlreadyExists for a second reward.
+// codes.NotFound for an unknown experiment or event, codes.AlreadyExists for a second reward,
+// codes.Unauthenticated without a known token, codes.PermissionDenied for a token without the
+// method's role.
 package arbiter
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
+	"os"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	arbiterv1 "github.com/arbiter/arbiter/clients/go/arbiterv1"
 )
@@ -40,6 +53,78 @@ func Dial(target string, opts ...grpc.DialOption) (*Client, error) {
 	}
 	return &Client{conn: conn, rpc: arbiterv1.NewDecisionServiceClient(conn)}, nil
 }
+
+// Options say how Connect reaches a server: TLS and a bearer token.
+type Options struct {
+	// TLS turns TLS on (CAFile or CertFile imply it); without CAFile the system's root
+	// certificates verify the server.
+	TLS    bool
+	CAFile string
+	// CertFile and KeyFile (PEM, together) present a client certificate, for a server that
+	// requires one (mTLS).
+	CertFile string
+	KeyFile  string
+	// Token goes with every call as "authorization: Bearer <token>" metadata.
+	Token string
+}
+
+// Connect connects to target as opts say (plaintext without TLS); extra dial options follow.
+func Connect(target string, opts Options, extra ...grpc.DialOption) (*Client, error) {
+	dial, err := opts.DialOptions()
+	if err != nil {
+		return nil, err
+	}
+	return Dial(target, append(dial, extra...)...)
+}
+
+// DialOptions are the transport credentials and per-call token of opts, for grpc.Dial.
+func (o Options) DialOptions() ([]grpc.DialOption, error) {
+	secure := o.TLS || o.CAFile != "" || o.CertFile != ""
+	var out []grpc.DialOption
+	if secure {
+		config := &tls.Config{MinVersion: tls.VersionTLS12}
+		if o.CAFile != "" {
+			pem, err := os.ReadFile(o.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("arbiter: CA file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("arbiter: CA file %s holds no PEM certificate", o.CAFile)
+			}
+			config.RootCAs = pool
+		}
+		if (o.CertFile == "") != (o.KeyFile == "") {
+			return nil, errors.New("arbiter: CertFile and KeyFile go together (a client certificate and its key)")
+		}
+		if o.CertFile != "" {
+			pair, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("arbiter: client certificate: %w", err)
+			}
+			config.Certificates = []tls.Certificate{pair}
+		}
+		out = append(out, grpc.WithTransportCredentials(credentials.NewTLS(config)))
+	} else {
+		out = append(out, grpc.WithInsecure())
+	}
+	if o.Token != "" {
+		out = append(out, grpc.WithPerRPCCredentials(bearer{token: o.Token, secure: secure}))
+	}
+	return out, nil
+}
+
+// bearer sends the token with every call. Over TLS it refuses to go out in plaintext.
+type bearer struct {
+	token  string
+	secure bool
+}
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + b.token}, nil
+}
+
+func (b bearer) RequireTransportSecurity() bool { return b.secure }
 
 // New wraps a connection the caller owns (and closes).
 func New(conn grpc.ClientConnInterface) *Client {

@@ -15,7 +15,9 @@ import (
 )
 
 // TestLiveServer checks the client against a real server at $ARBITER_TARGET (experiment
-// $ARBITER_EXPERIMENT, default "homepage"). tests/clients_live starts one and runs this.
+// $ARBITER_EXPERIMENT, default "homepage"). tests/clients_live starts one and runs this; for a
+// server with TLS and tokens also with ARBITER_TLS_CA (ARBITER_TLS_CERT, ARBITER_TLS_KEY for
+// mTLS) and ARBITER_TOKEN.
 func TestLiveServer(t *testing.T) {
 	target := os.Getenv("ARBITER_TARGET")
 	if target == "" {
@@ -25,7 +27,9 @@ func TestLiveServer(t *testing.T) {
 	if experiment == "" {
 		experiment = "homepage"
 	}
-	c, err := Dial(target)
+	opts := Options{CAFile: os.Getenv("ARBITER_TLS_CA"), CertFile: os.Getenv("ARBITER_TLS_CERT"),
+		KeyFile: os.Getenv("ARBITER_TLS_KEY"), Token: os.Getenv("ARBITER_TOKEN")}
+	c, err := Connect(target, opts)
 	if err != nil {
 		t.Fatalf("dial %s: %v", target, err)
 	}
@@ -66,6 +70,44 @@ func TestLiveServer(t *testing.T) {
 		_, err := c.Reward(ctx, decision.EventID, 0.0)
 		if status.Code(err) != codes.AlreadyExists {
 			t.Fatalf("second Reward(%s): got %v (code %s), want ALREADY_EXISTS", decision.EventID, err, status.Code(err))
+		}
+	})
+
+	t.Run("WithoutTheTokenIsUnauthenticated", func(t *testing.T) {
+		if opts.Token == "" {
+			t.Skip("no ARBITER_TOKEN")
+		}
+		anonymous := opts
+		anonymous.Token = ""
+		a, err := Connect(target, anonymous)
+		if err != nil {
+			t.Fatalf("connect: %v", err)
+		}
+		defer a.Close()
+		_, err = a.Choose(ctx, choice)
+		if status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("Choose without a token: got %v (code %s), want UNAUTHENTICATED", err, status.Code(err))
+		}
+	})
+
+	t.Run("PlaintextAgainstTLSIsUnavailableAtOnce", func(t *testing.T) {
+		if opts.CAFile == "" {
+			t.Skip("no ARBITER_TLS_CA")
+		}
+		p, err := Dial(target)
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		defer p.Close()
+		began := time.Now()
+		short, done := context.WithTimeout(ctx, 20*time.Second)
+		defer done()
+		_, err = p.Choose(short, choice)
+		if status.Code(err) != codes.Unavailable {
+			t.Fatalf("plaintext Choose: got %v (code %s), want UNAVAILABLE", err, status.Code(err))
+		}
+		if took := time.Since(began); took > 10*time.Second {
+			t.Fatalf("plaintext Choose took %s", took)
 		}
 	})
 

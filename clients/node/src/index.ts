@@ -13,10 +13,17 @@
  * client.close();
  * ```
  *
+ * A server with TLS and tokens: `new DecisionClient(target, { token, tls: { caFile, certFile,
+ * keyFile } })` (the files are PEM; `certFile` and `keyFile` only for a server that asks for a
+ * client certificate).
+ *
  * Failed calls reject with the gRPC `ServiceError`: `err.code` is `Status.INVALID_ARGUMENT` for a
  * bad request, `Status.NOT_FOUND` for an unknown experiment or event, `Status.ALREADY_EXISTS` for
- * a second reward of one event.
+ * a second reward of one event, `Status.UNAUTHENTICATED` without a known token,
+ * `Status.PERMISSION_DENIED` for a token without the method's role.
  */
+import { readFileSync } from "node:fs";
+
 import {
   type CallOptions,
   type ChannelCredentials,
@@ -90,8 +97,20 @@ export interface RewardResult {
   learned: boolean;
 }
 
+/** TLS files (PEM). Without `caFile` the system's root certificates verify the server. */
+export interface TlsOptions {
+  caFile?: string;
+  /** A client certificate and its key, for a server that requires one (mTLS). */
+  certFile?: string;
+  keyFile?: string;
+}
+
 export interface DecisionClientOptions {
-  /** Channel credentials; plaintext (`credentials.createInsecure()`) by default. */
+  /** Sent with every call as `authorization: Bearer <token>` metadata. */
+  token?: string;
+  /** Connect with TLS (`true`: verified with the system's root certificates). */
+  tls?: TlsOptions | boolean;
+  /** Channel credentials; overrides `tls`. Plaintext (`credentials.createInsecure()`) by default. */
   credentials?: ChannelCredentials;
   /** Options for the underlying grpc-js channel. */
   channelOptions?: Partial<ClientOptions>;
@@ -113,14 +132,19 @@ export interface RewardSettings extends CallSettings {
 export class DecisionClient {
   private readonly rpc: DecisionServiceClient;
   private readonly timeoutMs: number;
+  private readonly authorization: string | undefined;
 
   constructor(target: string, options: DecisionClientOptions = {}) {
+    if (options.token !== undefined && (!options.token || options.token.trim() !== options.token)) {
+      throw new TypeError("token must be non-empty, without surrounding whitespace");
+    }
     this.rpc = new DecisionServiceClient(
       target,
-      options.credentials ?? credentials.createInsecure(),
+      options.credentials ?? channelCredentials(options.tls),
       options.channelOptions,
     );
     this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.authorization = options.token ? `Bearer ${options.token}` : undefined;
   }
 
   /** Picks one of the offered actions; the server logs the decision before answering. */
@@ -182,12 +206,27 @@ export class DecisionClient {
     settings: CallSettings,
   ): Promise<Res> {
     const deadline = new Date(Date.now() + (settings.timeoutMs ?? this.timeoutMs));
+    const metadata = settings.metadata ? settings.metadata.clone() : new Metadata();
+    if (this.authorization && metadata.get("authorization").length === 0) {
+      metadata.set("authorization", this.authorization);
+    }
     return new Promise<Res>((resolve, reject) => {
-      call(request, settings.metadata ?? new Metadata(), { deadline }, (error, response) =>
+      call(request, metadata, { deadline }, (error, response) =>
         error ? reject(error) : resolve(response),
       );
     });
   }
+}
+
+/** Plaintext without `tls`; else TLS with the given CA and client certificate files. */
+export function channelCredentials(tls?: TlsOptions | boolean): ChannelCredentials {
+  if (!tls) return credentials.createInsecure();
+  const files = tls === true ? {} : tls;
+  if (Boolean(files.certFile) !== Boolean(files.keyFile)) {
+    throw new TypeError("tls.certFile and tls.keyFile go together (a client certificate and its key)");
+  }
+  const read = (path?: string) => (path ? readFileSync(path) : null);
+  return credentials.createSsl(read(files.caFile), read(files.keyFile), read(files.certFile));
 }
 
 function toNamespace(f: Features) {

@@ -11,6 +11,8 @@ let server: Server;
 let client: DecisionClient;
 let lastChoose: ChooseRequest | undefined;
 let lastReward: RewardRequest | undefined;
+let lastAuthorization: string | undefined;
+let target = "";
 const rewarded = new Set<string>();
 
 function fail(code: status, details: string): ServiceError {
@@ -22,6 +24,7 @@ before(async () => {
   const impl: DecisionServiceServer = {
     choose: (call, cb) => {
       lastChoose = call.request;
+      lastAuthorization = call.metadata.get("authorization")[0] as string | undefined;
       const first = call.request.actions[0];
       if (!first) return cb(fail(status.INVALID_ARGUMENT, "`actions` must not be empty"));
       cb(null, {
@@ -41,7 +44,21 @@ before(async () => {
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );
-  client = new DecisionClient(`127.0.0.1:${port}`);
+  target = `127.0.0.1:${port}`;
+  client = new DecisionClient(target);
+});
+
+test("a token goes with every call as authorization: Bearer metadata, and only then", async () => {
+  const withToken = new DecisionClient(target, { token: "s3cret" });
+  try {
+    await withToken.choose({ experiment: "homepage", actions: [{ id: "a" }] });
+    assert.equal(lastAuthorization, "Bearer s3cret");
+    await client.choose({ experiment: "homepage", actions: [{ id: "a" }] });
+    assert.equal(lastAuthorization, undefined);
+  } finally {
+    withToken.close();
+  }
+  assert.throws(() => new DecisionClient(target, { token: " padded " }), TypeError);
 });
 
 after(() => {

@@ -1,17 +1,28 @@
 // The client against a real server at $ARBITER_TARGET (experiment $ARBITER_EXPERIMENT, default
-// "homepage"). tests/clients_live starts one and runs `npm test` with ARBITER_TARGET set.
+// "homepage"). tests/clients_live starts one and runs `npm test` with ARBITER_TARGET set; for a
+// server with TLS and tokens also ARBITER_TLS_CA (and ARBITER_TLS_CERT, ARBITER_TLS_KEY for
+// mTLS) and ARBITER_TOKEN.
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 
-import { type Decision, DecisionClient, Status, hasStatus } from "../src/index";
+import { type Decision, DecisionClient, type DecisionClientOptions, Status, hasStatus } from "../src/index";
 import { invalidDecision } from "./check";
 
 const target = process.env.ARBITER_TARGET;
 const experiment = process.env.ARBITER_EXPERIMENT || "homepage";
 const skip = target ? false : "ARBITER_TARGET is not set: start `arbiter serve` and set ARBITER_TARGET=host:port";
+const token = process.env.ARBITER_TOKEN || undefined;
+const tls = process.env.ARBITER_TLS_CA
+  ? {
+      caFile: process.env.ARBITER_TLS_CA,
+      certFile: process.env.ARBITER_TLS_CERT || undefined,
+      keyFile: process.env.ARBITER_TLS_KEY || undefined,
+    }
+  : undefined;
+const connection: DecisionClientOptions = { token, tls };
 
 describe("live server", { skip }, () => {
-  const client = new DecisionClient(target ?? "", { timeoutMs: 30_000 });
+  const client = new DecisionClient(target ?? "", { ...connection, timeoutMs: 30_000 });
   after(() => client.close());
   const offered = ["hero-a", "hero-b", "hero-c"];
   let decision: Decision | undefined;
@@ -40,6 +51,32 @@ describe("live server", { skip }, () => {
       assert.ok(hasStatus(e, Status.ALREADY_EXISTS), `want ALREADY_EXISTS, got ${e}`);
       return true;
     });
+  });
+
+  test("without the token: UNAUTHENTICATED", { skip: token ? false : "no ARBITER_TOKEN" }, async () => {
+    const anonymous = new DecisionClient(target ?? "", { tls, timeoutMs: 30_000 });
+    try {
+      await assert.rejects(anonymous.choose({ experiment, actions: [{ id: "a" }] }), (e) => {
+        assert.ok(hasStatus(e, Status.UNAUTHENTICATED), `want UNAUTHENTICATED, got ${e}`);
+        return true;
+      });
+    } finally {
+      anonymous.close();
+    }
+  });
+
+  test("a plaintext client against the TLS server: UNAVAILABLE at once", { skip: tls ? false : "no TLS" }, async () => {
+    const plaintext = new DecisionClient(target ?? "", { token, timeoutMs: 20_000 });
+    const began = Date.now();
+    try {
+      await assert.rejects(plaintext.choose({ experiment, actions: [{ id: "a" }] }), (e) => {
+        assert.ok(hasStatus(e, Status.UNAVAILABLE), `want UNAVAILABLE, got ${e}`);
+        return true;
+      });
+      assert.ok(Date.now() - began < 10_000, `took ${Date.now() - began} ms`);
+    } finally {
+      plaintext.close();
+    }
   });
 
   test("choose without actions gets INVALID_ARGUMENT", async () => {

@@ -10,9 +10,17 @@ import dev.arbiter.v1.RankedAction;
 import dev.arbiter.v1.RewardRequest;
 import io.grpc.Channel;
 import io.grpc.ManagedChannel;
+import io.grpc.Metadata;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
+import io.grpc.netty.GrpcSslContexts;
 import io.grpc.netty.NettyChannelBuilder;
+import io.grpc.stub.MetadataUtils;
+import io.netty.handler.ssl.ArbiterJava9Alpn;
+import io.netty.handler.ssl.SslContext;
+import io.netty.handler.ssl.SslContextBuilder;
+import java.io.File;
+import java.io.UncheckedIOException;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -35,9 +43,15 @@ import java.util.concurrent.TimeUnit;
  * }
  * }</pre>
  *
+ * <p>A server with TLS and tokens: {@code DecisionClient.connect(target, new
+ * DecisionClient.Connection(new File("ca.pem"), new File("client.pem"), new
+ * File("client-key.pem"), token))} (PEM files; the client certificate and key only for a server
+ * that requires one, the key in PKCS#8).
+ *
  * <p>Failed calls throw {@link StatusRuntimeException}; {@link #code(Throwable)} gives its code:
  * INVALID_ARGUMENT for a bad request, NOT_FOUND for an unknown experiment or event,
- * ALREADY_EXISTS for a second reward of one event.
+ * ALREADY_EXISTS for a second reward of one event, UNAUTHENTICATED without a known token,
+ * PERMISSION_DENIED for a token without the method's role.
  */
 public final class DecisionClient implements AutoCloseable {
   /** One action of the distribution a decision was drawn from. */
@@ -55,6 +69,29 @@ public final class DecisionClient implements AutoCloseable {
       String variant,
       String modelVersion) {}
 
+  /**
+   * How {@link #connect(String, Connection)} reaches a server. TLS when {@code caFile} is set (it
+   * verifies the server); {@code certFile} and {@code keyFile} present a client certificate
+   * (mTLS); {@code token} goes with every call as {@code authorization: Bearer <token>}. Null
+   * fields are unset; all null is plaintext without a token.
+   */
+  public record Connection(File caFile, File certFile, File keyFile, String token) {
+    public Connection {
+      if ((certFile == null) != (keyFile == null)) {
+        throw new IllegalArgumentException("certFile and keyFile go together");
+      }
+      if (certFile != null && caFile == null) {
+        throw new IllegalArgumentException("a client certificate needs TLS: give caFile");
+      }
+      if (token != null && (token.isEmpty() || !token.strip().equals(token))) {
+        throw new IllegalArgumentException("token must be non-empty, without surrounding spaces");
+      }
+    }
+  }
+
+  private static final Metadata.Key<String> AUTHORIZATION =
+      Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER);
+
   private final ManagedChannel ownedChannel; // null when the caller owns the channel
   private final DecisionServiceGrpc.DecisionServiceBlockingStub stub;
   private final Duration timeout;
@@ -71,9 +108,57 @@ public final class DecisionClient implements AutoCloseable {
     return new DecisionClient(channel, channel, Duration.ofSeconds(10));
   }
 
+  /** Connects to {@code target} as {@code connection} says, with a 10 s deadline per call. */
+  public static DecisionClient connect(String target, Connection connection) {
+    NettyChannelBuilder builder = NettyChannelBuilder.forTarget(target);
+    if (connection.caFile() == null) {
+      builder.usePlaintext();
+    } else {
+      try {
+        builder.sslContext(sslContext(connection));
+      } catch (javax.net.ssl.SSLException e) {
+        throw new UncheckedIOException("cannot set up TLS: " + e.getMessage(), e);
+      }
+    }
+    ManagedChannel channel = builder.build();
+    DecisionClient client = new DecisionClient(channel, channel, Duration.ofSeconds(10));
+    return connection.token() == null ? client : client.withToken(connection.token());
+  }
+
+  private static SslContext sslContext(Connection connection) throws javax.net.ssl.SSLException {
+    SslContextBuilder ssl = GrpcSslContexts.forClient().trustManager(connection.caFile());
+    if (connection.certFile() != null) {
+      ssl.keyManager(connection.certFile(), connection.keyFile());
+    }
+    try {
+      return ssl.build();
+    } catch (UnsupportedOperationException e) { // a Netty without JDK ALPN (Debian's 4.1.48)
+      return ArbiterJava9Alpn.clientContext(
+          connection.caFile(), connection.certFile(), connection.keyFile());
+    }
+  }
+
   /** Wraps a channel the caller owns and closes (TLS, load balancing, interceptors...). */
   public static DecisionClient over(Channel channel, Duration timeout) {
     return new DecisionClient(null, channel, timeout);
+  }
+
+  private DecisionClient(
+      ManagedChannel owned, DecisionServiceGrpc.DecisionServiceBlockingStub stub, Duration timeout) {
+    this.ownedChannel = owned;
+    this.stub = stub;
+    this.timeout = timeout;
+  }
+
+  /**
+   * This client sending {@code token} with every call ({@code authorization: Bearer <token>}),
+   * on the same channel (closing either closes it when {@link #connect} opened it).
+   */
+  public DecisionClient withToken(String token) {
+    Metadata headers = new Metadata();
+    headers.put(AUTHORIZATION, "Bearer " + token);
+    return new DecisionClient(
+        ownedChannel, stub.withInterceptors(MetadataUtils.newAttachHeadersInterceptor(headers)), timeout);
   }
 
   private DecisionServiceGrpc.DecisionServiceBlockingStub call() {

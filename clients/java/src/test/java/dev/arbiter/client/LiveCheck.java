@@ -2,6 +2,7 @@ package dev.arbiter.client;
 
 import dev.arbiter.v1.ChooseRequest;
 import io.grpc.Status;
+import java.io.File;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
@@ -10,7 +11,8 @@ import java.util.Set;
 /**
  * Checks the Java client against a real server at $ARBITER_TARGET (experiment
  * $ARBITER_EXPERIMENT, default "homepage"); tests/clients_live starts one and runs this. Prints one
- * line per check and exits 1 when any fails.
+ * line per check and exits 1 when any fails. For a server with TLS and tokens also
+ * $ARBITER_TLS_CA ($ARBITER_TLS_CERT, $ARBITER_TLS_KEY for mTLS) and $ARBITER_TOKEN.
  */
 public final class LiveCheck {
   private static final List<String> OFFERED = List.of("hero-a", "hero-b", "hero-c");
@@ -31,8 +33,34 @@ public final class LiveCheck {
       experiment = "homepage";
     }
     LiveCheck check = new LiveCheck();
-    try (DecisionClient client = DecisionClient.connect(target)) {
+    File ca = file("ARBITER_TLS_CA");
+    File cert = file("ARBITER_TLS_CERT");
+    File key = file("ARBITER_TLS_KEY");
+    String token = System.getenv("ARBITER_TOKEN");
+    token = token == null || token.isEmpty() ? null : token;
+    try (DecisionClient client =
+        DecisionClient.connect(target, new DecisionClient.Connection(ca, cert, key, token))) {
       check.run(client, experiment);
+    }
+    if (token != null) {
+      try (DecisionClient anonymous =
+          DecisionClient.connect(target, new DecisionClient.Connection(ca, cert, key, null))) {
+        check.expectFailure("without the token: UNAUTHENTICATED", anonymous, experiment,
+            Status.Code.UNAUTHENTICATED);
+      }
+    }
+    if (ca != null) {
+      long began = System.nanoTime();
+      try (DecisionClient plaintext = DecisionClient.connect(target)) {
+        check.expectFailure("a plaintext client against the TLS server: UNAVAILABLE", plaintext,
+            experiment, Status.Code.UNAVAILABLE);
+      }
+      long tookMs = (System.nanoTime() - began) / 1_000_000;
+      if (tookMs < 8_000) {
+        check.pass("... at once", tookMs + " ms");
+      } else {
+        check.fail("... at once", "took " + tookMs + " ms");
+      }
     }
     System.out.printf("%d passed, %d failed%n", check.passed, check.failed);
     System.exit(check.failed == 0 ? 0 : 1);
@@ -84,6 +112,24 @@ public final class LiveCheck {
     }
 
     checkNoActions(client, experiment);
+  }
+
+  private static File file(String variable) {
+    String path = System.getenv(variable);
+    return path == null || path.isEmpty() ? null : new File(path);
+  }
+
+  private void expectFailure(String name, DecisionClient client, String experiment, Status.Code want) {
+    try {
+      client.choose(
+          ChooseRequest.newBuilder()
+              .setExperiment(experiment)
+              .addActions(DecisionClient.action("hero-a"))
+              .build());
+      fail(name, "the call succeeded");
+    } catch (RuntimeException e) {
+      expectCode(name, e, want);
+    }
   }
 
   private void checkNoActions(DecisionClient client, String experiment) {

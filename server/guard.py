@@ -55,14 +55,14 @@ def guard(servicer: S, service: ServiceDescriptor, auth: TokenSource | None = No
 def _guarded(inner: Inner, method: str, auth: TokenSource | None, role: str) -> Handler:
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            if request is UNDECODABLE:  # the body did not parse (server.decoding)
-                raise InvalidArgument("request", f"of {method}: {MESSAGE}")
             principal = None
-            if auth is not None:
+            if auth is not None:  # first: without a token nothing is said, not even a bad body
                 tokens = auth.tokens
                 if tokens is None:  # never open by accident
                     raise Unauthenticated("no tokens are loaded")
                 principal = tokens.authorize(context.invocation_metadata(), role)
+            if request is UNDECODABLE:  # the body did not parse (server.decoding)
+                raise InvalidArgument("request", f"of {method}: {MESSAGE}")
             return await inner(request, context, principal)
         except grpc.aio.AbortError:  # the handler chose its status itself
             raise

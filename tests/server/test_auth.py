@@ -493,3 +493,15 @@ def test_sighup_to_the_supervisor_reloads_every_server_process(tmp_path: Path) -
         code, _, err = server.stop()
     assert code == 0, err
     assert err.count("tokens reloaded") == 2
+
+
+def test_an_undecodable_body_without_a_token_is_unauthenticated_not_invalid(
+        channel: grpc.Channel) -> None:
+    raw = channel.unary_unary("/arbiter.v1.DecisionService/Choose")
+    garbage = b"\xff\xff\xff\xff"
+
+    without = code_of(lambda: raw(garbage, timeout=10))
+    with_token = code_of(lambda: raw(garbage, metadata=bearer("t-decide-all"), timeout=10))
+
+    assert without[0] == grpc.StatusCode.UNAUTHENTICATED
+    assert with_token[0] == grpc.StatusCode.INVALID_ARGUMENT

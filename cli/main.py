@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
-import logging
 import os
 import signal
 import sys
@@ -61,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     security.add_argument("--insecure", action="store_true",
                           help="allow plaintext on an address that is not loopback")
     serve.add_argument("--log-level", default="WARNING")
+    serve.add_argument("--log-format", choices=("text", "json"), default="text",
+                       help="stderr log lines: text, or one JSON object per line (time, level, "
+                            "logger, message, event_id where there is one)")
     serve.set_defaults(run=_serve)
 
     simulate = commands.add_parser("simulate", help="drive synthetic users at a running server")
@@ -168,9 +170,10 @@ def _serve(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"arbiter: {problem}", file=sys.stderr)
         return 2
-    pid = " [%(process)d]" if processes > 1 else ""  # whose line is it, with several processes
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format=f"%(asctime)s{pid} %(levelname)s %(name)s: %(message)s")
+    from arbiter.server.logs import configure as configure_logs
+
+    # With several processes, text lines say whose they are (JSON lines always carry "pid").
+    configure_logs(args.log_level, args.log_format, show_pid=processes > 1)
     try:
         configs = load_config(args.config)
     except ConfigError as error:

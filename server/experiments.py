@@ -76,15 +76,17 @@ class Variant:
             return self.policy.distribution(decision, rng)
 
     def learn(self, decision: Decision, chosen: int, reward: float, probability: float,
-              seq: int) -> None:
-        """Apply learned event ``seq``. A reward the policy rejects (e.g. outside [0, 1] for
-        ``thompson``) is skipped with a warning — the same way live and in replay, so the model
-        stays a deterministic fold of the log."""
+              seq: int, event_id: str | None = None) -> None:
+        """Apply learned event ``seq`` (of decision ``event_id``, which the log line names). A
+        reward the policy rejects (e.g. outside [0, 1] for ``thompson``) is skipped with a
+        warning — the same way live and in replay, so the model stays a deterministic fold of
+        the log."""
         with self.lock:
             try:
                 self.policy.update(decision, chosen, reward, probability)
             except ValueError as error:
-                log.warning("variant %s skipped learned event %d: %s", self.name, seq, error)
+                log.warning("variant %s skipped learned event %d: %s", self.name, seq, error,
+                            extra={"event_id": event_id})
             self.position = seq
             self.updates += 1
 

@@ -146,12 +146,13 @@ class Fold:
                 experiment.roles_position = event.seq
             return
         if event.decision is None:
-            log.error("learned event %d has no decision; skipped", event.seq)
+            log.error("learned event %d has no decision; skipped", event.seq,
+                      extra={"event_id": event.event_id})
             return
         for variant in experiment.learners(event.variant):
             if variant.position < event.seq:
                 variant.learn(event.decision, event.chosen, event.value, event.probability,
-                              event.seq)
+                              event.seq, event.event_id)
         self.learned_events += 1
         for listener in self._listeners:
             listener(experiment, event)

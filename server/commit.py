@@ -191,6 +191,7 @@ def _rewards(connection: sa.Connection, ops: Sequence[Op], now: datetime,
             keys.add((record.event_id, key))
     taken: set[str] = set()
     held: set[str] = set()
+    missed: set[str] = set()
     for experiment in sorted({r.experiment for r in records}):
         since = now - timedelta(seconds=configs[experiment].reward_wait_seconds)
         mine_here = [(r, again) for r, again in zip(records, retry, strict=True)
@@ -199,10 +200,18 @@ def _rewards(connection: sa.Connection, ops: Sequence[Op], now: datetime,
                   if r.aggregation == "first" and r.event_id not in existing.learned]
         sums = [r.event_id for r, _ in mine_here if r.aggregation != "first"]
         if firsts:
-            taken |= store.take_windows(connection, firsts, since)
+            got = store.take_windows(connection, firsts, since)
+            taken |= got
+            missed.update(e for e in firsts if e not in got)
         if sums:
             held |= store.hold_windows(connection, sums, since)
     learned_events = set(existing.learned)
+    if missed:
+        # A window that was open when ``existing`` was read may have been taken meanwhile by
+        # another process's reward (PostgreSQL: this DELETE waited for its row lock until that
+        # transaction committed). That reward is committed now: read again, so this one is a
+        # duplicate (ALREADY_EXISTS), not a late reward.
+        learned_events |= store.existing_rewards(connection, sorted(missed)).learned
     judgements: list[Judgement] = []
     for record, again in zip(records, retry, strict=True):
         took = record.aggregation == "first" and record.event_id in taken

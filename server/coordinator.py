@@ -63,6 +63,7 @@ class Coordinator:
     def _advisory(self) -> bool:
         if self._connection is not None:  # held: the lock lives as long as this connection
             self._connection.execute(sa.text("SELECT 1"))
+            self._connection.commit()  # idle in no transaction (a timeout would end the session)
             return True
         connection = self._engine.connect()
         taken = connection.execute(sa.text("SELECT pg_try_advisory_lock(:key)"),

@@ -1,9 +1,10 @@
-"""``arbiter report`` and ``arbiter promote``: the admin API from the command line."""
+"""``arbiter report``, ``promote`` and ``erase``: the admin API from the command line."""
 
 from __future__ import annotations
 
 import math
 import sys
+import uuid
 
 import grpc
 from rich.console import Console
@@ -15,13 +16,13 @@ from arbiter.v1 import experiments_pb2_grpc
 
 
 def _call(target: str, method: str, request: object,
-          connection: Connection | None = None) -> object | None:
+          connection: Connection | None = None, timeout: float = 30) -> object | None:
     """One ExperimentService call over ``connection`` (TLS, token; plaintext without one)."""
     connection = connection or Connection()
     with connection.channel(target) as channel:
         stub = experiments_pb2_grpc.ExperimentServiceStub(channel)
         try:
-            response: object = getattr(stub, method)(request, timeout=30,
+            response: object = getattr(stub, method)(request, timeout=timeout,
                                                      metadata=connection.metadata)
             return response
         except grpc.RpcError as error:
@@ -97,4 +98,25 @@ def promote(target: str, experiment: str, variant: str, reason: str = "", *,
                         for v in answer.experiment.variants)
     print(f"{variant} is now the champion of {experiment} (was {answer.previous_champion}); "
           f"traffic: {traffic}")
+    return 0
+
+
+def erase(target: str, unit: str, experiment: str = "", request_id: str = "", *,
+          connection: Connection | None = None, timeout: float = 600) -> int:
+    """``arbiter erase``: delete a unit's events and rebuild the models without them. Without
+    ``request_id`` one is made (printed: give it again to retry the same erasure)."""
+    request_id = request_id or f"erase-{uuid.uuid4()}"
+    answer = _call(target, "EraseUnit",
+                   pb.EraseUnitRequest(unit_id=unit, experiment=experiment,
+                                       request_id=request_id), connection, timeout)
+    if answer is None:
+        print(f"arbiter: the erasure may have been done; retry with --request-id {request_id}",
+              file=sys.stderr)
+        return 1
+    assert isinstance(answer, pb.EraseUnitResponse)
+    rebuilt = ", ".join(answer.rebuilt_experiments) or "none"
+    print(f"erasure {answer.request_id}{' (done before)' if answer.repeated else ''}: "
+          f"{answer.decisions_deleted} decisions, {answer.rewards_deleted} rewards, "
+          f"{answer.activations_deleted} activations, {answer.learned_events_deleted} learned "
+          f"events deleted in {experiment or 'every experiment'}; models rebuilt: {rebuilt}")
     return 0

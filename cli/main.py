@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import os
 import signal
 import sys
 import threading
@@ -58,6 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                           help="do not serve gRPC server reflection")
     security.add_argument("--insecure", action="store_true",
                           help="allow plaintext on an address that is not loopback")
+    security.add_argument("--secret-file", metavar="FILE",
+                          help="the key of unit pseudonyms and hashed features (default: "
+                               "arbiter.secret beside an SQLite file, made on first start; "
+                               "required for PostgreSQL: the same file on every server)")
     serve.add_argument("--log-level", default="WARNING")
     serve.add_argument("--log-format", choices=("text", "json"), default="text",
                        help="stderr log lines: text, or one JSON object per line (time, level, "
@@ -95,26 +100,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     _connection_arguments(promote)
     promote.set_defaults(run=_promote)
 
+    erase = commands.add_parser("erase", help="erase a unit: delete its decisions, rewards and "
+                                              "learned events, rebuild the models without them")
+    erase.add_argument("--target", required=True, help="HOST:PORT of the server")
+    erase.add_argument("--unit", required=True, help="the unit id as sent in Choose")
+    erase.add_argument("--experiment", default="", help="only this experiment (default: all)")
+    erase.add_argument("--request-id", default="",
+                       help="idempotency key: the same id again returns the first answer "
+                            "(default: a new one, printed)")
+    _connection_arguments(erase)
+    erase.set_defaults(run=_erase)
+
     args = parser.parse_args(argv)
     from arbiter.log.migrate import SchemaError
+    from arbiter.server.privacy import SecretError
 
     try:
         return int(args.run(args))
-    except SchemaError as error:  # e.g. `serve --no-migrate` on a database behind: one line
-        print(f"arbiter {args.command}: {error}", file=sys.stderr)
+    except (SchemaError, SecretError) as error:  # e.g. `serve --no-migrate` on a database
+        print(f"arbiter {args.command}: {error}", file=sys.stderr)  # behind: one line
         return 2
 
 
 def _connection_arguments(parser: argparse.ArgumentParser) -> None:
-    from arbiter.cli.connection import add_arguments
-
-    add_arguments(parser)
+    """How a client command reaches a server with TLS and tokens (arbiter.client.Connection)."""
+    group = parser.add_argument_group("connection")
+    group.add_argument("--token-file", metavar="FILE",
+                       help="file holding the bearer token (default: $ARBITER_TOKEN)")
+    group.add_argument("--tls", action="store_true",
+                       help="connect with TLS, trusting the system's CAs (implied by --tls-ca)")
+    group.add_argument("--tls-ca", metavar="PEM", help="CA certificate(s) to verify the server")
+    group.add_argument("--tls-cert", metavar="PEM", help="client certificate (mTLS)")
+    group.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
 
 
 def _connection(args: argparse.Namespace) -> Connection:
-    from arbiter.cli.connection import from_args
+    from arbiter.client import Connection
 
-    return from_args(args)
+    token = os.environ.get("ARBITER_TOKEN") or None
+    if args.token_file:
+        with open(args.token_file, encoding="utf-8") as file:
+            token = file.read().strip()
+    return Connection(token=token, tls=args.tls, ca_file=args.tls_ca, cert_file=args.tls_cert,
+                      key_file=args.tls_key)
 
 
 def _security(args: argparse.Namespace) -> str | None:
@@ -170,6 +198,9 @@ def _serve(args: argparse.Namespace) -> int:
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` dumps every thread's stack
     if processes == 1:
         return _run_server(args, configs, args.listen, args.reuse_port, _announce)
+    from arbiter.server.privacy import load_secret
+
+    load_secret(args.secret_file, args.db)  # before forking: one line (SecretError), one file
     # The supervisor forks before any gRPC object exists; each child builds its own server.
     from arbiter.server.processes import supervise
 
@@ -242,7 +273,7 @@ def _run_server(args: argparse.Namespace, configs: dict[str, ExperimentConfig], 
                        durability=args.durability, snapshot_every=args.snapshot_every,
                        snapshot_seconds=args.snapshot_seconds, migrate=args.migrate,
                        tls=_tls_files(args), auth_tokens=args.auth_tokens,
-                       reflection=args.reflection), configs)
+                       reflection=args.reflection, secret_file=args.secret_file), configs)
     ready(app.start())
     # Timed waits: the main thread returns to Python every half second, so the handler's
     # set() is always seen (an untimed wait was seen to miss a SIGTERM under load).
@@ -272,3 +303,10 @@ def _promote(args: argparse.Namespace) -> int:
 
     return promote(args.target, args.experiment, args.variant, args.reason,
                    connection=_connection(args))
+
+
+def _erase(args: argparse.Namespace) -> int:
+    from arbiter.cli.admin import erase
+
+    return erase(args.target, args.unit, args.experiment, args.request_id,
+                 connection=_connection(args))

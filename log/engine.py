@@ -20,6 +20,9 @@ SQLITE_PRAGMAS = (
     # process and of the machine; group commit amortizes the fsync over a whole batch.
     "PRAGMA synchronous=FULL",
     "PRAGMA foreign_keys=ON",
+    # Deleted rows (erasure, retention) are overwritten with zeros, not left in free pages;
+    # a checkpoint then takes the zeroed pages into the file (server/erasure.py).
+    "PRAGMA secure_delete=ON",
 )
 
 
@@ -87,3 +90,20 @@ def _configure_sqlite(engine: sa.Engine, *, immediate: bool) -> None:
         @sa.event.listens_for(engine, "begin")
         def _begin_immediate(connection: sa.Connection) -> None:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def truncate_wal(engine: sa.Engine, attempts: int = 50) -> bool:
+    """SQLite: copy the WAL into the database file and truncate it to zero bytes
+    (``PRAGMA wal_checkpoint(TRUNCATE)``), so deleted rows (zeroed by ``secure_delete``) leave
+    neither file. A reader of another connection holding an old snapshot blocks it: retried
+    for a while (``attempts`` times 0.1 s). True when done; True at once for other databases."""
+    if engine.dialect.name != "sqlite":
+        return True
+    for _ in range(attempts):
+        with engine.connect() as connection:
+            busy = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()
+            connection.commit()
+        if busy is not None and busy[0] == 0:
+            return True
+        time.sleep(0.1)
+    return False

@@ -30,6 +30,10 @@
   made the change (a token's name).
 - ``promotions``: the audit trail of every promotion, with the report figures behind it and
   the ``principal`` who asked for it.
+- ``erasures``: the audit trail of every erasure of a unit (``EraseUnit``): its request id
+  (idempotency), scope, counts and principal — never the unit. The erasure itself deletes the
+  unit's decisions and everything joined to them, and adds one ``learnings`` row
+  (``erased_before``) per experiment whose models are rebuilt.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ decisions = sa.Table(
     sa.UniqueConstraint("event_id", name="uq_decisions_event_id"),
     sa.CheckConstraint("probability > 0 AND probability <= 1", name="ck_decisions_probability"),
     sa.Index("ix_decisions_experiment_created", "experiment", "created_at"),
+    sa.Index("ix_decisions_unit_hash", "unit_hash"),  # erasure finds a unit's decisions
 )
 
 rewards = sa.Table(
@@ -109,6 +114,9 @@ learnings = sa.Table(
     sa.Column("value", sa.Float, nullable=False),
     sa.Column("learned_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("state_version", sa.BigInteger, nullable=True),
+    # An erasure's marker (no event, no state_version): the experiment's models are rebuilt at
+    # this seq from the log without the erased events; the earliest of them had this seq.
+    sa.Column("erased_before", sa.BigInteger, nullable=True),
     sa.UniqueConstraint("event_id", name="uq_learnings_event_id"),
     sa.Index("ix_learnings_experiment_seq", "experiment", "seq"),
 )
@@ -138,6 +146,9 @@ snapshots = sa.Table(
     # The variant's live-report accumulators (server/stats.py) at fold position
     # ``stats["position"]`` (>= ``position``); NULL in snapshots written before revision 0003.
     sa.Column("stats", sa.JSON, nullable=True),
+    # The fold position the row was taken at: its policy and its stats reflect every learned
+    # event with seq <= applied. NULL in snapshots written before revision 0005.
+    sa.Column("applied", sa.BigInteger, nullable=True),
     sa.Index("ix_snapshots_variant_position", "experiment", "variant", "position"),
 )
 
@@ -174,4 +185,27 @@ promotions = sa.Table(
     # callers, and rows before revision 0004.
     sa.Column("principal", sa.String(128), nullable=True),
     sa.Index("ix_promotions_experiment", "experiment", "id"),
+)
+
+erasures = sa.Table(
+    "erasures",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    # The caller's idempotency key: a repeated request returns this row's counts.
+    sa.Column("request_id", sa.String(128), nullable=False),
+    # NULL: every experiment.
+    sa.Column("experiment", sa.String(128), nullable=True),
+    # HMAC of the request (unit and scope) under the server's secret: tells a retry from a
+    # reuse of the request id for another unit, and names no unit.
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("decisions", sa.BigInteger, nullable=False),
+    sa.Column("rewards", sa.BigInteger, nullable=False),
+    sa.Column("activations", sa.BigInteger, nullable=False),
+    sa.Column("learned_events", sa.BigInteger, nullable=False),
+    sa.Column("rebuilt", sa.JSON, nullable=False),  # the experiments whose models were rebuilt
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # Who asked: the caller's token name; NULL on an open server.
+    sa.Column("principal", sa.String(128), nullable=True),
+    sa.UniqueConstraint("request_id", name="uq_erasures_request_id"),
 )

@@ -11,9 +11,15 @@ Records:
   at the decision's time) unless deferred.
 - :class:`ActivationRecord` — an ``activations`` row and the window it opens.
 - :class:`RewardRecord` — a ``rewards`` row; its ``learned`` flag is decided by the caller.
-- :class:`Learning` — a ``learnings`` row: a learned event (``event_id``, ``value``) or a
-  set-up change (``state_version``); its ``seq`` comes from :func:`take_seqs`.
+- :class:`Learning` — a ``learnings`` row: a learned event (``event_id``, ``value``), a
+  set-up change (``state_version``) or an erasure's marker (``erased_before``); its ``seq``
+  comes from :func:`take_seqs`.
 - :class:`LearnedEvent` — a learning read back with what folding it needs (the decision).
+
+Erasure and retention delete rows: :func:`delete_events` removes decisions and everything
+joined to them; :func:`drop_snapshots_from` the snapshots an erasure invalidates;
+:func:`retention_cut`, :func:`expired_learned`, :func:`expired_unlearned` and
+:func:`drop_snapshots_before` are retention's reads and deletes.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from arbiter.log.codec import actions_to_json, decision_from_json
 from arbiter.log.schema import (
     activations,
     decisions,
+    erasures,
     experiment_states,
     learning_order,
     learnings,
@@ -107,13 +114,19 @@ def dedupe_key(reward_id: str, value: float, aggregation: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Learning:
-    """A row of the learning order: a learned event, or a set-up change of ``experiment``."""
+    """A row of the learning order: a learned event, a set-up change of ``experiment``, or an
+    erasure's marker (``erased_before``: the earliest erased seq; :data:`OWN_SEQ` when the
+    erasure deleted no learned event of the experiment — the row's own seq is written)."""
 
     experiment: str
     event_id: str | None
     value: float
     learned_at: datetime
     state_version: int | None = None
+    erased_before: int | None = None
+
+
+OWN_SEQ = 0  # ``Learning.erased_before``: nothing learned was erased (a marker for the caches)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +141,9 @@ class LearnedEvent:
     state_version: int | None = None
     event_id: str | None = None
     learned_at: datetime | None = None
+    # An erasure's marker: the experiment is rebuilt without the events erased (the earliest at
+    # ``erased_before``; equal to ``seq`` when none of them was learned: nothing to rebuild).
+    erased_before: int | None = None
     variant: str = ""
     decision: Decision | None = None
     chosen: int = 0
@@ -292,7 +308,9 @@ def insert_learnings(connection: sa.Connection, first_seq: int,
                      items: Sequence[Learning]) -> None:
     connection.execute(learnings.insert(), [
         {"seq": first_seq + offset, "event_id": item.event_id, "experiment": item.experiment,
-         "value": item.value, "learned_at": item.learned_at, "state_version": item.state_version}
+         "value": item.value, "learned_at": item.learned_at, "state_version": item.state_version,
+         "erased_before": (first_seq + offset if item.erased_before == OWN_SEQ
+                           else item.erased_before)}
         for offset, item in enumerate(items)])
 
 
@@ -318,6 +336,7 @@ def last_seq(connection: sa.Connection) -> int:
 
 _LEARNED = (sa.select(learnings.c.seq, learnings.c.experiment, learnings.c.value,
                       learnings.c.state_version, learnings.c.event_id, learnings.c.learned_at,
+                      learnings.c.erased_before,
                       decisions.c.variant,
                       decisions.c.context, decisions.c.actions, decisions.c.chosen_index,
                       decisions.c.probability, decisions.c.shadow)
@@ -340,9 +359,12 @@ def learned_after(connection: sa.Connection, after: int, through: int | None = N
 def _learned_event(row: sa.RowMapping) -> LearnedEvent:
     learned_at = as_utc(row["learned_at"])
     if row["event_id"] is None:
+        erased_before = row["erased_before"]
         return LearnedEvent(seq=int(row["seq"]), experiment=row["experiment"],
                             value=float(row["value"]), state_version=row["state_version"],
-                            learned_at=learned_at)
+                            learned_at=learned_at,
+                            erased_before=int(erased_before) if erased_before is not None
+                            else None)
     return LearnedEvent(seq=int(row["seq"]), experiment=row["experiment"],
                         value=float(row["value"]), event_id=row["event_id"],
                         learned_at=learned_at,
@@ -377,12 +399,16 @@ def find_decision(connection: sa.Connection, event_id: str) -> LoggedDecision | 
     return LoggedDecision(record=record, activated=row["activated_at"] is not None)
 
 
-def latest_snapshot(connection: sa.Connection, experiment: str,
-                    variant: str) -> dict[str, Any] | None:
+def latest_snapshot(connection: sa.Connection, experiment: str, variant: str,
+                    before: int | None = None) -> dict[str, Any] | None:
+    """``variant``'s snapshot with the highest position (below ``before`` if given): policy,
+    position, updates, state, stats."""
     query = (sa.select(snapshots.c.policy, snapshots.c.position, snapshots.c.updates,
-                       snapshots.c.state)
+                       snapshots.c.state, snapshots.c.stats)
              .where(snapshots.c.experiment == experiment, snapshots.c.variant == variant)
              .order_by(snapshots.c.position.desc(), snapshots.c.id.desc()).limit(1))
+    if before is not None:
+        query = query.where(snapshots.c.position < before)
     row = connection.execute(query).mappings().first()
     return dict(row) if row is not None else None
 
@@ -408,3 +434,156 @@ def state_version_at(connection: sa.Connection, experiment: str, position: int) 
         sa.select(sa.func.max(learnings.c.state_version))
         .where(learnings.c.experiment == experiment, learnings.c.seq <= position,
                learnings.c.state_version.is_not(None))).scalar()
+
+
+# ------------------------------------------------------------------------------ erasure
+@dataclass(slots=True)
+class Deleted:
+    """What :func:`delete_events` deleted; ``erased_before``: per experiment, the earliest seq
+    of a deleted learned event; ``experiments``: those with a deleted decision."""
+
+    decisions: int = 0
+    rewards: int = 0
+    activations: int = 0
+    learned_events: int = 0
+    erased_before: dict[str, int] = field(default_factory=dict)
+    experiments: set[str] = field(default_factory=set)
+
+
+def lock_learning_order(connection: sa.Connection, *, share: bool = False) -> None:
+    """Lock the ``learning_order`` row until the transaction ends (PostgreSQL; on SQLite the
+    writer's ``BEGIN IMMEDIATE`` already serializes): an erasure takes it exclusively before it
+    deletes snapshots, a snapshot writer shares it before it checks for erasures, so a snapshot
+    of models that still hold erased events can never outlive the erasure."""
+    connection.execute(sa.select(learning_order.c.last_seq).where(learning_order.c.id == 1)
+                       .with_for_update(read=share))
+
+
+def find_unit_decisions(connection: sa.Connection,
+                        units: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``(event_id, experiment)`` of the decisions whose ``(experiment, unit_hash)`` is one of
+    ``units`` (the ``unit_hash`` index)."""
+    wanted = set(units)
+    found: list[tuple[str, str]] = []
+    for chunk in _chunks(sorted({unit for _, unit in wanted})):
+        for event_id, experiment, unit in connection.execute(
+                sa.select(decisions.c.event_id, decisions.c.experiment, decisions.c.unit_hash)
+                .where(decisions.c.unit_hash.in_(chunk))):
+            if (experiment, unit) in wanted:
+                found.append((event_id, experiment))
+    return found
+
+
+def delete_events(connection: sa.Connection, event_ids: Sequence[str]) -> Deleted:
+    """Delete the decisions ``event_ids`` and their rewards, activations, windows and learned
+    events (foreign keys first). Returns the counts."""
+    deleted = Deleted()
+    for chunk in _chunks(sorted(set(event_ids))):
+        for seq, experiment in connection.execute(
+                sa.select(learnings.c.seq, learnings.c.experiment)
+                .where(learnings.c.event_id.in_(chunk))):
+            earliest = deleted.erased_before.get(experiment)
+            deleted.erased_before[experiment] = seq if earliest is None else min(earliest, seq)
+        deleted.rewards += connection.execute(
+            rewards.delete().where(rewards.c.event_id.in_(chunk))).rowcount
+        deleted.activations += connection.execute(
+            activations.delete().where(activations.c.event_id.in_(chunk))).rowcount
+        connection.execute(windows.delete().where(windows.c.event_id.in_(chunk)))
+        deleted.learned_events += connection.execute(
+            learnings.delete().where(learnings.c.event_id.in_(chunk))).rowcount
+        gone = [row[0] for row in connection.execute(
+            decisions.delete().where(decisions.c.event_id.in_(chunk))
+            .returning(decisions.c.experiment))]
+        deleted.decisions += len(gone)
+        deleted.experiments.update(gone)
+    return deleted
+
+
+def drop_snapshots_from(connection: sa.Connection, experiment: str, position: int) -> int:
+    """Delete ``experiment``'s snapshots that may reflect a learned event at ``position`` or
+    after: taken at a position, or a fold position (``applied``: their statistics), at or past
+    it. Returns how many."""
+    dropped = connection.execute(snapshots.delete().where(
+        snapshots.c.experiment == experiment,
+        sa.or_(snapshots.c.position >= position, snapshots.c.applied >= position))).rowcount
+    # Written before revision 0005 (no ``applied``): their statistics say where they were taken.
+    stale = [row_id for row_id, stats in connection.execute(
+        sa.select(snapshots.c.id, snapshots.c.stats)
+        .where(snapshots.c.experiment == experiment, snapshots.c.applied.is_(None)))
+        if isinstance(stats, dict) and int(stats.get("position", 0)) >= position]
+    for start in range(0, len(stale), IN_CHUNK):
+        dropped += connection.execute(snapshots.delete().where(
+            snapshots.c.id.in_(stale[start:start + IN_CHUNK]))).rowcount
+    return dropped
+
+
+def find_erasure(connection: sa.Connection, request_id: str) -> dict[str, Any] | None:
+    row = connection.execute(sa.select(erasures).where(erasures.c.request_id == request_id)
+                             ).mappings().first()
+    return dict(row) if row is not None else None
+
+
+def erasures_after(connection: sa.Connection, position: int) -> set[str]:
+    """The experiments with an erasure marker after ``position`` (the seq's primary key: reads
+    only the tail of the order)."""
+    return {row[0] for row in connection.execute(
+        sa.select(learnings.c.experiment).where(learnings.c.seq > position,
+                                                learnings.c.erased_before.is_not(None)))}
+
+
+# ------------------------------------------------------------------------------ retention
+def retention_cut(connection: sa.Connection, experiment: str, variants: Sequence[str],
+                  through: int) -> int | None:
+    """The highest fold position ``<= through`` at which every one of ``variants`` has a
+    snapshot (a cut: rows written together, ``applied`` equal); None if there is none."""
+    if not variants:
+        return None
+    return connection.execute(
+        sa.select(snapshots.c.applied)
+        .where(snapshots.c.experiment == experiment, snapshots.c.variant.in_(list(variants)),
+               snapshots.c.applied <= through)
+        .group_by(snapshots.c.applied)
+        .having(sa.func.count(sa.distinct(snapshots.c.variant)) == len(set(variants)))
+        .order_by(snapshots.c.applied.desc()).limit(1)).scalar()
+
+
+def learned_before(connection: sa.Connection, experiment: str, moment: datetime) -> int:
+    """The highest seq ``s`` such that every learned event of ``experiment`` with seq ``<= s``
+    was learned before ``moment`` (set-up changes and markers do not count: they stay)."""
+    first_new = connection.execute(
+        sa.select(sa.func.min(learnings.c.seq))
+        .where(learnings.c.experiment == experiment, learnings.c.learned_at >= moment,
+               learnings.c.event_id.is_not(None))).scalar()
+    return int(first_new) - 1 if first_new is not None else last_seq(connection)
+
+
+def expired_learned(connection: sa.Connection, experiment: str, through: int,
+                    limit: int) -> list[str]:
+    """Up to ``limit`` event ids of ``experiment``'s learned events with seq ``<= through``,
+    oldest first."""
+    return [row[0] for row in connection.execute(
+        sa.select(learnings.c.event_id)
+        .where(learnings.c.experiment == experiment, learnings.c.seq <= through,
+               learnings.c.event_id.is_not(None))
+        .order_by(learnings.c.seq).limit(limit))]
+
+
+def expired_unlearned(connection: sa.Connection, experiment: str, before: datetime,
+                      limit: int) -> list[str]:
+    """Up to ``limit`` event ids of ``experiment``'s decisions made before ``before`` that were
+    never learned and have no open window (deferred and never activated, mostly)."""
+    learned = sa.select(learnings.c.seq).where(learnings.c.event_id == decisions.c.event_id)
+    open_window = sa.select(windows.c.event_id).where(windows.c.event_id == decisions.c.event_id)
+    return [row[0] for row in connection.execute(
+        sa.select(decisions.c.event_id)
+        .where(decisions.c.experiment == experiment, decisions.c.created_at < before,
+               ~learned.exists(), ~open_window.exists())
+        .order_by(decisions.c.created_at).limit(limit))]
+
+
+def drop_snapshots_before(connection: sa.Connection, experiment: str, applied: int) -> int:
+    """Delete ``experiment``'s snapshots taken before fold position ``applied`` (a cut there
+    makes them unnecessary); returns how many."""
+    return int(connection.execute(snapshots.delete().where(
+        snapshots.c.experiment == experiment,
+        sa.or_(snapshots.c.applied < applied, snapshots.c.applied.is_(None)))).rowcount)

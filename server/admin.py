@@ -3,7 +3,8 @@
 Errors are the domain errors of :mod:`server.errors` (``server.guard`` maps them).
 ``principal`` is the caller (``server.guard`` authorizes it; None on an open server): an
 experiment it may not see is NOT_FOUND, as an unknown one is, and ListExperiments leaves it out;
-its name goes into the audit rows of SetTraffic and Promote.
+its name goes into the audit rows of SetTraffic and Promote (and EraseUnit's: with an empty
+``experiment`` it erases in the experiments the caller may see).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import grpc
 
 from arbiter.server import report as reports
 from arbiter.server.auth import Principal, check_visible
+from arbiter.server.erasure import Eraser, EraseRequest
+from arbiter.server.errors import Unavailable
 from arbiter.server.experiments import Experiment
 from arbiter.server.promotion import Controller
 from arbiter.v1 import experiments_pb2 as pb
@@ -25,8 +28,9 @@ from arbiter.v1 import experiments_pb2_grpc
 class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
     """Runs on the server's event loop; what reads or writes SQL runs in a worker thread."""
 
-    def __init__(self, controller: Controller) -> None:
+    def __init__(self, controller: Controller, eraser: Eraser | None = None) -> None:
         self._controller = controller
+        self._eraser = eraser
 
     async def ListExperiments(self, request: pb.ListExperimentsRequest,
                               context: grpc.aio.ServicerContext,
@@ -64,6 +68,22 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
         return pb.PromoteResponse(
             experiment=experiment_message(self._controller.experiment(request.experiment)),
             previous_champion=previous)
+
+
+    async def EraseUnit(self, request: pb.EraseUnitRequest, context: grpc.aio.ServicerContext,
+                        principal: Principal | None = None) -> pb.EraseUnitResponse:
+        if self._eraser is None:
+            raise Unavailable("erasure is not available on this server")
+        erased = await asyncio.to_thread(
+            self._eraser.erase,
+            EraseRequest(unit_id=request.unit_id, experiment=request.experiment,
+                         request_id=request.request_id, principal=_name(principal)),
+            principal.experiments if principal is not None else None)
+        return pb.EraseUnitResponse(
+            request_id=erased.request_id, decisions_deleted=erased.decisions,
+            rewards_deleted=erased.rewards, activations_deleted=erased.activations,
+            learned_events_deleted=erased.learned_events,
+            rebuilt_experiments=list(erased.rebuilt), repeated=erased.repeated)
 
 
 def _name(principal: Principal | None) -> str | None:

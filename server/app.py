@@ -3,7 +3,7 @@
 Threads: the gRPC server (``grpc.aio``) and every handler run on one event loop in the
 ``arbiter-grpc`` thread; beside it the group-commit writer, the tail (folds what other
 processes commit), the maintenance ticker (database probe; and, in the coordinator, closing
-windows, snapshots, auto-promotion) and a small pool for blocking reads (``Settings.workers``).
+windows, snapshots, auto-promotion, retention) and a small pool for blocking reads (``Settings.workers``).
 ``start`` and ``stop`` are plain calls.
 """
 
@@ -37,11 +37,14 @@ from arbiter.server.convert import DEFAULT_LIMITS, DEFAULT_MAX_ACTIONS, Limits
 from arbiter.server.coordinator import Coordinator
 from arbiter.server.dbfile import DatabaseFile
 from arbiter.server.decoding import DecodingServer
+from arbiter.server.erasure import Eraser
 from arbiter.server.experiments import Experiment
 from arbiter.server.fold import Fold, Tail
 from arbiter.server.guard import guard
 from arbiter.server.loop import DEFAULT_CACHE_BYTES, DecisionLoop
+from arbiter.server.privacy import load_secret
 from arbiter.server.promotion import Controller
+from arbiter.server.retention import Retention
 from arbiter.server.servicer import DecisionServicer
 from arbiter.server.snapshots import Snapshotter, restore_stats
 from arbiter.server.stats import Stats
@@ -85,6 +88,10 @@ class Settings:
     tls: TlsFiles | None = None  # None: plaintext
     auth_tokens: str | None = None  # the token file (server/auth.py); None: an open server
     reflection: bool = True  # serve gRPC server reflection
+    # The key of unit pseudonyms and hashed features (server/privacy.py); None: `arbiter.secret`
+    # beside an SQLite file (made on first start); PostgreSQL needs one (SecretError)
+    secret_file: str | None = None
+    retention_seconds: float = 3600.0  # how often the coordinator applies `retention_days`
 
 
 class App:
@@ -106,6 +113,7 @@ class App:
                                       if settings.auth_tokens is not None else None)
         self.engine: sa.Engine = create_engine(settings.db)
         prepare_schema(self.engine, migrate=settings.migrate)
+        self.secret = load_secret(settings.secret_file, settings.db)  # SecretError: one line
         self.write_engine: sa.Engine = create_engine(settings.db, writer=True)
         self._database_file = DatabaseFile.of(settings.db)  # SQLite: deleted or replaced?
         self._database_lost: str | None = None  # what happened to it, once noticed
@@ -123,6 +131,7 @@ class App:
         self.fold = Fold(self.engine, self.experiments, settings.clock)
         self.stats = Stats.of(self.experiments)  # the live report's sums, kept with the fold
         self.fold.on_apply(self.stats.on_apply)
+        self.fold.stats = self.stats  # an erasure rebuilds them with the models
         self.writer = GroupCommitWriter(self.write_engine, self._transaction,
                                         on_learned=self.fold.committed,
                                         on_health=self._database_answered,
@@ -137,7 +146,13 @@ class App:
                                  clock=settings.clock,
                                  relaxed=settings.durability == "relaxed",
                                  available=lambda: self._db_ok,
-                                 cache_bytes=settings.cache_bytes)
+                                 cache_bytes=settings.cache_bytes, key=self.secret)
+        self.fold.on_erase(self.loop.cache.drop_experiment)
+        self.eraser = Eraser(self.engine, self.writer, self.experiments, self.secret,
+                             clock=settings.clock)
+        self.retention = Retention(self.write_engine, self.experiments, self.snapshots,
+                                   clock=settings.clock, checkpoint_engine=self.engine)
+        self._next_retention = 0.0
         self.controller = Controller(self.engine, self.writer, self.experiments, self.fold,
                                      self.stats)
         self.coordinator = Coordinator(self.write_engine)
@@ -164,8 +179,9 @@ class App:
         if self.tokens is None:
             log.warning("no --auth-tokens: this server is open; anyone who reaches %s may call "
                         "every method, the admin ones included", self.settings.listen)
+        clean = self.fold.log_position()  # erasures before it are in everything read below
         restore_stats(self.engine, self.stats)  # before the fold replays the log after them
-        self.fold.restore()
+        self.fold.restore(clean_through=clean)
         self.controller.seed()  # the TOML's changes to the set-up, in the learning order
         if self.coordinator.acquire():
             self.loop.close_windows()  # windows that closed while no server ran
@@ -195,7 +211,7 @@ class App:
                                    limits=self.settings.limits),
                   DECISION_SERVICE, auth), server)
         experiments_pb2_grpc.add_ExperimentServiceServicer_to_server(
-            guard(ExperimentServicer(self.controller),
+            guard(ExperimentServicer(self.controller, self.eraser),
                   EXPERIMENT_SERVICE, auth), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)  # open, always
         if self.settings.reflection:
@@ -270,6 +286,9 @@ class App:
                 if time.monotonic() >= self._next_auto_promote:
                     self._next_auto_promote = time.monotonic() + self.settings.auto_promote_seconds
                     self.controller.auto_promote()
+                if time.monotonic() >= self._next_retention:
+                    self._next_retention = time.monotonic() + self.settings.retention_seconds
+                    self.retention.run()
             except Exception as error:  # keep maintaining; the next tick tries again
                 log.warning("maintenance tick failed: %s", error)
 

@@ -74,6 +74,16 @@ class DecisionCache:
                 self.bytes -= evicted.size
         return entry
 
+    def drop_experiment(self, experiment: str) -> int:
+        """Forget every decision of ``experiment`` (an erasure may have deleted some of them:
+        a Reward must find them gone); returns how many."""
+        with self._lock:
+            gone = [key for key, entry in self._entries.items()
+                    if entry.record.experiment == experiment]
+            for key in gone:
+                self.bytes -= self._entries.pop(key).size
+        return len(gone)
+
     def mark_activated(self, event_id: str) -> None:
         with self._lock:
             entry = self._entries.get(event_id)

@@ -13,7 +13,13 @@ transaction it runs, each step one statement for the whole batch:
 5. due windows are closed (``FOR UPDATE SKIP LOCKED``) with their default reward or sum;
 6. every learning of the batch (rewards learned now, closed windows, set-up changes) takes
    the next seqs from ``learning_order`` and is inserted; the row lock on ``learning_order``
-   is held to commit, so commit order is seq order across every process.
+   is held to commit, so commit order is seq order across every process;
+7. erasures (last, so that they also take what this batch learned of the unit): each finds
+   the unit's decisions (both pseudonym forms; not those this batch logged: the erasure
+   comes first in their order), deletes them with their rewards, activations, windows and
+   learned events, deletes the snapshots that may reflect an erased event, writes its audit
+   row (a request id already stored is a retry: its counts, nothing changed), and adds one
+   marker per experiment to the learning order, where every process rebuilds its models.
 
 Each op's ``outcome`` is set for its caller; the learnings come back with their seqs, in order,
 for the fold.
@@ -29,8 +35,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from arbiter.log import store
-from arbiter.log.schema import promotions
+from arbiter.log.schema import erasures, promotions
 from arbiter.log.store import (
+    OWN_SEQ,
     ActivationRecord,
     DecisionRecord,
     LearnedEvent,
@@ -59,8 +66,40 @@ class StateChange:
     learned_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Erase:
+    """Erase a unit: its decisions whose ``(experiment, unit_hash)`` is one of ``units`` (every
+    pseudonym form of the unit in every experiment of the scope), audited under
+    ``request_id``."""
+
+    request_id: str
+    experiment: str | None  # the scope; None: every experiment
+    units: tuple[tuple[str, str], ...]
+    fingerprint: str  # tells a retry of this request from another request with its id
+    principal: str | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Erased:
+    """An erasure's outcome: what it deleted, and the experiments whose models it rebuilt.
+    ``repeated``: the request id was already done; these are its stored counts."""
+
+    request_id: str
+    decisions: int
+    rewards: int
+    activations: int
+    learned_events: int
+    rebuilt: tuple[str, ...]
+    repeated: bool = False
+
+
 class Conflict(Exception):
     """The event id is already logged (by this or another process)."""
+
+
+class Reused(Exception):
+    """An erasure's request id is stored for another unit or scope."""
 
 
 class Raced(Exception):
@@ -68,7 +107,7 @@ class Raced(Exception):
     transaction: cannot happen under the window locks; the batch is rolled back."""
 
 
-Record = DecisionRecord | ActivationRecord | RewardRecord | CloseDue | StateChange
+Record = DecisionRecord | ActivationRecord | RewardRecord | CloseDue | StateChange | Erase
 
 
 @dataclass(slots=True)
@@ -77,7 +116,8 @@ class Op:
 
     ``outcome`` after commit: decisions — ``True`` or a :class:`Conflict`; activations —
     ``True`` if activated now; rewards — a :class:`~server.rewards.Judgement`; closes — the
-    number closed; set-up changes — its seq, or a :class:`Conflict`."""
+    number closed; set-up changes — its seq, or a :class:`Conflict`; erasures — an
+    :class:`Erased`, or :class:`Reused`."""
 
     record: Record
     source: DecisionRecord | None = None
@@ -106,6 +146,14 @@ def commit_batch(connection: sa.Connection, ops: Sequence[Op], now: datetime,
     _activations(connection, ops)
     _rewards(connection, ops, now, configs(), learned)
     _closes(connection, ops, now, configs(), learned)
+    events = _learn(connection, learned)
+    markers = _Learnings()
+    _erasures(connection, ops, markers)
+    return events + _learn(connection, markers)
+
+
+def _learn(connection: sa.Connection, learned: _Learnings) -> list[LearnedEvent]:
+    """Give ``learned`` the next seqs, insert them; the events for the fold, in seq order."""
     if not learned.items:
         return []
     first = store.take_seqs(connection, len(learned.items))
@@ -119,7 +167,9 @@ def commit_batch(connection: sa.Connection, ops: Sequence[Op], now: datetime,
         if source is None:
             events.append(LearnedEvent(seq=seq, experiment=item.experiment, value=item.value,
                                        state_version=item.state_version,
-                                       event_id=item.event_id))
+                                       event_id=item.event_id,
+                                       erased_before=(seq if item.erased_before == OWN_SEQ
+                                                      else item.erased_before)))
         else:
             events.append(LearnedEvent(seq=seq, experiment=item.experiment, value=item.value,
                                        event_id=item.event_id, variant=source.variant,
@@ -259,3 +309,49 @@ def _closes(connection: sa.Connection, ops: Sequence[Op], now: datetime,
         closed += len(due)
     for index, op in enumerate(mine):
         op.outcome = closed if index == 0 else 0
+
+
+def _erasures(connection: sa.Connection, ops: Sequence[Op], markers: _Learnings) -> None:
+    mine = [op for op in ops if isinstance(op.record, Erase)]
+    if not mine:
+        return
+    # First: a snapshot writer checks for markers under a share of this lock, so none can
+    # store models that still hold what is deleted here (see store.lock_learning_order).
+    store.lock_learning_order(connection)
+    logged_now = {op.record.event_id for op in ops
+                  if isinstance(op.record, DecisionRecord) and op.outcome is True}
+    for op in mine:
+        record = op.record
+        assert isinstance(record, Erase)
+        stored = store.find_erasure(connection, record.request_id)
+        if stored is not None:
+            op.outcome = (_erased(stored, repeated=True)
+                          if stored["fingerprint"] == record.fingerprint else
+                          Reused(f"request_id {record.request_id!r} was used for another "
+                                 "erasure; give this one a new request_id"))
+            continue
+        found = [event_id for event_id, _ in store.find_unit_decisions(connection, record.units)
+                 if event_id not in logged_now]
+        deleted = store.delete_events(connection, found)
+        for experiment, earliest in sorted(deleted.erased_before.items()):
+            store.drop_snapshots_from(connection, experiment, earliest)
+        row = {"request_id": record.request_id, "experiment": record.experiment,
+               "fingerprint": record.fingerprint, "decisions": deleted.decisions,
+               "rewards": deleted.rewards, "activations": deleted.activations,
+               "learned_events": deleted.learned_events,
+               "rebuilt": sorted(deleted.erased_before), "created_at": record.at,
+               "principal": record.principal}
+        store.insert_rows(connection, erasures, [row])
+        for experiment in sorted(deleted.experiments):
+            markers.add(Learning(experiment=experiment, event_id=None, value=0.0,
+                                 learned_at=record.at,
+                                 erased_before=deleted.erased_before.get(experiment, OWN_SEQ)),
+                        None)
+        op.outcome = _erased(row, repeated=False)
+
+
+def _erased(row: Mapping[str, Any], *, repeated: bool) -> Erased:
+    return Erased(request_id=row["request_id"], decisions=int(row["decisions"]),
+                  rewards=int(row["rewards"]), activations=int(row["activations"]),
+                  learned_events=int(row["learned_events"]), rebuilt=tuple(row["rebuilt"]),
+                  repeated=repeated)

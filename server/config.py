@@ -30,6 +30,7 @@ DEFAULT_REWARD_RANGE = (-1e6, 1e6)  # rewards outside are refused: INVALID_ARGUM
 EXPERIMENT_KEYS = {
     "policy", "params", "variants", "control", "salt", "reward_wait_seconds", "default_reward",
     "reward_aggregation", "auto_promote", "segment_by", "reward_range",
+    "hashed_features", "retention_days",
 }
 VARIANT_KEYS = {"name", "policy", "params", "traffic", "shadow"}
 
@@ -65,6 +66,10 @@ class ExperimentConfig:
     auto_promote: AutoPromote | None = None
     segment_by: str | None = None
     reward_range: tuple[float, float] = DEFAULT_REWARD_RANGE  # [low, high], both accepted
+    # "namespace.feature"s whose category values are replaced by keyed hashes (server/privacy.py)
+    hashed_features: tuple[str, ...] = ()
+    # Learned events older than this are deleted once a snapshot covers them; None: kept
+    retention_days: float | None = None
 
     def variant(self, name: str) -> VariantConfig:
         for variant in self.variants:
@@ -141,7 +146,34 @@ def _parse_experiment(name: str, table: Any) -> ExperimentConfig:
         auto_promote=_parse_auto_promote(where, table.get("auto_promote")),
         segment_by=segment_by,
         reward_range=reward_range,
+        hashed_features=_parse_hashed_features(where, table.get("hashed_features", [])),
+        retention_days=_parse_retention_days(where, table.get("retention_days")),
     )
+
+
+def _parse_hashed_features(where: str, raw: Any) -> tuple[str, ...]:
+    """``["namespace.feature", ...]``: distinct, each with a non-empty namespace and feature."""
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}: `hashed_features` must be an array of \"namespace.feature\" "
+                          f"strings, got {raw!r}")
+    for item in raw:
+        if not isinstance(item, str) or "." not in item or not all(item.split(".", 1)):
+            raise ConfigError(f"{where}: `hashed_features` entries must look like "
+                              f"\"namespace.feature\", got {item!r}")
+    if len(set(raw)) != len(raw):
+        duplicate = next(item for item in raw if raw.count(item) > 1)
+        raise ConfigError(f"{where}: `hashed_features` lists {duplicate!r} twice")
+    return tuple(raw)
+
+
+def _parse_retention_days(where: str, raw: Any) -> float | None:
+    """A positive finite number of days, or absent (keep everything)."""
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw) \
+            or raw <= 0:
+        raise ConfigError(f"{where}: `retention_days` must be a number of days > 0, got {raw!r}")
+    return float(raw)
 
 
 def _parse_reward_range(where: str, raw: Any) -> tuple[float, float]:

@@ -11,8 +11,21 @@ learns as a shadow does) — or a set-up change (``state_version``), which swaps
 experiment's roles, traffic and bucket table at exactly that point of the order.
 
 Because transactions that learn commit in seq order (see ``learning_order``), a reader that
-sees seq ``n`` has every seq below it; so the fold applies seqs ``applied+1, applied+2, ...``
-with no gaps, reading from the log whatever it was not handed.
+sees seq ``n`` has every seq below it; so the fold applies the seqs after ``applied`` in order,
+reading from the log whatever it was not handed. (Seqs may be missing: erasure and retention
+delete rows.)
+
+Erasure (exact unlearning): an erasure deletes a unit's events and adds a marker
+(``erased_before`` = the earliest erased seq) to the order. At the marker every process
+rebuilds that experiment — beside the live one, so Choose keeps using the old models until the
+new ones are swapped in: fresh policies or each variant's latest remaining snapshot before the
+marker (the erasure deleted those that may hold an erased event), the set-up in force at their
+position, the report statistics likewise, then the log up to the marker (the erased events are
+gone). So the models are exactly the fold of a log that never had the unit, on every process.
+A marker needs no rebuild where this process's state of the experiment was read after the
+erasure committed (``_clean``): a restore, or a rebuild, that started after it — so a restart
+never replays the log once per past erasure. Markers also tell listeners (``on_erase``) to drop
+the experiment's cached decisions.
 
 Freshness: events of other processes are applied within the tail's poll interval; their lag
 (apply time minus commit time) is kept in a bounded window for ``lag()``.
@@ -26,6 +39,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -34,6 +48,7 @@ from arbiter.log.store import LearnedEvent
 from arbiter.policies import restore as restore_policy
 from arbiter.server import traffic
 from arbiter.server.experiments import Experiment
+from arbiter.server.stats import ExperimentStats, Stats, VariantStats
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +60,15 @@ class Fold:
     """Applies learned events to ``experiments`` in seq order; thread-safe."""
 
     def __init__(self, engine: sa.Engine, experiments: Mapping[str, Experiment],
-                 clock: Callable[[], datetime]) -> None:
+                 clock: Callable[[], datetime], stats: Stats | None = None) -> None:
         self._engine = engine
         self.experiments = experiments
         self._clock = clock
+        self.stats = stats  # the report's accumulators (also fed by on_apply): rebuilt on erasure
+        self.rebuilds = 0  # experiments rebuilt at an erasure's marker
+        self._clean_all = 0  # erasures at seqs <= this are reflected in every restored state
+        self._clean: dict[str, int] = {}  # ... per experiment, since its last rebuild
+        self._erase_listeners: list[Callable[[str], object]] = []
         self.lock = threading.RLock()  # held while applying; hold it to read models consistently
         self.applied = 0  # every seq <= applied is folded
         self.learned_events = 0  # decisions folded since start (snapshot cadence)
@@ -60,33 +80,60 @@ class Fold:
         incremental report statistics)."""
         self._listeners.append(listener)
 
+    def on_erase(self, listener: Callable[[str], object]) -> None:
+        """Call ``listener(experiment)`` at every erasure marker (e.g. to drop cached decisions
+        of that experiment: some may be erased)."""
+        self._erase_listeners.append(listener)
+
     # ------------------------------------------------------------------ restore
-    def restore(self, *, use_snapshots: bool = True) -> int:
+    def log_position(self) -> int:
+        """The last seq handed out: read it before reading anything to restore, and pass it as
+        ``restore(clean_through=...)``."""
+        with self._engine.connect() as connection:
+            return store.last_seq(connection)
+
+    def restore(self, *, use_snapshots: bool = True, clean_through: int | None = None) -> int:
         """Load each variant's latest snapshot and replay the log after it; returns events read.
 
         Each experiment's roles are those in force at its earliest variant position; set-up
-        changes after it are replayed like every other event."""
+        changes after it are replayed like every other event. ``clean_through``: a
+        :meth:`log_position` read before anything restored was read (the report statistics
+        included); erasures up to it need no rebuild (default: read here, first)."""
         start: int | None = None
+        clean = self.log_position() if clean_through is None else clean_through
         with self._engine.connect() as connection:
             for experiment in self.experiments.values():
-                for variant in experiment.variants.values():
-                    snapshot = (store.latest_snapshot(connection, experiment.name, variant.name)
-                                if use_snapshots else None)
-                    if snapshot is not None and snapshot["policy"] == variant.config.policy:
-                        variant.restore(restore_policy(variant.config.policy, snapshot["state"]),
-                                        int(snapshot["position"]), int(snapshot["updates"]))
-                position = min(v.position for v in experiment.variants.values())
-                experiment.roles_position = position
-                version = store.state_version_at(connection, experiment.name, position)
-                state = (traffic.load(connection, experiment.name, version) if version is not None
-                         else traffic.legacy(connection, experiment.name))
-                if state is not None:
-                    traffic.apply_state(experiment, state)
+                position, _ = self._restore_experiment(connection, experiment,
+                                                       use_snapshots=use_snapshots)
                 start = position if start is None else min(start, position)
+        self._clean_all = clean
         self.applied = start or 0
         replayed = self.catch_up()
         log.info("restored: %d learned events replayed, log position %d", replayed, self.applied)
         return replayed
+
+    @staticmethod
+    def _restore_experiment(connection: sa.Connection, experiment: Experiment, *,
+                            use_snapshots: bool = True, before: int | None = None
+                            ) -> tuple[int, dict[str, dict[str, Any] | None]]:
+        """Load each variant's latest snapshot (below ``before`` if given) and the set-up in
+        force at the earliest variant position; returns that position and the snapshot rows."""
+        rows: dict[str, dict[str, Any] | None] = {}
+        for variant in experiment.variants.values():
+            snapshot = (store.latest_snapshot(connection, experiment.name, variant.name, before)
+                        if use_snapshots else None)
+            rows[variant.name] = snapshot
+            if snapshot is not None and snapshot["policy"] == variant.config.policy:
+                variant.restore(restore_policy(variant.config.policy, snapshot["state"]),
+                                int(snapshot["position"]), int(snapshot["updates"]))
+        position = min(v.position for v in experiment.variants.values())
+        experiment.roles_position = position
+        version = store.state_version_at(connection, experiment.name, position)
+        state = (traffic.load(connection, experiment.name, version) if version is not None
+                 else traffic.legacy(connection, experiment.name))
+        if state is not None:
+            traffic.apply_state(experiment, state)
+        return position, rows
 
     # ------------------------------------------------------------------ live
     def committed(self, events: Sequence[LearnedEvent]) -> None:
@@ -99,7 +146,7 @@ class Fold:
             if not needed:
                 return
             complete = all(e.decision is not None or e.state_version is not None
-                           for e in needed)
+                           or e.erased_before is not None for e in needed)
             if needed[0].seq != self.applied + 1 or not complete:
                 known = {e.seq: e for e in needed if e.decision is not None}
                 needed = [known.get(e.seq, e) for e in self._read(self.applied, needed[-1].seq)]
@@ -112,9 +159,9 @@ class Fold:
         while True:
             events = self._read(self.applied, None)  # outside the lock: the writer goes on
             with self.lock:
+                # The writer may have folded part of this read meanwhile: skip that part. What
+                # is left follows ``applied`` (seqs commit in order; erased ones are gone).
                 fresh = [e for e in events if e.seq > self.applied]
-                if fresh and fresh[0].seq != self.applied + 1:
-                    continue  # the writer folded past part of this read; read again
                 for event in fresh:
                     self._apply(event, remote=True)
                 applied += len(fresh)
@@ -133,31 +180,127 @@ class Fold:
 
     def _apply(self, event: LearnedEvent, *, remote: bool = False) -> None:
         """Apply one event (under the lock, in seq order)."""
-        self.applied = event.seq
         experiment = self.experiments.get(event.experiment)
+        if experiment is not None and event.erased_before is not None:
+            self._erasure(experiment, event)  # if it fails, the marker is read and tried again
+            self.applied = event.seq
+            return
+        self.applied = event.seq
         if experiment is None:
             return
         if event.state_version is not None:
-            if event.seq > experiment.roles_position:
-                with self._engine.connect() as connection:
-                    state = traffic.load(connection, experiment.name, event.state_version)
-                if state is not None:
-                    traffic.apply_state(experiment, state)
-                experiment.roles_position = event.seq
+            with self._engine.connect() as connection:
+                self._set_up(connection, experiment, event)
             return
-        if event.decision is None:
-            log.error("learned event %d has no decision; skipped", event.seq,
-                      extra={"event_id": event.event_id})
+        if not self._learn(experiment, event):
             return
-        for variant in experiment.learners(event.variant):
-            if variant.position < event.seq:
-                variant.learn(event.decision, event.chosen, event.value, event.probability,
-                              event.seq, event.event_id)
         self.learned_events += 1
         for listener in self._listeners:
             listener(experiment, event)
         if remote and event.learned_at is not None:
             self._lags.append((self._clock() - event.learned_at).total_seconds())
+
+    def _set_up(self, connection: sa.Connection, experiment: Experiment,
+                event: LearnedEvent) -> None:
+        """A set-up change: swap the experiment's roles in (unless its roles are newer)."""
+        assert event.state_version is not None
+        if event.seq > experiment.roles_position:
+            state = traffic.load(connection, experiment.name, event.state_version)
+            if state is not None:
+                traffic.apply_state(experiment, state)
+            experiment.roles_position = event.seq
+
+    @staticmethod
+    def _learn(experiment: Experiment, event: LearnedEvent) -> bool:
+        """A learned decision: each of its learners that has not seen ``seq`` learns it."""
+        if event.decision is None:
+            log.error("learned event %d has no decision; skipped", event.seq,
+                      extra={"event_id": event.event_id})
+            return False
+        for variant in experiment.learners(event.variant):
+            if variant.position < event.seq:
+                variant.learn(event.decision, event.chosen, event.value, event.probability,
+                              event.seq, event.event_id)
+        return True
+
+    # ------------------------------------------------------------------ erasure
+    def _erasure(self, experiment: Experiment, event: LearnedEvent) -> None:
+        """An erasure's marker (under the lock): drop caches; rebuild if this process's models
+        of the experiment may hold an erased event."""
+        for listener in self._erase_listeners:
+            listener(experiment.name)
+        assert event.erased_before is not None
+        if event.erased_before >= event.seq:
+            return  # none of the erased decisions was learned
+        if event.seq <= max(self._clean_all, self._clean.get(experiment.name, 0)):
+            return  # restored (or rebuilt) from what was read after this erasure
+        started = time.monotonic()
+        replayed = self._rebuild(experiment, event.seq)
+        log.warning("experiment %s rebuilt after an erasure (marker %d, earliest erased event "
+                    "%d): %d learned events replayed in %.2f s", experiment.name, event.seq,
+                    event.erased_before, replayed, time.monotonic() - started)
+
+    def _rebuild(self, experiment: Experiment, marker: int) -> int:
+        """Fold ``experiment`` again from its remaining snapshots before ``marker`` and the log
+        up to it, beside the live one, then swap the result in. Returns the events replayed."""
+        side = Experiment(experiment.toml)
+        replayed = 0
+        with self._engine.connect() as connection:
+            clean = store.last_seq(connection)  # everything read below is from after this
+            position, rows = self._restore_experiment(connection, side, before=marker)
+            statistics = self._stats_from(experiment.name, rows)
+            start = position
+            if statistics is not None:
+                start = min(start, *(v.position for v in statistics.variants.values()))
+            after = start
+            while True:
+                chunk = store.learned_after(connection, after, marker - 1,
+                                            experiments=[experiment.name], limit=READ_CHUNK)
+                for event in chunk:
+                    if event.state_version is not None:
+                        self._set_up(connection, side, event)
+                    elif event.erased_before is None and self._learn(side, event):
+                        replayed += 1
+                        if statistics is not None:
+                            statistics.apply(event.seq, event.variant, event.chosen,
+                                             event.probability, event.shadow, event.value)
+                if len(chunk) < READ_CHUNK:
+                    break
+                after = chunk[-1].seq
+        for name, rebuilt in side.variants.items():  # the swap: each a single assignment
+            live = experiment.variants[name]
+            live.config = rebuilt.config
+            live.restore(rebuilt.policy, rebuilt.position, rebuilt.updates)
+        experiment.table = side.table
+        experiment.config = side.config
+        experiment.version, experiment.since = side.version, side.since
+        experiment.listed, experiment.roles_position = side.listed, side.roles_position
+        if statistics is not None and self.stats is not None:
+            self.stats.experiments[experiment.name] = statistics
+        self._clean[experiment.name] = clean
+        self.learned_events += replayed  # the snapshots the erasure deleted are soon replaced
+        self.rebuilds += 1
+        return replayed
+
+    def _stats_from(self, name: str,
+                    rows: Mapping[str, Mapping[str, Any] | None]) -> ExperimentStats | None:
+        """The report statistics of each variant from its snapshot row (fresh where it has
+        none, or none readable: the replay then starts at the beginning for it)."""
+        if self.stats is None or name not in self.stats.experiments:
+            return None
+        current = self.stats.experiments[name]
+        variants: dict[str, VariantStats] = {}
+        for variant in current.variants:
+            row = rows.get(variant)
+            data = row.get("stats") if row is not None else None
+            restored = None
+            if isinstance(data, Mapping):
+                try:
+                    restored = VariantStats.from_json(data)
+                except (KeyError, TypeError, ValueError, IndexError):
+                    restored = None
+            variants[variant] = restored if restored is not None else VariantStats()
+        return ExperimentStats(variants, last_seq=current.last_seq)
 
     # ------------------------------------------------------------------ freshness
     def lag(self) -> tuple[float, float, int] | None:

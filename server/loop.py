@@ -1,10 +1,12 @@
 """The decision loop: Choose → log → answer; Reward → join → log → answer; windows close.
 
-Choose: pick the serving variant (sticky per unit), ask its policy for a distribution over the
-offered actions, score the shadow variants on the same actions, draw one action with the RNG
-seeded by the event id, write the decision (group commit) and answer. A retried event id
-returns the logged decision and writes nothing — found in this process's cache, or turned
-away by the log's unique key when another process logged it, and then read back.
+Choose: replace the values of the experiment's hashed features by keyed hashes
+(:mod:`server.privacy`), pick the serving variant (sticky per unit), ask its policy for a
+distribution over the offered actions, score the shadow variants on the same actions, draw one
+action with the RNG seeded by the event id, write the decision (group commit) and answer. A
+retried event id returns the logged decision and writes nothing — found in this process's
+cache, or turned away by the log's unique key when another process logged it, and then read
+back.
 
 Reward: find the decision (cache, else the log), then hand the reward to the writer: inside
 the commit the log decides whether it is a retry, whether it takes the decision's window
@@ -47,6 +49,7 @@ from arbiter.server.errors import (
     Unavailable,
 )
 from arbiter.server.experiments import Experiment, rng_for
+from arbiter.server.privacy import hash_features, hashed_table
 from arbiter.server.rewards import Verdict
 from arbiter.server.writer import GroupCommitWriter, Write, waiter
 
@@ -92,12 +95,13 @@ class DecisionLoop:
     """
 
     def __init__(self, experiments: Mapping[str, Experiment], writer: GroupCommitWriter,
-                 engine: sa.Engine, *, clock: Clock = utc_now, relaxed: bool = False,
+                 engine: sa.Engine, *, key: bytes, clock: Clock = utc_now, relaxed: bool = False,
                  available: Callable[[], bool] = lambda: True,
                  cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.experiments = experiments
         self._writer = writer
         self._engine = engine
+        self._key = key  # the server's secret: unit pseudonyms, hashed features
         self._clock = clock
         self._relaxed = relaxed
         self._available = available
@@ -140,7 +144,11 @@ class DecisionLoop:
 
     async def _decide(self, experiment: Experiment, request: ChooseInput,
                       event_id: str) -> ChooseOutcome:
+        config = experiment.config
         decision = request.decision
+        if config.hashed_features:  # before anything scores, caches or logs it
+            decision = hash_features(decision, hashed_table(config.hashed_features), self._key,
+                                     config.salt)
         variant = experiment.serving(request.unit_id, event_id)
         rng = rng_for(event_id)
         distribution = tuple(variant.distribution(decision, rng).tolist())
@@ -148,11 +156,11 @@ class DecisionLoop:
         shadow = {v.name: v.distribution(decision, rng_for(event_id, v.name)).tolist()
                   for v in experiment.shadows()}
         now = self._clock()
-        config = experiment.config
         record = DecisionRecord(
             event_id=event_id, experiment=experiment.name, variant=variant.name,
             model_version=variant.model_version,
-            unit_hash=pseudonym(config.salt, request.unit_id) if request.unit_id else None,
+            unit_hash=(pseudonym(self._key, config.salt, request.unit_id) if request.unit_id
+                       else None),
             decision=decision, distribution=distribution, chosen=chosen, shadow=shadow,
             deferred=request.deferred, created_at=now)
         op = Op(record)

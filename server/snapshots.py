@@ -7,8 +7,17 @@ Written straight to the database (not through the group-commit writer): a snapsh
 a caller's path, and a lost one only means a longer replay at the next start.
 
 Each row also holds the variant's live-report accumulators (``stats``, :mod:`server.stats`) at
-the fold's position; :func:`restore_stats` loads them before the fold's restore replays the
-log after the snapshots.
+the fold's position (``applied``); :func:`restore_stats` loads them before the fold's restore
+replays the log after the snapshots.
+
+Erasure: a snapshot taken before this process folded an erasure's marker may hold erased
+events. So the rows are inserted, then the ``learning_order`` row is share-locked and the log
+is checked for a marker after the fold position the rows were taken at; the rows of an
+experiment with one are deleted again before the commit. (The erasure takes that lock before
+it deletes snapshots, so one of the two always sees the other.)
+
+Retention (:meth:`Snapshotter.cut`): every variant of an experiment at one fold position,
+which the retention pass may later delete the log up to (server/retention.py).
 """
 
 from __future__ import annotations
@@ -59,6 +68,7 @@ class Snapshotter:
         written: dict[tuple[str, str], int] = {}
         learned_events = self._fold.learned_events
         with self._fold.lock:
+            applied = self._fold.applied
             for experiment in self._experiments.values():
                 for variant in experiment.variants.values():
                     state, position, updates = variant.state()
@@ -66,19 +76,58 @@ class Snapshotter:
                     if position == 0 or self._written.get(key) == position:
                         continue
                     written[key] = position
-                    rows.append({"experiment": experiment.name, "variant": variant.name,
-                                 "policy": variant.config.policy, "position": position,
-                                 "updates": updates, "state": state, "created_at": utc_now(),
-                                 "stats": None if self._stats is None else self._stats.dump(
-                                     experiment.name, variant.name, self._fold.applied)})
+                    rows.append(self._row(experiment, variant.name, state, position, updates,
+                                          applied))
+        stored = self._insert(rows, applied)
         if rows:
-            with self._engine.begin() as connection:
-                connection.execute(snapshots.insert(), rows)
             log.info("snapshot of %d variants written", len(rows))
-        self._written.update(written)
+        self._written.update({key: position for key, position in written.items()
+                              if key[0] in stored})
         self._learned_at_last = learned_events
         self._time_of_last = time.monotonic()
         return len(rows)
+
+    def cut(self, name: str) -> int | None:
+        """Snapshot every variant of experiment ``name`` at the fold's current position, whether
+        it learned since its last snapshot or not; returns that position (None if nothing was
+        learned yet, or an erasure came between)."""
+        experiment = self._experiments[name]
+        with self._fold.lock:
+            applied = self._fold.applied
+            rows = [self._row(experiment, variant.name, *variant.state(), applied)
+                    for variant in experiment.variants.values()]
+        if applied == 0 or name not in self._insert(rows, applied):
+            return None
+        log.info("experiment %s: snapshot of every variant at log position %d (retention)",
+                 name, applied)
+        return applied
+
+    def _row(self, experiment: Experiment, variant: str, state: bytes, position: int,
+             updates: int, applied: int) -> dict[str, Any]:
+        return {"experiment": experiment.name, "variant": variant,
+                "policy": experiment.variants[variant].config.policy, "position": position,
+                "updates": updates, "state": state, "created_at": utc_now(), "applied": applied,
+                "stats": None if self._stats is None else self._stats.dump(
+                    experiment.name, variant, applied)}
+
+    def _insert(self, rows: list[dict[str, Any]], applied: int) -> set[str]:
+        """Insert ``rows`` (taken at fold position ``applied``) but those of an experiment with
+        an erasure after ``applied``; returns the experiments stored."""
+        if not rows:
+            return set()
+        with self._engine.begin() as connection:
+            ids = [row[0] for row in connection.execute(
+                snapshots.insert().returning(snapshots.c.id, sort_by_parameter_order=True),
+                rows)]
+            store.lock_learning_order(connection, share=True)
+            erased = store.erasures_after(connection, applied)
+            stale = [row_id for row_id, row in zip(ids, rows, strict=True)
+                     if row["experiment"] in erased]
+            if stale:
+                connection.execute(snapshots.delete().where(snapshots.c.id.in_(stale)))
+                log.info("snapshot of %s not kept: an erasure came after it was taken",
+                         ", ".join(sorted(erased)))
+        return {row["experiment"] for row in rows} - erased
 
 
 def restore_stats(engine: sa.Engine, stats: Stats) -> int:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from arbiter.server.app import App, Settings
 from arbiter.server.config import parse_config
-from tests.postgres import cluster_or_skip, fresh_database
+from tests.postgres import cluster_or_skip, fresh_database, secret_settings
 
 DEMO = {"experiments": {"homepage": {"policy": "linucb", "params": {"alpha": 0.5}}}}
 
@@ -55,8 +55,9 @@ def running_apps(db_url: str, default_config: dict[str, Any] | None = None) -> I
         chosen = config if config is not None else default_config
         if chosen is None:
             raise TypeError("start() needs a config")
-        app = App(Settings(listen="127.0.0.1:0", db=settings.pop("db", db_url), **settings),
-                  parse_config(chosen))
+        db = settings.pop("db", db_url)
+        settings = {**secret_settings(db), **settings}  # PostgreSQL: the servers' one secret
+        app = App(Settings(listen="127.0.0.1:0", db=db, **settings), parse_config(chosen))
         app.start()
         apps.append(app)
         return app

@@ -6,9 +6,11 @@ user. ``ARBITER_TEST_POSTGRES_URL`` points the tests at an existing server inste
 
 from __future__ import annotations
 
+import atexit
 import glob
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import subprocess
@@ -16,6 +18,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -101,3 +104,24 @@ def fresh_database(server_url: str) -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+_SECRET_FILE: list[str] = []
+
+
+def secret_file() -> str:
+    """A secret file for servers on PostgreSQL (which needs ``--secret-file``), one per test
+    process: every server of a test shares it, as every server of a database must."""
+    if not _SECRET_FILE:
+        directory = tempfile.mkdtemp(prefix="arbiter-secret-")
+        atexit.register(shutil.rmtree, directory, True)
+        path = Path(directory) / "arbiter.secret"
+        path.write_text(secrets.token_hex(32) + "\n")
+        path.chmod(0o600)
+        _SECRET_FILE.append(str(path))
+    return _SECRET_FILE[0]
+
+
+def secret_settings(db_url: str) -> dict[str, str]:
+    """``{"secret_file": ...}`` for a PostgreSQL URL (Settings keyword), ``{}`` for SQLite."""
+    return {} if db_url.startswith("sqlite") else {"secret_file": secret_file()}

@@ -25,6 +25,10 @@ class ServerProcess:
                  start_timeout: float = 60) -> None:
         self.processes = processes
         more = ["--processes", str(processes)] if processes != 1 else []
+        if not db.startswith("sqlite") and "--secret-file" not in extra:
+            from tests.postgres import secret_file
+
+            more += ["--secret-file", secret_file()]  # PostgreSQL: every server's one secret
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "arbiter.cli", "serve", "--listen", "127.0.0.1:0", "--db", db,
              "--config", str(config), *more, *extra],

@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from arbiter.client import DecisionClient, UnavailableError
 from arbiter.server.app import App, Settings
 from arbiter.server.config import parse_config
-from tests.postgres import Cluster, cluster_or_skip
+from tests.postgres import Cluster, cluster_or_skip, secret_file
 
 CONFIG = {"experiments": {"homepage": {"policy": "linucb"}}}
 
@@ -42,7 +42,8 @@ def wait_for(predicate, seconds: float = 30.0) -> bool:  # type: ignore[no-untyp
 
 @pytest.mark.slow
 def test_a_database_outage_fails_fast_and_service_resumes_on_its_own(cluster: Cluster) -> None:
-    app = App(Settings(listen="127.0.0.1:0", db=cluster.url, tick_seconds=0.2),
+    app = App(Settings(listen="127.0.0.1:0", db=cluster.url, tick_seconds=0.2,
+                       secret_file=secret_file()),
               parse_config(CONFIG))
     app.start()
     target = f"127.0.0.1:{app.port}"

@@ -24,6 +24,7 @@ from arbiter.server.app import App, Settings
 from arbiter.server.config import parse_config
 from arbiter.v1.decision_pb2 import Action, ChooseRequest
 from arbiter.v1.decision_pb2_grpc import DecisionServiceStub
+from tests.postgres import secret_settings
 
 CONFIG = {"experiments": {"homepage": {"policy": "linucb", "params": {"alpha": 0.5}}}}
 EVENTS = 20_000
@@ -70,7 +71,8 @@ def free_port() -> int:
 def test_calls_during_the_replay_are_unavailable_and_change_nothing(db_url: str) -> None:
     write_long_log(db_url)
     port = free_port()
-    app = App(Settings(listen=f"127.0.0.1:{port}", db=db_url), parse_config(CONFIG))
+    app = App(Settings(listen=f"127.0.0.1:{port}", db=db_url, **secret_settings(db_url)),
+              parse_config(CONFIG))
     failure: list[BaseException] = []
 
     def start() -> None:

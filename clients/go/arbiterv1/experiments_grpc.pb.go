@@ -25,6 +25,10 @@ type ExperimentServiceClient interface {
 	SetTraffic(ctx context.Context, in *SetTrafficRequest, opts ...grpc.CallOption) (*Experiment, error)
 	// Makes a variant the champion: it takes the control's traffic share. Audited.
 	Promote(ctx context.Context, in *PromoteRequest, opts ...grpc.CallOption) (*PromoteResponse, error)
+	// Deletes every decision, reward, activation and learned event of a unit, then rebuilds
+	// each affected experiment's models as the fold of the remaining log (on every server).
+	// Idempotent per request_id; audited (never with the unit id).
+	EraseUnit(ctx context.Context, in *EraseUnitRequest, opts ...grpc.CallOption) (*EraseUnitResponse, error)
 }
 
 type experimentServiceClient struct {
@@ -80,6 +84,15 @@ func (c *experimentServiceClient) Promote(ctx context.Context, in *PromoteReques
 	return out, nil
 }
 
+func (c *experimentServiceClient) EraseUnit(ctx context.Context, in *EraseUnitRequest, opts ...grpc.CallOption) (*EraseUnitResponse, error) {
+	out := new(EraseUnitResponse)
+	err := c.cc.Invoke(ctx, "/arbiter.v1.ExperimentService/EraseUnit", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ExperimentServiceServer is the server API for ExperimentService service.
 // All implementations must embed UnimplementedExperimentServiceServer
 // for forward compatibility
@@ -92,6 +105,10 @@ type ExperimentServiceServer interface {
 	SetTraffic(context.Context, *SetTrafficRequest) (*Experiment, error)
 	// Makes a variant the champion: it takes the control's traffic share. Audited.
 	Promote(context.Context, *PromoteRequest) (*PromoteResponse, error)
+	// Deletes every decision, reward, activation and learned event of a unit, then rebuilds
+	// each affected experiment's models as the fold of the remaining log (on every server).
+	// Idempotent per request_id; audited (never with the unit id).
+	EraseUnit(context.Context, *EraseUnitRequest) (*EraseUnitResponse, error)
 	mustEmbedUnimplementedExperimentServiceServer()
 }
 
@@ -113,6 +130,9 @@ func (UnimplementedExperimentServiceServer) SetTraffic(context.Context, *SetTraf
 }
 func (UnimplementedExperimentServiceServer) Promote(context.Context, *PromoteRequest) (*PromoteResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Promote not implemented")
+}
+func (UnimplementedExperimentServiceServer) EraseUnit(context.Context, *EraseUnitRequest) (*EraseUnitResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method EraseUnit not implemented")
 }
 func (UnimplementedExperimentServiceServer) mustEmbedUnimplementedExperimentServiceServer() {}
 
@@ -217,6 +237,24 @@ func _ExperimentService_Promote_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ExperimentService_EraseUnit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EraseUnitRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExperimentServiceServer).EraseUnit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/arbiter.v1.ExperimentService/EraseUnit",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExperimentServiceServer).EraseUnit(ctx, req.(*EraseUnitRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _ExperimentService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "arbiter.v1.ExperimentService",
 	HandlerType: (*ExperimentServiceServer)(nil),
@@ -240,6 +278,10 @@ var _ExperimentService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Promote",
 			Handler:    _ExperimentService_Promote_Handler,
+		},
+		{
+			MethodName: "EraseUnit",
+			Handler:    _ExperimentService_EraseUnit_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

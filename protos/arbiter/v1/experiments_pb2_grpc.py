@@ -59,6 +59,11 @@ class ExperimentServiceStub:
                 request_serializer=arbiter_dot_v1_dot_experiments__pb2.PromoteRequest.SerializeToString,
                 response_deserializer=arbiter_dot_v1_dot_experiments__pb2.PromoteResponse.FromString,
                 _registered_method=True)
+        self.EraseUnit = channel.unary_unary(
+                '/arbiter.v1.ExperimentService/EraseUnit',
+                request_serializer=arbiter_dot_v1_dot_experiments__pb2.EraseUnitRequest.SerializeToString,
+                response_deserializer=arbiter_dot_v1_dot_experiments__pb2.EraseUnitResponse.FromString,
+                _registered_method=True)
 
 
 class ExperimentServiceServicer:
@@ -97,6 +102,15 @@ class ExperimentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EraseUnit(self, request, context):
+        """Deletes every decision, reward, activation and learned event of a unit, then rebuilds
+        each affected experiment's models as the fold of the remaining log (on every server).
+        Idempotent per request_id; audited (never with the unit id).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExperimentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -124,6 +138,11 @@ def add_ExperimentServiceServicer_to_server(servicer, server):
                     servicer.Promote,
                     request_deserializer=arbiter_dot_v1_dot_experiments__pb2.PromoteRequest.FromString,
                     response_serializer=arbiter_dot_v1_dot_experiments__pb2.PromoteResponse.SerializeToString,
+            ),
+            'EraseUnit': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseUnit,
+                    request_deserializer=arbiter_dot_v1_dot_experiments__pb2.EraseUnitRequest.FromString,
+                    response_serializer=arbiter_dot_v1_dot_experiments__pb2.EraseUnitResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -261,6 +280,33 @@ class ExperimentService:
             '/arbiter.v1.ExperimentService/Promote',
             arbiter_dot_v1_dot_experiments__pb2.PromoteRequest.SerializeToString,
             arbiter_dot_v1_dot_experiments__pb2.PromoteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseUnit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/arbiter.v1.ExperimentService/EraseUnit',
+            arbiter_dot_v1_dot_experiments__pb2.EraseUnitRequest.SerializeToString,
+            arbiter_dot_v1_dot_experiments__pb2.EraseUnitResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -21,7 +21,8 @@ export const protobufPackage = "arbiter.v1";
 export const protobufFileName = "protos/arbiter/v1/experiments.proto";
 
 /**
- * Arbiter admin API: experiments, their variants, the live report, traffic and promotion.
+ * Arbiter admin API: experiments, their variants, the live report, traffic, promotion and
+ * erasure.
  *
  * Field names and numbers are a contract: add fields freely, never renumber.
  */
@@ -148,6 +149,32 @@ export interface PromoteRequest {
 export interface PromoteResponse {
   experiment: Experiment | undefined;
   previousChampion: string;
+}
+
+export interface EraseUnitRequest {
+  /** The unit as sent in ChooseRequest.unit_id (the server computes its pseudonyms). */
+  unitId: string;
+  /** Erase in this experiment only; empty = every experiment (that the caller may see). */
+  experiment: string;
+  /**
+   * Idempotency key: a repeated request returns the stored counts and changes nothing. Empty:
+   * the server makes one (returned), and a retry is a new erasure (which then finds nothing).
+   * Do not put the unit id in it: it is stored in the audit row.
+   */
+  requestId: string;
+}
+
+export interface EraseUnitResponse {
+  requestId: string;
+  /** What was deleted. */
+  decisionsDeleted: number;
+  rewardsDeleted: number;
+  activationsDeleted: number;
+  learnedEventsDeleted: number;
+  /** The experiments whose models were rebuilt without the unit's learned events. */
+  rebuiltExperiments: string[];
+  /** True when this request_id had been done before: the counts are the stored ones. */
+  repeated: boolean;
 }
 
 function createBaseVariant(): Variant {
@@ -2193,6 +2220,312 @@ export const PromoteResponse: MessageFns<PromoteResponse> = {
   },
 };
 
+function createBaseEraseUnitRequest(): EraseUnitRequest {
+  return { unitId: "", experiment: "", requestId: "" };
+}
+
+export const EraseUnitRequest: MessageFns<EraseUnitRequest> = {
+  encode(message: EraseUnitRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.unitId !== "") {
+      writer.uint32(10).string(message.unitId);
+    }
+    if (message.experiment !== "") {
+      writer.uint32(18).string(message.experiment);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(26).string(message.requestId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EraseUnitRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEraseUnitRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.unitId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.experiment = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EraseUnitRequest {
+    return {
+      unitId: isSet(object.unitId)
+        ? globalThis.String(object.unitId)
+        : isSet(object.unit_id)
+        ? globalThis.String(object.unit_id)
+        : "",
+      experiment: isSet(object.experiment) ? globalThis.String(object.experiment) : "",
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+    };
+  },
+
+  toJSON(message: EraseUnitRequest): unknown {
+    const obj: any = {};
+    if (message.unitId !== "") {
+      obj.unitId = message.unitId;
+    }
+    if (message.experiment !== "") {
+      obj.experiment = message.experiment;
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EraseUnitRequest>, I>>(base?: I): EraseUnitRequest {
+    return EraseUnitRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EraseUnitRequest>, I>>(object: I): EraseUnitRequest {
+    const message = createBaseEraseUnitRequest();
+    message.unitId = object.unitId ?? "";
+    message.experiment = object.experiment ?? "";
+    message.requestId = object.requestId ?? "";
+    return message;
+  },
+};
+
+function createBaseEraseUnitResponse(): EraseUnitResponse {
+  return {
+    requestId: "",
+    decisionsDeleted: 0,
+    rewardsDeleted: 0,
+    activationsDeleted: 0,
+    learnedEventsDeleted: 0,
+    rebuiltExperiments: [],
+    repeated: false,
+  };
+}
+
+export const EraseUnitResponse: MessageFns<EraseUnitResponse> = {
+  encode(message: EraseUnitResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.decisionsDeleted !== 0) {
+      writer.uint32(16).int64(message.decisionsDeleted);
+    }
+    if (message.rewardsDeleted !== 0) {
+      writer.uint32(24).int64(message.rewardsDeleted);
+    }
+    if (message.activationsDeleted !== 0) {
+      writer.uint32(32).int64(message.activationsDeleted);
+    }
+    if (message.learnedEventsDeleted !== 0) {
+      writer.uint32(40).int64(message.learnedEventsDeleted);
+    }
+    for (const v of message.rebuiltExperiments) {
+      writer.uint32(50).string(v!);
+    }
+    if (message.repeated !== false) {
+      writer.uint32(56).bool(message.repeated);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EraseUnitResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEraseUnitResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.decisionsDeleted = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.rewardsDeleted = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.activationsDeleted = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.learnedEventsDeleted = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.rebuiltExperiments.push(reader.string());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.repeated = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EraseUnitResponse {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      decisionsDeleted: isSet(object.decisionsDeleted)
+        ? globalThis.Number(object.decisionsDeleted)
+        : isSet(object.decisions_deleted)
+        ? globalThis.Number(object.decisions_deleted)
+        : 0,
+      rewardsDeleted: isSet(object.rewardsDeleted)
+        ? globalThis.Number(object.rewardsDeleted)
+        : isSet(object.rewards_deleted)
+        ? globalThis.Number(object.rewards_deleted)
+        : 0,
+      activationsDeleted: isSet(object.activationsDeleted)
+        ? globalThis.Number(object.activationsDeleted)
+        : isSet(object.activations_deleted)
+        ? globalThis.Number(object.activations_deleted)
+        : 0,
+      learnedEventsDeleted: isSet(object.learnedEventsDeleted)
+        ? globalThis.Number(object.learnedEventsDeleted)
+        : isSet(object.learned_events_deleted)
+        ? globalThis.Number(object.learned_events_deleted)
+        : 0,
+      rebuiltExperiments: globalThis.Array.isArray(object?.rebuiltExperiments)
+        ? object.rebuiltExperiments.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.rebuilt_experiments)
+        ? object.rebuilt_experiments.map((e: any) => globalThis.String(e))
+        : [],
+      repeated: isSet(object.repeated) ? globalThis.Boolean(object.repeated) : false,
+    };
+  },
+
+  toJSON(message: EraseUnitResponse): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.decisionsDeleted !== 0) {
+      obj.decisionsDeleted = Math.round(message.decisionsDeleted);
+    }
+    if (message.rewardsDeleted !== 0) {
+      obj.rewardsDeleted = Math.round(message.rewardsDeleted);
+    }
+    if (message.activationsDeleted !== 0) {
+      obj.activationsDeleted = Math.round(message.activationsDeleted);
+    }
+    if (message.learnedEventsDeleted !== 0) {
+      obj.learnedEventsDeleted = Math.round(message.learnedEventsDeleted);
+    }
+    if (message.rebuiltExperiments?.length) {
+      obj.rebuiltExperiments = message.rebuiltExperiments;
+    }
+    if (message.repeated !== false) {
+      obj.repeated = message.repeated;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EraseUnitResponse>, I>>(base?: I): EraseUnitResponse {
+    return EraseUnitResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EraseUnitResponse>, I>>(object: I): EraseUnitResponse {
+    const message = createBaseEraseUnitResponse();
+    message.requestId = object.requestId ?? "";
+    message.decisionsDeleted = object.decisionsDeleted ?? 0;
+    message.rewardsDeleted = object.rewardsDeleted ?? 0;
+    message.activationsDeleted = object.activationsDeleted ?? 0;
+    message.learnedEventsDeleted = object.learnedEventsDeleted ?? 0;
+    message.rebuiltExperiments = object.rebuiltExperiments?.map((e) => e) || [];
+    message.repeated = object.repeated ?? false;
+    return message;
+  },
+};
+
 export type ExperimentServiceService = typeof ExperimentServiceService;
 export const ExperimentServiceService = {
   listExperiments: {
@@ -2245,6 +2578,20 @@ export const ExperimentServiceService = {
     responseSerialize: (value: PromoteResponse): Buffer => Buffer.from(PromoteResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PromoteResponse => PromoteResponse.decode(value),
   },
+  /**
+   * Deletes every decision, reward, activation and learned event of a unit, then rebuilds
+   * each affected experiment's models as the fold of the remaining log (on every server).
+   * Idempotent per request_id; audited (never with the unit id).
+   */
+  eraseUnit: {
+    path: "/arbiter.v1.ExperimentService/EraseUnit" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: EraseUnitRequest): Buffer => Buffer.from(EraseUnitRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): EraseUnitRequest => EraseUnitRequest.decode(value),
+    responseSerialize: (value: EraseUnitResponse): Buffer => Buffer.from(EraseUnitResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): EraseUnitResponse => EraseUnitResponse.decode(value),
+  },
 } as const;
 
 export interface ExperimentServiceServer extends UntypedServiceImplementation {
@@ -2256,6 +2603,12 @@ export interface ExperimentServiceServer extends UntypedServiceImplementation {
   setTraffic: handleUnaryCall<SetTrafficRequest, Experiment>;
   /** Makes a variant the champion: it takes the control's traffic share. Audited. */
   promote: handleUnaryCall<PromoteRequest, PromoteResponse>;
+  /**
+   * Deletes every decision, reward, activation and learned event of a unit, then rebuilds
+   * each affected experiment's models as the fold of the remaining log (on every server).
+   * Idempotent per request_id; audited (never with the unit id).
+   */
+  eraseUnit: handleUnaryCall<EraseUnitRequest, EraseUnitResponse>;
 }
 
 export interface ExperimentServiceClient extends Client {
@@ -2336,6 +2689,26 @@ export interface ExperimentServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PromoteResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Deletes every decision, reward, activation and learned event of a unit, then rebuilds
+   * each affected experiment's models as the fold of the remaining log (on every server).
+   * Idempotent per request_id; audited (never with the unit id).
+   */
+  eraseUnit(
+    request: EraseUnitRequest,
+    callback: (error: ServiceError | null, response: EraseUnitResponse) => void,
+  ): ClientUnaryCall;
+  eraseUnit(
+    request: EraseUnitRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: EraseUnitResponse) => void,
+  ): ClientUnaryCall;
+  eraseUnit(
+    request: EraseUnitRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: EraseUnitResponse) => void,
   ): ClientUnaryCall;
 }
 

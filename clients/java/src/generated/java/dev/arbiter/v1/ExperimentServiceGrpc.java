@@ -170,6 +170,37 @@ public final class ExperimentServiceGrpc {
     return getPromoteMethod;
   }
 
+  private static volatile io.grpc.MethodDescriptor<dev.arbiter.v1.EraseUnitRequest,
+      dev.arbiter.v1.EraseUnitResponse> getEraseUnitMethod;
+
+  @io.grpc.stub.annotations.RpcMethod(
+      fullMethodName = SERVICE_NAME + '/' + "EraseUnit",
+      requestType = dev.arbiter.v1.EraseUnitRequest.class,
+      responseType = dev.arbiter.v1.EraseUnitResponse.class,
+      methodType = io.grpc.MethodDescriptor.MethodType.UNARY)
+  public static io.grpc.MethodDescriptor<dev.arbiter.v1.EraseUnitRequest,
+      dev.arbiter.v1.EraseUnitResponse> getEraseUnitMethod() {
+    io.grpc.MethodDescriptor<dev.arbiter.v1.EraseUnitRequest, dev.arbiter.v1.EraseUnitResponse> getEraseUnitMethod;
+    if ((getEraseUnitMethod = ExperimentServiceGrpc.getEraseUnitMethod) == null) {
+      synchronized (ExperimentServiceGrpc.class) {
+        if ((getEraseUnitMethod = ExperimentServiceGrpc.getEraseUnitMethod) == null) {
+          ExperimentServiceGrpc.getEraseUnitMethod = getEraseUnitMethod =
+              io.grpc.MethodDescriptor.<dev.arbiter.v1.EraseUnitRequest, dev.arbiter.v1.EraseUnitResponse>newBuilder()
+              .setType(io.grpc.MethodDescriptor.MethodType.UNARY)
+              .setFullMethodName(generateFullMethodName(SERVICE_NAME, "EraseUnit"))
+              .setSampledToLocalTracing(true)
+              .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.arbiter.v1.EraseUnitRequest.getDefaultInstance()))
+              .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.arbiter.v1.EraseUnitResponse.getDefaultInstance()))
+              .setSchemaDescriptor(new ExperimentServiceMethodDescriptorSupplier("EraseUnit"))
+              .build();
+        }
+      }
+    }
+    return getEraseUnitMethod;
+  }
+
   /**
    * Creates a new async stub that supports all call types for the service
    */
@@ -262,6 +293,18 @@ public final class ExperimentServiceGrpc {
       io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getPromoteMethod(), responseObserver);
     }
 
+    /**
+     * <pre>
+     * Deletes every decision, reward, activation and learned event of a unit, then rebuilds
+     * each affected experiment's models as the fold of the remaining log (on every server).
+     * Idempotent per request_id; audited (never with the unit id).
+     * </pre>
+     */
+    public void eraseUnit(dev.arbiter.v1.EraseUnitRequest request,
+        io.grpc.stub.StreamObserver<dev.arbiter.v1.EraseUnitResponse> responseObserver) {
+      io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getEraseUnitMethod(), responseObserver);
+    }
+
     @java.lang.Override public final io.grpc.ServerServiceDefinition bindService() {
       return io.grpc.ServerServiceDefinition.builder(getServiceDescriptor())
           .addMethod(
@@ -299,6 +342,13 @@ public final class ExperimentServiceGrpc {
                 dev.arbiter.v1.PromoteRequest,
                 dev.arbiter.v1.PromoteResponse>(
                   this, METHODID_PROMOTE)))
+          .addMethod(
+            getEraseUnitMethod(),
+            io.grpc.stub.ServerCalls.asyncUnaryCall(
+              new MethodHandlers<
+                dev.arbiter.v1.EraseUnitRequest,
+                dev.arbiter.v1.EraseUnitResponse>(
+                  this, METHODID_ERASE_UNIT)))
           .build();
     }
   }
@@ -365,6 +415,19 @@ public final class ExperimentServiceGrpc {
       io.grpc.stub.ClientCalls.asyncUnaryCall(
           getChannel().newCall(getPromoteMethod(), getCallOptions()), request, responseObserver);
     }
+
+    /**
+     * <pre>
+     * Deletes every decision, reward, activation and learned event of a unit, then rebuilds
+     * each affected experiment's models as the fold of the remaining log (on every server).
+     * Idempotent per request_id; audited (never with the unit id).
+     * </pre>
+     */
+    public void eraseUnit(dev.arbiter.v1.EraseUnitRequest request,
+        io.grpc.stub.StreamObserver<dev.arbiter.v1.EraseUnitResponse> responseObserver) {
+      io.grpc.stub.ClientCalls.asyncUnaryCall(
+          getChannel().newCall(getEraseUnitMethod(), getCallOptions()), request, responseObserver);
+    }
   }
 
   /**
@@ -423,6 +486,18 @@ public final class ExperimentServiceGrpc {
     public dev.arbiter.v1.PromoteResponse promote(dev.arbiter.v1.PromoteRequest request) {
       return io.grpc.stub.ClientCalls.blockingUnaryCall(
           getChannel(), getPromoteMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
+     * Deletes every decision, reward, activation and learned event of a unit, then rebuilds
+     * each affected experiment's models as the fold of the remaining log (on every server).
+     * Idempotent per request_id; audited (never with the unit id).
+     * </pre>
+     */
+    public dev.arbiter.v1.EraseUnitResponse eraseUnit(dev.arbiter.v1.EraseUnitRequest request) {
+      return io.grpc.stub.ClientCalls.blockingUnaryCall(
+          getChannel(), getEraseUnitMethod(), getCallOptions(), request);
     }
   }
 
@@ -488,6 +563,19 @@ public final class ExperimentServiceGrpc {
       return io.grpc.stub.ClientCalls.futureUnaryCall(
           getChannel().newCall(getPromoteMethod(), getCallOptions()), request);
     }
+
+    /**
+     * <pre>
+     * Deletes every decision, reward, activation and learned event of a unit, then rebuilds
+     * each affected experiment's models as the fold of the remaining log (on every server).
+     * Idempotent per request_id; audited (never with the unit id).
+     * </pre>
+     */
+    public com.google.common.util.concurrent.ListenableFuture<dev.arbiter.v1.EraseUnitResponse> eraseUnit(
+        dev.arbiter.v1.EraseUnitRequest request) {
+      return io.grpc.stub.ClientCalls.futureUnaryCall(
+          getChannel().newCall(getEraseUnitMethod(), getCallOptions()), request);
+    }
   }
 
   private static final int METHODID_LIST_EXPERIMENTS = 0;
@@ -495,6 +583,7 @@ public final class ExperimentServiceGrpc {
   private static final int METHODID_GET_REPORT = 2;
   private static final int METHODID_SET_TRAFFIC = 3;
   private static final int METHODID_PROMOTE = 4;
+  private static final int METHODID_ERASE_UNIT = 5;
 
   private static final class MethodHandlers<Req, Resp> implements
       io.grpc.stub.ServerCalls.UnaryMethod<Req, Resp>,
@@ -532,6 +621,10 @@ public final class ExperimentServiceGrpc {
         case METHODID_PROMOTE:
           serviceImpl.promote((dev.arbiter.v1.PromoteRequest) request,
               (io.grpc.stub.StreamObserver<dev.arbiter.v1.PromoteResponse>) responseObserver);
+          break;
+        case METHODID_ERASE_UNIT:
+          serviceImpl.eraseUnit((dev.arbiter.v1.EraseUnitRequest) request,
+              (io.grpc.stub.StreamObserver<dev.arbiter.v1.EraseUnitResponse>) responseObserver);
           break;
         default:
           throw new AssertionError();
@@ -599,6 +692,7 @@ public final class ExperimentServiceGrpc {
               .addMethod(getGetReportMethod())
               .addMethod(getSetTrafficMethod())
               .addMethod(getPromoteMethod())
+              .addMethod(getEraseUnitMethod())
               .build();
         }
       }

@@ -99,6 +99,16 @@ public final class ExperimentsProto {
   static final 
     com.google.protobuf.GeneratedMessageV3.FieldAccessorTable
       internal_static_arbiter_v1_PromoteResponse_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_arbiter_v1_EraseUnitRequest_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessageV3.FieldAccessorTable
+      internal_static_arbiter_v1_EraseUnitRequest_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_arbiter_v1_EraseUnitResponse_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessageV3.FieldAccessorTable
+      internal_static_arbiter_v1_EraseUnitResponse_fieldAccessorTable;
 
   public static com.google.protobuf.Descriptors.FileDescriptor
       getDescriptor() {
@@ -154,20 +164,28 @@ public final class ExperimentsProto {
       "quest\022\022\n\nexperiment\030\001 \001(\t\022\017\n\007variant\030\002 \001" +
       "(\t\022\016\n\006reason\030\003 \001(\t\"X\n\017PromoteResponse\022*\n" +
       "\nexperiment\030\001 \001(\0132\026.arbiter.v1.Experimen" +
-      "t\022\031\n\021previous_champion\030\002 \001(\t2\202\003\n\021Experim" +
-      "entService\022Z\n\017ListExperiments\022\".arbiter." +
-      "v1.ListExperimentsRequest\032#.arbiter.v1.L" +
-      "istExperimentsResponse\022I\n\rGetExperiment\022" +
-      " .arbiter.v1.GetExperimentRequest\032\026.arbi" +
-      "ter.v1.Experiment\022=\n\tGetReport\022\034.arbiter" +
-      ".v1.GetReportRequest\032\022.arbiter.v1.Report" +
-      "\022C\n\nSetTraffic\022\035.arbiter.v1.SetTrafficRe" +
-      "quest\032\026.arbiter.v1.Experiment\022B\n\007Promote" +
-      "\022\032.arbiter.v1.PromoteRequest\032\033.arbiter.v" +
-      "1.PromoteResponseB_\n\016dev.arbiter.v1B\020Exp" +
-      "erimentsProtoP\001Z9github.com/arbiter/arbi" +
-      "ter/clients/go/arbiterv1;arbiterv1b\006prot" +
-      "o3"
+      "t\022\031\n\021previous_champion\030\002 \001(\t\"K\n\020EraseUni" +
+      "tRequest\022\017\n\007unit_id\030\001 \001(\t\022\022\n\nexperiment\030" +
+      "\002 \001(\t\022\022\n\nrequest_id\030\003 \001(\t\"\307\001\n\021EraseUnitR" +
+      "esponse\022\022\n\nrequest_id\030\001 \001(\t\022\031\n\021decisions" +
+      "_deleted\030\002 \001(\003\022\027\n\017rewards_deleted\030\003 \001(\003\022" +
+      "\033\n\023activations_deleted\030\004 \001(\003\022\036\n\026learned_" +
+      "events_deleted\030\005 \001(\003\022\033\n\023rebuilt_experime" +
+      "nts\030\006 \003(\t\022\020\n\010repeated\030\007 \001(\0102\314\003\n\021Experime" +
+      "ntService\022Z\n\017ListExperiments\022\".arbiter.v" +
+      "1.ListExperimentsRequest\032#.arbiter.v1.Li" +
+      "stExperimentsResponse\022I\n\rGetExperiment\022 " +
+      ".arbiter.v1.GetExperimentRequest\032\026.arbit" +
+      "er.v1.Experiment\022=\n\tGetReport\022\034.arbiter." +
+      "v1.GetReportRequest\032\022.arbiter.v1.Report\022" +
+      "C\n\nSetTraffic\022\035.arbiter.v1.SetTrafficReq" +
+      "uest\032\026.arbiter.v1.Experiment\022B\n\007Promote\022" +
+      "\032.arbiter.v1.PromoteRequest\032\033.arbiter.v1" +
+      ".PromoteResponse\022H\n\tEraseUnit\022\034.arbiter." +
+      "v1.EraseUnitRequest\032\035.arbiter.v1.EraseUn" +
+      "itResponseB_\n\016dev.arbiter.v1B\020Experiment" +
+      "sProtoP\001Z9github.com/arbiter/arbiter/cli" +
+      "ents/go/arbiterv1;arbiterv1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -275,6 +293,18 @@ public final class ExperimentsProto {
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_PromoteResponse_descriptor,
         new java.lang.String[] { "Experiment", "PreviousChampion", });
+    internal_static_arbiter_v1_EraseUnitRequest_descriptor =
+      getDescriptor().getMessageTypes().get(14);
+    internal_static_arbiter_v1_EraseUnitRequest_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
+        internal_static_arbiter_v1_EraseUnitRequest_descriptor,
+        new java.lang.String[] { "UnitId", "Experiment", "RequestId", });
+    internal_static_arbiter_v1_EraseUnitResponse_descriptor =
+      getDescriptor().getMessageTypes().get(15);
+    internal_static_arbiter_v1_EraseUnitResponse_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
+        internal_static_arbiter_v1_EraseUnitResponse_descriptor,
+        new java.lang.String[] { "RequestId", "DecisionsDeleted", "RewardsDeleted", "ActivationsDeleted", "LearnedEventsDeleted", "RebuiltExperiments", "Repeated", });
   }
 
   // @@protoc_insertion_point(outer_class_scope)

@@ -24,6 +24,8 @@ import sqlalchemy as sa
 from rich.console import Console
 from rich.progress import Progress
 
+from arbiter.cli.connection import add_arguments as add_connection_arguments
+from arbiter.cli.connection import from_args as connection_from
 from arbiter.evaluation._checks import EvaluationInputError
 from arbiter.evaluation.estimators import ESTIMATORS
 from arbiter.evaluation.export import write_dsjson, write_parquet
@@ -70,6 +72,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     evaluate.add_argument("--promote-if-better", action="store_true",
                           help="promote the winner on the server if its lower bound beats the champion")
     evaluate.add_argument("--target", metavar="HOST:PORT", help="server for --promote-if-better")
+    add_connection_arguments(evaluate)
     evaluate.set_defaults(run=_evaluate)
 
     export = commands.add_parser("export", help="export the decision log as DSJson or Parquet")
@@ -142,7 +145,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.promote_if_better:
         from arbiter.evaluation.promote import promote_if_better
 
-        promotion = promote_if_better(summary, target=args.target)
+        connection = connection_from(args)
+        promotion = promote_if_better(summary, target=args.target,
+                                      channel=connection.channel(args.target),
+                                      metadata=connection.metadata)
         promoted = f"promoted `{promotion.variant}`: " if promotion.promote else ""
         print(promoted + promotion.reason)
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
-import os
 import signal
 import sys
 import threading
@@ -123,26 +122,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _connection_arguments(parser: argparse.ArgumentParser) -> None:
-    """How a client command reaches a server with TLS and tokens (arbiter.client.Connection)."""
-    group = parser.add_argument_group("connection")
-    group.add_argument("--token-file", metavar="FILE",
-                       help="file holding the bearer token (default: $ARBITER_TOKEN)")
-    group.add_argument("--tls", action="store_true",
-                       help="connect with TLS, trusting the system's CAs (implied by --tls-ca)")
-    group.add_argument("--tls-ca", metavar="PEM", help="CA certificate(s) to verify the server")
-    group.add_argument("--tls-cert", metavar="PEM", help="client certificate (mTLS)")
-    group.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
+    from arbiter.cli.connection import add_arguments
+
+    add_arguments(parser)
 
 
 def _connection(args: argparse.Namespace) -> Connection:
-    from arbiter.client import Connection
+    from arbiter.cli.connection import from_args
 
-    token = os.environ.get("ARBITER_TOKEN") or None
-    if args.token_file:
-        with open(args.token_file, encoding="utf-8") as file:
-            token = file.read().strip()
-    return Connection(token=token, tls=args.tls, ca_file=args.tls_ca, cert_file=args.tls_cert,
-                      key_file=args.tls_key)
+    return from_args(args)
 
 
 def _security(args: argparse.Namespace) -> str | None:

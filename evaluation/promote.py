@@ -11,10 +11,14 @@ evaluation touches gRPC — imported lazily, inside the function.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from arbiter.evaluation.summary import Summary
+
+if TYPE_CHECKING:
+    import grpc
 
 __all__ = ["Promotion", "decide_promotion", "promote_if_better"]
 
@@ -54,20 +58,26 @@ def decide_promotion(summary: Summary, *, control: str, variants: Collection[str
                      f"upper bound: {comparison}")
 
 
-def promote_if_better(summary: Summary, *, target: str, timeout: float = 10.0) -> Promotion:
-    """Ask the server at ``target`` for the champion and promote the winner if it clearly beats it."""
+def promote_if_better(summary: Summary, *, target: str, timeout: float = 10.0,
+                      channel: grpc.Channel | None = None,
+                      metadata: Sequence[tuple[str, str]] | None = None) -> Promotion:
+    """Ask the server at ``target`` for the champion and promote the winner if it clearly beats it.
+
+    ``channel`` (closed here) replaces the plaintext one, e.g. TLS; ``metadata`` goes with each
+    call (``authorization: Bearer <token>`` for a server with tokens: read and admin roles)."""
     import grpc
 
     from arbiter.v1 import experiments_pb2, experiments_pb2_grpc
 
-    with grpc.insecure_channel(target) as channel:
-        stub = experiments_pb2_grpc.ExperimentServiceStub(channel)
+    with channel or grpc.insecure_channel(target) as opened:
+        stub = experiments_pb2_grpc.ExperimentServiceStub(opened)
         experiment = stub.GetExperiment(
-            experiments_pb2.GetExperimentRequest(experiment=summary.experiment), timeout=timeout)
+            experiments_pb2.GetExperimentRequest(experiment=summary.experiment), timeout=timeout,
+            metadata=metadata)
         promotion = decide_promotion(summary, control=experiment.control,
                                      variants={v.name for v in experiment.variants})
         if promotion.promote:
             stub.Promote(experiments_pb2.PromoteRequest(
                 experiment=summary.experiment, variant=promotion.variant or "", reason=promotion.reason),
-                timeout=timeout)
+                timeout=timeout, metadata=metadata)
     return promotion

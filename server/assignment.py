@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 from collections.abc import Mapping, Sequence
 
 BUCKETS = 10_000
@@ -38,7 +39,10 @@ def legacy_pseudonym(salt: str, unit: str) -> str:
 def quotas(weights: Mapping[str, float]) -> dict[str, int]:
     """Buckets per variant by largest remainder: ``round(BUCKETS * w / sum(w))``, summing to BUCKETS."""
     total = sum(weights.values())
-    exact = {name: BUCKETS * w / total for name, w in weights.items()}
+    # BUCKETS * w overflows for w > 1.8e304 (finite weights a caller may send): divide first
+    # then, and only then, so every table allocated before stays the same to the last bit.
+    exact = {name: BUCKETS * w / total if BUCKETS * w < math.inf else BUCKETS * (w / total)
+             for name, w in weights.items()}
     counts = {name: int(x) for name, x in exact.items()}
     spare = BUCKETS - sum(counts.values())
     for name in sorted(exact, key=lambda n: counts[n] - exact[n])[:spare]:

@@ -167,6 +167,19 @@ def test_traffic_weights_whose_sum_overflows_are_invalid(start_server: Callable[
     assert _versions(app) == versions
 
 
+@pytest.mark.parametrize("weights", [{"champion": 1e308, "challenger": 1.0}, {"champion": 1e308},
+                                     {"champion": 5e-324}, {"champion": 1e300, "challenger": 1e-300}])
+def test_extreme_but_finite_traffic_weights_are_served(
+        start_server: Callable[..., App], weights: dict[str, float]) -> None:
+    app = start_server(TWO_VARIANTS)
+    with channel_to(app) as channel:
+        answer = experiments_pb2_grpc.ExperimentServiceStub(channel).SetTraffic(
+            experiments_pb2.SetTrafficRequest(experiment="homepage", traffic=weights), timeout=5)
+    shares = {v.name: v.traffic for v in answer.variants}
+    assert shares["champion"] == pytest.approx(1.0)
+    assert app.experiments["homepage"].table.count("champion") == 10_000
+
+
 def test_a_long_promotion_reason_or_experiment_name_is_invalid(
         start_server: Callable[..., App]) -> None:
     app = start_server(TWO_VARIANTS)

@@ -177,3 +177,40 @@ def test_serve_listens_on_a_network_address_with_tls_or_with_insecure(
 ])
 def test_loopback_addresses(listen: str, loopback: bool) -> None:
     assert is_loopback(listen) is loopback
+
+
+def test_promote_if_better_goes_through_tls_and_a_token(
+        pki: Pki, tmp_path: Path) -> None:
+    from arbiter.evaluation.promote import promote_if_better
+    from arbiter.evaluation.summary import CandidateResult, Interval, Summary, VariantResult
+    from tests.server.test_auth import CONFIG
+
+    tokens = token_file(tmp_path / "tokens.toml", {"a-token": ("operator", ["admin"], None)})
+    apps = running_apps(f"sqlite:///{tmp_path / 'arbiter.db'}", default_config=CONFIG)
+    start = next(apps)
+    try:
+        app = start(tls=TlsFiles(cert=str(pki.server_cert), key=str(pki.server_key)),
+                    auth_tokens=str(tokens))
+        target = f"127.0.0.1:{app.port}"
+        summary = Summary(
+            experiment="secret", n_rounds=1000, confidence=0.95, interval="normal", primary="dr",
+            logging=Interval(0.5, 0.45, 0.55),
+            variants={"champion": VariantResult(1000, Interval(0.5, 0.45, 0.55))},
+            candidates=[CandidateResult(name="challenger", policy="linucb", params={},
+                                        baseline=False, estimates={"dr": Interval(0.7, 0.6, 0.8)},
+                                        versus_logging=None, effective_sample_size=100.0)],
+            winner="challenger", verdict="")
+        anonymous = Connection(ca_file=pki.ca)
+        with pytest.raises(grpc.RpcError) as refused:
+            promote_if_better(summary, target=target, channel=anonymous.channel(target))
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+        operator = Connection(ca_file=pki.ca, token="a-token")
+        promotion = promote_if_better(summary, target=target, channel=operator.channel(target),
+                                      metadata=operator.metadata)
+
+        assert promotion.promote and promotion.variant == "challenger"
+        assert app.controller.promotions("secret")[-1]["principal"] == "operator"
+    finally:
+        for _ in apps:
+            pass

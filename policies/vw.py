@@ -80,6 +80,17 @@ _SHARED_TO_LEARN = vw.CBLabel(shared=True)
 
 _CACHE_LIMIT = 4096
 
+
+def _load_feature_api() -> None:
+    """Make vowpal-wabbit-next's first feature push once, at import: that first call loads
+    NumPy's C API and gives up the GIL while it does, and two threads making it at once (the
+    event loop scoring a first VW decision while the tail folds one) froze the whole process."""
+    vw.Example()["s"].push_many_features(np.zeros(1, dtype=np.uint64),  # type: ignore[arg-type]
+                                         np.zeros(1, dtype=np.float32))  # type: ignore[arg-type]
+
+
+_load_feature_api()
+
 _SAFE_MAGNITUDES = (1e-6, 1e6)
 """Rewards up to 1e6 in magnitude and feature values within these (or 0) cannot overflow VW's
 float32 arithmetic in one update: squares stay below 1e12, and VW's normalisation divides by

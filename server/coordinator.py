@@ -50,7 +50,10 @@ class Coordinator:
 
     def release(self) -> None:
         if self._connection is not None:
+            # Invalidate, not close: a closed connection would go back to the pool with its
+            # session, and the session-level lock, still alive.
             with contextlib.suppress(sa.exc.SQLAlchemyError):
+                self._connection.invalidate()
                 self._connection.close()
             self._connection = None
         if self._file is not None:

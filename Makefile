@@ -12,7 +12,7 @@ DB ?= sqlite:///arbiter.db
 CONFIG ?= examples/experiments.toml
 BENCH_ARGS ?=
 
-.PHONY: help install run test test-clients protos check-protos lint typecheck bench bench-lag bench-soak bench-quality bench-policies bench-evaluate clients clean
+.PHONY: help install deps run test test-clients protos check-protos lint typecheck bench bench-lag bench-soak bench-quality bench-policies bench-evaluate clients clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -28,10 +28,14 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml
 
 install: $(STAMP) ## create .venv and install Arbiter with its dev tools
 
+# Before .venv (python3-venv may be among them): root installs, anyone else is told the command.
+deps: ## install what the suite needs beyond the repo (as root; otherwise print the command)
+	@PYTHON=$(PYTHON) bash scripts/install-deps.sh --auto
+
 run: $(STAMP) ## start the server on the embedded SQLite with the demo config
 	$(VENV)/bin/arbiter serve --listen $(LISTEN) --db $(DB) --config $(CONFIG)
 
-test: $(STAMP) ## run the whole suite: Python, PostgreSQL, and the generated clients (exit 5, no tests, fails)
+test: deps $(STAMP) ## run the whole suite: Python, PostgreSQL, and the generated clients (exit 5, no tests, fails)
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 protos: $(STAMP) ## regenerate the Python code and mypy stubs from protos/
@@ -69,7 +73,7 @@ bench-evaluate: $(STAMP) ## offline replay of a 1M-decision synthetic log (unifo
 clients: $(STAMP) ## build the Node, Go and Java clients
 	$(MAKE) -C clients build
 
-test-clients: $(STAMP) ## run each language's client test against a live server
+test-clients: deps $(STAMP) ## run each language's client test against a live server
 	$(PY) -m pytest -ra tests/clients_live; rc=$$?; if [ $$rc -eq 5 ]; then echo "no client tests collected" >&2; exit 1; fi; exit $$rc
 
 clean: ## remove the virtualenv and caches

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-HOW_TO_ENABLE = ("PostgreSQL server binaries not found: install them (Debian: apt-get install "
-                 "postgresql) or set ARBITER_TEST_POSTGRES_URL to a server's URL")
+HOW_TO_ENABLE = ("PostgreSQL server binaries not found: install them with `sudo bash "
+                 "scripts/install-deps.sh` (what `make test` runs as root) or set "
+                 "ARBITER_TEST_POSTGRES_URL to a server's URL")
 
 
 def find_binary(name: str) -> str | None:

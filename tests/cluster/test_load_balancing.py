@@ -33,8 +33,8 @@ from tests.process import ROOT, ServerProcess
 DEMO_CONFIG = ROOT / "examples" / "experiments.toml"
 PAIRS = 100
 INSTALL_NGINX = (
-    "install it: apt-get install -y nginx (Debian's nginx has the http2 and grpc modules; .ci/run "
-    "installs it)")
+    "install it with `sudo bash scripts/install-deps.sh` (what `make test` runs as root: Debian's "
+    "nginx, which has the http2 and grpc modules)")
 
 pytestmark = pytest.mark.slow
 

@@ -52,6 +52,10 @@ lint: $(STAMP) ## ruff, mypy and the layering contracts (import-linter, [tool.im
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
+.PHONY: docs
+docs: $(STAMP) ## regenerate docs/policies.md from the policy classes (a test fails when it drifts)
+	$(VENV)/bin/arbiter policies --markdown > docs/policies.md.tmp && mv docs/policies.md.tmp docs/policies.md
+
 bench: $(STAMP) ## Choose/Reward load test, 1 and 2 processes, vs an echo server (BENCH_ARGS="--processes 1,2,4 ...")
 	$(PY) -m bench.load $(BENCH_ARGS)
 

@@ -82,6 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from arbiter.cli.db import register as register_db
 
     register_db(commands)
+    from arbiter.cli.policies import register as register_policies
+
+    register_policies(commands)
     report = commands.add_parser("report", help="print an experiment's live report")
     report.add_argument("--target", required=True, help="HOST:PORT of the server")
     report.add_argument("--experiment", required=True)

@@ -5,7 +5,7 @@ Their snapshots hold only their hyperparameters; ``update`` validates the feedba
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Self
 
 import numpy as np
@@ -44,6 +44,7 @@ class Uniform(StatelessPolicy):
     """``p_k = 1 / K`` over the offered actions. No hyperparameters."""
 
     name: ClassVar[str] = "uniform"
+    summary: ClassVar[str] = "uniform over the offered actions; learns nothing (the clean holdout)"
 
     def distribution(self, decision: Decision, rng: np.random.Generator) -> NDArray[np.float64]:
         """Uniform over ``decision.action_ids``, shape ``(K,)``."""
@@ -61,9 +62,12 @@ class Fixed(StatelessPolicy):
     """
 
     name: ClassVar[str] = "fixed"
+    summary: ClassVar[str] = "always one given action (business as usual), with an optional exploration floor"
 
-    action: str
-    floor: float = 0.0
+    action: str = field(metadata=check.doc(
+        "action id", "the action to choose; when it is not offered the choice is uniform"))
+    floor: float = field(default=0.0, metadata=check.doc(
+        "[0, 1]", "exploration floor: every action gets at least floor / K"))
 
     def __post_init__(self) -> None:
         self.action = check.text("action", self.action)

@@ -7,7 +7,7 @@ With ``x_k . theta_k`` the ridge estimate of action ``k`` (:mod:`policies.ridge`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -24,8 +24,11 @@ class EpsilonGreedy(LinearPolicy):
     """``epsilon`` (in [0, 1], default 0.1) is the share of uniform exploration."""
 
     name: ClassVar[str] = "epsilon_greedy"
+    summary: ClassVar[str] = (
+        "epsilon-greedy on a ridge model per action: the best estimate, or uniform with probability epsilon")
 
-    epsilon: float = 0.1
+    epsilon: float = field(default=0.1, metadata=check.doc(
+        "[0, 1]", "share of decisions explored uniformly; the rest go to the best estimate"))
 
     def __post_init__(self) -> None:
         self.epsilon = check.real("epsilon", self.epsilon, low=0.0, high=1.0)

@@ -43,8 +43,10 @@ class LinearPolicy(Hyperparameters, ABC):
 
     name: ClassVar[str]
 
-    l2: float = 1.0
-    max_features: int = 256
+    l2: float = field(default=1.0, metadata=check.doc(
+        "> 0", "ridge penalty (prior precision) of every model; larger shrinks the estimates more"))
+    max_features: int = field(default=256, metadata=check.doc(
+        "integer >= 2", "feature columns per model; features beyond share columns by hashing"))
 
     _featurizer: Featurizer = field(init=False, repr=False)
     _ridge: RidgeModels = field(init=False, repr=False)

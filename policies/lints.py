@@ -20,7 +20,7 @@ kept by Sherman-Morrison rank-1 updates; nothing is inverted or factorised per r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -40,10 +40,14 @@ class LinTS(LinearPolicy):
     """
 
     name: ClassVar[str] = "lints"
+    summary: ClassVar[str] = ("linear Thompson sampling: a ridge posterior per action; each action's "
+                              "probability is the share of posterior draws it wins")
 
     l2: float = 2.0
-    v: float = 0.1
-    samples: int = 100
+    v: float = field(default=0.1, metadata=check.doc(
+        ">= 0", "scale of the posterior the scores are drawn from (0: greedy)"))
+    samples: int = field(default=100, metadata=check.doc(
+        "integer >= 1", "posterior draws per decision; probabilities are multiples of 1 / samples"))
 
     def __post_init__(self) -> None:
         self.v = check.real("v", self.v, low=0.0)

@@ -18,7 +18,7 @@ from the shared estimate instead of zero, at about 2.5 times the cost per decisi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -39,10 +39,15 @@ class LinUCB(LinearPolicy):
     """
 
     name: ClassVar[str] = "linucb"
+    summary: ClassVar[str] = ("a ridge model per action; the highest upper confidence bound wins, "
+                              "with an exploration floor")
 
-    alpha: float = 0.3
-    epsilon: float = 0.01
-    hybrid: bool = False
+    alpha: float = field(default=0.3, metadata=check.doc(
+        ">= 0", "width of the confidence bonus: estimate + alpha * standard error (0: greedy)"))
+    epsilon: float = field(default=0.01, metadata=check.doc(
+        "[0, 1]", "exploration floor: every action gets at least epsilon / K"))
+    hybrid: bool = field(default=False, metadata=check.doc(
+        "true or false", "add a model shared by all actions, so new actions start from it"))
 
     def __post_init__(self) -> None:
         self.alpha = check.real("alpha", self.alpha, low=0.0)

@@ -4,12 +4,16 @@ A policy is a ``@dataclass(kw_only=True)`` whose ``init`` fields are its hyperpa
 ``init=False`` fields are its private learned state. ``__post_init__`` validates each field with
 the helpers below, which raise :class:`PolicyConfigError` naming the field and the value, and
 return the value normalised (``int`` → ``float`` for real-valued fields, as TOML gives ``1``).
+
+Each hyperparameter field also carries :func:`doc` metadata, its allowed range (as the validator
+enforces it) and one line of meaning; :func:`describe` reads them back for the policy reference
+(``arbiter policies``, ``docs/policies.md``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
 from arbiter.policies.base import PolicyConfigError
@@ -78,3 +82,43 @@ class Hyperparameters:
     def params(self) -> dict[str, Any]:
         """The hyperparameters as ``{name: value}``, in declaration order."""
         return {name: getattr(self, name) for name in self.parameter_names()}
+
+
+def doc(range: str, help: str) -> dict[str, str]:
+    """Field metadata for the policy reference: the allowed ``range`` (what ``__post_init__``
+    accepts, e.g. ``">= 0"``, ``"[0, 1]"``, ``"> 0"``, ``"integer >= 1"``) and one line of
+    ``help``. Use as ``alpha: float = field(default=0.3, metadata=doc(">= 0", "..."))``."""
+    return {"range": range, "help": help}
+
+
+@dataclass(frozen=True, slots=True)
+class Parameter:
+    """One hyperparameter as the policy reference shows it; ``default`` is MISSING if required."""
+
+    name: str
+    type: str
+    default: object
+    range: str
+    help: str
+
+    @property
+    def required(self) -> bool:
+        return self.default is MISSING
+
+
+def describe(cls: type) -> tuple[Parameter, ...]:
+    """The hyperparameters of the dataclass policy ``cls`` in declaration order, with their
+    :func:`doc` metadata; a field redeclared only to change its default (LinTS's ``l2``) keeps
+    the metadata of the class it overrides. Raises ``TypeError`` naming a field without any."""
+    described = []
+    for f in fields(cls):
+        if not f.init:
+            continue
+        metadata = next((g.metadata for klass in cls.__mro__
+                         for g in getattr(klass, "__dataclass_fields__", {}).values()
+                         if g.name == f.name and "help" in g.metadata), None)
+        if metadata is None:
+            raise TypeError(f"{cls.__name__}.{f.name} has no doc() metadata: give it a range and a help line")
+        default = f.default if f.default_factory is MISSING else f.default_factory()
+        described.append(Parameter(f.name, str(f.type), default, metadata["range"], metadata["help"]))
+    return tuple(described)

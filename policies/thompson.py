@@ -32,10 +32,14 @@ class BetaThompson(Hyperparameters):
     """
 
     name: ClassVar[str] = "thompson"
+    summary: ClassVar[str] = "Beta-Bernoulli Thompson sampling without context (A/B/n); rewards in [0, 1]"
 
-    samples: int = 100
-    prior_alpha: float = 1.0
-    prior_beta: float = 1.0
+    samples: int = field(default=100, metadata=check.doc(
+        "integer >= 1", "posterior draws per decision; probabilities are multiples of 1 / samples"))
+    prior_alpha: float = field(default=1.0, metadata=check.doc(
+        "> 0", "Beta prior: pseudo-successes every action starts with"))
+    prior_beta: float = field(default=1.0, metadata=check.doc(
+        "> 0", "Beta prior: pseudo-failures every action starts with"))
 
     _posterior: dict[str, tuple[float, float]] = field(init=False, repr=False)
 

@@ -126,8 +126,11 @@ class VowpalWabbit(Hyperparameters):
     """``args``: the VW argument string; it must contain ``--cb_explore_adf``."""
 
     name: ClassVar[str] = "vw"
+    summary: ClassVar[str] = "Vowpal Wabbit contextual bandit (--cb_explore_adf) with its own exploration"
 
-    args: str = DEFAULT_ARGS
+    args: str = field(default=DEFAULT_ARGS, metadata=check.doc(
+        "VW arguments with --cb_explore_adf",
+        "the Vowpal Wabbit command line; context features are namespace s, action features a"))
 
     _workspace: vw.Workspace[Any] = field(init=False, repr=False)
     _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)

@@ -74,15 +74,15 @@ START_TIMEOUT = 120.0
 
 
 # ------------------------------------------------------------------------- the servers
-def serve(db: str, tail_seconds: float, pipe: Connection) -> None:
+def serve(db: str, tail_seconds: float, pipe: Connection, secret_file: str | None = None) -> None:
     """A server process: start an App on ``db``, send its address, record every apply (event id,
     wall-clock time, learned_at) until told to stop, then send the records and ``Fold.lag()``."""
     from arbiter.server.app import App, Settings
     from arbiter.server.config import parse_config
 
     logging.basicConfig(level=logging.WARNING)
-    app = App(Settings(listen="127.0.0.1:0", db=db, tail_seconds=tail_seconds),
-              parse_config(CONFIG))
+    app = App(Settings(listen="127.0.0.1:0", db=db, tail_seconds=tail_seconds,
+                       secret_file=secret_file), parse_config(CONFIG))
     applied: list[tuple[str, float, float]] = []
 
     def record(_experiment: Any, event: Any) -> None:
@@ -105,11 +105,17 @@ def servers(db: str, count: int, tail_seconds: float) -> Iterator[list[tuple[str
     schema); yields (address, pipe) per server; stops them after."""
     context = multiprocessing.get_context("spawn")
     started: list[tuple[Any, Connection]] = []
+    secret_file = None
+    if not db.startswith("sqlite"):  # PostgreSQL: every server's one secret (--secret-file)
+        secret_file = os.path.join(tempfile.mkdtemp(prefix="arbiter-lag-"), "arbiter.secret")
+        with open(secret_file, "w") as handle:
+            handle.write(uuid.uuid4().hex + uuid.uuid4().hex + "\n")
     try:
         out = []
         for _ in range(count):
             ours, theirs = context.Pipe()
-            process = context.Process(target=serve, args=(db, tail_seconds, theirs), daemon=True)
+            process = context.Process(target=serve, args=(db, tail_seconds, theirs, secret_file),
+                                      daemon=True)
             process.start()
             started.append((process, ours))
             if not ours.poll(START_TIMEOUT):
@@ -126,6 +132,9 @@ def servers(db: str, count: int, tail_seconds: float) -> Iterator[list[tuple[str
             if process.is_alive():
                 process.kill()
                 process.join()
+        if secret_file is not None:
+            os.unlink(secret_file)
+            os.rmdir(os.path.dirname(secret_file))
 
 
 # ------------------------------------------------------------------------- the load

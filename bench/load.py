@@ -55,6 +55,7 @@ import argparse
 import asyncio
 import math
 import os
+import secrets
 import selectors
 import socket
 import subprocess
@@ -148,6 +149,13 @@ class Run:
             return dict(os.environ)
         return {**os.environ, "PYTHONPATH": self.build[0]}
 
+    def knows(self, flag: str) -> bool:
+        """Whether the served build's ``arbiter serve`` has ``flag``."""
+        done = subprocess.run([sys.executable, "-m", "arbiter.cli", "serve", "--help"],
+                              cwd=self.cwd, env=self.env, capture_output=True, text=True,
+                              timeout=60, check=False)
+        return flag in done.stdout
+
     def commands(self, workdir: Path, db: str | None, listen: str, supervisor: bool) -> list[list[str]]:
         """The server processes' command lines: one, or ``processes`` of them on ``listen``
         with SO_REUSEPORT unless ``supervisor`` (then one ``arbiter serve --processes N``).
@@ -163,6 +171,11 @@ class Run:
         module = "server" if old_layout else "arbiter.cli"
         command = [sys.executable, "-m", module, "serve", "--listen", listen, "--db", str(db),
                    "--config", str(config), "--durability", str(self.durability)]
+        if not str(db).startswith("sqlite") and self.knows("--secret-file"):
+            secret = workdir / "arbiter.secret"  # PostgreSQL: every process's one secret
+            secret.write_text(secrets.token_hex(32) + "\n")
+            secret.chmod(0o600)
+            command += ["--secret-file", str(secret)]
         if self.processes == 1:
             return [command]
         if supervisor:

@@ -24,7 +24,7 @@ joined to them; :func:`drop_snapshots_from` the snapshots an erasure invalidates
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -476,27 +476,43 @@ def find_unit_decisions(connection: sa.Connection,
 
 def delete_events(connection: sa.Connection, event_ids: Sequence[str]) -> Deleted:
     """Delete the decisions ``event_ids`` and their rewards, activations, windows and learned
-    events (foreign keys first). Returns the counts."""
+    events (foreign keys first). Returns the counts. PostgreSQL takes the ids as one array per
+    statement; most of its time goes to the foreign-key checks of the decisions' delete."""
     deleted = Deleted()
-    for chunk in _chunks(sorted(set(event_ids))):
+    for among in _among(connection, sorted(set(event_ids))):
+        deleted.rewards += connection.execute(
+            rewards.delete().where(among(rewards.c.event_id))).rowcount
+        deleted.activations += connection.execute(
+            activations.delete().where(among(activations.c.event_id))).rowcount
+        connection.execute(windows.delete().where(among(windows.c.event_id)))
         for seq, experiment in connection.execute(
-                sa.select(learnings.c.seq, learnings.c.experiment)
-                .where(learnings.c.event_id.in_(chunk))):
+                learnings.delete().where(among(learnings.c.event_id))
+                .returning(learnings.c.seq, learnings.c.experiment)):
+            deleted.learned_events += 1
             earliest = deleted.erased_before.get(experiment)
             deleted.erased_before[experiment] = seq if earliest is None else min(earliest, seq)
-        deleted.rewards += connection.execute(
-            rewards.delete().where(rewards.c.event_id.in_(chunk))).rowcount
-        deleted.activations += connection.execute(
-            activations.delete().where(activations.c.event_id.in_(chunk))).rowcount
-        connection.execute(windows.delete().where(windows.c.event_id.in_(chunk)))
-        deleted.learned_events += connection.execute(
-            learnings.delete().where(learnings.c.event_id.in_(chunk))).rowcount
         gone = [row[0] for row in connection.execute(
-            decisions.delete().where(decisions.c.event_id.in_(chunk))
+            decisions.delete().where(among(decisions.c.event_id))
             .returning(decisions.c.experiment))]
         deleted.decisions += len(gone)
         deleted.experiments.update(gone)
     return deleted
+
+
+def _among(connection: sa.Connection, values: Sequence[str]
+           ) -> Iterator[Callable[[sa.ColumnElement[str]], sa.ColumnElement[bool]]]:
+    """``column IN values`` as conditions: on PostgreSQL one ``= ANY(array)`` for all of them
+    (one parameter, one plan); elsewhere ``IN (...)`` lists of :data:`IN_CHUNK`."""
+    if not values:
+        return
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        array = sa.bindparam("among", list(values), type_=ARRAY(sa.String()))
+        yield lambda column: column == sa.any_(array)
+        return
+    for chunk in _chunks(values):
+        yield lambda column, chunk=chunk: column.in_(chunk)  # type: ignore[misc]
 
 
 def drop_snapshots_from(connection: sa.Connection, experiment: str, position: int) -> int:

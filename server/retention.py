@@ -45,7 +45,7 @@ from arbiter.server.snapshots import Snapshotter
 
 log = logging.getLogger(__name__)
 
-BATCH = 5000  # decisions (with everything joined to them) per transaction
+BATCH = 1000  # decisions (with everything joined to them) per transaction: ~0.15 s on PostgreSQL
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,9 @@ Then, per database:
   each, with copies of the run's logged decisions): decisions inserted per second (decision +
   its window, one multi-row INSERT per table, as the writer does), then learning commits per
   second (each: ``take_seqs`` on ``learning_order``, its learnings, the rewards, the windows
-  deleted), which is the part every process serialises on.
+  deleted), which is the part every process serialises on; with the CPU each costs per row in
+  the writers (SQLAlchemy, the driver; SQLite itself) and, for PostgreSQL, in its processes --
+  the figures that size a database server.
 
     python -m bench.lag                          # what `make bench-lag` runs
     python -m bench.lag --db postgresql --rate 0 --seconds 20
@@ -65,7 +67,7 @@ from rich.table import Table
 
 from arbiter.v1 import decision_pb2 as pb
 from arbiter.v1 import decision_pb2_grpc
-from bench.load import EXPERIMENT, choose_requests
+from bench.load import EXPERIMENT, choose_requests, cpu_seconds, descendants
 
 CONFIG = {"experiments": {EXPERIMENT: {"policy": "linucb"}}}
 SETTLE = 2.0
@@ -110,6 +112,7 @@ def servers(db: str, count: int, tail_seconds: float) -> Iterator[list[tuple[str
         secret_file = os.path.join(tempfile.mkdtemp(prefix="arbiter-lag-"), "arbiter.secret")
         with open(secret_file, "w") as handle:
             handle.write(uuid.uuid4().hex + uuid.uuid4().hex + "\n")
+        os.chmod(secret_file, 0o600)
     try:
         out = []
         for _ in range(count):
@@ -280,6 +283,10 @@ class Rates:
     learned_per_second: float
     learning_commits_per_second: float
     lock_ms: float  # mean time from take_seqs to the end of the commit
+    client_us_per_decision: float  # the writers' own CPU (SQLAlchemy, the driver; SQLite itself)
+    server_us_per_decision: float  # PostgreSQL's processes' CPU (nan for SQLite)
+    client_us_per_learned: float
+    server_us_per_learned: float
 
 
 def insert_worker(db: str, templates: list[dict[str, Any]], batch: int, seconds: float,
@@ -295,6 +302,8 @@ def insert_worker(db: str, templates: list[dict[str, Any]], batch: int, seconds:
     ids: list[str] = []
     pipe.recv()  # go
     commits = 0
+    started_cpu = time.process_time()
+    pipe.send(started_cpu)
     end = time.perf_counter() + seconds
     while time.perf_counter() < end and len(ids) < 5_000_000:
         now = datetime.now(UTC)
@@ -307,7 +316,7 @@ def insert_worker(db: str, templates: list[dict[str, Any]], batch: int, seconds:
                 for row in rows])
         ids += [row["event_id"] for row in rows]
         commits += 1
-    inserted = (len(ids), commits)
+    inserted = (len(ids), commits, time.process_time())
     pipe.send(inserted)
     pipe.recv()  # go
     learned = commits = 0
@@ -331,7 +340,8 @@ def insert_worker(db: str, templates: list[dict[str, Any]], batch: int, seconds:
             held += time.perf_counter() - locked
         learned += len(chunk)
         commits += 1
-    pipe.send((learned, commits, held))
+    pipe.send((learned, commits, held, time.process_time()))
+    pipe.recv()  # the database's CPU was read: now its backends may go
     engine.dispose()
 
 
@@ -358,26 +368,71 @@ def database_rates(db: str, writers: int, batch: int, seconds: float) -> Rates:
         process.start()
         pipes.append(ours)
         processes.append(process)
+    postmaster = postgres_postmaster(db)
     try:
         for pipe in pipes:
             pipe.send("go")
+        started = [pipe.recv() for pipe in pipes]
+        server_before = server_cpu(postmaster)
         inserted = [pipe.recv() for pipe in pipes]
+        server_inserted = server_cpu(postmaster)
         for pipe in pipes:
             pipe.send("go")
         learned = [pipe.recv() for pipe in pipes]
+        server_learned = server_cpu(postmaster)
+        for pipe in pipes:
+            pipe.send("done")
     finally:
         for process in processes:
             process.join(timeout=seconds * 3 + 30)
             if process.is_alive():
                 process.kill()
                 process.join()
-    learned_commits = sum(c for _, c, _ in learned)
+    learned_commits = sum(c for _, c, _, _ in learned)
+    decided = max(sum(n for n, _, _ in inserted), 1)
+    learned_events = max(sum(n for n, _, _, _ in learned), 1)
+    unit = math.nan if postmaster is None else 1e6
     return Rates(
-        decisions_per_second=sum(n for n, _ in inserted) / seconds,
-        decision_commits_per_second=sum(c for _, c in inserted) / seconds,
-        learned_per_second=sum(n for n, _, _ in learned) / seconds,
+        decisions_per_second=sum(n for n, _, _ in inserted) / seconds,
+        decision_commits_per_second=sum(c for _, c, _ in inserted) / seconds,
+        learned_per_second=sum(n for n, _, _, _ in learned) / seconds,
         learning_commits_per_second=learned_commits / seconds,
-        lock_ms=1e3 * sum(h for _, _, h in learned) / max(learned_commits, 1))
+        lock_ms=1e3 * sum(h for _, _, h, _ in learned) / max(learned_commits, 1),
+        client_us_per_decision=1e6 * sum(i[2] - s for i, s in zip(inserted, started, strict=True))
+        / decided,
+        server_us_per_decision=unit * cpu_between(server_before, server_inserted) / decided,
+        client_us_per_learned=1e6 * sum(lr[3] - i[2] for lr, i in zip(learned, inserted, strict=True))
+        / learned_events,
+        server_us_per_learned=unit * cpu_between(server_inserted, server_learned) / learned_events)
+
+
+def server_cpu(postmaster: int | None) -> dict[int, float]:
+    """CPU seconds so far of each of the PostgreSQL server's processes (the postmaster and its
+    children: the backends of connections made since count from zero)."""
+    if postmaster is None:
+        return {}
+    cpu = {}
+    for pid in descendants(postmaster):
+        with suppress(OSError):
+            cpu[pid] = cpu_seconds(pid)
+    return cpu
+
+
+def cpu_between(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
+def postgres_postmaster(db: str) -> int | None:
+    """The PostgreSQL server's postmaster pid, or None for SQLite."""
+    if not db.startswith("postgresql"):
+        return None
+    engine = sa.create_engine(db)
+    try:
+        with engine.connect() as connection:
+            data = connection.execute(sa.text("SHOW data_directory")).scalar_one()
+    finally:
+        engine.dispose()
+    return int((Path(data) / "postmaster.pid").read_text().split("\n", 1)[0])
 
 
 # ------------------------------------------------------------------------- orchestration
@@ -417,6 +472,10 @@ def run(kind: str, args: argparse.Namespace, console: Console) -> tuple[Lag, Rep
             with console.status(f"{kind}: database rates"):
                 rates = database_rates(db, args.writers, args.batch, args.db_seconds)
     return lag, refold, rates
+
+
+def cpu_cell(client: float, server: float) -> str:
+    return f"{client:.0f}" if math.isnan(server) else f"{client:.0f} + {server:.0f}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -463,16 +522,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     rates = Table(title="Folding and writing on this box",
                   caption=f"replay: a fresh fold of the whole log, no snapshot; insert/learn: "
                           f"{args.writers} processes, {args.batch} rows a transaction, "
-                          f"{args.db_seconds:g} s each",
+                          f"{args.db_seconds:g} s each; CPU us: the writers' + PostgreSQL's",
                   box=box.SIMPLE_HEAD, padding=(0, 0, 0, 1), show_edge=False)
     for column in ("database", "replay events/s", "CPU us/event", "decisions/s", "commits/s",
-                   "learned/s", "learning commits/s", "lock held ms"):
+                   "CPU us/decision", "learned/s", "learning commits/s", "lock held ms",
+                   "CPU us/learned"):
         rates.add_column(column, justify="left" if column == "database" else "right", no_wrap=True)
     for kind, (_, refold, rate) in results.items():
-        cells = ["-"] * 5 if rate is None else [
+        cells = ["-"] * 7 if rate is None else [
             f"{rate.decisions_per_second:,.0f}", f"{rate.decision_commits_per_second:,.0f}",
+            cpu_cell(rate.client_us_per_decision, rate.server_us_per_decision),
             f"{rate.learned_per_second:,.0f}", f"{rate.learning_commits_per_second:,.0f}",
-            f"{rate.lock_ms:.2f}"]
+            f"{rate.lock_ms:.2f}", cpu_cell(rate.client_us_per_learned, rate.server_us_per_learned)]
         rates.add_row(kind, f"{refold.rate:,.0f}", f"{refold.cpu_us:.0f}", *cells)
     console.print(rates)
     console.print(f"{os.cpu_count()} cores shared by the servers, the load generator and the "

@@ -112,6 +112,8 @@ def namespaces(items: Sequence[pb.Namespace], where: str,
         raise InvalidArgument(where, f"brings the request over {limits.max_namespaces} namespaces "
                                      "(--max-namespaces)")
     result: list[Namespace] = []
+    most, longest, longest_value = (limits.max_features_per_namespace, limits.max_name_length,
+                                    limits.max_value_length)
     for item in items:
         numbers = {key: item.numbers[key] for key in item.numbers}  # one copy, checked and kept
         if not math.isfinite(sum(numbers.values())):  # a NaN or an infinity makes it so
@@ -120,8 +122,10 @@ def namespaces(items: Sequence[pb.Namespace], where: str,
         categories = {key: source[key] for key in source}
         count = len(numbers) + len(categories)
         budget.features -= count
-        if count > limits.max_features_per_namespace or budget.features < 0 \
-                or _too_long(item.name, numbers, categories, limits):
+        # Lengths in bulk: names no longer joined than one name may be are each short enough.
+        if count > most or budget.features < 0 \
+                or len(item.name) + len("".join(numbers)) + len("".join(categories)) > longest \
+                or len("".join(categories.values())) > longest_value:
             _name_over_limit(item.name, numbers, categories, f"{where}[{len(result)}]", budget)
         result.append(Namespace(item.name, numbers, categories))
     if len(result) > 1 or (result and not result[0].name):
@@ -129,22 +133,9 @@ def namespaces(items: Sequence[pb.Namespace], where: str,
     return tuple(result)
 
 
-def _too_long(name: str, numbers: dict[str, float], categories: dict[str, str],
-              limits: Limits) -> bool:
-    """Whether a name or a category value is over its limit. In bulk first: names that are
-    no longer joined than one name may be are each short enough (so too the values)."""
-    limit = limits.max_name_length
-    if len(name) + len("".join(numbers)) + len("".join(categories)) > limit \
-            and max((len(name), *map(len, numbers), *map(len, categories))) > limit:
-        return True
-    limit = limits.max_value_length
-    return bool(categories) and len("".join(categories.values())) > limit \
-        and max(map(len, categories.values())) > limit
-
-
 def _name_over_limit(name: str, numbers: dict[str, float], categories: dict[str, str],
                      where: str, budget: _Budget) -> None:
-    """Raise for the first limit a namespace breaks."""
+    """Raise for the first limit a namespace breaks (none, if only the bulk check failed)."""
     limits = budget.limits
     if len(numbers) + len(categories) > limits.max_features_per_namespace:
         raise InvalidArgument(where, f"has {len(numbers) + len(categories)} features, more than "

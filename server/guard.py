@@ -67,10 +67,15 @@ def _guarded(inner: Inner, method: str, auth: TokenSource | None, role: str) -> 
         except grpc.aio.AbortError:  # the handler chose its status itself
             raise
         except ArbiterError as error:
-            await context.abort(status_of(error), _shortened(str(error)))
+            status, details = status_of(error), _shortened(str(error))
         except Exception:
             log.exception("unexpected error in %s", method)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            status, details = grpc.StatusCode.INTERNAL, "internal error"
+        # The abort's exception ends up in a reference cycle with this frame (through the call's
+        # state): without the request and the error in it, a refused call frees them at once
+        # instead of at the next full collection (~18 MB held per refused 3.6 MB Choose).
+        del request
+        await context.abort(status, details)
 
     return guarded
 

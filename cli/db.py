@@ -2,7 +2,8 @@
 
 ``arbiter serve`` does the same at start unless ``--no-migrate``; this command is for operators
 who upgrade the schema as a separate step (then serve with ``--no-migrate``). Exit codes: 0
-done (also when already at head), 1 the database could not be upgraded (one line on stderr).
+done (also when already at head), 1 the database could not be upgraded, 2 ``--db`` is not a
+database URL Arbiter can use (one line on stderr).
 """
 
 from __future__ import annotations
@@ -27,9 +28,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _upgrade(args: argparse.Namespace) -> int:
+    from arbiter.cli.checks import db_url_problem
     from arbiter.log.engine import create_engine
     from arbiter.log.migrate import BASELINE, SchemaError, upgrade
 
+    problem = db_url_problem(args.db)
+    if problem is not None:
+        print(f"arbiter db upgrade: {problem.message}", file=sys.stderr)
+        return problem.code
     engine = create_engine(args.db)
     try:
         done = upgrade(engine)

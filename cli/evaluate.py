@@ -4,9 +4,10 @@
 ``--candidate`` progressively (plus a uniform baseline), and prints every estimator's value and
 interval next to the logging policy's observed mean; ``--json``, ``--report`` and
 ``--promote-if-better`` write or act on the same aggregates. ``export`` writes the log as
-DSJson or Parquet. Both only read: they never create or change a table. Exit codes: 0 done,
-1 nothing to evaluate, no decision log this release can read at ``--db``, or export failed,
-2 bad arguments.
+DSJson or Parquet, to a file or (``--out -``) to stdout. Both only read: they never create or
+change a table. Exit codes: 0 done, 1 nothing to evaluate or export (an experiment without
+decisions in the log or the window: nothing is written), no decision log this release can read
+at ``--db``, or export failed, 2 bad arguments.
 """
 
 from __future__ import annotations
@@ -24,12 +25,20 @@ import sqlalchemy as sa
 from rich.console import Console
 from rich.progress import Progress
 
+from arbiter.cli.checks import db_url_problem
 from arbiter.cli.connection import add_arguments as add_connection_arguments
 from arbiter.cli.connection import from_args as connection_from
 from arbiter.evaluation._checks import EvaluationInputError
 from arbiter.evaluation.estimators import ESTIMATORS
 from arbiter.evaluation.export import write_dsjson, write_parquet
-from arbiter.evaluation.logdata import LoggedRow, LogQuery, count_log, parse_time, read_log
+from arbiter.evaluation.logdata import (
+    LoggedRow,
+    LogQuery,
+    count_log,
+    logged_experiments,
+    parse_time,
+    read_log,
+)
 from arbiter.evaluation.replay import CandidateError, CandidateSpec, parse_candidate, replay
 from arbiter.evaluation.report_html import render_html
 from arbiter.evaluation.summary import format_table, summarize, to_json, to_report
@@ -78,7 +87,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     export = commands.add_parser("export", help="export the decision log as DSJson or Parquet")
     _log_arguments(export)
     export.add_argument("--format", choices=("dsjson", "parquet"), required=True)
-    export.add_argument("--out", required=True, metavar="FILE")
+    export.add_argument("--out", required=True, metavar="FILE",
+                        help="file to write (its folder must exist), or - for stdout")
     export.set_defaults(run=_export)
 
 
@@ -157,15 +167,46 @@ def _evaluate(args: argparse.Namespace) -> int:
 @_failing
 def _export(args: argparse.Namespace) -> int:
     dsjson = args.format == "dsjson"
+    to_stdout = args.out == "-"
+    folder = Path(args.out).expanduser().parent
+    if not to_stdout and not folder.is_dir():
+        raise UsageError(f"--out {args.out}: the folder {folder} does not exist; create it "
+                         f"(mkdir -p {folder}) or write elsewhere (--out - for stdout)")
     engine, query = _open(args, learned_only=dsjson)
     try:
-        with _progress(count_log(engine, query), "exporting") as advance:
-            rows = _counting(read_log(engine, query), advance)
-            count = write_dsjson(rows, args.out) if dsjson else write_parquet(rows, args.out)
+        total = count_log(engine, query)
+        if total == 0:
+            raise NoLog(_nothing_to_export(engine, args, dsjson))
+        try:
+            with _progress(total, "exporting") as advance:
+                rows = _counting(read_log(engine, query), advance)
+                if dsjson:
+                    count = write_dsjson(rows, sys.stdout if to_stdout else args.out)
+                else:
+                    count = write_parquet(rows, sys.stdout.buffer if to_stdout else args.out)
+        except OSError as error:
+            if not to_stdout:
+                Path(args.out).unlink(missing_ok=True)  # no half-written file left behind
+            raise NoLog(f"cannot write {args.out}: {error.strerror or error}") from None
     finally:
         engine.dispose()
-    print(f"wrote {count:,} decisions of `{args.experiment}` to {args.out} ({args.format})")
+    # With --out - stdout holds the data: the summary goes to stderr.
+    print(f"wrote {count:,} decisions of `{args.experiment}` to {'stdout' if to_stdout else args.out} "
+          f"({args.format})", file=sys.stderr if to_stdout else sys.stdout)
     return 0
+
+
+def _nothing_to_export(engine: sa.Engine, args: argparse.Namespace, dsjson: bool) -> str:
+    """Why there is nothing to export: an experiment the log does not know (listing those it
+    does), or none of its decisions in the window (learned ones, for DSJson)."""
+    known = logged_experiments(engine)
+    if args.experiment not in known:
+        listed = ", ".join(f"`{name}`" for name in known) or "none"
+        where = sa.engine.make_url(args.db).render_as_string(hide_password=True)
+        return (f"no experiment `{args.experiment}` in the decision log at {where} (experiments "
+                f"with decisions: {listed}); nothing written")
+    which = "learned decisions" if dsjson else "decisions"
+    return (f"no {which} of experiment `{args.experiment}` in that window; nothing written")
 
 
 def _open(args: argparse.Namespace, *, learned_only: bool) -> tuple[sa.Engine, LogQuery]:
@@ -174,11 +215,13 @@ def _open(args: argparse.Namespace, *, learned_only: bool) -> tuple[sa.Engine, L
         until = None if args.until is None else parse_time(args.until)
     except ValueError as error:
         raise UsageError(f"--since/--until must be ISO 8601 times: {error}") from None
-    url = sa.engine.make_url(args.db) if "://" in args.db else None
-    if url is None:
-        raise UsageError(f"--db must be a database URL like sqlite:///arbiter.db, got {args.db!r}")
+    problem = db_url_problem(args.db, creates=False)
+    if problem is not None:
+        raise UsageError(problem.message)
+    url = sa.engine.make_url(args.db)
     if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
-        raise UsageError(f"no SQLite database at {url.database!r}")
+        raise UsageError(f"no SQLite database at {url.database!r}; give the file `arbiter serve "
+                         "--db` writes to")
     query = LogQuery(experiment=args.experiment, since=since, until=until, learned_only=learned_only)
     engine = create_engine(args.db)  # creates no table; nothing here upgrades the schema
     try:

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from arbiter.cli.usage import DESCRIPTION, Parser, version
 from arbiter.server.config import ConfigError, ExperimentConfig, load_config
 
 if TYPE_CHECKING:
@@ -18,14 +19,20 @@ if TYPE_CHECKING:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="arbiter", description=__doc__)
+    # Typed as the base class: the register() functions take its subparsers (Parsers all).
+    parser: argparse.ArgumentParser = Parser(prog="arbiter", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=version(),
+                        help="print the installed version and exit")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the decision server")
-    serve.add_argument("--listen", default="127.0.0.1:50051", help="HOST:PORT (port 0 = any free)")
+    serve.add_argument("--listen", default="127.0.0.1:50051",
+                       help="HOST:PORT or [IPv6]:PORT (port 0: any free port, printed when ready)")
     serve.add_argument("--db", default="sqlite:///arbiter.db",
                        help="SQLAlchemy URL: sqlite:///FILE or postgresql://USER@HOST:PORT/DB")
-    serve.add_argument("--config", default="experiments.toml", help="experiments TOML file")
+    serve.add_argument("--config", metavar="FILE",
+                       help="experiments TOML file (default: ./experiments.toml; the demo config is "
+                            "examples/experiments.toml)")
     serve.add_argument("--max-actions", type=int, default=1000,
                        help="most actions one Choose may offer")
     _limit_arguments(serve)
@@ -62,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           help="the key of unit pseudonyms and hashed features (default: "
                                "arbiter.secret beside an SQLite file, made on first start; "
                                "required for PostgreSQL: the same file on every server)")
-    serve.add_argument("--log-level", default="WARNING")
+    serve.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING or ERROR")
     serve.add_argument("--log-format", choices=("text", "json"), default="text",
                        help="stderr log lines: text, or one JSON object per line (time, level, "
                             "logger, message, event_id where there is one)")
@@ -70,9 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     simulate = commands.add_parser("simulate", help="drive synthetic users at a running server")
     simulate.add_argument("--target", required=True, help="HOST:PORT of the server")
-    simulate.add_argument("--experiment", default="homepage")
-    simulate.add_argument("--events", type=int, default=5000)
-    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--experiment", default="homepage", help="experiment to drive")
+    simulate.add_argument("--events", type=int, default=5000, help="Choose + Reward pairs to send")
+    simulate.add_argument("--seed", type=int, default=0, help="seed of the simulated users")
     _connection_arguments(simulate)
     simulate.set_defaults(run=_simulate)
 
@@ -85,12 +92,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     from arbiter.cli.policies import register as register_policies
 
     register_policies(commands)
+    experiments = commands.add_parser("experiments", help="list the experiments a server runs, "
+                                                         "or show one: variants, roles, policies, traffic")
+    experiments.add_argument("name", nargs="?", metavar="NAME", help="show this experiment only")
+    experiments.add_argument("--target", required=True, help="HOST:PORT of the server")
+    experiments.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _connection_arguments(experiments)
+    experiments.set_defaults(run=_experiments)
+
+    traffic = commands.add_parser("traffic", help="set the traffic weights of an experiment's "
+                                                 "serving variants")
+    traffic.add_argument("--target", required=True, help="HOST:PORT of the server")
+    traffic.add_argument("--experiment", required=True)
+    traffic.add_argument("weights", nargs="+", metavar="NAME=WEIGHT",
+                         help="serving variant and weight (normalised by their sum), e.g. "
+                              "champion=0.8 holdout=0.2")
+    traffic.add_argument("--json", action="store_true", help="print the experiment as JSON")
+    _connection_arguments(traffic)
+    traffic.set_defaults(run=_traffic)
+
     report = commands.add_parser("report", help="print an experiment's live report")
     report.add_argument("--target", required=True, help="HOST:PORT of the server")
     report.add_argument("--experiment", required=True)
     report.add_argument("--segment-by", default="",
                         help="categorical context feature NAMESPACE.FEATURE to break down by "
                              "(default: the experiment's `segment_by`)")
+    report.add_argument("--json", action="store_true", help="print the report as JSON")
     _connection_arguments(report)
     report.set_defaults(run=_report)
 
@@ -114,11 +141,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     erase.set_defaults(run=_erase)
 
     args = parser.parse_args(argv)
+    from sqlalchemy.exc import DBAPIError
+
     from arbiter.log.migrate import SchemaError
     from arbiter.server.privacy import SecretError
 
     try:
         return int(args.run(args))
+    except DBAPIError as error:  # a database that stopped answering, or a file that is not one
+        from arbiter.cli.checks import database_error
+
+        problem = database_error(error, getattr(args, "db", None))
+        if problem is None:
+            raise
+        print(f"arbiter {args.command}: {problem.message}", file=sys.stderr)
+        return problem.code
     except (SchemaError, SecretError) as error:  # e.g. `serve --no-migrate` on a database
         print(f"arbiter {args.command}: {error}", file=sys.stderr)  # behind: one line
         return 2
@@ -173,6 +210,12 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"arbiter: --processes must be a whole number >= 1, got {args.processes!r}",
               file=sys.stderr)
         return 2
+    from arbiter.cli.checks import db_url_problem, listen_problem
+
+    for found in (listen_problem(args.listen), db_url_problem(args.db)):
+        if found is not None:
+            print(f"arbiter serve: {found.message}", file=sys.stderr)
+            return found.code
     problem = _security(args)
     if problem is not None:
         print(f"arbiter: {problem}", file=sys.stderr)
@@ -181,11 +224,27 @@ def _serve(args: argparse.Namespace) -> int:
 
     # With several processes, text lines say whose they are (JSON lines always carry "pid").
     configure_logs(args.log_level, args.log_format, show_pid=processes > 1)
+    if args.config is None:  # ./experiments.toml, or say where the demo config is
+        from arbiter.cli.checks import DEFAULT_CONFIG, default_config_problem
+
+        found = default_config_problem()
+        if found is not None:
+            print(f"arbiter serve: {found.message}", file=sys.stderr)
+            return found.code
+        args.config = DEFAULT_CONFIG
     try:
         configs = load_config(args.config)
     except ConfigError as error:
         print(f"arbiter: {error}", file=sys.stderr)
         return 2
+    from arbiter.cli.checks import bind_problem, database_problem
+
+    # Before anything starts: a port another process holds, a database that does not answer.
+    found = (bind_problem(args.listen, reuse_port=args.reuse_port or processes > 1)
+             or database_problem(args.db))
+    if found is not None:
+        print(f"arbiter serve: {found.message}", file=sys.stderr)
+        return found.code
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` dumps every thread's stack
     if processes == 1:
         return _run_server(args, configs, args.listen, args.reuse_port, _announce)
@@ -245,6 +304,22 @@ def _positive_int(text: str) -> int | None:
     return value if value >= 1 else None
 
 
+def _started(start: Callable[[], str], stop: Callable[[], None], listen: str,
+             reuse_port: bool) -> str:
+    """``start()``; a port taken since the check in ``_serve`` is one line and exit 1."""
+    try:
+        return start()
+    except RuntimeError:  # gRPC's "Failed to bind to address"
+        from arbiter.cli.checks import bind_problem
+
+        problem = bind_problem(listen, reuse_port=reuse_port)
+        if problem is None:
+            raise
+        stop()
+        print(f"arbiter serve: {problem.message}", file=sys.stderr)
+        raise SystemExit(problem.code) from None
+
+
 def _announce(address: str) -> None:
     print(f"arbiter listening on {address}", flush=True)
 
@@ -265,7 +340,7 @@ def _run_server(args: argparse.Namespace, configs: dict[str, ExperimentConfig], 
                        snapshot_seconds=args.snapshot_seconds, migrate=args.migrate,
                        tls=_tls_files(args), auth_tokens=args.auth_tokens,
                        reflection=args.reflection, secret_file=args.secret_file), configs)
-    ready(app.start())
+    ready(_started(app.start, app.stop, listen, reuse_port))
     # Timed waits: the main thread returns to Python every half second, so the handler's
     # set() is always seen (an untimed wait was seen to miss a SIGTERM under load).
     while not stop.wait(0.5):
@@ -286,6 +361,11 @@ def _simulate(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from arbiter.cli.admin import report
 
+    if args.json:
+        from arbiter.cli.experiments import show_report_json
+
+        return show_report_json(args.target, args.experiment, args.segment_by,
+                                connection=_connection(args))
     return report(args.target, args.experiment, args.segment_by, connection=_connection(args))
 
 
@@ -301,3 +381,16 @@ def _erase(args: argparse.Namespace) -> int:
 
     return erase(args.target, args.unit, args.experiment, args.request_id,
                  connection=_connection(args))
+
+
+def _experiments(args: argparse.Namespace) -> int:
+    from arbiter.cli.experiments import show_experiments
+
+    return show_experiments(args.target, args.name, as_json=args.json, connection=_connection(args))
+
+
+def _traffic(args: argparse.Namespace) -> int:
+    from arbiter.cli.experiments import set_traffic
+
+    return set_traffic(args.target, args.experiment, args.weights, as_json=args.json,
+                       connection=_connection(args))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -89,13 +89,20 @@ def dsjson_line(row: LoggedRow) -> str:
     return json.dumps(event, separators=(",", ":"))
 
 
-def write_dsjson(rows: Iterable[LoggedRow], path: str | Path) -> int:
-    """Write learned ``rows`` as DSJson lines to ``path``; returns the number of lines."""
-    count = 0
+def write_dsjson(rows: Iterable[LoggedRow], path: str | Path | IO[str]) -> int:
+    """Write learned ``rows`` as DSJson lines to ``path`` (a file name, or an open text stream
+    such as ``sys.stdout``, left open); returns the number of lines."""
+    if not isinstance(path, str | Path):
+        return _dsjson_lines(rows, path)
     with open(path, "w", encoding="utf-8") as out:
-        for row in rows:
-            out.write(dsjson_line(row) + "\n")
-            count += 1
+        return _dsjson_lines(rows, out)
+
+
+def _dsjson_lines(rows: Iterable[LoggedRow], out: IO[str]) -> int:
+    count = 0
+    for row in rows:
+        out.write(dsjson_line(row) + "\n")
+        count += 1
     return count
 
 
@@ -111,11 +118,13 @@ def _record(row: LoggedRow) -> dict[str, Any]:
     }
 
 
-def write_parquet(rows: Iterable[LoggedRow], path: str | Path) -> int:
-    """Write ``rows`` to a Parquet file (:data:`PARQUET_SCHEMA`) in batches; returns the count."""
+def write_parquet(rows: Iterable[LoggedRow], path: str | Path | IO[bytes]) -> int:
+    """Write ``rows`` as Parquet (:data:`PARQUET_SCHEMA`) in batches to ``path`` (a file name,
+    or an open binary stream such as ``sys.stdout.buffer``: Parquet is written front to back,
+    no seeking); returns the count."""
     count = 0
     batch: list[dict[str, Any]] = []
-    with pq.ParquetWriter(str(path), PARQUET_SCHEMA) as writer:
+    with pq.ParquetWriter(str(path) if isinstance(path, str | Path) else path, PARQUET_SCHEMA) as writer:
         for row in rows:
             batch.append(_record(row))
             if len(batch) >= _BATCH:

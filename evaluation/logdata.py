@@ -28,7 +28,7 @@ import sqlalchemy as sa
 
 from arbiter.log.schema import activations, decisions, learnings
 
-__all__ = ["LogQuery", "LoggedRow", "count_log", "parse_time", "read_log"]
+__all__ = ["LogQuery", "LoggedRow", "count_log", "logged_experiments", "parse_time", "read_log"]
 
 DEFAULT_CHUNK = 5000
 """Decisions fetched per query."""
@@ -85,6 +85,13 @@ def count_log(engine: sa.Engine, query: LogQuery) -> int:
         cutoff = _cutoff(connection)
         statement = sa.select(sa.func.count()).select_from(_joined(query, cutoff).subquery())
         return int(connection.execute(statement).scalar() or 0)
+
+
+def logged_experiments(engine: sa.Engine) -> list[str]:
+    """The experiments with at least one decision in the log, sorted by name."""
+    with engine.connect() as connection:
+        statement = sa.select(decisions.c.experiment).distinct().order_by(decisions.c.experiment)
+        return list(connection.execute(statement).scalars())
 
 
 def read_log(engine: sa.Engine, query: LogQuery, *, chunk: int = DEFAULT_CHUNK) -> Iterator[LoggedRow]:

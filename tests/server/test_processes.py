@@ -219,7 +219,10 @@ def test_kill_9_of_the_supervisor_stops_its_servers_too(db: str) -> None:
 
 @pytest.mark.slow
 def test_processes_that_keep_dying_back_off_then_the_supervisor_exits_1(tmp_path: Path) -> None:
-    broken = f"sqlite:///{tmp_path / 'no-such-dir' / 'a.db'}"  # every server dies at start
+    # Every server dies at start: the "database file" is a folder. (A missing folder or a
+    # database server that refuses is caught before forking, in one line: tests/cli.)
+    (tmp_path / "a-folder").mkdir()
+    broken = f"sqlite:///{tmp_path / 'a-folder'}"
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "arbiter.cli", "serve", "--processes", "2", "--listen",

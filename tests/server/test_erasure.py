@@ -325,3 +325,42 @@ def test_an_erasure_in_one_experiment_keeps_the_units_other_decisions(
     with pytest.raises(grpc.RpcError) as empty:
         erase(app, "", request_id="erase-3")
     assert empty.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_erasure_needs_the_admin_role_and_stays_within_the_tokens_experiments(
+        start_server: StartServer, db_url: str, tmp_path: Path) -> None:
+    from arbiter.server.auth import sha256_hex
+
+    tokens = tmp_path / "tokens.toml"
+    tokens.write_text(
+        f'[[tokens]]\nname = "service"\nsha256 = "{sha256_hex("decide-token")}"\n'
+        'roles = ["decide", "read"]\n'
+        f'[[tokens]]\nname = "dpo"\nsha256 = "{sha256_hex("admin-token")}"\n'
+        'roles = ["admin"]\nexperiments = ["checkout"]\n')
+    app = start_server(CONFIG, tick_seconds=3600, auth_tokens=str(tokens))
+    with DecisionClient(f"127.0.0.1:{app.port}", token="decide-token") as client:
+        targets = feed(client, 0, 120)
+
+    def erase_as(token: str, experiment: str = "") -> pb.EraseUnitResponse:
+        with grpc.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+            answer: pb.EraseUnitResponse = experiments_pb2_grpc.ExperimentServiceStub(
+                channel).EraseUnit(pb.EraseUnitRequest(unit_id=TARGET, experiment=experiment,
+                                                       request_id=f"by-{token}-{experiment}"),
+                                   metadata=[("authorization", f"Bearer {token}")], timeout=60)
+            return answer
+
+    with pytest.raises(grpc.RpcError) as denied:
+        erase_as("decide-token")
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as hidden:
+        erase_as("admin-token", "homepage")
+    assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
+
+    answer = erase_as("admin-token")  # every experiment the token sees: checkout only
+
+    assert list(answer.rebuilt_experiments) == ["checkout"]
+    assert answer.decisions_deleted == sum(1 for x in targets.values() if x == "checkout")
+    with app.engine.connect() as connection:
+        audit = connection.execute(sa.select(erasures.c.principal, erasures.c.experiment)
+                                   .where(erasures.c.request_id == "by-admin-token-")).one()
+    assert tuple(audit) == ("dpo", None)

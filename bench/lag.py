@@ -67,7 +67,14 @@ from rich.table import Table
 
 from arbiter.v1 import decision_pb2 as pb
 from arbiter.v1 import decision_pb2_grpc
-from bench.load import EXPERIMENT, choose_requests, cpu_seconds, descendants
+from bench.load import (
+    EXPERIMENT,
+    choose_requests,
+    cpu_seconds,
+    descendants,
+    machine_times,
+    total_cpu,
+)
 
 CONFIG = {"experiments": {EXPERIMENT: {"policy": "linucb"}}}
 SETTLE = 2.0
@@ -102,9 +109,10 @@ def serve(db: str, tail_seconds: float, pipe: Connection, secret_file: str | Non
 
 
 @contextmanager
-def servers(db: str, count: int, tail_seconds: float) -> Iterator[list[tuple[str, Connection]]]:
+def servers(db: str, count: int,
+            tail_seconds: float) -> Iterator[list[tuple[str, Connection, int]]]:
     """``count`` server processes on ``db``, started one after the other (the first creates the
-    schema); yields (address, pipe) per server; stops them after."""
+    schema); yields (address, pipe, pid) per server; stops them after."""
     context = multiprocessing.get_context("spawn")
     started: list[tuple[Any, Connection]] = []
     secret_file = None
@@ -123,7 +131,7 @@ def servers(db: str, count: int, tail_seconds: float) -> Iterator[list[tuple[str
             started.append((process, ours))
             if not ours.poll(START_TIMEOUT):
                 raise RuntimeError("a server did not start")
-            out.append((ours.recv(), ours))
+            out.append((ours.recv(), ours, process.pid or 0))
         yield out
     finally:
         for process, pipe in started:
@@ -216,6 +224,7 @@ class Lag:
     server_p99: float
     rate: float
     errors: int
+    others: float = math.nan  # share of all cores that other processes used during the load
 
 
 def fold_lag(sent: Sequence[Sent], applied: Sequence[dict[str, float]],
@@ -454,17 +463,25 @@ def run(kind: str, args: argparse.Namespace, console: Console) -> tuple[Lag, Rep
         db = stack.enter_context(database(kind, workdir, stack))
         with console.status(f"{kind}: two servers under load"), \
                 servers(db, args.servers, args.tail_seconds) as started:
+            ours = [pid for *_, pid in started]
+            postmaster = postgres_postmaster(db)
+            before = (machine_times(), total_cpu(ours), time.process_time(), server_cpu(postmaster))
             sent, errors, rate = asyncio.run(load(
-                [address for address, _ in started], args.rate, args.seconds, args.warmup,
+                [address for address, *_ in started], args.rate, args.seconds, args.warmup,
                 args.concurrency, args.seed))
+            (idle, total), mine = machine_times(), total_cpu(ours) + time.process_time()
+            ticks = max(total - before[0][1], 1) / os.sysconf("SC_CLK_TCK")
+            busy = ticks - (idle - before[0][0]) / os.sysconf("SC_CLK_TCK")
+            used = mine - before[1] - before[2] + cpu_between(before[3], server_cpu(postmaster))
             time.sleep(SETTLE)
             applied, server_lags = [], []
-            for _, pipe in started:
+            for _, pipe, _ in started:
                 pipe.send("stop")
                 records, lag, _pid = pipe.recv()
                 applied.append({event_id: at for event_id, at, _ in records})
                 server_lags.append(lag)
         lag = fold_lag(sent, applied, server_lags, rate, errors)
+        lag.others = max(0.0, busy - used) / ticks
         with console.status(f"{kind}: replay"):
             refold = replay(db)
         rates = None
@@ -507,16 +524,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Table(title=f"Fold lag: {args.servers} servers on one database, {load_word}, "
                       f"every decision rewarded, tail poll {args.tail_seconds * 1e3:g} ms",
                 caption="ms from the commit on one process (its own apply) to the apply on the "
-                        "other; server: Fold.lag() (from the reward's arrival), worst process",
+                        "other; server: Fold.lag() (from the reward's arrival), worst process; "
+                        "others: share of all cores used by other processes meanwhile",
                 box=box.SIMPLE_HEAD, padding=(0, 0, 0, 1), show_edge=False)
     for column in ("database", "achieved/s", "events", "p50", "p90", "p99", "max", "missing",
-                   "server p50", "server p99", "errors", "p99 <= 100 ms"):
+                   "server p50", "server p99", "errors", "others", "p99 <= 100 ms"):
         out.add_column(column, justify="left" if column == "database" else "right", no_wrap=True)
     for kind, (lag, _, _) in results.items():
         verdict = "[green]met[/]" if lag.p99 <= 100 else "[red]not met[/]"
         out.add_row(kind, f"{lag.rate:,.0f}", f"{lag.events:,}", f"{lag.p50:.1f}", f"{lag.p90:.1f}",
                     f"{lag.p99:.1f}", f"{lag.worst:.1f}", str(lag.missing), f"{lag.server_p50:.1f}",
-                    f"{lag.server_p99:.1f}", str(lag.errors), verdict)
+                    f"{lag.server_p99:.1f}", str(lag.errors), f"{lag.others:.0%}", verdict)
     console.print(out)
 
     rates = Table(title="Folding and writing on this box",

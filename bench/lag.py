@@ -22,8 +22,8 @@ the committing process's queue and transaction).
 Then, per database:
 
 - **replay**: a fresh :class:`~arbiter.server.fold.Fold` refolds the whole log (no snapshots):
-  learned events per second and CPU microseconds per event -- what every replica spends on
-  every event another process learned;
+  learned events per second and CPU microseconds per event (the fold's, + PostgreSQL's for
+  the reads) -- what every replica spends on every event another process learned;
 - **database rates** (``--writers`` processes, ``--batch`` rows a transaction, ``--db-seconds``
   each, with copies of the run's logged decisions): decisions inserted per second (decision +
   its window, one multi-row INSERT per table, as the writer does), then learning commits per
@@ -254,6 +254,7 @@ class Replay:
     events: int
     seconds: float
     cpu: float
+    database_cpu: float = math.nan  # PostgreSQL's processes' CPU seconds meanwhile
 
     @property
     def rate(self) -> float:
@@ -262,6 +263,10 @@ class Replay:
     @property
     def cpu_us(self) -> float:
         return 1e6 * self.cpu / self.events if self.events else math.nan
+
+    @property
+    def database_us(self) -> float:
+        return 1e6 * self.database_cpu / self.events if self.events else math.nan
 
 
 def replay(db: str) -> Replay:
@@ -483,7 +488,10 @@ def run(kind: str, args: argparse.Namespace, console: Console) -> tuple[Lag, Rep
         lag = fold_lag(sent, applied, server_lags, rate, errors)
         lag.others = max(0.0, busy - used) / ticks
         with console.status(f"{kind}: replay"):
+            database_before = server_cpu(postmaster)
             refold = replay(db)
+            if postmaster is not None:
+                refold.database_cpu = cpu_between(database_before, server_cpu(postmaster))
         rates = None
         if args.writers:
             with console.status(f"{kind}: database rates"):
@@ -540,7 +548,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rates = Table(title="Folding and writing on this box",
                   caption=f"replay: a fresh fold of the whole log, no snapshot; insert/learn: "
                           f"{args.writers} processes, {args.batch} rows a transaction, "
-                          f"{args.db_seconds:g} s each; CPU us: the writers' + PostgreSQL's",
+                          f"{args.db_seconds:g} s each; CPU us: the fold's or the writers' + PostgreSQL's",
                   box=box.SIMPLE_HEAD, padding=(0, 0, 0, 1), show_edge=False)
     for column in ("database", "replay events/s", "CPU us/event", "decisions/s", "commits/s",
                    "CPU us/decision", "learned/s", "learning commits/s", "lock held ms",
@@ -552,7 +560,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             cpu_cell(rate.client_us_per_decision, rate.server_us_per_decision),
             f"{rate.learned_per_second:,.0f}", f"{rate.learning_commits_per_second:,.0f}",
             f"{rate.lock_ms:.2f}", cpu_cell(rate.client_us_per_learned, rate.server_us_per_learned)]
-        rates.add_row(kind, f"{refold.rate:,.0f}", f"{refold.cpu_us:.0f}", *cells)
+        rates.add_row(kind, f"{refold.rate:,.0f}", cpu_cell(refold.cpu_us, refold.database_us),
+                      *cells)
     console.print(rates)
     console.print(f"{os.cpu_count()} cores shared by the servers, the load generator and the "
                   "database; replay over the log the lag run left "

@@ -1,0 +1,169 @@
+"""Where one server's CPU goes, per thread: Choose, then Reward, for one or more builds side by side.
+
+Each build (a checkout: this one, or e.g. ``git worktree add /tmp/arbiter-base 588b3f9``) runs
+one in-process server (``App``, imported from that checkout: the old top-level ``server``
+package or ``arbiter.server``) on a fresh SQLite file in a process of its own. The load
+generator (this process, 64 calls in flight over two connections) sends 500 Choose calls to warm
+up, then ``--chooses`` measured ones, then ``--rewards`` Rewards for the latest decisions (all
+still in the decision cache). Before and after each phase the server reports the CPU time of
+each of its threads (``/proc/self/task/TID/stat``, by ``threading`` name) and of the whole
+process (gRPC's own threads included); the table shows milliseconds per call, the median over
+``--rounds`` rounds that alternate between the builds.
+
+    python -m bench.threadcpu --build . --build /tmp/arbiter-base --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import multiprocessing
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from itertools import cycle, islice
+from multiprocessing.connection import Connection
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+# Nothing here imports the generated code at the top: the server process of an old build
+# imports its own copy of the same proto (``protos.arbiter.v1``), and one process cannot hold
+# both; the load generator (this process) imports it in ``load``.
+EXPERIMENT = "bench"
+WARMUP = 500
+CONCURRENCY = 64
+SETTLE = 1.5
+"""Seconds after a phase before the second reading, so the writer's and the tail's work on it
+is counted."""
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds so far per thread name (trailing digits dropped) and of the whole process."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for thread in threading.enumerate():
+        try:
+            fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1]
+        except OSError:
+            continue
+        values = fields.split()
+        name = thread.name.rstrip("0123456789_")
+        out[name] = out.get(name, 0.0) + (int(values[11]) + int(values[12])) / ticks
+    values = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    out["(process)"] = (int(values[11]) + int(values[12])) / ticks
+    return out
+
+
+def serve(build: str, db: str, pipe: Connection) -> None:
+    """The server process: an App of ``build`` on ``db``; answers "cpu" with :func:`thread_cpu`."""
+    sys.path.insert(0, build)
+    app_module: Any
+    config_module: Any
+    if (Path(build) / "server" / "__main__.py").exists():  # before arbiter/ (e.g. 588b3f9)
+        import server.app as app_module
+        import server.config as config_module
+    else:
+        import arbiter.server.app as app_module
+        import arbiter.server.config as config_module
+    logging.basicConfig(level=logging.ERROR)
+    app = app_module.App(app_module.Settings(listen="127.0.0.1:0", db=db),
+                         config_module.parse_config({"experiments": {EXPERIMENT: {"policy": "linucb"}}}))
+    pipe.send(app.start())
+    try:
+        while pipe.recv() == "cpu":
+            pipe.send(thread_cpu())
+    finally:
+        app.stop(grace=1)
+
+
+async def load(address: str, pipe: Connection, chooses: int,
+               rewards: int) -> dict[str, tuple[int, float, dict[str, float]]]:
+    """Warm up, then the Choose and the Reward phase: {phase: (calls, seconds, CPU per thread)}."""
+    import grpc
+
+    from arbiter.v1 import decision_pb2_grpc
+    from bench.load import choose_requests, reward_requests, send
+
+    channels = [grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+                for _ in range(2)]
+    stubs = [decision_pb2_grpc.DecisionServiceStub(channel) for channel in channels]
+    requests = cycle(choose_requests(0))
+    event_ids: list[str] = []
+    out = {}
+    try:
+        await send([s.Choose for s in stubs], islice(requests, WARMUP), 120, CONCURRENCY,
+                   lambda answer: event_ids.append(answer.event_id))
+        await asyncio.sleep(1)
+        for phase, methods, calls in (
+                ("Choose", [s.Choose for s in stubs], lambda: islice(requests, chooses)),
+                ("Reward", [s.Reward for s in stubs],
+                 lambda: reward_requests(event_ids[-rewards:], 0))):
+            pipe.send("cpu")
+            before = pipe.recv()
+            started = time.perf_counter()
+            latencies, _ = await send(methods, calls(), 300, CONCURRENCY,
+                                      lambda answer: event_ids.append(answer.event_id)
+                                      if hasattr(answer, "event_id") else None)
+            seconds = time.perf_counter() - started
+            await asyncio.sleep(SETTLE)
+            pipe.send("cpu")
+            after = pipe.recv()
+            out[phase] = (len(latencies), seconds,
+                          {k: after[k] - before.get(k, 0.0) for k in after})
+    finally:
+        for channel in channels:
+            await channel.close()
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.threadcpu", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build", action="append", default=[], metavar="DIR",
+                        help="a checkout to serve (repeatable; default: this one)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--chooses", type=int, default=4000)
+    parser.add_argument("--rewards", type=int, default=3000,
+                        help="at most what the decision cache holds (6,338 of these decisions)")
+    args = parser.parse_args(argv)
+    builds = [str(Path(build).resolve()) for build in args.build] or [str(Path.cwd())]
+    context = multiprocessing.get_context("spawn")
+    results: dict[str, list[dict[str, tuple[int, float, dict[str, float]]]]] = {b: [] for b in builds}
+    for _ in range(args.rounds):
+        for build in builds:
+            with tempfile.TemporaryDirectory(prefix="arbiter-threadcpu-") as workdir:
+                ours, theirs = context.Pipe()
+                process = context.Process(target=serve, daemon=True,
+                                          args=(build, f"sqlite:///{workdir}/a.db", theirs))
+                process.start()
+                try:
+                    if not ours.poll(120):
+                        raise RuntimeError(f"the server of {build} did not start")
+                    address = ours.recv()
+                    results[build].append(asyncio.run(load(address, ours, args.chooses,
+                                                           args.rewards)))
+                finally:
+                    ours.send("stop")
+                    process.join(30)
+                    if process.is_alive():
+                        process.kill()
+                        process.join()
+    print(f"ms of CPU per call, medians of {args.rounds} interleaved rounds; calls/s in brackets")
+    for phase in ("Choose", "Reward"):
+        for build, rounds in results.items():
+            names = sorted({name for r in rounds for name in r[phase][2]}, key=lambda n: n != "(process)")
+            cells = [f"{name}={median(1e3 * r[phase][2].get(name, 0.0) / r[phase][0] for r in rounds):.3f}"
+                     for name in names
+                     if median(1e3 * r[phase][2].get(name, 0.0) / r[phase][0] for r in rounds) >= 0.0005]
+            rate = median(r[phase][0] / r[phase][1] for r in rounds)
+            print(f"{phase} {build} ({rate:,.0f}/s): {' '.join(cells)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -258,6 +258,7 @@ class App:
         if self._maintenance.is_alive():
             self._maintenance.join()
         self.tail.stop()
+        self.fold.close()
         self.writer.close()
         if self.coordinator.held:
             try:

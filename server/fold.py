@@ -75,6 +75,7 @@ class Fold:
         self.learned_events = 0  # decisions folded since start (snapshot cadence)
         self._lags: deque[float] = deque(maxlen=LAG_WINDOW)
         self._listeners: list[Callable[[Experiment, LearnedEvent], None]] = []
+        self._last_seq = store.LastSeqProbe(engine)  # the polls' cheap question
 
     def on_apply(self, listener: Callable[[Experiment, LearnedEvent], None]) -> None:
         """Call ``listener(experiment, event)`` for every learned decision applied (e.g. the
@@ -137,6 +138,10 @@ class Fold:
         return position, rows
 
     # ------------------------------------------------------------------ live
+    def close(self) -> None:
+        """Give back the polls' connection (before the engine is disposed)."""
+        self._last_seq.close()
+
     def committed(self, events: Sequence[LearnedEvent]) -> None:
         """The writer's batch, just committed, in seq order: fold it now (reading from the log
         the seqs before it that other processes committed, and decisions it was not handed)."""
@@ -163,8 +168,7 @@ class Fold:
         only when another process committed some."""
         applied = 0
         while True:
-            with self._engine.connect() as connection:
-                last = store.last_seq(connection)
+            last = self._last_seq()
             if last <= self.applied:
                 return applied
             time.sleep(OWN_GRACE)  # this process's writer may be folding these right now

@@ -266,11 +266,7 @@ class DesignRows:
         Every action's features go in with one ``bincount`` over the flattened ``(K, width)``
         matrix (index ``k * width + column``), and the shared row is added by broadcasting.
         """
-        base = np.zeros(width)
-        if self.shared is not None:
-            columns, values = self.shared
-            base += np.bincount(np.array(columns, dtype=np.intp), values, minlength=width)
-        base[0] += 1.0
+        base = self._shared_row(width)
         if all(features is None for features in self.actions):
             return base
         flat: list[int] = []
@@ -286,3 +282,28 @@ class DesignRows:
         counts = np.bincount(np.array(flat, dtype=np.intp), np.array(weights), minlength=size)
         matrix: NDArray[np.float64] = counts.reshape(len(self.actions), width) + base
         return matrix
+
+    def row(self, k: int, width: int) -> NDArray[np.float64]:
+        """Row ``k`` of :meth:`matrix` alone, shape ``(width,)``, equal bit for bit: the same
+        bincount of action ``k``'s features plus the same shared row (a bincount sums each
+        column's values in the order they come, with or without the other actions' columns
+        beside them). Learning needs only the chosen action's row: this spares building K."""
+        base = self._shared_row(width)
+        if all(features is None for features in self.actions):
+            return base
+        if not any(features is not None and features[0] for features in self.actions):
+            return base  # matrix() tiles the shared row and adds nothing
+        columns, values = self.actions[k] or ([], [])
+        row: NDArray[np.float64] = np.bincount(np.array(columns, dtype=np.intp),
+                                               np.array(values, dtype=np.float64),
+                                               minlength=width) + base
+        return row
+
+    def _shared_row(self, width: int) -> NDArray[np.float64]:
+        """The context's columns and the intercept (column 0), shape ``(width,)``."""
+        base = np.zeros(width)
+        if self.shared is not None:
+            columns, values = self.shared
+            base += np.bincount(np.array(columns, dtype=np.intp), values, minlength=width)
+        base[0] += 1.0
+        return base

@@ -63,8 +63,9 @@ class LinearPolicy(Hyperparameters, ABC):
         """The ridge core this policy learns with (disjoint per-action models by default)."""
         return RidgeModels(self.l2)
 
-    def _design(self, decision: Decision, *, learn: bool) -> Design:
-        """``decision`` for the ridge models; only ``learn=True`` may grow vocabulary and actions."""
+    def _design(self, decision: Decision, *, learn: bool, row: int | None = None) -> Design:
+        """``decision`` for the ridge models; only ``learn=True`` may grow vocabulary and actions.
+        ``row``: only that action's design row, shape ``(D,)`` (what learning needs)."""
         if self._last is not None and self._last[0] is decision:
             rows = self._last[1]
         else:
@@ -74,7 +75,9 @@ class LinearPolicy(Hyperparameters, ABC):
         if learn:
             self._ridge.ensure_columns(len(self._featurizer.vocabulary))
         slots = self._ridge.slots(decision.action_ids, learn=learn)
-        return Design(rows.matrix(self._ridge.width), slots, rows.unseen)
+        width = self._ridge.width
+        return Design(rows.matrix(width) if row is None else rows.row(row, width), slots,
+                      rows.unseen)
 
     def distribution(self, decision: Decision, rng: np.random.Generator) -> NDArray[np.float64]:
         """Probabilities over ``decision.action_ids``, shape ``(K,)``.
@@ -93,10 +96,9 @@ class LinearPolicy(Hyperparameters, ABC):
         """Add ``(x_chosen, reward)`` to the chosen action's ridge model; all or nothing."""
         check_feedback(decision, chosen, reward)
         columns, models = len(self._featurizer.vocabulary), self._ridge.mark()
-        design = self._design(decision, learn=True)
-        x = design.x if design.x.ndim == 1 else design.x[chosen]
+        design = self._design(decision, learn=True, row=chosen)
         try:
-            self._ridge.update(x, int(design.slots[chosen]), float(reward))
+            self._ridge.update(design.x, int(design.slots[chosen]), float(reward))
         except SkippedUpdate:
             self._featurizer.truncate(columns)
             self._ridge.truncate(models)

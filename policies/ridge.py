@@ -43,7 +43,8 @@ _GROWTH = 1.25
 class Design:
     """A decision as the ridge models see it.
 
-    ``x``: the ``(K, D)`` design matrix, or one ``(D,)`` row shared by all K actions;
+    ``x``: the ``(K, D)`` design matrix, or one ``(D,)`` row (shared by all K actions, or, for
+    learning, the chosen action's alone);
     ``slots``: the model row of each action, shape ``(K,)``; ``unseen``: ``None``, or the squared
     norm per action, shape ``(K,)``, of features that have no column yet.
     """

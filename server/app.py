@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import sys
 import threading
 import time
 from collections.abc import Coroutine
@@ -63,6 +64,7 @@ SERVICE_NAMES = (
     health.SERVICE_NAME,
 )
 DURABILITY = ("strict", "relaxed")
+SWITCH_INTERVAL = 0.001  # seconds; see App.start
 T = TypeVar("T")
 
 
@@ -191,6 +193,12 @@ class App:
         # collector's share of the event loop's time halved.
         gc.collect()
         gc.freeze()
+        # The writer gives up the GIL around every SQL statement and commit, and takes it back
+        # by asking the event loop's thread to drop it: after up to one switch interval while
+        # that thread is busy. A commit of rewards is seven statements; at CPython's 5 ms each
+        # take-back can cost more than the statement. 1 ms (process-wide) shortens the
+        # batch's wall time, and with it every waiting call's latency.
+        sys.setswitchinterval(SWITCH_INTERVAL)
         self.port = self._on_events(self._serve())
         self._ready = True
         self._publish_health()

@@ -83,3 +83,33 @@ def test_same_vectors_in_every_process() -> None:
     assert len(outputs) == 1
     matrix, _ = json.loads(outputs.pop())
     assert matrix[0] == 1.0
+
+
+def test_one_row_equals_that_row_of_the_matrix_bit_for_bit() -> None:
+    """Learning builds only the chosen action's row; it must be exactly the matrix's row (else
+    a model would depend on how it was built), for any mix of actions with and without
+    features, repeated keys, shared context or none, and a vocabulary that hashes."""
+    rng = np.random.default_rng(7)
+
+    def namespace(name: str) -> Namespace:
+        numbers = {f"n{i}": float(rng.normal() * 10.0 ** rng.integers(-3, 4))
+                   for i in range(rng.integers(0, 4))}
+        categories = {f"c{i}": f"v{rng.integers(3)}" for i in range(rng.integers(0, 3))}
+        return Namespace(name, numbers, categories)
+
+    for trial in range(300):
+        actions = int(rng.integers(1, 6))
+        decision = Decision(
+            context=tuple(namespace(f"s{i}") for i in range(rng.integers(0, 3))),
+            action_ids=tuple(f"a{k}" for k in range(actions)),
+            action_features=tuple(tuple(namespace(f"f{i}") for i in range(rng.integers(0, 3)))
+                                  for _ in range(actions)))
+        featurizer = Featurizer(Vocabulary(cap=int(rng.integers(2, 40))))
+        rows = featurizer.encode(decision, grow=True)
+        width = len(featurizer.vocabulary) + int(rng.integers(0, 3))
+        matrix = rows.matrix(width)
+        for k in range(actions):
+            expected = matrix if matrix.ndim == 1 else matrix[k]
+            got = rows.row(k, width)
+            assert got.shape == (width,)
+            assert got.tobytes() == expected.tobytes(), (trial, k)

@@ -32,7 +32,7 @@ EXPERIMENT_KEYS = {
     "reward_aggregation", "auto_promote", "segment_by", "reward_range",
     "hashed_features", "retention_days",
 }
-VARIANT_KEYS = {"name", "policy", "params", "traffic", "shadow"}
+VARIANT_KEYS = {"name", "policy", "params", "traffic", "shadow", "warm_start"}
 
 
 class ConfigError(ValueError):
@@ -46,6 +46,10 @@ class VariantConfig:
     params: Mapping[str, Any] = field(default_factory=dict)
     traffic: float = 0.0
     shadow: bool = False
+    # True: until a set-up version lists it, the variant learns every logged decision, as a
+    # shadow would (a challenger added to a running experiment starts from the whole log);
+    # False: it learns nothing before it is listed (it starts cold).
+    warm_start: bool = False
 
 
 @dataclass(frozen=True)
@@ -217,8 +221,11 @@ def _parse_variant(where: str, item: Any) -> VariantConfig:
         raise ConfigError(f"{where}: a shadow variant takes no `traffic`")
     if traffic < 0:
         raise ConfigError(f"{where}: `traffic` must be >= 0, got {traffic}")
+    warm_start = item.get("warm_start", False)
+    if not isinstance(warm_start, bool):
+        raise ConfigError(f"{where}: `warm_start` must be true or false")
     return VariantConfig(name=name, policy=policy, params=dict(params), traffic=traffic,
-                         shadow=shadow)
+                         shadow=shadow, warm_start=warm_start)
 
 
 def _check_variants(where: str, variants: tuple[VariantConfig, ...]) -> None:

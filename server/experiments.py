@@ -90,6 +90,11 @@ class Variant:
             self.position = seq
             self.updates += 1
 
+    def skip(self, seq: int) -> None:
+        """Pass learned event ``seq`` by without learning it (a cold variant not listed yet)."""
+        with self.lock:
+            self.position = seq
+
     def state(self) -> tuple[bytes, int, int]:
         """The serialized policy, the position and the updates it reflects, read consistently."""
         with self.lock:
@@ -124,6 +129,10 @@ class Experiment:
         return [v for v in self.variants.values() if v.config.shadow]
 
     def learners(self, served_by: str) -> list[Variant]:
-        """Who learns a decision served by ``served_by``: that variant and every shadow."""
+        """Who learns a decision served by ``served_by``: that variant and every shadow —
+        variants of the configuration that the set-up in force does not list yet are
+        shadows, but only those with ``warm_start`` learn (the others start cold)."""
         serving = self.variants.get(served_by)
-        return [v for v in self.variants.values() if v is serving or v.config.shadow]
+        return [v for v in self.variants.values()
+                if v is serving or (v.config.shadow and (v.name in self.listed
+                                                         or v.config.warm_start))]

@@ -238,10 +238,15 @@ class Fold:
             log.error("learned event %d has no decision; skipped", event.seq,
                       extra={"event_id": event.event_id})
             return False
-        for variant in experiment.learners(event.variant):
+        learners = experiment.learners(event.variant)
+        for variant in learners:
             if variant.position < event.seq:
                 variant.learn(event.decision, event.chosen, event.value, event.probability,
                               event.seq, event.event_id)
+        for variant in experiment.variants.values():
+            if variant.name not in experiment.listed and variant not in learners \
+                    and variant.position < event.seq:
+                variant.skip(event.seq)  # cold: a restart need not read this event for it again
         return True
 
     # ------------------------------------------------------------------ erasure

@@ -17,8 +17,9 @@ the TOML:
   :func:`~server.assignment.allocate`, so as few units as possible move, and a new version is
   written (through the order like any change).
 
-Until a version lists it, a variant of the TOML learns and is scored as a shadow (it serves no
-traffic), the same way live and in every replay. Swapping a state in replaces
+Until a version lists it, a variant of the TOML is scored as a shadow (it serves no traffic)
+and, with ``warm_start``, learns as one (else it learns nothing yet), the same way live and in
+every replay. Swapping a state in replaces
 ``experiment.config`` and ``experiment.table`` each in one assignment and mutates nothing a
 concurrent ``Choose`` may be reading.
 """

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import grpc
 import sqlalchemy as sa
 from rich.console import Console
 from rich.progress import Progress
@@ -28,6 +29,7 @@ from rich.progress import Progress
 from arbiter.cli.checks import db_url_problem
 from arbiter.cli.connection import add_arguments as add_connection_arguments
 from arbiter.cli.connection import from_args as connection_from
+from arbiter.cli.served import Served, describe_error, from_config, from_server, promote
 from arbiter.evaluation._checks import EvaluationInputError
 from arbiter.evaluation.estimators import ESTIMATORS
 from arbiter.evaluation.export import write_dsjson, write_parquet
@@ -39,11 +41,14 @@ from arbiter.evaluation.logdata import (
     parse_time,
     read_log,
 )
+from arbiter.evaluation.promote import decide_promotion
 from arbiter.evaluation.replay import CandidateError, CandidateSpec, parse_candidate, replay
 from arbiter.evaluation.report_html import render_html
 from arbiter.evaluation.summary import format_table, summarize, to_json, to_report
+from arbiter.evaluation.verdict import DEFAULT_MAX_UNSUPPORTED, DEFAULT_MIN_EFFECT, DEFAULT_MIN_ESS, NEAR_ZERO
 from arbiter.log.engine import create_engine
 from arbiter.log.migrate import SchemaError, require_readable
+from arbiter.server.config import ConfigError
 
 __all__ = ["register"]
 
@@ -62,8 +67,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     """Add the ``evaluate`` and ``export`` subcommands to ``arbiter``'s subparsers."""
     evaluate = commands.add_parser("evaluate", help="estimate candidate policies offline from the log")
     _log_arguments(evaluate)
-    evaluate.add_argument("--candidate", action="append", required=True, metavar="NAME=POLICY[:JSON]",
+    evaluate.add_argument("--candidate", action="append", default=[], metavar="NAME=POLICY[:JSON]",
                           help='a policy to replay, e.g. \'lin=linucb:{"alpha": 0.5}\' (repeatable)')
+    evaluate.add_argument("--candidates-from-config", action="store_true",
+                          help="also replay every variant of the experiment as configured (policy and "
+                               "params), named as the variant: from --config, else the server at --target")
+    evaluate.add_argument("--config", metavar="FILE",
+                          help="experiments TOML file for --candidates-from-config (default: ask --target)")
     evaluate.add_argument("--json", metavar="FILE", help="write the results as JSON")
     evaluate.add_argument("--report", metavar="FILE.html", help="write a self-contained HTML report")
     evaluate.add_argument("--segment-by", metavar="NS.FEATURE",
@@ -78,8 +88,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     evaluate.add_argument("--switch-tau", type=float, default=math.inf,
                           help="importance-weight threshold of switch-dr (default inf)")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the candidates' RNGs")
+    evaluate.add_argument("--min-effect", default=DEFAULT_MIN_EFFECT, metavar="DELTA",
+                          help="smallest difference worth calling better: reward units (0.01) or percent "
+                               f"of the reference's mean (2%%); default {DEFAULT_MIN_EFFECT}")
+    evaluate.add_argument("--min-ess", type=float, default=DEFAULT_MIN_ESS, metavar="N",
+                          help=f"no verdict below this effective sample size (default {DEFAULT_MIN_ESS:g})")
+    evaluate.add_argument("--max-unsupported", type=float, default=DEFAULT_MAX_UNSUPPORTED, metavar="SHARE",
+                          help="no verdict when more of a candidate's mass is on actions the log gave "
+                               f"probability < {NEAR_ZERO:g} (default {DEFAULT_MAX_UNSUPPORTED:g})")
     evaluate.add_argument("--promote-if-better", action="store_true",
-                          help="promote the winner on the server if its lower bound beats the champion")
+                          help="promote the winner on the server if it is a variant configured as "
+                               "evaluated and better than the champion by the verdict's rule")
     evaluate.add_argument("--target", metavar="HOST:PORT", help="server for --promote-if-better")
     add_connection_arguments(evaluate)
     evaluate.set_defaults(run=_evaluate)
@@ -118,14 +137,26 @@ def _failing(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
 @_failing
 def _evaluate(args: argparse.Namespace) -> int:
     candidates = [parse_candidate(text) for text in args.candidate]
+    served = _served(args) if args.candidates_from_config or args.promote_if_better else None
+    if args.candidates_from_config and served is not None:
+        candidates += list(served.variants.values())
+    if not candidates:
+        raise UsageError("give at least one --candidate NAME=POLICY, or --candidates-from-config")
     if any(c.name == BASELINE.name for c in candidates):
         raise UsageError(f"the candidate name {BASELINE.name!r} is reserved")
+    names = [c.name for c in candidates]
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise UsageError(f"candidate names must be distinct; {', '.join(twice)} given twice "
+                         "(a --candidate named like a variant of --candidates-from-config?)")
     if args.segment_by is not None and "." not in args.segment_by:
         raise UsageError(f"--segment-by must look like namespace.feature, got {args.segment_by!r}")
     if not 0.0 < args.confidence < 1.0:
         raise UsageError(f"--confidence must be in (0, 1), got {args.confidence}")
-    if args.promote_if_better and not args.target:
-        raise UsageError("--promote-if-better needs --target HOST:PORT")
+    if not 0.0 <= args.max_unsupported <= 1.0:
+        raise UsageError(f"--max-unsupported must be in [0, 1], got {args.max_unsupported}")
+    if not args.min_ess >= 0.0:
+        raise UsageError(f"--min-ess must be >= 0, got {args.min_ess}")
     engine, query = _open(args, learned_only=True)
     specs = [*candidates, BASELINE]
     try:
@@ -144,6 +175,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         candidates=specs, baselines={BASELINE.name},
         confidence=args.confidence, interval=args.interval, n_bootstrap=args.bootstrap,
         seed=args.seed, primary=args.estimator, switch_tau=args.switch_tau, segment_by=args.segment_by,
+        min_effect=args.min_effect, min_ess=args.min_ess, max_unsupported=args.max_unsupported,
+        control=None if served is None else served.control,
     )
     print(format_table(summary))
     if args.json:
@@ -153,15 +186,44 @@ def _evaluate(args: argparse.Namespace) -> int:
         Path(args.report).write_text(render_html(to_report(summary, generated_at=generated)),
                                      encoding="utf-8")
     if args.promote_if_better:
-        from arbiter.evaluation.promote import promote_if_better
-
-        connection = connection_from(args)
-        promotion = promote_if_better(summary, target=args.target,
-                                      channel=connection.channel(args.target),
-                                      metadata=connection.metadata)
+        assert served is not None
+        # What the server serves now: a promotion since --config was read must not be missed.
+        now = _ask_server(args)
+        promotion = decide_promotion(summary, control=now.control, variants=now.variants)
+        if promotion.promote and promotion.variant is not None:
+            try:
+                promote(args.target, args.experiment, promotion.variant, promotion.reason,
+                        connection_from(args))
+            except grpc.RpcError as error:
+                raise NoLog(f"cannot promote `{promotion.variant}`: {describe_error(error)}") from None
         promoted = f"promoted `{promotion.variant}`: " if promotion.promote else ""
         print(promoted + promotion.reason)
     return 0
+
+
+def _served(args: argparse.Namespace) -> Served:
+    """The experiment as configured: from ``--config`` if given, else from the server."""
+    if args.promote_if_better and not args.target:
+        raise UsageError("--promote-if-better needs --target HOST:PORT")
+    if args.config is not None:
+        try:
+            return from_config(args.config, args.experiment)
+        except ConfigError as error:
+            raise UsageError(f"--config: {error}") from None
+        except KeyError:
+            raise UsageError(f"--config {args.config} has no experiment `{args.experiment}`") from None
+    if not args.target:
+        raise UsageError("--candidates-from-config reads the variants from --config FILE or from the "
+                         "server at --target HOST:PORT; give one")
+    return _ask_server(args)
+
+
+def _ask_server(args: argparse.Namespace) -> Served:
+    try:
+        return from_server(args.target, args.experiment, connection_from(args))
+    except grpc.RpcError as error:
+        raise NoLog(f"cannot read experiment `{args.experiment}` from {args.target}: "
+                    f"{describe_error(error)}") from None
 
 
 @_failing

@@ -4,9 +4,10 @@ Everything exported here works on plain numpy arrays (no gRPC, no server), so th
 feed it from the SQL log, a Parquet export or a simulation alike. The log-facing modules are
 imported on their own (they need SQLAlchemy, pyarrow): :mod:`evaluation.logdata` (streamed reads
 of the joined log), :mod:`evaluation.replay` (progressive counterfactual replay),
-:mod:`evaluation.summary` (estimates, verdict, table/JSON/report), :mod:`evaluation.export`
-(DSJson, Parquet), :mod:`evaluation.promote` and :mod:`evaluation.cli` (``arbiter evaluate`` and
-``arbiter export``).
+:mod:`evaluation.summary` (estimates, comparisons, table/JSON/report), :mod:`evaluation.verdict`
+(the one rule for "better" and the evaluability thresholds), :mod:`evaluation.export` (DSJson,
+Parquet) and :mod:`evaluation.promote` (the promotion decision; ``cli.evaluate`` and
+``cli.served`` run ``arbiter evaluate`` / ``export`` and talk to the server).
 """
 
 from arbiter.evaluation._checks import EvaluationInputError

@@ -32,6 +32,7 @@ from arbiter import policies
 from arbiter.evaluation._checks import FloatArray
 from arbiter.evaluation.logdata import LoggedRow
 from arbiter.evaluation.progressive_model import ProgressiveRidge
+from arbiter.evaluation.verdict import NEAR_ZERO
 from arbiter.log.codec import decision_from_json
 from arbiter.policies import Decision, PolicyConfigError
 
@@ -73,6 +74,17 @@ class CandidateSpec:
         except PolicyConfigError as error:
             raise CandidateError(f"candidate `{self.name}`: {error}") from None
 
+    def configuration(self) -> tuple[str, dict[str, Any]]:
+        """``(policy, every hyperparameter with defaults filled in)``: two specs configure the
+        same policy iff these are equal (``linucb`` and ``linucb:{"alpha": 0.3}`` do)."""
+        return self.policy, self.create().params()
+
+    def describe(self) -> str:
+        """``policy {json params}`` as a person types it, e.g. ``linucb {"alpha": 0.5}``."""
+        if not self.params:
+            return self.policy
+        return f"{self.policy} {json.dumps(dict(self.params), sort_keys=True)}"
+
 
 def parse_candidate(text: str) -> CandidateSpec:
     """``name=policy`` or ``name=policy:{"param": value}`` as a checked :class:`CandidateSpec`."""
@@ -111,8 +123,9 @@ class ReplayLog:
     """The replay's per-round columns, each ``(n,)``, in log order, plus per-candidate columns.
 
     ``prob[c]`` is π_c(a_i|x_i) and ``q_policy[c]`` is q̂(x_i, π_c) for candidate ``names[c]``;
-    ``variant[i]`` indexes ``variants`` and ``segment[i]`` indexes ``segments`` (empty when no
-    segmentation was asked for).
+    ``unsupported[c]`` is Σ_a π_c(a|x_i) 1{π_0(a|x_i) < NEAR_ZERO}, the candidate's mass on
+    actions the log (nearly) never takes; ``variant[i]`` indexes ``variants`` and ``segment[i]``
+    indexes ``segments`` (empty when no segmentation was asked for).
     """
 
     names: tuple[str, ...]
@@ -121,6 +134,7 @@ class ReplayLog:
     q_logged: FloatArray
     prob: tuple[FloatArray, ...]
     q_policy: tuple[FloatArray, ...]
+    unsupported: tuple[FloatArray, ...]
     variant: NDArray[np.intp]
     variants: tuple[str, ...]
     segment: NDArray[np.intp]
@@ -164,6 +178,7 @@ class _Builder:
         self.reward, self.pscore, self.q_logged = array("d"), array("d"), array("d")
         self.prob = [array("d") for _ in range(n_candidates)]
         self.q_policy = [array("d") for _ in range(n_candidates)]
+        self.unsupported = [array("d") for _ in range(n_candidates)]
         self.variant, self.segment = array("q"), array("q")
         self.variants: dict[str, int] = {}
         self.segments: dict[str, int] = {}
@@ -185,7 +200,8 @@ class _Builder:
         return ReplayLog(
             names=names, reward=floats(self.reward), pscore=floats(self.pscore),
             q_logged=floats(self.q_logged), prob=tuple(floats(p) for p in self.prob),
-            q_policy=tuple(floats(q) for q in self.q_policy), variant=codes(self.variant),
+            q_policy=tuple(floats(q) for q in self.q_policy),
+            unsupported=tuple(floats(u) for u in self.unsupported), variant=codes(self.variant),
             variants=tuple(self.variants), segment=codes(self.segment), segments=tuple(self.segments),
         )
 
@@ -217,10 +233,12 @@ def replay(
         chosen, reward = row.chosen_index, float(row.reward)
         features = model.features(decision)
         q_hat = model.predict(features)
+        near_zero = np.asarray(row.distribution) < NEAR_ZERO
         for c, policy in enumerate(live):
             dist = policy.distribution(decision, rngs[c])
             out.prob[c].append(float(dist[chosen]))
             out.q_policy[c].append(float(dist @ q_hat))
+            out.unsupported[c].append(float(dist[near_zero].sum()) if near_zero.any() else 0.0)
             policy.update(decision, chosen, reward, row.probability)
         model.learn(features, chosen, reward)
         out.reward.append(reward)

@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from arbiter.evaluation._checks import EvaluationInputError, check_int, float_array
+from arbiter.evaluation.verdict import judge
 
 __all__ = [
     "Estimate",
@@ -30,6 +31,7 @@ __all__ = [
     "SegmentEstimate",
     "WeightHistogram",
     "cumulative_mean_curve",
+    "fmt",
     "render_html",
     "verdict_text",
 ]
@@ -137,6 +139,20 @@ def cumulative_mean_curve(reward: ArrayLike, *, max_points: int = 200) -> list[t
     return [(float(i), float(means[i - 1])) for i in t]
 
 
+def fmt(x: float) -> str:
+    """Every number the reports print: 3 significant digits, no exponent, thousands separated
+    (``0.500``, ``0.0123``, ``-1.20``, ``60,000``); ``n/a`` for NaN or infinities."""
+    if not math.isfinite(x):
+        return "n/a"
+    x = float(f"{x:.3g}")  # round first: 0.99999 is 1.00, not 1.000
+    if x == 0.0:
+        return "0"
+    digits = 2 - math.floor(math.log10(abs(x)))
+    if digits <= 0:
+        return f"{round(x, digits):,.0f}"
+    return f"{x:.{digits}f}"
+
+
 def verdict_text(
     *,
     candidate: str,
@@ -144,30 +160,30 @@ def verdict_text(
     low: float,
     high: float,
     confidence: float = 0.95,
+    min_effect: float = 0.0,
     baseline: str = "the logging policy",
 ) -> str:
-    """One sentence on whether ``candidate`` beats ``baseline``.
+    """One sentence on whether ``candidate`` beats ``baseline``, by :func:`evaluation.verdict.judge`.
 
-    ``difference`` is V̂(candidate) - V(baseline) and ``[low, high]`` its interval at
-    ``confidence``; the ± is the interval's half-width. The claim is made only when the
-    interval excludes 0, otherwise the sentence says there is not enough evidence.
+    ``difference`` is V̂(candidate) - V(baseline) and ``[low, high]`` its paired interval at
+    ``confidence``; ``min_effect`` δ ≥ 0 the smallest difference worth calling better. The
+    claim "beats" is made only when ``low > δ``, "worse" only when ``high < 0``.
     """
     if not low <= high:
         raise EvaluationInputError(f"`low` must be <= `high`, got {low!r} > {high!r}")
     level = f"{confidence * 100:g}%"
-    half = (high - low) / 2.0
-    # The ± gets two significant digits and the difference as many decimals.
-    decimals = max(0, 1 - math.floor(math.log10(half))) if half > 0 else 4
-    by = f"{abs(difference):.{decimals}f} ± {half:.{decimals}f}"
+    interval = f"{level} interval [{fmt(low)}, {fmt(high)}]"
+    outcome = judge(low, high, min_effect)
+    if outcome == "better":
+        return (f"Candidate {candidate} beats {baseline} by {fmt(difference)} ({interval}), "
+                f"more than the minimum effect {fmt(min_effect)}.")
+    if outcome == "worse":
+        return f"Candidate {candidate} is worse than {baseline} by {fmt(-difference)} ({interval})."
     if low > 0.0:
-        return f"Candidate {candidate} beats {baseline} by {by} with {level} confidence."
-    if high < 0.0:
-        return f"Candidate {candidate} is worse than {baseline} by {by} with {level} confidence."
-    signed = f"{difference:.{decimals}f} ± {half:.{decimals}f}"
-    return (
-        f"Not enough evidence: candidate {candidate} differs from {baseline} by {signed}, "
-        f"and the {level} interval [{low:.{decimals}f}, {high:.{decimals}f}] includes 0."
-    )
+        return (f"Not enough evidence: candidate {candidate} beats {baseline} by {fmt(difference)} "
+                f"({interval}), but the lower bound does not clear the minimum effect {fmt(min_effect)}.")
+    return (f"Not enough evidence: candidate {candidate} differs from {baseline} by {fmt(difference)}, "
+            f"and the {interval} includes 0.")
 
 
 # --------------------------------------------------------------------------- rendering
@@ -230,10 +246,6 @@ WIDTH = 720
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 170, 20, 10, 30
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.4g}"
-
-
 @dataclass(frozen=True)
 class _Scale:
     """Maps data values in ``[low, high]`` to pixels in ``[start, stop]``."""
@@ -275,7 +287,7 @@ def _x_axis(scale: _Scale, y: float, top: float) -> str:
         x = scale(tick)
         parts.append(
             f'<line x1="{x:.1f}" y1="{top:.1f}" x2="{x:.1f}" y2="{y:.1f}" stroke="#eee"/>'
-            f'<text x="{x:.1f}" y="{y + 14:.1f}" text-anchor="middle">{_fmt(tick)}</text>'
+            f'<text x="{x:.1f}" y="{y + 14:.1f}" text-anchor="middle">{fmt(tick)}</text>'
         )
     return "".join(parts)
 
@@ -303,7 +315,7 @@ def _estimates_svg(estimates: Sequence[Estimate], baseline: float | None) -> str
             f'<line x1="{x:.1f}" y1="{MARGIN_TOP}" x2="{x:.1f}" y2="{axis_y:.1f}" '
             'stroke="#555" stroke-dasharray="4 3"/>'
             f'<text x="{x + 4:.1f}" y="{axis_y - 4:.1f}" fill="#555">logging policy '
-            f"{_fmt(baseline)}</text>"
+            f"{fmt(baseline)}</text>"
         )
     colors = _colors(e.candidate for e in estimates)
     for i, e in enumerate(estimates):
@@ -315,7 +327,7 @@ def _estimates_svg(estimates: Sequence[Estimate], baseline: float | None) -> str
             f'<line x1="{scale(e.low):.1f}" y1="{y:.1f}" x2="{scale(e.high):.1f}" y2="{y:.1f}" '
             f'stroke="{color}" stroke-width="2"/>'
             f'<circle cx="{scale(e.value):.1f}" cy="{y:.1f}" r="4" fill="{color}">'
-            f"<title>{_fmt(e.value)} [{_fmt(e.low)}, {_fmt(e.high)}]</title></circle>"
+            f"<title>{fmt(e.value)} [{fmt(e.low)}, {fmt(e.high)}]</title></circle>"
         )
     return _svg(height, "".join(parts), "estimated policy value per candidate and estimator")
 
@@ -323,8 +335,8 @@ def _estimates_svg(estimates: Sequence[Estimate], baseline: float | None) -> str
 def _estimates_table(estimates: Sequence[Estimate]) -> str:
     rows = "".join(
         f"<tr><td>{escape(e.candidate)}</td><td>{escape(e.estimator)}</td>"
-        f'<td class="num">{_fmt(e.value)}</td>'
-        f'<td class="num">[{_fmt(e.low)}, {_fmt(e.high)}]</td></tr>'
+        f'<td class="num">{fmt(e.value)}</td>'
+        f'<td class="num">[{fmt(e.low)}, {fmt(e.high)}]</td></tr>'
         for e in estimates
     )
     return (
@@ -344,7 +356,7 @@ def _curves_svg(curves: Mapping[str, Sequence[tuple[float, float]]]) -> str:
         parts.append(
             f'<line x1="{MARGIN_LEFT}" y1="{y:.1f}" x2="{WIDTH - MARGIN_RIGHT}" y2="{y:.1f}" '
             f'stroke="#eee"/><text x="{MARGIN_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">'
-            f"{_fmt(tick)}</text>"
+            f"{fmt(tick)}</text>"
         )
     colors = _colors(curves)
     for i, (variant, curve) in enumerate(curves.items()):
@@ -367,7 +379,7 @@ def _histogram_svg(histogram: WeightHistogram) -> str:
     bottom = height - MARGIN_BOTTOM
     title = f"{histogram.candidate}: {sum(histogram.counts):,} weights"
     if histogram.effective_sample_size is not None:
-        title += f", effective sample size {_fmt(histogram.effective_sample_size)}"
+        title += f", effective sample size {fmt(histogram.effective_sample_size)}"
     parts = [
         _x_axis(x_scale, bottom, top_y),
         f'<text x="{MARGIN_LEFT}" y="{MARGIN_TOP + 10}">{escape(title)}</text>',
@@ -379,7 +391,7 @@ def _histogram_svg(histogram: WeightHistogram) -> str:
         parts.append(
             f'<rect x="{x_scale(left) + 0.5:.1f}" y="{bottom - bar:.1f}" '
             f'width="{max(x_scale(right) - x_scale(left) - 1.0, 0.5):.1f}" height="{bar:.1f}" '
-            f'fill="{PALETTE[0]}"><title>[{_fmt(left)}, {_fmt(right)}): {count}</title></rect>'
+            f'fill="{PALETTE[0]}"><title>[{fmt(left)}, {fmt(right)}): {count}</title></rect>'
         )
     return _svg(height, "".join(parts), f"importance weights of {histogram.candidate}")
 
@@ -400,8 +412,8 @@ def _segments_table(segments: Sequence[SegmentEstimate]) -> str:
     rows = "".join(
         f"<tr><td>{escape(s.segment)}</td><td>{escape(s.candidate)}</td>"
         f'<td>{escape(s.estimator)}</td><td class="num">{s.n_rounds:,}</td>'
-        f'<td class="num">{_fmt(s.value)}</td>'
-        f'<td class="num">[{_fmt(s.low)}, {_fmt(s.high)}]</td></tr>'
+        f'<td class="num">{fmt(s.value)}</td>'
+        f'<td class="num">[{fmt(s.low)}, {fmt(s.high)}]</td></tr>'
         for s in segments
     )
     return (

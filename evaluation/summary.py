@@ -17,6 +17,7 @@ from statistics import NormalDist
 from typing import Any, Literal
 
 import numpy as np
+from numpy.typing import NDArray
 
 from arbiter.evaluation._checks import EvaluationInputError, FloatArray
 from arbiter.evaluation.estimators import ESTIMATORS, OffPolicyEstimator, SwitchDR, effective_sample_size
@@ -27,11 +28,24 @@ from arbiter.evaluation.report_html import (
     SegmentEstimate,
     WeightHistogram,
     cumulative_mean_curve,
+    fmt,
     verdict_text,
+)
+from arbiter.evaluation.verdict import (
+    DEFAULT_MAX_UNSUPPORTED,
+    DEFAULT_MIN_EFFECT,
+    DEFAULT_MIN_ESS,
+    Contender,
+    MinEffect,
+    Outcome,
+    evaluability,
+    judge,
+    pick_winner,
 )
 
 __all__ = [
     "CandidateResult",
+    "Comparison",
     "Interval",
     "Summary",
     "VariantResult",
@@ -65,21 +79,75 @@ class VariantResult:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Comparison:
+    """A candidate against a reference on the same rounds: the paired difference V̂ - r̄.
+
+    ``reference`` is the logging policy (every round) or one serving variant (its rounds only);
+    ``min_effect`` is δ in reward units against this reference; ``outcome`` is
+    :func:`evaluation.verdict.judge`'s, or None when the estimate is not evaluable (``refusal``
+    says why: too few effective samples or too much unsupported mass on these rounds).
+    """
+
+    candidate: str
+    reference: str
+    rounds: int
+    reference_mean: float
+    difference: Interval
+    min_effect: float
+    effective_sample_size: float
+    unsupported_share: float
+    outcome: Outcome | None
+    refusal: str = ""
+
+    @property
+    def per_thousand(self) -> Interval:
+        """The difference in reward per 1,000 decisions."""
+        d = self.difference
+        return Interval(1000.0 * d.value, 1000.0 * d.low, 1000.0 * d.high)
+
+    @property
+    def percent(self) -> Interval | None:
+        """The difference in percent of the reference's mean (None when that mean is 0)."""
+        if self.reference_mean == 0.0:
+            return None
+        scale = 100.0 / abs(self.reference_mean)
+        d = self.difference
+        return Interval(scale * d.value, scale * d.low, scale * d.high)
+
+
+@dataclass(frozen=True, kw_only=True)
 class CandidateResult:
-    """One replayed candidate: ``estimates`` by estimator name, ESS, and V̂ - r̄ (``primary``)."""
+    """One replayed candidate: ``estimates`` by estimator name, evaluability, and its paired
+    ``comparisons`` by the ``primary`` estimator (the logging policy first, then each serving
+    variant when the log has several)."""
 
     name: str
     policy: str
     params: Mapping[str, Any]
     baseline: bool
     estimates: Mapping[str, Interval]
-    versus_logging: Interval | None
     effective_sample_size: float
+    unsupported_share: float = 0.0
+    evaluable: bool = True
+    refusal: str = ""
+    comparisons: Sequence[Comparison] = ()
+
+    @property
+    def versus_logging(self) -> Comparison | None:
+        return next((c for c in self.comparisons if c.reference == LOGGING), None)
+
+    def versus(self, variant: str) -> Comparison | None:
+        """The comparison on ``variant``'s rounds (the logging one if the log has one variant)."""
+        named = next((c for c in self.comparisons if c.reference == _variant_label(variant)), None)
+        return named if named is not None or len(self.comparisons) > 1 else self.versus_logging
 
 
 @dataclass(frozen=True, kw_only=True)
 class Summary:
-    """Everything an evaluation reports; aggregates only."""
+    """Everything an evaluation reports; aggregates only. ``headline`` is the comparison the
+    report opens with (the winner's, else the best evaluable candidate's, against the control
+    when known, else the logging policy); ``headline_segments`` the same per segment, the
+    segments whose difference is largest in size first."""
 
     experiment: str
     n_rounds: int
@@ -91,9 +159,14 @@ class Summary:
     candidates: Sequence[CandidateResult]
     winner: str | None
     verdict: str
+    min_effect: str = DEFAULT_MIN_EFFECT
+    control: str | None = None
+    headline: Comparison | None = None
+    headline_segments: Sequence[tuple[str, Comparison]] = ()
     segment_by: str | None = None
     segments: Sequence[SegmentEstimate] = ()
     curves: Mapping[str, Sequence[tuple[float, float]]] = field(default_factory=dict)
+    reward_range: tuple[float, float] = (0.0, 1.0)
     histograms: Sequence[WeightHistogram] = ()
     notes: Sequence[str] = ()
 
@@ -105,6 +178,10 @@ class _Settings:
     n_bootstrap: int
     seed: int
     switch_tau: float
+    primary: str
+    min_effect: MinEffect
+    min_ess: float
+    max_unsupported: float
 
     def estimator(self, name: str) -> OffPolicyEstimator:
         cls = ESTIMATORS[name]
@@ -125,6 +202,24 @@ class _Settings:
         half = z * float(reward.std(ddof=1)) / math.sqrt(reward.size)
         return Interval(value, value - half, value + half)
 
+    def compare(self, log: ReplayLog, c: int, reference: str, rows: NDArray[np.bool_] | None) -> Comparison:
+        """Candidate ``c`` against the logged rewards of ``rows`` (all rounds if None), paired."""
+        inputs = log.estimator_inputs(c, rows)
+        value, low, high = self.estimator(self.primary).compare_to_logging(
+            **inputs, alpha=self.alpha, method=self.method, n_bootstrap=self.n_bootstrap, seed=self.seed)
+        pick = slice(None) if rows is None else rows
+        n = int(inputs["reward"].shape[0])
+        mean = float(inputs["reward"].mean())
+        ess = effective_sample_size(log.weights(c)[pick])
+        unsupported = float(log.unsupported[c][pick].mean())
+        fit = evaluability(ess=ess, n=n, unsupported=unsupported, min_ess=self.min_ess,
+                           max_unsupported=self.max_unsupported)
+        threshold = self.min_effect.threshold(mean)
+        return Comparison(candidate=log.names[c], reference=reference, rounds=n, reference_mean=mean,
+                          difference=Interval(value, low, high), min_effect=threshold,
+                          effective_sample_size=ess, unsupported_share=unsupported,
+                          outcome=judge(low, high, threshold) if fit.ok else None, refusal=fit.reason)
+
 
 def summarize(
     log: ReplayLog,
@@ -139,43 +234,103 @@ def summarize(
     primary: str = "dr",
     switch_tau: float = math.inf,
     segment_by: str | None = None,
+    min_effect: str = DEFAULT_MIN_EFFECT,
+    min_ess: float = DEFAULT_MIN_ESS,
+    max_unsupported: float = DEFAULT_MAX_UNSUPPORTED,
+    control: str | None = None,
 ) -> Summary:
     """Aggregates of ``log``, whose candidate ``c`` was replayed from ``candidates[c]``.
 
     Intervals are at ``confidence`` by ``interval`` (``"normal"``: Wald from influence terms,
-    O(n); ``"bootstrap"``: percentile bootstrap, O(n_bootstrap·n)). The winner is the candidate
-    not named in ``baselines`` with the highest lower bound of its ``primary`` estimate.
+    O(n); ``"bootstrap"``: percentile bootstrap, O(n_bootstrap·n)). The winner is decided by
+    :func:`evaluation.verdict.pick_winner` on the paired differences with the logging policy:
+    the evaluable candidate not named in ``baselines`` whose difference clears ``min_effect``
+    (``"0.01"`` reward units or ``"1%"`` of the logged mean), highest estimate first.
+    ``control`` (the champion variant, when known) is the headline's reference.
     """
     if log.n < 2:
         raise EvaluationInputError(f"need at least 2 learned rounds to evaluate, got {log.n}")
     if primary not in ESTIMATORS:
         raise EvaluationInputError(f"`primary` must be one of {', '.join(ESTIMATORS)}, got {primary!r}")
+    try:
+        effect = MinEffect.parse(min_effect)
+    except ValueError as error:
+        raise EvaluationInputError(str(error)) from None
     settings = _Settings(alpha=1.0 - confidence, method=interval, n_bootstrap=n_bootstrap, seed=seed,
-                         switch_tau=switch_tau)
+                         switch_tau=switch_tau, primary=primary, min_effect=effect, min_ess=min_ess,
+                         max_unsupported=max_unsupported)
     notes: list[str] = []
-    results = [_candidate(log, c, spec, spec.name in baselines, settings, primary, notes)
+    results = [_candidate(log, c, spec, spec.name in baselines, settings, notes)
                for c, spec in enumerate(candidates)]
-    contenders = [c for c in results if not c.baseline and primary in c.estimates]
-    winner = max(contenders, key=lambda c: c.estimates[primary].low, default=None)
-    if winner is None or winner.versus_logging is None:
-        verdict = "Not enough evidence: no candidate could be estimated."
-    else:
-        difference = winner.versus_logging
-        verdict = verdict_text(candidate=winner.name, difference=difference.value, low=difference.low,
-                               high=difference.high, confidence=confidence)
+    contenders = [r for r in results if not r.baseline and r.versus_logging is not None]
+    winner = pick_winner([_contender(r, primary) for r in contenders], _logging_effect(contenders))
+    leader = _leader(contenders, winner.name if winner else None, primary)
+    headline = None if leader is None else _headline_comparison(leader, control)
     return Summary(
         experiment=experiment, n_rounds=log.n, confidence=confidence, interval=interval,
         primary=primary, logging=settings.mean(log.reward),
         variants={name: VariantResult(int(np.sum(rows)), settings.mean(log.reward[rows]))
                   for name, rows in ((name, log.variant == v) for v, name in enumerate(log.variants))},
-        candidates=results, winner=None if winner is None else winner.name, verdict=verdict,
-        segment_by=segment_by, segments=_segments(log, settings, primary, notes),
-        curves=_curves(log), histograms=_histograms(log, results), notes=tuple(notes),
+        candidates=results, winner=None if winner is None else winner.name,
+        verdict=_verdict(contenders, winner.name if winner else None, leader, confidence, primary),
+        min_effect=str(effect), control=control, headline=headline,
+        headline_segments=_headline_segments(log, settings, leader, control),
+        segment_by=segment_by, segments=_segments(log, settings, notes),
+        curves=_curves(log), reward_range=(float(log.reward.min()), float(log.reward.max())),
+        histograms=_histograms(log, results), notes=tuple(notes),
     )
 
 
+def _variant_label(name: str) -> str:
+    return f"variant {name}"
+
+
+def _contender(result: CandidateResult, primary: str) -> Contender:
+    versus = result.versus_logging
+    assert versus is not None
+    return Contender(name=result.name, value=result.estimates[primary].value, low=versus.difference.low,
+                     high=versus.difference.high, evaluable=versus.outcome is not None)
+
+
+def _logging_effect(contenders: Sequence[CandidateResult]) -> float:
+    """δ against the logging policy (the same for every candidate: same rounds, same mean)."""
+    versus = next((r.versus_logging for r in contenders if r.versus_logging is not None), None)
+    return math.inf if versus is None else versus.min_effect
+
+
+def _leader(contenders: Sequence[CandidateResult], winner: str | None,
+            primary: str) -> CandidateResult | None:
+    """The winner, else the evaluable candidate with the highest estimate, else the highest."""
+    if winner is not None:
+        return next(r for r in contenders if r.name == winner)
+    evaluable = [r for r in contenders if r.evaluable] or list(contenders)
+    return max(evaluable, key=lambda r: r.estimates[primary].value, default=None)
+
+
+def _headline_comparison(leader: CandidateResult, control: str | None) -> Comparison | None:
+    versus = leader.versus(control) if control is not None else None
+    return versus if versus is not None else leader.versus_logging
+
+
+def _verdict(contenders: Sequence[CandidateResult], winner: str | None, leader: CandidateResult | None,
+             confidence: float, primary: str) -> str:
+    """The verdict sentence, from the one rule (:func:`evaluation.verdict.pick_winner`)."""
+    if leader is None or leader.versus_logging is None:
+        return "Not enough evidence: no candidate could be estimated."
+    versus = leader.versus_logging
+    d = versus.difference
+    if versus.outcome is None:
+        return f"No verdict: candidate {leader.name} cannot be judged from this log: {versus.refusal}."
+    sentence = verdict_text(candidate=leader.name, difference=d.value, low=d.low, high=d.high,
+                            confidence=confidence, min_effect=versus.min_effect)
+    refused = [r.name for r in contenders if not r.evaluable]
+    if refused:
+        sentence += f" No verdict for {', '.join(refused)}: too little support in the log (see notes)."
+    return sentence
+
+
 def _candidate(log: ReplayLog, c: int, spec: CandidateSpec, baseline: bool, settings: _Settings,
-               primary: str, notes: list[str]) -> CandidateResult:
+               notes: list[str]) -> CandidateResult:
     inputs = log.estimator_inputs(c)
     estimates: dict[str, Interval] = {}
     for name in ESTIMATORS:
@@ -183,17 +338,49 @@ def _candidate(log: ReplayLog, c: int, spec: CandidateSpec, baseline: bool, sett
             estimates[name] = settings.interval(settings.estimator(name), inputs)
         except EvaluationInputError as error:
             notes.append(f"{log.names[c]} · {name}: not estimated ({error})")
-    versus: Interval | None = None
-    if primary in estimates:
-        versus = Interval(*settings.estimator(primary).compare_to_logging(
-            **inputs, alpha=settings.alpha, method=settings.method,
-            n_bootstrap=settings.n_bootstrap, seed=settings.seed))
+    comparisons: list[Comparison] = []
+    if settings.primary in estimates:
+        comparisons.append(settings.compare(log, c, LOGGING, None))
+        if len(log.variants) > 1:
+            for v, variant in enumerate(log.variants):
+                rows = log.variant == v
+                if int(rows.sum()) >= 2:
+                    comparisons.append(settings.compare(log, c, _variant_label(variant), rows))
+    ess = effective_sample_size(log.weights(c))
+    unsupported = float(log.unsupported[c].mean())
+    fit = evaluability(ess=ess, n=log.n, unsupported=unsupported, min_ess=settings.min_ess,
+                       max_unsupported=settings.max_unsupported)
+    if not fit.ok and not baseline:
+        notes.append(f"no verdict for {spec.name}: {fit.reason}")
     return CandidateResult(name=spec.name, policy=spec.policy, params=dict(spec.params), baseline=baseline,
-                           estimates=estimates, versus_logging=versus,
-                           effective_sample_size=effective_sample_size(log.weights(c)))
+                           estimates=estimates, effective_sample_size=ess, unsupported_share=unsupported,
+                           evaluable=fit.ok, refusal=fit.reason, comparisons=comparisons)
 
 
-def _segments(log: ReplayLog, settings: _Settings, primary: str, notes: list[str]) -> list[SegmentEstimate]:
+def _headline_segments(log: ReplayLog, settings: _Settings, leader: CandidateResult | None,
+                       control: str | None, top: int = 3) -> list[tuple[str, Comparison]]:
+    """The leader against the reference per segment: the ``top`` largest differences in size."""
+    if leader is None or not log.segments:
+        return []
+    c = log.names.index(leader.name)
+    variant = log.variants.index(control) if control in log.variants and len(log.variants) > 1 else None
+    out: list[tuple[str, Comparison]] = []
+    for s, segment in enumerate(log.segments):
+        rows = log.segment == s
+        if variant is not None:
+            rows = rows & (log.variant == variant)
+        if int(rows.sum()) < 2:
+            continue
+        reference = LOGGING if variant is None else _variant_label(log.variants[variant])
+        try:
+            out.append((segment, settings.compare(log, c, reference, rows)))
+        except EvaluationInputError:
+            continue
+    out.sort(key=lambda pair: -abs(pair[1].difference.value))
+    return out[:top]
+
+
+def _segments(log: ReplayLog, settings: _Settings, notes: list[str]) -> list[SegmentEstimate]:
     """Per segment: the observed mean and each candidate's ``primary`` estimate."""
     out: list[SegmentEstimate] = []
     for s, segment in enumerate(log.segments):
@@ -206,12 +393,12 @@ def _segments(log: ReplayLog, settings: _Settings, primary: str, notes: list[str
             continue
         for c, name in enumerate(log.names):
             try:
-                est = settings.interval(settings.estimator(primary), log.estimator_inputs(c, rows))
+                est = settings.interval(settings.estimator(settings.primary), log.estimator_inputs(c, rows))
             except EvaluationInputError as error:
                 notes.append(f"segment {segment}, {name}: not estimated ({error})")
                 continue
-            out.append(SegmentEstimate(segment=segment, candidate=name, estimator=primary, n_rounds=n,
-                                       value=est.value, low=est.low, high=est.high))
+            out.append(SegmentEstimate(segment=segment, candidate=name, estimator=settings.primary,
+                                       n_rounds=n, value=est.value, low=est.low, high=est.high))
     return out
 
 
@@ -234,34 +421,73 @@ def _histograms(log: ReplayLog, candidates: Sequence[CandidateResult]) -> list[W
 # --------------------------------------------------------------------------- presentation
 
 
+def headline_lines(summary: Summary) -> list[str]:
+    """The answer first, in business terms: the expected change in reward per 1,000 decisions and
+    in percent of the reference, with its interval, overall and for the segments that differ most."""
+    h = summary.headline
+    if h is None:
+        return [summary.verdict]
+    level = f"{summary.confidence * 100:g}%"
+    lines = [f"{summary.verdict}", f"Expected change if {h.candidate} replaced {h.reference} "
+             f"({level} interval, {summary.primary}):", "  " + _business(h)]
+    for segment, comparison in summary.headline_segments:
+        lines.append(f"  {summary.segment_by} = {segment}: " + _business(comparison))
+    return lines
+
+
+def _business(c: Comparison) -> str:
+    per = c.per_thousand
+    text = f"{fmt(per.value)} reward per 1,000 decisions [{fmt(per.low)}, {fmt(per.high)}]"
+    pct = c.percent
+    if pct is not None:
+        text += f", {fmt(pct.value)}% of {fmt(c.reference_mean)} [{fmt(pct.low)}%, {fmt(pct.high)}%]"
+    return text + f" over {c.rounds:,} rounds"
+
+
 def format_table(summary: Summary) -> str:
-    """A plain-text table: one row per candidate, ``value ±half-width`` per estimator, and ESS."""
+    """The console report: the headline and verdict first, then one row per candidate with
+    ``value ±half-width`` per estimator, ESS and unsupported share, then the paired differences."""
     names = list(ESTIMATORS)
     width = max(len(LOGGING), *(len(c.name) for c in summary.candidates)) + 2
     level = f"{summary.confidence * 100:g}%"
     lines = [
-        f"experiment {summary.experiment}: {summary.n_rounds:,} learned rounds; "
-        f"{level} {summary.interval} intervals (value ±half-width)",
+        *headline_lines(summary),
         "",
-        f"{'candidate':<{width}}" + "".join(f"{n:>18}" for n in names) + f"{'ESS':>12}",
+        f"experiment {summary.experiment}: {summary.n_rounds:,} learned rounds; "
+        f"{level} {summary.interval} intervals (value ±half-width, fixed-sample)",
+        "",
+        f"{'candidate':<{width}}" + "".join(f"{n:>21}" for n in names) + f"{'ESS':>10}{'unsupp.':>9}",
     ]
 
     def cell(interval: Interval | None) -> str:
         if interval is None:
-            return f"{'n/a':>18}"
-        return f"{interval.value:>10.4f} ±{(interval.high - interval.low) / 2:<6.4f}"
+            return f"{'n/a':>21}"
+        return f"{fmt(interval.value):>10} ±{fmt((interval.high - interval.low) / 2):<9}"
 
     lines.append(f"{LOGGING:<{width}}" + cell(summary.logging) + " (observed mean)")
     for c in summary.candidates:
         label = c.name + (" *" if c.baseline else "")
         lines.append(f"{label:<{width}}" + "".join(cell(c.estimates.get(n)) for n in names)
-                     + f"{c.effective_sample_size:>12,.0f}")
+                     + f"{fmt(c.effective_sample_size):>10}{c.unsupported_share:>9.1%}")
     lines += ["", "* baseline", "", "observed mean reward per logged variant:"]
     for name, variant in summary.variants.items():
         lines.append(f"  {name:<{width}}{cell(variant.observed)}  ({variant.rounds:,} rounds)")
-    lines += ["", summary.verdict]
+    lines += ["", f"paired difference candidate - reference ({summary.primary}, {level}; better = lower "
+              f"bound above the minimum effect, {summary.min_effect}):"]
+    for c in summary.candidates:
+        for comparison in c.comparisons:
+            lines.append("  " + comparison_line(comparison))
     lines += [f"note: {note}" for note in summary.notes]
     return "\n".join(lines)
+
+
+def comparison_line(c: Comparison) -> str:
+    """One comparison as text: who against whom, the difference, its interval and the outcome."""
+    d = c.difference
+    outcome = c.outcome if c.outcome is not None else "no verdict (too little support)"
+    return (f"{c.candidate} - {c.reference}: {fmt(d.value)} [{fmt(d.low)}, {fmt(d.high)}], "
+            f"minimum effect {fmt(c.min_effect)}, ESS {fmt(c.effective_sample_size)} of {c.rounds:,}: "
+            f"{outcome}")
 
 
 def to_json(summary: Summary) -> dict[str, Any]:

@@ -10,9 +10,12 @@ and deferred decisions that were activated and rewarded (kept).
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -21,7 +24,6 @@ import pytest
 import sqlalchemy as sa
 from vowpal_wabbit_next import DSJsonFormatParser, Workspace
 
-from arbiter.cli.main import main
 from arbiter.cli.simulate import ARTICLES, COUNTRIES, DEVICES, HiddenPreferences
 from arbiter.client import DecisionClient
 from arbiter.log.schema import decisions, learnings
@@ -89,19 +91,25 @@ def _true_value_of_fixed(model: HiddenPreferences, article: int) -> float:
                           for c in range(len(COUNTRIES)) for d in range(len(DEVICES))]))
 
 
-def _evaluate(logged: Logged, *extra: str) -> int:
-    return main(["evaluate", "--db", logged.db, "--experiment", "homepage", *extra])
+def _arbiter(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real ``arbiter`` command, as a subprocess."""
+    return subprocess.run([sys.executable, "-m", "arbiter.cli", *args], capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+def _evaluate(logged: Logged, *extra: str) -> subprocess.CompletedProcess[str]:
+    return _arbiter("evaluate", "--db", logged.db, "--experiment", "homepage", *extra)
 
 
 def test_evaluate_ranks_the_better_candidate_first(logged: Logged, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+) -> None:
     worst = min(range(len(ARTICLES)), key=lambda a: _true_value_of_fixed(logged.model, a))
     out = tmp_path / "result.json"
 
-    code = _evaluate(logged, "--candidate", 'good=linucb:{"alpha": 0.5}',
-                     "--candidate", f'bad=fixed:{{"action": "{ARTICLES[worst]}"}}', "--json", str(out))
+    run = _evaluate(logged, "--candidate", 'good=linucb:{"alpha": 0.5}',
+                    "--candidate", f'bad=fixed:{{"action": "{ARTICLES[worst]}"}}', "--json", str(out))
 
-    assert code == 0
+    assert run.returncode == 0, run.stderr
     result = json.loads(out.read_text())
     assert result["n_rounds"] == EVENTS + SHOWN  # open windows and unshown decisions left out
     by_name = {c["name"]: c for c in result["candidates"]}
@@ -114,7 +122,7 @@ def test_evaluate_ranks_the_better_candidate_first(logged: Logged, tmp_path: Pat
     truth = _true_value_of_fixed(logged.model, worst)
     standard_error = (bad["ips"]["high"] - bad["ips"]["low"]) / (2 * 1.959964)
     assert abs(bad["ips"]["value"] - truth) < 3.5 * standard_error
-    printed = capsys.readouterr().out
+    printed = run.stdout
     assert "logging policy" in printed and "uniform baseline" in printed
     assert "Candidate good beats the logging policy by" in printed
 
@@ -122,10 +130,10 @@ def test_evaluate_ranks_the_better_candidate_first(logged: Logged, tmp_path: Pat
 def test_report_has_the_plots_and_only_aggregates(logged: Logged, tmp_path: Path) -> None:
     report = tmp_path / "report.html"
 
-    code = _evaluate(logged, "--candidate", "lin=linucb", "--candidate", "u=uniform",
-                     "--segment-by", "user.device", "--report", str(report))
+    run = _evaluate(logged, "--candidate", "lin=linucb", "--candidate", "u=uniform",
+                    "--segment-by", "user.device", "--report", str(report))
 
-    assert code == 0
+    assert run.returncode == 0, run.stderr
     page = report.read_text()
     for heading in ("Estimated policy value", "Cumulative mean reward over time", "Importance weights",
                     "Per-segment estimates"):
@@ -146,10 +154,9 @@ def test_report_has_the_plots_and_only_aggregates(logged: Logged, tmp_path: Path
     ("candidate", "message"),
     [("x=nope", "unknown policy `nope`"), ('x=linucb:{"beta": 2}', "unknown parameter `beta`")],
 )
-def test_a_bad_candidate_exits_2_with_a_clear_message(logged: Logged, candidate: str, message: str,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    assert _evaluate(logged, "--candidate", candidate) == 2
-    assert message in capsys.readouterr().err
+def test_a_bad_candidate_exits_2_with_a_clear_message(logged: Logged, candidate: str, message: str) -> None:
+    run = _evaluate(logged, "--candidate", candidate)
+    assert run.returncode == 2 and message in run.stderr
 
 
 def _learned(logged: Logged) -> dict[str, float]:
@@ -164,10 +171,10 @@ def _learned(logged: Logged) -> dict[str, float]:
 def test_export_dsjson_is_read_by_vowpal_wabbit_and_trains_cb_adf(logged: Logged, tmp_path: Path) -> None:
     out = tmp_path / "log.dsjson"
 
-    code = main(["export", "--db", logged.db, "--experiment", "homepage", "--format", "dsjson",
-                 "--out", str(out)])
+    run = _arbiter("export", "--db", logged.db, "--experiment", "homepage", "--format", "dsjson",
+                   "--out", str(out))
 
-    assert code == 0
+    assert run.returncode == 0, run.stderr
     lines = out.read_text().splitlines()
     assert len(lines) == EVENTS + SHOWN
     learned = _learned(logged)
@@ -195,10 +202,10 @@ def test_export_dsjson_is_read_by_vowpal_wabbit_and_trains_cb_adf(logged: Logged
 def test_export_parquet_round_trips_every_decision(logged: Logged, tmp_path: Path) -> None:
     out = tmp_path / "log.parquet"
 
-    code = main(["export", "--db", logged.db, "--experiment", "homepage", "--format", "parquet",
-                 "--out", str(out)])
+    run = _arbiter("export", "--db", logged.db, "--experiment", "homepage", "--format", "parquet",
+                   "--out", str(out))
 
-    assert code == 0
+    assert run.returncode == 0, run.stderr
     table = pq.read_table(out).to_pylist()
     engine = sa.create_engine(logged.db)
     with engine.connect() as connection:
@@ -223,14 +230,64 @@ def _control(logged: Logged) -> str:
         return str(stub.GetExperiment(experiments_pb2.GetExperimentRequest(experiment="homepage")).control)
 
 
-def test_promote_if_better_promotes_only_a_variant_that_clearly_beats_the_champion(
-        logged: Logged, capsys: pytest.CaptureFixture[str]) -> None:
+def _toml(path: Path) -> Path:
+    """CONFIG as an experiments TOML file."""
+    lines = ['[experiments.homepage]', f'control = "{CONFIG["experiments"]["homepage"]["control"]}"']
+    for variant in CONFIG["experiments"]["homepage"]["variants"]:
+        lines.append("[[experiments.homepage.variants]]")
+        lines += [f"{key} = {json.dumps(value) if not isinstance(value, dict) else _inline(value)}"
+                  for key, value in variant.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _inline(table: dict[str, Any]) -> str:
+    return "{" + ", ".join(f"{k} = {json.dumps(v)}" for k, v in table.items()) + "}"
+
+
+def test_candidates_from_config_replays_every_variant_as_configured(logged: Logged, tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+
+    run = _evaluate(logged, "--candidates-from-config", "--config", str(_toml(tmp_path / "exp.toml")),
+                    "--json", str(out))
+
+    assert run.returncode == 0, run.stderr
+    result = json.loads(out.read_text())
+    replayed = {c["name"]: (c["policy"], c["params"]) for c in result["candidates"]}
+    assert replayed == {"control": ("uniform", {}), "greedy": ("epsilon_greedy", {}),
+                        "lin": ("linucb", {"alpha": 0.5}), "uniform baseline": ("uniform", {})}
+    # Two serving variants: each candidate is also compared with each of them on its own rounds.
+    references = {c["reference"] for c in result["candidates"][2]["comparisons"]}
+    assert references == {"logging policy", "variant control", "variant greedy"}
+
+
+def test_candidates_from_config_needs_a_source(logged: Logged) -> None:
+    run = _evaluate(logged, "--candidates-from-config")
+    assert run.returncode == 2 and "from --config FILE or from the server at --target" in run.stderr
+
+
+def test_promote_if_better_promotes_only_the_evaluated_configuration_when_better(
+        logged: Logged, tmp_path: Path) -> None:
     promote = ("--promote-if-better", "--target", logged.target)
 
-    assert _evaluate(logged, "--candidate", "offline=linucb", *promote) == 0
-    assert "nothing promoted: the winner `offline` is not a variant" in capsys.readouterr().out
+    run = _evaluate(logged, "--candidate", 'offline=linucb:{"alpha": 0.5}', *promote)
+    assert run.returncode == 0, run.stderr
+    said = run.stdout
+    assert "nothing promoted: the winner `offline` is not a variant" in said
+    assert "variant `lin` serves that configuration" in said
     assert _control(logged) == "control"
 
-    assert _evaluate(logged, "--candidate", "lin=linucb", *promote) == 0
-    assert "promoted `lin`" in capsys.readouterr().out
-    assert _control(logged) == "lin"
+    # `lin` serves LinUCB with alpha 0.5; a LinUCB with the default alpha is another policy.
+    run = _evaluate(logged, "--candidate", "lin=linucb", *promote)
+    assert run.returncode == 0, run.stderr
+    said = run.stdout
+    assert 'variant `lin` serves linucb {"alpha": 0.5} but the evaluated candidate `lin` is linucb' in said
+    assert _control(logged) == "control"
+
+    out = tmp_path / "result.json"
+    run = _evaluate(logged, "--candidates-from-config", "--json", str(out), *promote)
+    assert run.returncode == 0, run.stderr
+    winner = json.loads(out.read_text())["winner"]
+    assert winner in {"lin", "greedy"}
+    assert f"promoted `{winner}`" in run.stdout
+    assert _control(logged) == winner

@@ -54,7 +54,7 @@ def _variable_k_log(seed: int, n: int) -> tuple[ReplayLog, dict[str, Any]]:
     index = np.arange(n)
     log = ReplayLog(
         names=("c",), reward=reward, pscore=pscore, q_logged=q_hat[index, action],
-        prob=(dist[index, action],), q_policy=((dist * q_hat).sum(axis=1),),
+        prob=(dist[index, action],), q_policy=((dist * q_hat).sum(axis=1),), unsupported=(np.zeros(n),),
         variant=np.zeros(n, dtype=np.intp), variants=("default",),
         segment=np.zeros(0, dtype=np.intp), segments=(),
     )

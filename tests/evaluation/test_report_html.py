@@ -134,16 +134,19 @@ def test_empty_sections_are_left_out() -> None:
 # --------------------------------------------------------------------------- verdict
 
 
-def test_verdict_claims_only_when_the_interval_excludes_zero() -> None:
-    assert verdict_text(candidate="B", difference=0.03, low=0.01, high=0.05) == (
-        "Candidate B beats the logging policy by 0.030 ± 0.020 with 95% confidence."
+def test_verdict_claims_better_only_when_the_interval_clears_the_minimum_effect() -> None:
+    assert verdict_text(candidate="B", difference=0.03, low=0.01, high=0.05, min_effect=0.005) == (
+        "Candidate B beats the logging policy by 0.0300 (95% interval [0.0100, 0.0500]), "
+        "more than the minimum effect 0.00500."
     )
     assert verdict_text(candidate="B", difference=-0.03, low=-0.05, high=-0.01) == (
-        "Candidate B is worse than the logging policy by 0.030 ± 0.020 with 95% confidence."
+        "Candidate B is worse than the logging policy by 0.0300 (95% interval [-0.0500, -0.0100])."
     )
+    short = verdict_text(candidate="B", difference=0.03, low=0.01, high=0.05, min_effect=0.02)
+    assert short.startswith("Not enough evidence") and "does not clear the minimum effect 0.0200" in short
     undecided = verdict_text(candidate="B", difference=0.01, low=-0.01, high=0.03, confidence=0.9)
     assert undecided.startswith("Not enough evidence")
-    assert "by 0.010 ± 0.020, and the 90% interval [-0.010, 0.030] includes 0" in undecided
+    assert "by 0.0100, and the 90% interval [-0.0100, 0.0300] includes 0" in undecided
     with pytest.raises(EvaluationInputError, match="`low`"):
         verdict_text(candidate="B", difference=0.0, low=1.0, high=0.0)
 

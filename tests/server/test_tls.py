@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -181,8 +182,9 @@ def test_loopback_addresses(listen: str, loopback: bool) -> None:
 
 def test_promote_if_better_goes_through_tls_and_a_token(
         pki: Pki, tmp_path: Path) -> None:
-    from arbiter.evaluation.promote import promote_if_better
-    from arbiter.evaluation.summary import CandidateResult, Interval, Summary, VariantResult
+    from arbiter.cli.served import from_server, promote
+    from arbiter.evaluation.promote import decide_promotion
+    from arbiter.evaluation.summary import CandidateResult, Comparison, Interval, Summary, VariantResult
     from tests.server.test_auth import CONFIG
 
     tokens = token_file(tmp_path / "tokens.toml", {"a-token": ("operator", ["admin"], None)})
@@ -192,24 +194,30 @@ def test_promote_if_better_goes_through_tls_and_a_token(
         app = start(tls=TlsFiles(cert=str(pki.server_cert), key=str(pki.server_key)),
                     auth_tokens=str(tokens))
         target = f"127.0.0.1:{app.port}"
+        versus = Comparison(candidate="challenger", reference="variant champion", rounds=1000,
+                            reference_mean=0.5, difference=Interval(0.2, 0.1, 0.3), min_effect=0.005,
+                            effective_sample_size=500.0, unsupported_share=0.0, outcome="better")
         summary = Summary(
-            experiment="secret", n_rounds=1000, confidence=0.95, interval="normal", primary="dr",
+            experiment="secret", n_rounds=2000, confidence=0.95, interval="normal", primary="dr",
             logging=Interval(0.5, 0.45, 0.55),
-            variants={"champion": VariantResult(1000, Interval(0.5, 0.45, 0.55))},
+            variants={"champion": VariantResult(1000, Interval(0.5, 0.45, 0.55)),
+                      "challenger": VariantResult(1000, Interval(0.5, 0.45, 0.55))},
             candidates=[CandidateResult(name="challenger", policy="linucb", params={},
                                         baseline=False, estimates={"dr": Interval(0.7, 0.6, 0.8)},
-                                        versus_logging=None, effective_sample_size=100.0)],
+                                        effective_sample_size=500.0,
+                                        comparisons=[replace(versus, reference="logging policy"), versus])],
             winner="challenger", verdict="")
         anonymous = Connection(ca_file=pki.ca)
         with pytest.raises(grpc.RpcError) as refused:
-            promote_if_better(summary, target=target, channel=anonymous.channel(target))
+            from_server(target, "secret", anonymous)
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
         operator = Connection(ca_file=pki.ca, token="a-token")
-        promotion = promote_if_better(summary, target=target, channel=operator.channel(target),
-                                      metadata=operator.metadata)
-
+        served = from_server(target, "secret", operator)
+        promotion = decide_promotion(summary, control=served.control, variants=served.variants)
         assert promotion.promote and promotion.variant == "challenger"
+        promote(target, "secret", promotion.variant, promotion.reason, operator)
+
         assert app.controller.promotions("secret")[-1]["principal"] == "operator"
     finally:
         for _ in apps:

@@ -40,6 +40,7 @@ from arbiter.evaluation.logdata import (
     logged_experiments,
     parse_time,
     read_log,
+    read_rounds,
 )
 from arbiter.evaluation.promote import decide_promotion
 from arbiter.evaluation.replay import CandidateError, CandidateSpec, parse_candidate, replay
@@ -166,7 +167,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                   "in that window; nothing to evaluate", file=sys.stderr)
             return 1
         with _progress(total, "replaying") as advance:
-            log = replay(read_log(engine, query), specs, seed=args.seed, segment_by=args.segment_by,
+            log = replay(read_rounds(engine, query), specs, seed=args.seed, segment_by=args.segment_by,
                          on_row=advance)
     finally:
         engine.dispose()

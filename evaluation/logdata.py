@@ -18,20 +18,23 @@ every decision is returned, its ``reward`` None until learned.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, overload
+from typing import Any, NamedTuple, overload
 
 import sqlalchemy as sa
 
 from arbiter.log.schema import activations, decisions, learnings
 
-__all__ = ["LogQuery", "LoggedRow", "count_log", "logged_experiments", "parse_time", "read_log"]
+__all__ = ["LogQuery", "LoggedRow", "Round", "count_log", "logged_experiments", "parse_time", "read_log",
+           "read_rounds"]
 
 DEFAULT_CHUNK = 5000
 """Decisions fetched per query."""
+REPLAY_CHUNK = 20_000
+"""Decisions fetched per query by :func:`read_rounds` (small rows: a few MB per chunk)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,19 @@ class LoggedRow:
     activated_at: datetime | None
     reward: float | None
     learned_at: datetime | None
+
+
+class Round(NamedTuple):
+    """What the replay needs of one learned decision, the JSON columns as text (undecoded: the
+    text is the replay's cache key, and a context seen before is not decoded again)."""
+
+    context: str
+    actions: str
+    distribution: str
+    chosen_index: int
+    probability: float
+    reward: float
+    variant: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,6 +112,23 @@ def logged_experiments(engine: sa.Engine) -> list[str]:
 
 def read_log(engine: sa.Engine, query: LogQuery, *, chunk: int = DEFAULT_CHUNK) -> Iterator[LoggedRow]:
     """The experiment's decisions in ``(created_at, id)`` order, ``chunk`` per query."""
+    for rows in _chunks(engine, query, chunk):
+        for row in rows:
+            yield _logged_row(row)
+
+
+def read_rounds(engine: sa.Engine, query: LogQuery, *, chunk: int = REPLAY_CHUNK) -> Iterator[Round]:
+    """The learned decisions as rounds of the replay, in the order of :func:`read_log`."""
+    if not query.learned_only:
+        raise ValueError("the replay reads learned decisions only (learned_only=True)")
+    for rows in _chunks(engine, query, chunk):
+        for row in rows:
+            yield Round(_text(row.context), _text(row.actions), _text(row.distribution), row.chosen_index,
+                        row.probability, row.reward, row.variant)
+
+
+def _chunks(engine: sa.Engine, query: LogQuery, chunk: int) -> Iterator[Sequence[sa.Row[Any]]]:
+    """The joined rows, ``chunk`` per query (keyset pagination on ``(created_at, id)``)."""
     with engine.connect() as connection:
         cutoff = _cutoff(connection)
     base = _joined(query, cutoff).order_by(decisions.c.created_at, decisions.c.id).limit(chunk)
@@ -108,8 +141,7 @@ def read_log(engine: sa.Engine, query: LogQuery, *, chunk: int = DEFAULT_CHUNK) 
             statement = statement.where(decisions.c.created_at >= last[0], later)
         with engine.connect() as connection:
             rows = connection.execute(statement).all()
-        for row in rows:
-            yield _logged_row(row)
+        yield rows
         if len(rows) < chunk:
             return
         last = (_time(rows[-1].created_at), rows[-1].id)
@@ -161,6 +193,11 @@ def _logged_row(row: sa.Row[Any]) -> LoggedRow:
 @lru_cache(maxsize=4096)
 def _decoded(text: str) -> Any:
     return json.loads(text)
+
+
+def _text(value: Any) -> str:
+    """A JSON column as text: SQLite gives text, psycopg the decoded value (encoded again)."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _json(value: Any) -> Any:

@@ -75,6 +75,7 @@ class ProgressiveRidge:
     _seen: int = field(init=False, default=0)
     _reward_sum: float = field(init=False, default=0.0)
     _next_refit: int = field(init=False, default=0)
+    _fits: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self._vocabulary = Vocabulary(self.dim_cap)
@@ -103,6 +104,12 @@ class ProgressiveRidge:
                 parts_v.append(values)
         starts = np.fromiter(accumulate((len(c) for c in parts_c), initial=0), np.intp, len(parts_c) + 1)
         return SparseRows(np.concatenate(parts_c), np.concatenate(parts_v), starts)
+
+    @property
+    def fits(self) -> int | None:
+        """How many times β was fitted; None before the first fit (the prediction is then the
+        running mean, which changes every round). Predictions change only when this does."""
+        return self._fits or None
 
     def predict(self, rows: SparseRows) -> FloatArray:
         """q̂(x, a) for each action, shape ``(K,)``, from the rounds learned before now."""
@@ -160,4 +167,5 @@ class ProgressiveRidge:
         beta = np.zeros(self.dim_cap)
         beta[:d] = _solve(matrix, self._target[:d])
         self._beta = beta
+        self._fits += 1
 

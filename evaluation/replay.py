@@ -30,11 +30,12 @@ from numpy.typing import NDArray
 
 from arbiter import policies
 from arbiter.evaluation._checks import FloatArray
-from arbiter.evaluation.logdata import LoggedRow
-from arbiter.evaluation.progressive_model import ProgressiveRidge
+from arbiter.evaluation.logdata import Round
+from arbiter.evaluation.progressive_model import ProgressiveRidge, SparseRows
 from arbiter.evaluation.verdict import NEAR_ZERO
 from arbiter.log.codec import decision_from_json
 from arbiter.policies import Decision, PolicyConfigError
+from arbiter.policies.baselines import StatelessPolicy
 
 __all__ = [
     "MAX_SEGMENTS",
@@ -49,6 +50,8 @@ __all__ = [
 MAX_SEGMENTS = 20
 """Distinct segment values kept by name; rounds with any later value go to ``(other)``."""
 
+DECISION_CACHE = 100_000
+"""Distinct decoded decisions (and logged distributions) kept at once; a memory bound only."""
 OTHER_SEGMENT = "(other)"
 MISSING_SEGMENT = "(missing)"
 _LUMP_EPSILON = 1e-12
@@ -206,8 +209,23 @@ class _Builder:
         )
 
 
+@dataclass(slots=True)
+class _Seen:
+    """A distinct (context, actions) pair of the log, decoded once: the :class:`Decision` (the
+    same object every time it recurs, so the policies' own per-decision caches hit), its
+    reward-model features, its segment, q̂ for the model's current fit, and the distribution
+    of each stateless candidate group."""
+
+    decision: Decision
+    features: SparseRows
+    segment: str | None
+    q_hat: FloatArray | None = None
+    q_fit: int | None = None
+    fixed: dict[int, FloatArray] = field(default_factory=dict)
+
+
 def replay(
-    rows: Iterable[LoggedRow],
+    rounds: Iterable[Round],
     candidates: Sequence[CandidateSpec],
     *,
     seed: int = 0,
@@ -215,38 +233,78 @@ def replay(
     reward_model: ProgressiveRidge | None = None,
     on_row: Callable[[], None] | None = None,
 ) -> ReplayLog:
-    """Replay ``candidates`` over learned ``rows`` in the given order; see the module docstring.
+    """Replay ``candidates`` over learned ``rounds`` in the given order; see the module docstring.
 
     Each candidate starts untrained with its own ``np.random.default_rng([seed, c])``.
     ``on_row`` is called after each round (a progress bar).
+
+    Cost: each distinct (context, actions) text is decoded and featurized once (up to
+    :data:`DECISION_CACHE` at a time); a stateless candidate (``uniform``, ``fixed``: its
+    distribution depends on the decision alone, it neither learns nor draws) is asked once per
+    distinct decision, and candidates with the same stateless configuration share the answer.
+    The result is the same, to the last bit, as asking every candidate every round.
     """
     if len({c.name for c in candidates}) != len(candidates):
         raise CandidateError("candidate names must be distinct")
     live = [spec.create() for spec in candidates]
     rngs = [np.random.default_rng([seed, c]) for c in range(len(live))]
+    learners = [c for c, policy in enumerate(live) if not isinstance(policy, StatelessPolicy)]
+    groups: dict[tuple[str, str], int] = {}  # stateless configuration -> its group
+    group_of = {c: groups.setdefault(_config_key(candidates[c]), len(groups))
+                for c in range(len(live)) if c not in learners}
     model = reward_model if reward_model is not None else ProgressiveRidge()
     out = _Builder(len(live))
-    for row in rows:
-        if row.reward is None:
-            raise ValueError("replay needs learned rows (read the log with learned_only=True)")
-        decision: Decision = decision_from_json(row.context, row.actions)
-        chosen, reward = row.chosen_index, float(row.reward)
-        features = model.features(decision)
-        q_hat = model.predict(features)
-        near_zero = np.asarray(row.distribution) < NEAR_ZERO
+    seen: dict[tuple[str, str], _Seen] = {}
+    near_zero: dict[str, NDArray[np.bool_] | None] = {}
+    for r in rounds:
+        entry = seen.get((r.context, r.actions))
+        if entry is None:
+            if len(seen) >= DECISION_CACHE:
+                seen.clear()
+            context = _decoded(r.context)
+            decision = decision_from_json(context, _decoded(r.actions))
+            segment = None if segment_by is None else segment_of(context, segment_by)
+            entry = seen[(r.context, r.actions)] = _Seen(decision, model.features(decision), segment)
+        decision, chosen, reward = entry.decision, r.chosen_index, float(r.reward)
+        fit = model.fits
+        if fit is None or entry.q_fit != fit:
+            entry.q_hat, entry.q_fit = model.predict(entry.features), fit
+        q_hat = entry.q_hat
+        assert q_hat is not None
+        mask = near_zero.get(r.distribution, False)
+        if mask is False:
+            if len(near_zero) >= DECISION_CACHE:
+                near_zero.clear()
+            below = np.asarray(_decoded(r.distribution)) < NEAR_ZERO
+            mask = near_zero[r.distribution] = below if below.any() else None
         for c, policy in enumerate(live):
-            dist = policy.distribution(decision, rngs[c])
+            group = group_of.get(c)
+            if group is None:
+                dist = policy.distribution(decision, rngs[c])
+                policy.update(decision, chosen, reward, r.probability)
+            elif group in entry.fixed:
+                dist = entry.fixed[group]
+            else:
+                dist = entry.fixed[group] = policy.distribution(decision, rngs[c])
             out.prob[c].append(float(dist[chosen]))
             out.q_policy[c].append(float(dist @ q_hat))
-            out.unsupported[c].append(float(dist[near_zero].sum()) if near_zero.any() else 0.0)
-            policy.update(decision, chosen, reward, row.probability)
-        model.learn(features, chosen, reward)
+            out.unsupported[c].append(0.0 if mask is None else float(dist[mask].sum()))
+        model.learn(entry.features, chosen, reward)
         out.reward.append(reward)
-        out.pscore.append(row.probability)
+        out.pscore.append(r.probability)
         out.q_logged.append(float(q_hat[chosen]))
-        out.variant.append(out.code(out.variants, row.variant))
-        if segment_by is not None:
-            out.segment.append(out.code(out.segments, segment_of(row.context, segment_by), MAX_SEGMENTS))
+        out.variant.append(out.code(out.variants, r.variant))
+        if entry.segment is not None:
+            out.segment.append(out.code(out.segments, entry.segment, MAX_SEGMENTS))
         if on_row is not None:
             on_row()
     return out.build(tuple(c.name for c in candidates))
+
+
+def _config_key(spec: CandidateSpec) -> tuple[str, str]:
+    policy, params = spec.configuration()
+    return policy, json.dumps(params, sort_keys=True)
+
+
+def _decoded(text: str) -> Any:
+    return json.loads(text)

@@ -9,6 +9,7 @@
 #   node      node and npm, then clients/node's packages (npm ci, pinned by package-lock.json)
 #   go        the Go toolchain, protoc plugins and gRPC sources, then clients/go/vendor/
 #   java      a JDK, the grpc-java protoc plugin and Debian's gRPC-Java jars
+#   chromium  Debian's chromium: the evaluation report is screenshotted in a headless browser
 #
 # One script for `make test` (which runs it with --auto), `.ci/run` and
 # clients/install-toolchains.sh. Idempotent, and fast when everything is there: each part is
@@ -23,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 COMMAND="sudo bash scripts/install-deps.sh"  # the one command; the tests' skip messages name it
-ALL=(python postgres nginx node go java)
+ALL=(python postgres nginx node go java chromium)
 
 mode=install
 parts=()
@@ -31,8 +32,8 @@ for arg in "$@"; do
     case "$arg" in
         --check) mode=check ;;
         --auto) mode=auto ;;
-        -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        python | postgres | nginx | node | go | java) parts+=("$arg") ;;
+        -h | --help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        python | postgres | nginx | node | go | java | chromium) parts+=("$arg") ;;
         *) echo "install-deps: unknown part $arg (${ALL[*]}, --check, --auto)" >&2; exit 2 ;;
     esac
 done
@@ -66,6 +67,7 @@ for part in "${parts[@]}"; do
             has node || want+=(nodejs)
             has npm || want+=(npm)
             ;;
+        chromium) has chromium || want+=(chromium) ;;
         go | java) dpkg_parts+=("$part") ;;
     esac
 done
@@ -118,6 +120,7 @@ affected() {
                 out+=("the Java client's tests skip") ;;
             golang-* | protoc-gen-go*) out+=("the Go client's tests skip") ;;
             protobuf-compiler) out+=("the generated-code check skips") ;;
+            chromium) out+=("the report's browser check skips") ;;
         esac
     done
     printf '%s\n' "${out[@]}" | awk '!seen[$0]++' | paste -sd ';' | sed 's/;/; /g'

@@ -26,10 +26,15 @@ from vowpal_wabbit_next import DSJsonFormatParser, Workspace
 
 from arbiter.cli.simulate import ARTICLES, COUNTRIES, DEVICES, HiddenPreferences
 from arbiter.client import DecisionClient
+from arbiter.evaluation.logdata import LogQuery, read_log
+from arbiter.evaluation.replay import CandidateSpec, parse_candidate
+from arbiter.evaluation.summary import summarize, to_json
+from arbiter.log.engine import create_engine
 from arbiter.log.schema import decisions, learnings
 from arbiter.server.app import App, Settings
 from arbiter.server.config import parse_config
 from arbiter.v1 import experiments_pb2, experiments_pb2_grpc
+from tests.evaluation.reference_replay import reference_replay
 
 EVENTS = 1500
 OPEN, HIDDEN, SHOWN = 20, 10, 5
@@ -291,3 +296,40 @@ def test_promote_if_better_promotes_only_the_evaluated_configuration_when_better
     assert winner in {"lin", "greedy"}
     assert f"promoted `{winner}`" in run.stdout
     assert _control(logged) == winner
+
+
+def _numbers(value: Any, path: str = "") -> dict[str, Any]:
+    """Every leaf of a JSON document by its path."""
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _numbers(item, f"{path}/{key}").items()}
+    if isinstance(value, list):
+        return {k: v for i, item in enumerate(value) for k, v in _numbers(item, f"{path}/{i}").items()}
+    return {path: value}
+
+
+def test_the_replay_gives_the_reference_replays_estimates_to_1e_12(logged: Logged, tmp_path: Path) -> None:
+    """The optimized replay (decoded once, cached decisions, stateless candidates shared) against
+    the plain loop of tests/evaluation/reference_replay.py, on the real server's log."""
+    candidates = ["u=uniform", 'lin=linucb:{"alpha": 0.5}', "greedy=epsilon_greedy",
+                  f'first=fixed:{{"action": "{ARTICLES[0]}"}}', "ts=lints"]
+    out = tmp_path / "result.json"
+    run = _evaluate(logged, *(a for c in candidates for a in ("--candidate", c)),
+                    "--segment-by", "user.device", "--json", str(out))
+    assert run.returncode == 0, run.stderr
+
+    specs = [*(parse_candidate(c) for c in candidates), CandidateSpec("uniform baseline", "uniform")]
+    engine = create_engine(logged.db)
+    try:
+        log = reference_replay(read_log(engine, LogQuery(experiment="homepage")), specs,
+                               segment_by="user.device")
+    finally:
+        engine.dispose()
+    expected = _numbers(to_json(summarize(log, experiment="homepage", candidates=specs,
+                                          baselines={"uniform baseline"}, segment_by="user.device")))
+    actual = _numbers(json.loads(out.read_text()))
+    assert actual.keys() == expected.keys()
+    for path, value in expected.items():
+        if isinstance(value, float):
+            assert actual[path] == pytest.approx(value, rel=1e-12, abs=1e-12), path
+        else:
+            assert actual[path] == value, path

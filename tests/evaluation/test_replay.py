@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
 from typing import Any
 
 import numpy as np
 import pytest
 
 from arbiter.evaluation import ESTIMATORS
-from arbiter.evaluation.logdata import LoggedRow
+from arbiter.evaluation.logdata import Round
 from arbiter.evaluation.progressive_model import ProgressiveRidge
 from arbiter.evaluation.replay import CandidateError, CandidateSpec, ReplayLog, parse_candidate, replay
 from arbiter.policies import Decision, Namespace
@@ -123,15 +123,12 @@ def test_progressive_ridge_predicts_the_running_mean_before_its_first_fit() -> N
     assert model.predict(model.features(decision)).tolist() == [0.5, 0.5, 0.5]
 
 
-def _row(k: int, chosen: int, reward: float, device: str) -> LoggedRow:
-    moment = datetime(2026, 1, 1, tzinfo=UTC)
-    return LoggedRow(
-        event_id="e", variant="v", model_version="m", unit_hash=None,
-        context=[{"name": "user", "numbers": {}, "categories": {"device": device}}],
-        actions=[{"id": f"a{j}", "features": []} for j in range(k)],
-        distribution=[1.0 / k] * k, chosen_index=chosen, chosen_action=f"a{chosen}",
-        probability=1.0 / k, shadow={}, deferred=False, created_at=moment, activated_at=None,
-        reward=reward, learned_at=moment,
+def _row(k: int, chosen: int, reward: float, device: str) -> Round:
+    return Round(
+        context=json.dumps([{"name": "user", "numbers": {}, "categories": {"device": device}}]),
+        actions=json.dumps([{"id": f"a{j}", "features": []} for j in range(k)]),
+        distribution=json.dumps([1.0 / k] * k), chosen_index=chosen, probability=1.0 / k, reward=reward,
+        variant="v",
     )
 
 

@@ -24,8 +24,10 @@ from arbiter.evaluation.estimators import (
     importance_weights,
 )
 from arbiter.evaluation.report_html import (
+    Difference,
     Estimate,
     EvaluationReport,
+    Headline,
     SegmentEstimate,
     WeightHistogram,
     cumulative_mean_curve,
@@ -41,9 +43,11 @@ __all__ = [
     "IPS",
     "SNDR",
     "SNIPS",
+    "Difference",
     "Estimate",
     "EvaluationInputError",
     "EvaluationReport",
+    "Headline",
     "OffPolicyEstimator",
     "RewardModel",
     "SegmentEstimate",

@@ -23,8 +23,11 @@ from arbiter.evaluation._checks import EvaluationInputError, FloatArray
 from arbiter.evaluation.estimators import ESTIMATORS, OffPolicyEstimator, SwitchDR, effective_sample_size
 from arbiter.evaluation.replay import CandidateSpec, ReplayLog
 from arbiter.evaluation.report_html import (
+    Curve,
+    Difference,
     Estimate,
     EvaluationReport,
+    Headline,
     SegmentEstimate,
     WeightHistogram,
     cumulative_mean_curve,
@@ -35,6 +38,7 @@ from arbiter.evaluation.verdict import (
     DEFAULT_MAX_UNSUPPORTED,
     DEFAULT_MIN_EFFECT,
     DEFAULT_MIN_ESS,
+    NEAR_ZERO,
     Contender,
     MinEffect,
     Outcome,
@@ -132,22 +136,23 @@ class CandidateResult:
     refusal: str = ""
     comparisons: Sequence[Comparison] = ()
 
-    @property
-    def versus_logging(self) -> Comparison | None:
-        return next((c for c in self.comparisons if c.reference == LOGGING), None)
+    def against(self, reference: str) -> Comparison | None:
+        """The comparison with ``reference`` (:data:`LOGGING` or ``"variant NAME"``)."""
+        return next((c for c in self.comparisons if c.reference == reference), None)
 
     def versus(self, variant: str) -> Comparison | None:
         """The comparison on ``variant``'s rounds (the logging one if the log has one variant)."""
-        named = next((c for c in self.comparisons if c.reference == _variant_label(variant)), None)
-        return named if named is not None or len(self.comparisons) > 1 else self.versus_logging
+        named = self.against(_variant_label(variant))
+        return named if named is not None or len(self.comparisons) > 1 else self.against(LOGGING)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Summary:
-    """Everything an evaluation reports; aggregates only. ``headline`` is the comparison the
-    report opens with (the winner's, else the best evaluable candidate's, against the control
-    when known, else the logging policy); ``headline_segments`` the same per segment, the
-    segments whose difference is largest in size first."""
+    """Everything an evaluation reports; aggregates only. ``reference`` is what the verdict
+    compares with: the control variant on its own rounds when it is known and the log has
+    several variants, else the logging policy (every round). ``headline`` is the comparison the
+    report opens with (the winner's, else the best evaluable candidate's, against that
+    reference); ``headline_segments`` the same per segment, largest differences first."""
 
     experiment: str
     n_rounds: int
@@ -159,14 +164,16 @@ class Summary:
     candidates: Sequence[CandidateResult]
     winner: str | None
     verdict: str
+    reference: str = LOGGING
     min_effect: str = DEFAULT_MIN_EFFECT
     control: str | None = None
     headline: Comparison | None = None
     headline_segments: Sequence[tuple[str, Comparison]] = ()
     segment_by: str | None = None
     segments: Sequence[SegmentEstimate] = ()
-    curves: Mapping[str, Sequence[tuple[float, float]]] = field(default_factory=dict)
+    curves: Mapping[str, Curve] = field(default_factory=dict)
     reward_range: tuple[float, float] = (0.0, 1.0)
+    min_ess: float = DEFAULT_MIN_ESS
     histograms: Sequence[WeightHistogram] = ()
     notes: Sequence[str] = ()
 
@@ -262,22 +269,26 @@ def summarize(
     notes: list[str] = []
     results = [_candidate(log, c, spec, spec.name in baselines, settings, notes)
                for c, spec in enumerate(candidates)]
-    contenders = [r for r in results if not r.baseline and r.versus_logging is not None]
-    winner = pick_winner([_contender(r, primary) for r in contenders], _logging_effect(contenders))
-    leader = _leader(contenders, winner.name if winner else None, primary)
-    headline = None if leader is None else _headline_comparison(leader, control)
+    reference = (_variant_label(control) if control in log.variants and len(log.variants) > 1
+                 else LOGGING)
+    contenders = [r for r in results if not r.baseline and r.against(reference) is not None]
+    winner = pick_winner([_contender(r, primary, reference) for r in contenders],
+                         _effect(contenders, reference))
+    leader = _leader(contenders, winner.name if winner else None, primary, reference)
+    headline = None if leader is None else leader.against(reference)
     return Summary(
         experiment=experiment, n_rounds=log.n, confidence=confidence, interval=interval,
         primary=primary, logging=settings.mean(log.reward),
         variants={name: VariantResult(int(np.sum(rows)), settings.mean(log.reward[rows]))
                   for name, rows in ((name, log.variant == v) for v, name in enumerate(log.variants))},
         candidates=results, winner=None if winner is None else winner.name,
-        verdict=_verdict(contenders, winner.name if winner else None, leader, confidence, primary),
-        min_effect=str(effect), control=control, headline=headline,
+        verdict=_verdict(contenders, leader, confidence, reference),
+        reference=reference, min_effect=str(effect), control=control, headline=headline,
         headline_segments=_headline_segments(log, settings, leader, control),
         segment_by=segment_by, segments=_segments(log, settings, notes),
-        curves=_curves(log), reward_range=(float(log.reward.min()), float(log.reward.max())),
-        histograms=_histograms(log, results), notes=tuple(notes),
+        curves=_curves(log, NormalDist().inv_cdf(0.5 + confidence / 2)),
+        reward_range=(float(log.reward.min()), float(log.reward.max())),
+        histograms=_histograms(log, results), min_ess=min_ess, notes=tuple(notes),
     )
 
 
@@ -285,45 +296,41 @@ def _variant_label(name: str) -> str:
     return f"variant {name}"
 
 
-def _contender(result: CandidateResult, primary: str) -> Contender:
-    versus = result.versus_logging
+def _contender(result: CandidateResult, primary: str, reference: str) -> Contender:
+    versus = result.against(reference)
     assert versus is not None
     return Contender(name=result.name, value=result.estimates[primary].value, low=versus.difference.low,
                      high=versus.difference.high, evaluable=versus.outcome is not None)
 
 
-def _logging_effect(contenders: Sequence[CandidateResult]) -> float:
-    """δ against the logging policy (the same for every candidate: same rounds, same mean)."""
-    versus = next((r.versus_logging for r in contenders if r.versus_logging is not None), None)
+def _effect(contenders: Sequence[CandidateResult], reference: str) -> float:
+    """δ against ``reference`` (the same for every candidate: same rounds, same mean)."""
+    versus = next((c for r in contenders if (c := r.against(reference)) is not None), None)
     return math.inf if versus is None else versus.min_effect
 
 
-def _leader(contenders: Sequence[CandidateResult], winner: str | None,
-            primary: str) -> CandidateResult | None:
+def _leader(contenders: Sequence[CandidateResult], winner: str | None, primary: str,
+            reference: str) -> CandidateResult | None:
     """The winner, else the evaluable candidate with the highest estimate, else the highest."""
     if winner is not None:
         return next(r for r in contenders if r.name == winner)
-    evaluable = [r for r in contenders if r.evaluable] or list(contenders)
-    return max(evaluable, key=lambda r: r.estimates[primary].value, default=None)
+    evaluable = [r for r in contenders if (c := r.against(reference)) is not None and c.outcome is not None]
+    return max(evaluable or contenders, key=lambda r: r.estimates[primary].value, default=None)
 
 
-def _headline_comparison(leader: CandidateResult, control: str | None) -> Comparison | None:
-    versus = leader.versus(control) if control is not None else None
-    return versus if versus is not None else leader.versus_logging
-
-
-def _verdict(contenders: Sequence[CandidateResult], winner: str | None, leader: CandidateResult | None,
-             confidence: float, primary: str) -> str:
+def _verdict(contenders: Sequence[CandidateResult], leader: CandidateResult | None, confidence: float,
+             reference: str) -> str:
     """The verdict sentence, from the one rule (:func:`evaluation.verdict.pick_winner`)."""
-    if leader is None or leader.versus_logging is None:
+    versus = None if leader is None else leader.against(reference)
+    if leader is None or versus is None:
         return "Not enough evidence: no candidate could be estimated."
-    versus = leader.versus_logging
     d = versus.difference
     if versus.outcome is None:
         return f"No verdict: candidate {leader.name} cannot be judged from this log: {versus.refusal}."
+    baseline = "the logging policy" if reference == LOGGING else f"{reference} on its own rounds"
     sentence = verdict_text(candidate=leader.name, difference=d.value, low=d.low, high=d.high,
-                            confidence=confidence, min_effect=versus.min_effect)
-    refused = [r.name for r in contenders if not r.evaluable]
+                            confidence=confidence, min_effect=versus.min_effect, baseline=baseline)
+    refused = [r.name for r in contenders if (c := r.against(reference)) is not None and c.outcome is None]
     if refused:
         sentence += f" No verdict for {', '.join(refused)}: too little support in the log (see notes)."
     return sentence
@@ -402,13 +409,14 @@ def _segments(log: ReplayLog, settings: _Settings, notes: list[str]) -> list[Seg
     return out
 
 
-def _curves(log: ReplayLog) -> dict[str, list[tuple[float, float]]]:
-    """Cumulative mean reward per logged variant, and each candidate's replayed DR terms."""
-    curves = {f"logged: {name}": cumulative_mean_curve(log.reward[log.variant == v])
+def _curves(log: ReplayLog, z: float) -> dict[str, Curve]:
+    """Running means with normal bands: observed reward per logged variant, and each
+    candidate's running DR estimate (the mean of its DR terms so far)."""
+    curves: dict[str, Curve] = {f"logged: {name}": cumulative_mean_curve(log.reward[log.variant == v], z=z)
               for v, name in enumerate(log.variants)}
     for c, name in enumerate(log.names):
         dr_terms = log.q_policy[c] + log.weights(c) * (log.reward - log.q_logged)
-        curves[f"replay: {name}"] = cumulative_mean_curve(dr_terms)
+        curves[f"replay: {name}"] = cumulative_mean_curve(dr_terms, z=z)
     return curves
 
 
@@ -514,21 +522,51 @@ def to_report(summary: Summary, *, generated_at: str = "") -> EvaluationReport:
                   for c in summary.candidates for name, i in c.estimates.items()]
     level = f"{summary.confidence * 100:g}%"
     notes = [
-        f"Intervals: {level}, {summary.interval}. The verdict and the per-segment estimates use "
-        f"the {summary.primary} estimator; the winner is the candidate with the highest lower bound.",
+        f"Intervals: {level}, {summary.interval}, fixed-sample (valid for one look at this log). The "
+        f"verdict, the paired differences and the per-segment estimates use the {summary.primary} "
+        f"estimator. A candidate is better when the lower bound of its paired difference clears the "
+        f"minimum effect ({summary.min_effect}); the winner is the better evaluable candidate with the "
+        "highest estimate.",
+        f"Evaluability: no verdict below an effective sample size of {fmt(summary.min_ess)} or with "
+        f"too much of a candidate's mass on actions the log gave probability < {NEAR_ZERO:g}.",
         "Candidates are replayed progressively: each scores a logged round, then learns from it. "
         "The reward model for DM/DR is a ridge regression fitted on earlier rounds only.",
-        "Cumulative curves: 'logged' is a variant's observed mean reward, 'replay' a candidate's "
-        "running DR estimate.",
-        *(f"Observed mean reward of variant {name}: {v.observed.value:.4g} [{v.observed.low:.4g}, "
-          f"{v.observed.high:.4g}] over {v.rounds:,} rounds." for name, v in summary.variants.items()),
+        "Running estimates: 'logged' is a variant's observed mean reward so far, 'replay' a "
+        f"candidate's running DR estimate; bands are {level} normal intervals, both drawn within "
+        f"the observed reward range [{fmt(summary.reward_range[0])}, {fmt(summary.reward_range[1])}].",
+        *(f"Observed mean reward of variant {name}: {fmt(v.observed.value)} [{fmt(v.observed.low)}, "
+          f"{fmt(v.observed.high)}] over {v.rounds:,} rounds." for name, v in summary.variants.items()),
         *summary.notes,
     ]
     return EvaluationReport(
         title=f"Offline evaluation: {summary.experiment}",
         logging_policy=", ".join(summary.variants) or "unknown",
-        n_rounds=summary.n_rounds, verdict=summary.verdict, estimates=estimates,
-        baseline_value=summary.logging.value, cumulative_reward=summary.curves,
-        weight_histograms=summary.histograms, segments=summary.segments, notes=notes,
-        generated_at=generated_at,
+        n_rounds=summary.n_rounds, verdict=summary.verdict, headline=_headline(summary),
+        differences=[_difference(d) for c in summary.candidates for d in c.comparisons],
+        estimates=estimates, baseline_value=summary.logging.value, cumulative_reward=summary.curves,
+        reward_range=summary.reward_range, weight_histograms=summary.histograms, min_ess=summary.min_ess,
+        segments=summary.segments, notes=notes, generated_at=generated_at,
     )
+
+
+def _difference(c: Comparison) -> Difference:
+    d = c.difference
+    return Difference(candidate=c.candidate, reference=c.reference, value=d.value, low=d.low, high=d.high,
+                      min_effect=c.min_effect, rounds=c.rounds, effective_sample_size=c.effective_sample_size,
+                      unsupported_share=c.unsupported_share, outcome=c.outcome or "no verdict")
+
+
+def _headline(summary: Summary) -> Headline | None:
+    h = summary.headline
+    if h is None:
+        return None
+
+    def row(label: str, c: Comparison) -> tuple[str, tuple[float, float, float],
+                                                tuple[float, float, float] | None, int]:
+        per, pct = c.per_thousand, c.percent
+        return (label, (per.value, per.low, per.high),
+                None if pct is None else (pct.value, pct.low, pct.high), c.rounds)
+
+    return Headline(candidate=h.candidate, reference=h.reference, rows=[
+        row("overall", h),
+        *(row(f"{summary.segment_by} = {segment}", c) for segment, c in summary.headline_segments)])

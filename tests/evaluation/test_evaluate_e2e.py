@@ -9,7 +9,9 @@ and deferred decisions that were activated and rewarded (kept).
 
 from __future__ import annotations
 
+import html
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -34,6 +36,7 @@ from arbiter.log.schema import decisions, learnings
 from arbiter.server.app import App, Settings
 from arbiter.server.config import parse_config
 from arbiter.v1 import experiments_pb2, experiments_pb2_grpc
+from tests import browser
 from tests.evaluation.reference_replay import reference_replay
 
 EVENTS = 1500
@@ -140,12 +143,17 @@ def test_report_has_the_plots_and_only_aggregates(logged: Logged, tmp_path: Path
 
     assert run.returncode == 0, run.stderr
     page = report.read_text()
-    for heading in ("Estimated policy value", "Cumulative mean reward over time", "Importance weights",
+    for heading in ("Expected change", "Paired differences behind the verdict", "Evaluability",
+                    "Estimated policy value", "Running estimates over time", "Importance weights",
                     "Per-segment estimates"):
         assert heading in page
-    assert page.count("<svg") == 1 + 1 + 3 + 1  # estimates, curves, 3 weight histograms, segments
+    # the expected change, paired differences, estimates, running estimates, 3 weight histograms,
+    # segments
+    assert page.count("<svg") == 1 + 1 + 1 + 1 + 3 + 1
     assert "<script" not in page and "http://" not in page and "https://" not in page
     assert "mobile" in page  # a segment label is an aggregate's name
+    verdict = run.stdout.splitlines()[0]  # the console opens with the verdict the page shows
+    assert verdict.startswith("Candidate lin beats the logging policy") and html.escape(verdict) in page
     engine = sa.create_engine(logged.db)
     with engine.connect() as connection:
         identifiers = connection.execute(sa.select(decisions.c.event_id, decisions.c.unit_hash)).all()
@@ -266,6 +274,22 @@ def test_candidates_from_config_replays_every_variant_as_configured(logged: Logg
     assert references == {"logging policy", "variant control", "variant greedy"}
 
 
+def test_no_verdict_below_the_effective_sample_size_threshold_and_it_says_why(
+        logged: Logged, tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+
+    run = _evaluate(logged, "--candidate", "u=uniform", "--min-ess", "5000", "--json", str(out))
+
+    assert run.returncode == 0, run.stderr
+    result = json.loads(out.read_text())
+    assert result["winner"] is None
+    u = result["candidates"][0]
+    assert not u["evaluable"] and u["effective_sample_size"] < 5000
+    assert run.stdout.startswith("No verdict: candidate u cannot be judged from this log: its effective "
+                                 "sample size is")
+    assert "(below --min-ess 5000)" in run.stdout and "raise the serving variants' exploration" in run.stdout
+
+
 def test_candidates_from_config_needs_a_source(logged: Logged) -> None:
     run = _evaluate(logged, "--candidates-from-config")
     assert run.returncode == 2 and "from --config FILE or from the server at --target" in run.stderr
@@ -333,3 +357,22 @@ def test_the_replay_gives_the_reference_replays_estimates_to_1e_12(logged: Logge
             assert actual[path] == pytest.approx(value, rel=1e-12, abs=1e-12), path
         else:
             assert actual[path] == value, path
+
+
+@pytest.mark.skipif(browser.CHROMIUM is None, reason=browser.MISSING)
+def test_report_renders_in_a_headless_browser_with_every_label_inside_its_chart(
+        logged: Logged, tmp_path: Path) -> None:
+    report = tmp_path / "report.html"
+    run = _evaluate(logged, "--candidates-from-config", "--config", str(_toml(tmp_path / "exp.toml")),
+                    "--candidate", "u=uniform", "--segment-by", "user.device", "--report", str(report))
+    assert run.returncode == 0, run.stderr
+    # Where the screenshot goes: ARBITER_SCREENSHOTS (to look at it), else the test's folder.
+    folder = Path(os.environ.get("ARBITER_SCREENSHOTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    shot = folder / "evaluation-report.png"
+
+    console = browser.screenshot(report, shot, height=8000)
+
+    assert console == []
+    assert browser.png_size(shot) == (1000, 8000)
+    assert browser.clipped_labels(report, tmp_path) == []

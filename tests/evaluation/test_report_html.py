@@ -13,9 +13,11 @@ from arbiter.evaluation import (
     DR,
     IPS,
     SNIPS,
+    Difference,
     Estimate,
     EvaluationInputError,
     EvaluationReport,
+    Headline,
     RewardModel,
     SegmentEstimate,
     WeightHistogram,
@@ -52,9 +54,18 @@ def _report_from_log(log: Any) -> tuple[EvaluationReport, float, float, float]:
         logging_policy="linucb",
         n_rounds=len(log.reward),
         verdict=verdict_text(candidate="greedy", difference=difference, low=low, high=high),
+        headline=Headline(candidate="greedy", reference="logging policy", rows=[
+            ("overall", (1000 * difference, 1000 * low, 1000 * high),
+             (100 * difference / log.reward.mean(), 100 * low / log.reward.mean(),
+              100 * high / log.reward.mean()), len(log.reward))]),
+        differences=[Difference(candidate="greedy", reference="logging policy", value=difference, low=low,
+                                high=high, min_effect=0.01, rounds=len(log.reward),
+                                effective_sample_size=effective_sample_size(weights), unsupported_share=0.0,
+                                outcome="better")],
         estimates=estimates,
         baseline_value=float(log.reward.mean()),
         cumulative_reward={"linucb": cumulative_mean_curve(log.reward, max_points=50)},
+        reward_range=(0.0, 1.0),
         weight_histograms=[
             WeightHistogram.from_weights(
                 "greedy", weights, effective_sample_size=effective_sample_size(weights)
@@ -98,29 +109,28 @@ def test_report_is_self_contained_and_has_every_section(make_log: Any) -> None:
     assert not {"script", "link", "img", "iframe", "object"} & set(parser.tags)
     assert not [v for k, v in parser.attributes if k in {"src", "href"}]
     assert "http://" not in page and "https://" not in page and "url(" not in page
-    assert parser.tags.count("svg") == 4  # estimates, cumulative reward, one weight histogram, segments
-    for heading in (
-        "Estimated policy value",
-        "Cumulative mean reward",
-        "Importance weights",
-        "Per-segment estimates",
-        "Notes",
-    ):
-        assert heading in page
+    # the expected change, paired differences, estimates, running estimates, one weight
+    # histogram, segments
+    assert parser.tags.count("svg") == 6
+    headings = ("Expected change", "Paired differences", "Evaluability", "Estimated policy value",
+                "Running estimates over time", "Importance weights", "Per-segment estimates", "Notes")
+    positions = [page.index(f"<h2>{heading}") for heading in headings]
+    assert positions == sorted(positions)  # the answer first, the estimator tables below
+    assert page.index("reward per 1,000 decisions") < page.index(report.verdict) < positions[1]
     assert "homepage-hero &lt;offline&gt;" in page  # escaped, not markup
     assert report.verdict in page
     assert "effective sample size" in page
 
 
 def test_report_contains_aggregates_only(make_log: Any) -> None:
-    log = make_log(1, 300)
+    log = make_log(1, 1500)
     report, _, _, _ = _report_from_log(log)
     page = render_html(report)
-    # Every number on the page is an aggregate: far fewer numbers than logged rows, and the
-    # page's size does not grow with the log.
+    # Every number on the page is an aggregate: fewer numbers than logged rows, and the page's
+    # size does not grow with the log.
     numbers = re.findall(r"-?\d+\.\d+", page)
-    assert len(numbers) < 600
-    bigger, _, _, _ = _report_from_log(make_log(1, 6000))
+    assert len(numbers) < 1500
+    bigger, _, _, _ = _report_from_log(make_log(1, 15000))
     assert len(render_html(bigger)) < 1.5 * len(page)
 
 
@@ -163,17 +173,23 @@ def test_verdict_on_a_better_candidate(make_log: Any) -> None:
 # --------------------------------------------------------------------------- aggregates
 
 
-def test_cumulative_mean_curve() -> None:
-    curve = cumulative_mean_curve([1.0, 0.0, 1.0, 1.0], max_points=10)
-    assert curve == [(1.0, 1.0), (2.0, 0.5), (3.0, 2 / 3), (4.0, 0.75)]
+def test_cumulative_mean_curve_has_the_running_mean_and_its_normal_band() -> None:
+    rewards = [1.0, 0.0, 1.0, 1.0]
+    curve = cumulative_mean_curve(rewards, max_points=10, z=2.0)
+    assert [t for t, _, _, _ in curve] == [1.0, 2.0, 3.0, 4.0]
+    assert [m for _, m, _, _ in curve] == pytest.approx([1.0, 0.5, 2 / 3, 0.75])
+    assert curve[0][2:] == (1.0, 1.0)  # one round: no spread yet
+    for t, mean, low, high in curve[1:]:
+        half = 2.0 * np.std(rewards[: int(t)], ddof=1) / np.sqrt(t)
+        assert (low, high) == pytest.approx((mean - half, mean + half), abs=1e-12)
     long = cumulative_mean_curve(np.ones(10_000), max_points=100)
-    assert len(long) == 100 and long[0][0] == 1.0 and long[-1] == (10_000.0, 1.0)
+    assert len(long) == 100 and long[0][0] == 1.0 and long[-1] == (10_000.0, 1.0, 1.0, 1.0)
     assert cumulative_mean_curve([]) == []
 
 
-def test_weight_histogram() -> None:
-    histogram = WeightHistogram.from_weights("c", [0.0, 0.5, 1.0, 2.0], n_bins=4)
-    assert histogram.edges == (0.0, 0.5, 1.0, 1.5, 2.0)
-    assert histogram.counts == (1, 1, 1, 1)
+def test_weight_histogram_bins_positive_weights_in_log_space_and_counts_zeros() -> None:
+    histogram = WeightHistogram.from_weights("c", [0.0, 0.01, 0.1, 1.0, 10.0, 10.0], n_bins=3)
+    assert histogram.edges == pytest.approx((0.01, 0.1, 1.0, 10.0))
+    assert histogram.counts == (1, 1, 3) and histogram.zeros == 1 and histogram.total == 6
     with pytest.raises(EvaluationInputError, match="`edges`"):
         WeightHistogram(candidate="c", edges=(0.0, 1.0), counts=(1, 2))

@@ -15,9 +15,18 @@ DSJson format (what ``vw --dsjson --cb_adf`` and ``vowpal_wabbit_next.DSJsonForm
 The cost is the negated learned reward (VW minimises cost). Every action carries its id in the
 namespace ``id`` so actions without features of their own stay distinguishable.
 
-Parquet (:func:`write_parquet`): one row per decision (learned or not), scalar columns plus the
-nested parts as JSON text, so any engine (DuckDB, Spark, pandas) can read it; see
-:data:`PARQUET_SCHEMA`.
+Orders. In the log and in Parquet, ``distribution[k]`` is the logging policy's probability of
+``actions[k]``: the **offered order** (the order of the request's actions), and ``chosen_index``
+indexes it. In DSJson, ``"a"`` is the **ranking order** VW expects: the chosen action first,
+then the others by decreasing probability (ties keep the offered order); ``"p"[j]`` is the
+probability of action ``"a"[j]`` (1-based offered index), and ``"c"._multi`` stays in offered
+order (``_multi[a - 1]`` is action ``a``).
+
+Parquet (:func:`write_parquet`): one row per decision (learned or not), see
+:data:`PARQUET_SCHEMA`: scalar columns, the nested parts as typed columns (``context`` and
+``actions`` as lists of structs, ``shadow`` as a map from shadow variant to its distribution in
+offered order) and, next to them, the same as JSON text (``*_json``) for engines without nested
+types. pyarrow, DuckDB, Spark and pandas read it.
 """
 
 from __future__ import annotations
@@ -32,13 +41,23 @@ import pyarrow.parquet as pq
 
 from arbiter.evaluation.logdata import LoggedRow
 
-__all__ = ["PARQUET_SCHEMA", "dsjson_line", "write_dsjson", "write_parquet"]
+__all__ = ["ACTION", "NAMESPACE", "PARQUET_SCHEMA", "dsjson_line", "write_dsjson", "write_parquet"]
 
 ACTION_ID_NAMESPACE = "id"
 _BATCH = 10_000
 
+NAMESPACE = pa.struct([
+    ("name", pa.string()),
+    ("numbers", pa.map_(pa.string(), pa.float64())),
+    ("categories", pa.map_(pa.string(), pa.string())),
+])
+"""A logged namespace: its name, numeric features and categorical features."""
+ACTION = pa.struct([("id", pa.string()), ("features", pa.list_(NAMESPACE))])
+"""An offered action: its id and its own feature namespaces."""
+
 PARQUET_SCHEMA = pa.schema([
     ("event_id", pa.string()),
+    ("experiment", pa.string()),
     ("variant", pa.string()),
     ("model_version", pa.string()),
     ("unit_hash", pa.string()),
@@ -53,11 +72,15 @@ PARQUET_SCHEMA = pa.schema([
     ("chosen_action", pa.string()),
     ("probability", pa.float64()),
     ("distribution", pa.list_(pa.float64())),
+    ("context", pa.list_(NAMESPACE)),
+    ("actions", pa.list_(ACTION)),
+    ("shadow", pa.map_(pa.string(), pa.list_(pa.float64()))),
     ("context_json", pa.string()),
     ("actions_json", pa.string()),
     ("shadow_json", pa.string()),
 ])
-"""One row per decision; ``reward`` and ``learned_at`` are null until the reward is learned."""
+"""One row per decision; ``reward`` and ``learned_at`` are null until the reward is learned;
+``distribution`` and each ``shadow`` value are in the offered order of ``actions``."""
 
 
 def _vw_namespaces(namespaces: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -108,14 +131,24 @@ def _dsjson_lines(rows: Iterable[LoggedRow], out: IO[str]) -> int:
 
 def _record(row: LoggedRow) -> dict[str, Any]:
     return {
-        "event_id": row.event_id, "variant": row.variant, "model_version": row.model_version,
+        "event_id": row.event_id, "experiment": row.experiment, "variant": row.variant,
+        "model_version": row.model_version,
         "unit_hash": row.unit_hash, "created_at": row.created_at, "deferred": row.deferred,
         "activated_at": row.activated_at, "learned": row.reward is not None, "reward": row.reward,
         "learned_at": row.learned_at, "n_actions": len(row.actions), "chosen_index": row.chosen_index,
         "chosen_action": row.chosen_action, "probability": row.probability,
-        "distribution": row.distribution, "context_json": json.dumps(row.context),
+        "distribution": row.distribution, "context": [_namespace(ns) for ns in row.context],
+        "actions": [{"id": a["id"], "features": [_namespace(ns) for ns in a["features"]]}
+                    for a in row.actions],
+        "shadow": row.shadow, "context_json": json.dumps(row.context),
         "actions_json": json.dumps(row.actions), "shadow_json": json.dumps(row.shadow),
     }
+
+
+def _namespace(ns: Mapping[str, Any]) -> dict[str, Any]:
+    """A logged namespace for :data:`NAMESPACE` (absent parts are empty maps; categories as text)."""
+    return {"name": ns["name"], "numbers": ns.get("numbers", {}),
+            "categories": {k: str(v) for k, v in ns.get("categories", {}).items()}}
 
 
 def write_parquet(rows: Iterable[LoggedRow], path: str | Path | IO[bytes]) -> int:

@@ -46,6 +46,7 @@ class LoggedRow:
     """
 
     event_id: str
+    experiment: str
     variant: str
     model_version: str
     unit_hash: str | None
@@ -180,7 +181,8 @@ def _joined(query: LogQuery, cutoff: int) -> sa.Select[Any]:
 
 def _logged_row(row: sa.Row[Any]) -> LoggedRow:
     return LoggedRow(
-        event_id=row.event_id, variant=row.variant, model_version=row.model_version,
+        event_id=row.event_id, experiment=row.experiment, variant=row.variant,
+        model_version=row.model_version,
         unit_hash=row.unit_hash, context=_json(row.context), actions=_json(row.actions),
         distribution=_json(row.distribution), chosen_index=row.chosen_index,
         chosen_action=row.chosen_action, probability=row.probability,

@@ -20,6 +20,7 @@ actions lumped together (probability 1 - π(a_i|x_i), prediction chosen so that 
 from __future__ import annotations
 
 import json
+import math
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from arbiter import policies
 from arbiter.evaluation._checks import FloatArray
 from arbiter.evaluation.logdata import Round
 from arbiter.evaluation.progressive_model import ProgressiveRidge, SparseRows
+from arbiter.evaluation.report_html import fmt
 from arbiter.evaluation.verdict import NEAR_ZERO
 from arbiter.log.codec import decision_from_json
 from arbiter.policies import Decision, PolicyConfigError
@@ -42,6 +44,7 @@ __all__ = [
     "CandidateError",
     "CandidateSpec",
     "ReplayLog",
+    "number_buckets",
     "parse_candidate",
     "replay",
     "segment_of",
@@ -52,6 +55,8 @@ MAX_SEGMENTS = 20
 
 DECISION_CACHE = 100_000
 """Distinct decoded decisions (and logged distributions) kept at once; a memory bound only."""
+NUMBER_QUANTILES = (0.25, 0.5, 0.75)
+"""Where a number feature of ``--segment-by`` is cut: its quartiles over the evaluated rounds."""
 OTHER_SEGMENT = "(other)"
 MISSING_SEGMENT = "(missing)"
 _LUMP_EPSILON = 1e-12
@@ -107,8 +112,9 @@ def parse_candidate(text: str) -> CandidateSpec:
     return spec
 
 
-def segment_of(context: Sequence[Mapping[str, Any]], segment_by: str) -> str:
-    """The value of context feature ``"namespace.feature"`` in a logged context, as text."""
+def segment_of(context: Sequence[Mapping[str, Any]], segment_by: str) -> str | float:
+    """The value of context feature ``"namespace.feature"`` in a logged context: a category's
+    text, a number's float (bucketed later, see :func:`number_buckets`), or ``(missing)``."""
     namespace, _, feature = segment_by.partition(".")
     for item in context:
         if item.get("name") != namespace:
@@ -117,8 +123,25 @@ def segment_of(context: Sequence[Mapping[str, Any]], segment_by: str) -> str:
         if feature in categories:
             return str(categories[feature])
         if feature in numbers:
-            return f"{float(numbers[feature]):g}"
+            return float(numbers[feature])
     return MISSING_SEGMENT
+
+
+def number_buckets(values: FloatArray) -> tuple[NDArray[np.intp], list[str]]:
+    """Quantile buckets of a number feature's values ``(m,)`` (all finite): ``(bucket of each
+    value, labels)``. The edges are the values' quartiles (:data:`NUMBER_QUANTILES`), repeated
+    ones merged, so there are at most 4 buckets; bucket j holds ``edge_j <= v < edge_{j+1}``,
+    the last one up to the largest value, and is labelled ``[low, high)`` (``]`` for the last)
+    with the smallest and largest value as the outer bounds. Empty buckets are dropped."""
+    edges = np.unique(np.quantile(values, NUMBER_QUANTILES))
+    raw = np.searchsorted(edges, values, side="right")  # 0 .. len(edges)
+    bounds = [float(values.min()), *(float(e) for e in edges), float(values.max())]
+    used = np.unique(raw)
+    labels = []
+    for j in used:
+        last = j == used[-1]  # the top bucket: it holds the largest value
+        labels.append(f"[{fmt(bounds[j])}, {fmt(bounds[j + 1])}{']' if last else ')'}")
+    return np.searchsorted(used, raw).astype(np.intp), labels
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -183,8 +206,18 @@ class _Builder:
         self.q_policy = [array("d") for _ in range(n_candidates)]
         self.unsupported = [array("d") for _ in range(n_candidates)]
         self.variant, self.segment = array("q"), array("q")
+        self.number = array("d")  # a number feature's value per round; NaN where it is a category
         self.variants: dict[str, int] = {}
         self.segments: dict[str, int] = {}
+
+    def add_segment(self, value: str | float) -> None:
+        """A round's segment: a category's code now; a number's bucket when built."""
+        if isinstance(value, float):
+            self.segment.append(-1)
+            self.number.append(value)
+        else:
+            self.segment.append(self.code(self.segments, value, MAX_SEGMENTS))
+            self.number.append(math.nan)
 
     def code(self, table: dict[str, int], value: str, limit: int | None = None) -> int:
         if value not in table:
@@ -200,12 +233,19 @@ class _Builder:
         def codes(column: array[int]) -> NDArray[np.intp]:
             return np.frombuffer(column, dtype=np.int64).astype(np.intp)
 
+        segment, segments = codes(self.segment), list(self.segments)
+        numbers = floats(self.number)
+        is_number = ~np.isnan(numbers)
+        if np.any(is_number):
+            buckets, labels = number_buckets(numbers[is_number])
+            segment[is_number] = buckets + len(segments)
+            segments += labels
         return ReplayLog(
             names=names, reward=floats(self.reward), pscore=floats(self.pscore),
             q_logged=floats(self.q_logged), prob=tuple(floats(p) for p in self.prob),
             q_policy=tuple(floats(q) for q in self.q_policy),
             unsupported=tuple(floats(u) for u in self.unsupported), variant=codes(self.variant),
-            variants=tuple(self.variants), segment=codes(self.segment), segments=tuple(self.segments),
+            variants=tuple(self.variants), segment=segment, segments=tuple(segments),
         )
 
 
@@ -218,7 +258,7 @@ class _Seen:
 
     decision: Decision
     features: SparseRows
-    segment: str | None
+    segment: str | float | None
     q_hat: FloatArray | None = None
     q_fit: int | None = None
     fixed: dict[int, FloatArray] = field(default_factory=dict)
@@ -295,7 +335,7 @@ def replay(
         out.q_logged.append(float(q_hat[chosen]))
         out.variant.append(out.code(out.variants, r.variant))
         if entry.segment is not None:
-            out.segment.append(out.code(out.segments, entry.segment, MAX_SEGMENTS))
+            out.add_segment(entry.segment)
         if on_row is not None:
             on_row()
     return out.build(tuple(c.name for c in candidates))

@@ -49,6 +49,7 @@ def reference_replay(rows: Iterable[LoggedRow], candidates: Sequence[CandidateSp
         variant.append(variants.setdefault(row.variant, len(variants)))
         if segment_by is not None:
             value = segment_of(row.context, segment_by)
+            assert isinstance(value, str), "the reference segments by categories only"
             if value not in segments and len(segments) >= MAX_SEGMENTS:
                 value = OTHER_SEGMENT
             segment.append(segments.setdefault(value, len(segments)))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import grpc
 import numpy as np
 import pyarrow.parquet as pq
@@ -197,6 +198,9 @@ def test_export_dsjson_is_read_by_vowpal_wabbit_and_trains_cb_adf(logged: Logged
         event = json.loads(line)
         assert event["_label_cost"] == -learned[event["EventId"]]
         assert event["a"][0] == event["_label_Action"] and sorted(event["a"]) == [1, 2, 3, 4, 5]
+        # "a" is the ranking order: the chosen action, then by decreasing probability; "p" follows it.
+        assert event["p"][0] == event["_label_probability"] and event["p"][1:] == sorted(event["p"][1:],
+                                                                                           reverse=True)
         examples = parser.parse_json(line)
         assert len(examples) == 1 + len(ARTICLES)  # the shared example, then one per action
         workspace.learn_one(examples)
@@ -232,9 +236,45 @@ def test_export_parquet_round_trips_every_decision(logged: Logged, tmp_path: Pat
         assert row["learned"] == (row["event_id"] in learned)
         assert row["distribution"] == original.distribution
         assert json.loads(row["context_json"]) == original.context
-        assert (row["chosen_index"], row["probability"], row["variant"]) == (
-            original.chosen_index, original.probability, original.variant)
+        assert (row["experiment"], row["chosen_index"], row["probability"], row["variant"]) == (
+            "homepage", original.chosen_index, original.probability, original.variant)
+        # The typed columns hold what the JSON ones do: maps read back as (key, value) pairs.
+        assert [(ns["name"], dict(ns["categories"]), dict(ns["numbers"])) for ns in row["context"]] == [
+            (ns["name"], ns.get("categories", {}), ns.get("numbers", {})) for ns in original.context]
+        assert [a["id"] for a in row["actions"]] == [a["id"] for a in original.actions]
+        assert row["actions"][row["chosen_index"]]["id"] == original.chosen_action
+        assert dict(row["shadow"]) == original.shadow
     assert sum(not r["learned"] for r in table) == OPEN + HIDDEN
+    assert all(len(r["shadow"]) == 1 and dict(r["shadow"])["lin"] for r in table)  # the shadow variant
+
+
+def test_duckdb_reads_the_parquet_export_with_its_nested_columns(logged: Logged, tmp_path: Path) -> None:
+    out = tmp_path / "log.parquet"
+    assert _arbiter("export", "--db", logged.db, "--experiment", "homepage", "--format", "parquet",
+                    "--out", str(out)).returncode == 0
+    learned = _learned(logged)
+
+    with duckdb.connect() as con:
+        per_device = dict(con.execute(
+            "SELECT context[1].categories['device'], count(*) FROM read_parquet(?) "
+            "WHERE experiment = 'homepage' AND learned GROUP BY 1", [str(out)]).fetchall())
+        chosen = con.execute(
+            "SELECT bool_and(actions[chosen_index + 1].id = chosen_action), "
+            "bool_and(abs(list_sum(shadow['lin']) - 1) < 1e-9), "
+            "bool_and(distribution[chosen_index + 1] = probability) FROM read_parquet(?)",
+            [str(out)]).fetchone()
+
+    engine = sa.create_engine(logged.db)
+    with engine.connect() as connection:
+        contexts = [json.loads(c) if isinstance(c, str) else c for c in connection.execute(
+            sa.select(decisions.c.context).where(decisions.c.event_id.in_(list(learned)))).scalars()]
+    engine.dispose()
+    expected: dict[str, int] = {}
+    for context in contexts:
+        device = context[0]["categories"]["device"]
+        expected[device] = expected.get(device, 0) + 1
+    assert per_device == expected
+    assert chosen == (True, True, True)
 
 
 def _control(logged: Logged) -> str:

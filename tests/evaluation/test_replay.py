@@ -11,7 +11,14 @@ import pytest
 from arbiter.evaluation import ESTIMATORS
 from arbiter.evaluation.logdata import Round
 from arbiter.evaluation.progressive_model import ProgressiveRidge
-from arbiter.evaluation.replay import CandidateError, CandidateSpec, ReplayLog, parse_candidate, replay
+from arbiter.evaluation.replay import (
+    CandidateError,
+    CandidateSpec,
+    ReplayLog,
+    number_buckets,
+    parse_candidate,
+    replay,
+)
 from arbiter.policies import Decision, Namespace
 
 
@@ -149,3 +156,27 @@ def test_replay_scores_each_round_before_learning_it_and_segments_rounds() -> No
 def test_replay_rejects_duplicate_candidate_names() -> None:
     with pytest.raises(CandidateError, match="distinct"):
         replay([], [CandidateSpec("x", "uniform"), CandidateSpec("x", "uniform")])
+
+
+def _aged(age: float | None, chosen: int = 0) -> Round:
+    numbers = {} if age is None else {"age": age}
+    return Round(context=json.dumps([{"name": "user", "numbers": numbers, "categories": {}}]),
+                 actions=json.dumps([{"id": "a", "features": []}, {"id": "b", "features": []}]),
+                 distribution="[0.5, 0.5]", chosen_index=chosen, probability=0.5, reward=1.0, variant="v")
+
+
+def test_segment_by_a_number_feature_buckets_rounds_by_its_quartiles() -> None:
+    ages = [float(a) for a in range(1, 101)]  # quartiles 25.75, 50.5, 75.25
+    rounds = [_aged(a) for a in ages] + [_aged(None)]
+
+    log = replay(rounds, [CandidateSpec("u", "uniform")], segment_by="user.age")
+
+    assert log.segments == ("(missing)", "[1.00, 25.8)", "[25.8, 50.5)", "[50.5, 75.2)", "[75.2, 100]")
+    counts = np.bincount(log.segment, minlength=len(log.segments))
+    assert counts.tolist() == [1, 25, 25, 25, 25]
+    assert log.segments[log.segment[0]] == "[1.00, 25.8)" and log.segments[log.segment[99]] == "[75.2, 100]"
+
+
+def test_number_buckets_merge_repeated_quartiles() -> None:
+    buckets, labels = number_buckets(np.array([0.0] * 9 + [1.0]))
+    assert labels == ["[0, 1.00]"] and buckets.tolist() == [0] * 10

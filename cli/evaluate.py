@@ -1,9 +1,12 @@
 """``arbiter evaluate`` and ``arbiter export``: offline evaluation and export of the decision log.
 
 ``evaluate`` streams the learned decisions of one experiment in time order, replays every
-``--candidate`` progressively (plus a uniform baseline), and prints every estimator's value and
-interval next to the logging policy's observed mean; ``--json``, ``--report`` and
-``--promote-if-better`` write or act on the same aggregates. ``export`` writes the log as
+``--candidate`` (and with ``--candidates-from-config`` every configured variant) progressively,
+plus a uniform baseline, and prints the answer first (the expected change per 1,000 decisions
+and in percent), the verdict (:mod:`evaluation.verdict`: ``--min-effect``, ``--min-ess``,
+``--max-unsupported``), every estimator's value and interval and the paired differences;
+``--json``, ``--report`` and ``--promote-if-better`` write or act on the same aggregates (the
+server is reached through :mod:`cli.served`). ``export`` writes the log as
 DSJson or Parquet, to a file or (``--out -``) to stdout. Both only read: they never create or
 change a table. Exit codes: 0 done, 1 nothing to evaluate or export (an experiment without
 decisions in the log or the window: nothing is written), no decision log this release can read

@@ -226,12 +226,19 @@ class _Builder:
             table.setdefault(value, len(table))
         return table[value]
 
-    def build(self, names: tuple[str, ...]) -> ReplayLog:
+    def build(self, names: tuple[str, ...], same_as: Mapping[int, int]) -> ReplayLog:
+        """The columns as numpy arrays over the builders' memory (no copy); candidate ``c`` in
+        ``same_as`` gets the columns of candidate ``same_as[c]`` (it was not appended to)."""
+
         def floats(column: array[float]) -> FloatArray:
-            return np.frombuffer(column, dtype=np.float64).copy()
+            return np.frombuffer(column, dtype=np.float64)
 
         def codes(column: array[int]) -> NDArray[np.intp]:
-            return np.frombuffer(column, dtype=np.int64).astype(np.intp)
+            return np.frombuffer(column, dtype=np.int64).astype(np.intp, copy=False)
+
+        def per_candidate(columns: list[array[float]]) -> tuple[FloatArray, ...]:
+            arrays = [floats(column) for column in columns]
+            return tuple(arrays[same_as.get(c, c)] for c in range(len(arrays)))
 
         segment, segments = codes(self.segment), list(self.segments)
         numbers = floats(self.number)
@@ -242,9 +249,9 @@ class _Builder:
             segments += labels
         return ReplayLog(
             names=names, reward=floats(self.reward), pscore=floats(self.pscore),
-            q_logged=floats(self.q_logged), prob=tuple(floats(p) for p in self.prob),
-            q_policy=tuple(floats(q) for q in self.q_policy),
-            unsupported=tuple(floats(u) for u in self.unsupported), variant=codes(self.variant),
+            q_logged=floats(self.q_logged), prob=per_candidate(self.prob),
+            q_policy=per_candidate(self.q_policy), unsupported=per_candidate(self.unsupported),
+            variant=codes(self.variant),
             variants=tuple(self.variants), segment=segment, segments=tuple(segments),
         )
 
@@ -292,6 +299,13 @@ def replay(
     groups: dict[tuple[str, str], int] = {}  # stateless configuration -> its group
     group_of = {c: groups.setdefault(_config_key(candidates[c]), len(groups))
                 for c in range(len(live)) if c not in learners}
+    first_of: dict[int, int] = {}  # group -> its first candidate, whose columns the others share
+    same_as: dict[int, int] = {}
+    for c, g in group_of.items():
+        first = first_of.setdefault(g, c)
+        if first != c:
+            same_as[c] = first
+    scored = [(c, policy) for c, policy in enumerate(live) if c not in same_as]
     model = reward_model if reward_model is not None else ProgressiveRidge()
     out = _Builder(len(live))
     seen: dict[tuple[str, str], _Seen] = {}
@@ -317,7 +331,7 @@ def replay(
                 near_zero.clear()
             below = np.asarray(_decoded(r.distribution)) < NEAR_ZERO
             mask = near_zero[r.distribution] = below if below.any() else None
-        for c, policy in enumerate(live):
+        for c, policy in scored:
             group = group_of.get(c)
             if group is None:
                 dist = policy.distribution(decision, rngs[c])
@@ -338,7 +352,7 @@ def replay(
             out.add_segment(entry.segment)
         if on_row is not None:
             on_row()
-    return out.build(tuple(c.name for c in candidates))
+    return out.build(tuple(c.name for c in candidates), same_as)
 
 
 def _config_key(spec: CandidateSpec) -> tuple[str, str]:

@@ -197,15 +197,16 @@ def cumulative_mean_curve(terms: ArrayLike, *, max_points: int = 200,
     check_int(max_points, "max_points", minimum=2)
     if r.size == 0:
         return []
-    t_all = np.arange(1, r.size + 1)
-    means = np.cumsum(r) / t_all
-    squares = np.cumsum((r - r.mean()) ** 2)  # centred first: stable sums of squares
-    shifted = np.cumsum(r - r.mean())
-    variance = np.where(t_all > 1, (squares - shifted**2 / t_all) / np.maximum(t_all - 1, 1), 0.0)
-    half = z * np.sqrt(np.maximum(variance, 0.0) / t_all)
     t = np.unique(np.linspace(1, r.size, num=min(max_points, r.size)).round().astype(np.int64))
-    return [(float(i), float(means[i - 1]), float(means[i - 1] - half[i - 1]),
-             float(means[i - 1] + half[i - 1])) for i in t]
+    centre = float(r.mean())  # sums of centred terms: stable, and two (n,) arrays at most
+    deviation = r - centre
+    first = np.cumsum(deviation)[t - 1]
+    np.square(deviation, out=deviation)
+    second = np.cumsum(deviation)[t - 1]
+    means = centre + first / t
+    variance = np.where(t > 1, (second - first**2 / t) / np.maximum(t - 1, 1), 0.0)
+    half = z * np.sqrt(np.maximum(variance, 0.0) / t)
+    return [(float(i), float(m), float(m - h), float(m + h)) for i, m, h in zip(t, means, half, strict=True)]
 
 
 def fmt(x: float) -> str:

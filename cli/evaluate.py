@@ -49,7 +49,13 @@ from arbiter.evaluation.promote import decide_promotion
 from arbiter.evaluation.replay import CandidateError, CandidateSpec, parse_candidate, replay
 from arbiter.evaluation.report_html import render_html
 from arbiter.evaluation.summary import format_table, summarize, to_json, to_report
-from arbiter.evaluation.verdict import DEFAULT_MAX_UNSUPPORTED, DEFAULT_MIN_EFFECT, DEFAULT_MIN_ESS, NEAR_ZERO
+from arbiter.evaluation.verdict import (
+    DEFAULT_MAX_UNSUPPORTED,
+    DEFAULT_MIN_EFFECT,
+    DEFAULT_MIN_ESS,
+    NEAR_ZERO,
+    MinEffect,
+)
 from arbiter.log.engine import create_engine
 from arbiter.log.migrate import SchemaError, require_readable
 from arbiter.server.config import ConfigError
@@ -157,6 +163,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise UsageError(f"--segment-by must look like namespace.feature, got {args.segment_by!r}")
     if not 0.0 < args.confidence < 1.0:
         raise UsageError(f"--confidence must be in (0, 1), got {args.confidence}")
+    try:
+        MinEffect.parse(args.min_effect)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     if not 0.0 <= args.max_unsupported <= 1.0:
         raise UsageError(f"--max-unsupported must be in [0, 1], got {args.max_unsupported}")
     if not args.min_ess >= 0.0:

@@ -330,6 +330,19 @@ def test_no_verdict_below_the_effective_sample_size_threshold_and_it_says_why(
     assert "(below --min-ess 5000)" in run.stdout and "raise the serving variants' exploration" in run.stdout
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(("--min-effect", "lots"), "--min-effect must be a number or a percentage like 1%, got 'lots'"),
+     (("--min-effect=-1%",), "--min-effect must be a finite number >= 0, got '-1%'"),
+     (("--max-unsupported", "1.5"), "--max-unsupported must be in [0, 1], got 1.5"),
+     (("--min-ess", "-3"), "--min-ess must be >= 0, got -3.0")],
+)
+def test_bad_verdict_thresholds_exit_2_naming_the_flag(logged: Logged, flags: tuple[str, ...],
+                                                       message: str) -> None:
+    run = _evaluate(logged, "--candidate", "u=uniform", *flags)
+    assert run.returncode == 2 and message in run.stderr and run.stdout == ""
+
+
 def test_candidates_from_config_needs_a_source(logged: Logged) -> None:
     run = _evaluate(logged, "--candidates-from-config")
     assert run.returncode == 2 and "from --config FILE or from the server at --target" in run.stderr

@@ -39,6 +39,7 @@ from arbiter.server.config import parse_config
 from arbiter.v1 import experiments_pb2, experiments_pb2_grpc
 from tests import browser
 from tests.evaluation.reference_replay import reference_replay
+from tests.postgres import free_port
 
 EVENTS = 1500
 OPEN, HIDDEN, SHOWN = 20, 10, 5
@@ -341,6 +342,17 @@ def test_bad_verdict_thresholds_exit_2_naming_the_flag(logged: Logged, flags: tu
                                                        message: str) -> None:
     run = _evaluate(logged, "--candidate", "u=uniform", *flags)
     assert run.returncode == 2 and message in run.stderr and run.stdout == ""
+
+
+def test_an_unreachable_server_exits_1_saying_so_and_evaluates_nothing(
+        logged: Logged, tmp_path: Path) -> None:
+    target = f"127.0.0.1:{free_port()}"  # nothing listens there
+    out = tmp_path / "result.json"
+
+    run = _evaluate(logged, "--candidates-from-config", "--target", target, "--json", str(out))
+
+    assert run.returncode == 1 and not out.exists()
+    assert f"cannot read experiment `homepage` from {target}: UNAVAILABLE" in run.stderr
 
 
 def test_candidates_from_config_needs_a_source(logged: Logged) -> None:

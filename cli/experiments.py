@@ -3,8 +3,9 @@ command line.
 
 ``experiments`` lists the experiments a server runs (ListExperiments) or shows one
 (GetExperiment): its variants with their roles, policies, parameters and traffic shares.
-``traffic`` sets the serving variants' weights (SetTraffic). With ``--json`` each prints one JSON
-document instead of a table (:func:`experiment_json`, :func:`report_json`), numbers as numbers.
+``traffic`` sets the serving variants' weights (SetTraffic), ``mode`` a variant's mode (SetMode).
+With ``--json`` each prints one JSON document instead of a table (:func:`experiment_json`,
+:func:`report_json`), numbers as numbers.
 Exit codes: 0 done, 1 the server refused or could not be reached (one line on stderr), 2 a
 malformed argument.
 """
@@ -30,6 +31,7 @@ __all__ = [
     "experiment_json",
     "parse_weights",
     "report_json",
+    "set_mode",
     "set_traffic",
     "show_experiments",
     "show_report_json",
@@ -54,7 +56,8 @@ def experiment_json(experiment: pb.Experiment) -> dict[str, Any]:
         "default_reward": experiment.default_reward,
         "reward_aggregation": experiment.reward_aggregation,
         "variants": [{"name": v.name, "role": _role(v, experiment.control), "policy": v.policy,
-                      "params": _params(v), "traffic": v.traffic, "shadow": v.shadow}
+                      "params": _params(v), "traffic": v.traffic, "shadow": v.shadow,
+                      "mode": v.mode or "online"}
                      for v in experiment.variants],
     }
 
@@ -105,12 +108,12 @@ def _print_experiment(experiment: pb.Experiment) -> None:
                   f"{experiment.default_reward:g}, aggregation {experiment.reward_aggregation}",
                   highlight=False, markup=False)
     table = Table(show_edge=True)
-    for column in ("variant", "role", "policy", "params", "traffic"):
+    for column in ("variant", "role", "policy", "params", "traffic", "mode"):
         table.add_column(column, justify="right" if column == "traffic" else "left")
     for v in experiment.variants:
         params = json.dumps(_params(v), separators=(", ", ": ")) if v.params_json else "{}"
         table.add_row(v.name, _role(v, experiment.control), v.policy, params,
-                      "shadow" if v.shadow else f"{v.traffic:.1%}")
+                      "shadow" if v.shadow else f"{v.traffic:.1%}", v.mode or "online")
     console.print(table)
 
 
@@ -149,6 +152,22 @@ def set_traffic(target: str, experiment: str, pairs: Sequence[str], *, as_json: 
         print(json.dumps(experiment_json(answer), indent=2))
     else:
         print(f"traffic of {answer.name}: {_traffic(answer)}")
+    return 0
+
+
+def set_mode(target: str, experiment: str, variant: str, mode: str, reason: str = "", *,
+             as_json: bool = False, connection: Connection | None = None) -> int:
+    """SetMode: put ``variant`` of ``experiment`` in ``mode``; print the result."""
+    answer = _call(target, "SetMode", pb.SetModeRequest(experiment=experiment, variant=variant,
+                                                        mode=mode, reason=reason), connection)
+    if answer is None:
+        return 1
+    assert isinstance(answer, pb.Experiment)
+    if as_json:
+        print(json.dumps(experiment_json(answer), indent=2))
+    else:
+        print(f"modes of {answer.name}: "
+              + ", ".join(f"{v.name} {v.mode or 'online'}" for v in answer.variants))
     return 0
 
 

@@ -111,6 +111,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     _connection_arguments(traffic)
     traffic.set_defaults(run=_traffic)
 
+    mode = commands.add_parser("mode", help="set how a variant serves: online, apprentice "
+                                           "(serve the caller's baseline, learn from it) or "
+                                           "logging (the baseline with an exploration floor, "
+                                           "learn nothing)")
+    mode.add_argument("--target", required=True, help="HOST:PORT of the server")
+    mode.add_argument("--experiment", required=True)
+    mode.add_argument("--variant", required=True)
+    mode.add_argument("mode", choices=("online", "apprentice", "logging"))
+    mode.add_argument("--reason", default="", help="why (stored with the change)")
+    mode.add_argument("--json", action="store_true", help="print the experiment as JSON")
+    _connection_arguments(mode)
+    mode.set_defaults(run=_mode)
+
     report = commands.add_parser("report", help="print an experiment's live report")
     report.add_argument("--target", required=True, help="HOST:PORT of the server")
     report.add_argument("--experiment", required=True)
@@ -387,6 +400,13 @@ def _experiments(args: argparse.Namespace) -> int:
     from arbiter.cli.experiments import show_experiments
 
     return show_experiments(args.target, args.name, as_json=args.json, connection=_connection(args))
+
+
+def _mode(args: argparse.Namespace) -> int:
+    from arbiter.cli.experiments import set_mode
+
+    return set_mode(args.target, args.experiment, args.variant, args.mode, args.reason,
+                    as_json=args.json, connection=_connection(args))
 
 
 def _traffic(args: argparse.Namespace) -> int:

@@ -3,7 +3,7 @@
 Errors are the domain errors of :mod:`server.errors` (``server.guard`` maps them).
 ``principal`` is the caller (``server.guard`` authorizes it; None on an open server): an
 experiment it may not see is NOT_FOUND, as an unknown one is, and ListExperiments leaves it out;
-its name goes into the audit rows of SetTraffic and Promote (and EraseUnit's: with an empty
+its name goes into the audit rows of SetTraffic, SetMode and Promote (and EraseUnit's: with an empty
 ``experiment`` it erases in the experiments the caller may see).
 """
 
@@ -59,6 +59,14 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
                                              dict(request.traffic), principal=_name(principal))
         return experiment_message(experiment)
 
+    async def SetMode(self, request: pb.SetModeRequest, context: grpc.aio.ServicerContext,
+                      principal: Principal | None = None) -> pb.Experiment:
+        check_visible(principal, request.experiment)
+        experiment = await asyncio.to_thread(self._controller.set_mode, request.experiment,
+                                             request.variant, request.mode, request.reason,
+                                             principal=_name(principal))
+        return experiment_message(experiment)
+
     async def Promote(self, request: pb.PromoteRequest, context: grpc.aio.ServicerContext,
                       principal: Principal | None = None) -> pb.PromoteResponse:
         check_visible(principal, request.experiment)
@@ -100,7 +108,8 @@ def experiment_message(experiment: Experiment) -> pb.Experiment:
         reward_aggregation=config.reward_aggregation,
         variants=[pb.Variant(name=v.name, policy=v.policy,
                              params_json=json.dumps(dict(v.params), sort_keys=True),
-                             traffic=shares.get(v.name, 0.0), shadow=v.shadow)
+                             traffic=shares.get(v.name, 0.0), shadow=v.shadow, mode=v.mode,
+                             logging_epsilon=v.logging_epsilon)
                   for v in config.variants])
 
 

@@ -8,8 +8,8 @@ The single-policy form::
 
 is one serving variant named ``default`` with all the traffic. The multi-variant form lists
 ``[[experiments.NAME.variants]]`` tables (``name``, ``policy``, ``params``, ``traffic``,
-``shadow``) and names the ``control``. Every error names the experiment and the key, and stops
-the server at start.
+``shadow``, ``warm_start``, ``mode``, ``logging_epsilon``) and names the ``control``. Every error
+names the experiment and the key, and stops the server at start.
 """
 
 from __future__ import annotations
@@ -30,13 +30,19 @@ DEFAULT_REWARD_RANGE = (-1e6, 1e6)  # rewards outside are refused: INVALID_ARGUM
 EXPERIMENT_KEYS = {
     "policy", "params", "variants", "control", "salt", "reward_wait_seconds", "default_reward",
     "reward_aggregation", "auto_promote", "segment_by", "reward_range",
-    "hashed_features", "retention_days",
+    "hashed_features", "retention_days", "mode", "logging_epsilon",
 }
-VARIANT_KEYS = {"name", "policy", "params", "traffic", "shadow", "warm_start"}
+SINGLE_VARIANT_KEYS = ("mode", "logging_epsilon")  # the single-policy form's variant keys
+VARIANT_KEYS = {"name", "policy", "params", "traffic", "shadow", "warm_start", "mode",
+                "logging_epsilon"}
 
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the experiment and the key."""
+
+
+MODES = ("online", "apprentice", "logging")
+DEFAULT_LOGGING_EPSILON = 0.1
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,12 @@ class VariantConfig:
     # shadow would (a challenger added to a running experiment starts from the whole log);
     # False: it learns nothing before it is listed (it starts cold).
     warm_start: bool = False
+    # How it serves (see MODES): "online" (its policy decides and learns), "apprentice" (the
+    # caller's baseline action is served and the policy learns from its outcome), "logging"
+    # (the baseline with probability 1 - logging_epsilon + logging_epsilon / K, every other
+    # action with logging_epsilon / K; nothing is learned).
+    mode: str = "online"
+    logging_epsilon: float = DEFAULT_LOGGING_EPSILON
 
 
 @dataclass(frozen=True)
@@ -111,11 +123,13 @@ def _parse_experiment(name: str, table: Any) -> ExperimentConfig:
     if "policy" in table:
         variants: tuple[VariantConfig, ...] = (
             _parse_variant(where, {"name": SINGLE_VARIANT, "policy": table["policy"],
-                                   "params": table.get("params", {}), "traffic": 1.0}),
+                                   "params": table.get("params", {}), "traffic": 1.0,
+                                   **{k: table[k] for k in SINGLE_VARIANT_KEYS if k in table}}),
         )
     else:
-        if "params" in table:
-            raise ConfigError(f"{where}: `params` belongs to a variant")
+        for key in ("params", *SINGLE_VARIANT_KEYS):
+            if key in table:
+                raise ConfigError(f"{where}: `{key}` belongs to a variant")
         raw = table["variants"]
         if not isinstance(raw, list) or not raw:
             raise ConfigError(f"{where}: `variants` must be a non-empty array of tables")
@@ -224,8 +238,15 @@ def _parse_variant(where: str, item: Any) -> VariantConfig:
     warm_start = item.get("warm_start", False)
     if not isinstance(warm_start, bool):
         raise ConfigError(f"{where}: `warm_start` must be true or false")
+    mode = item.get("mode", "online")
+    if mode not in MODES:
+        raise ConfigError(f"{where}: `mode` must be one of {', '.join(MODES)}, got {mode!r}")
+    epsilon = _number(where, item, "logging_epsilon", DEFAULT_LOGGING_EPSILON)
+    if not 0.0 <= epsilon <= 1.0:
+        raise ConfigError(f"{where}: `logging_epsilon` must be within [0, 1], got {epsilon}")
     return VariantConfig(name=name, policy=policy, params=dict(params), traffic=traffic,
-                         shadow=shadow, warm_start=warm_start)
+                         shadow=shadow, warm_start=warm_start, mode=mode,
+                         logging_epsilon=epsilon)
 
 
 def _check_variants(where: str, variants: tuple[VariantConfig, ...]) -> None:

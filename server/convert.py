@@ -73,8 +73,15 @@ def choose_input(request: pb.ChooseRequest, *, max_actions: int = DEFAULT_MAX_AC
         context=namespaces(request.context, "context", budget), action_ids=action_ids,
         action_features=tuple([namespaces(action.features, f"actions[{k}].features", budget)
                                for k, action in enumerate(actions)]))
+    baseline = 0
+    if request.baseline_action_id:
+        try:
+            baseline = action_ids.index(request.baseline_action_id)
+        except ValueError:
+            raise InvalidArgument("baseline_action_id", f"{request.baseline_action_id!r} is "
+                                  "not one of the offered actions") from None
     return ChooseInput(experiment=experiment, event_id=event_id, unit_id=unit_id,
-                       decision=decision, deferred=request.deferred)
+                       decision=decision, deferred=request.deferred, baseline=baseline)
 
 
 def _name_bad_action_id(action_ids: tuple[str, ...]) -> None:

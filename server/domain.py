@@ -16,6 +16,7 @@ class ChooseInput:
     unit_id: str
     decision: Decision
     deferred: bool = False
+    baseline: int = 0  # index of the caller's baseline action (apprentice and logging modes)
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,10 +129,11 @@ class Experiment:
         return [v for v in self.variants.values() if v.config.shadow]
 
     def learners(self, served_by: str) -> list[Variant]:
-        """Who learns a decision served by ``served_by``: that variant and every shadow —
+        """Who learns a decision served by ``served_by``: that variant (unless in ``logging``
+        mode: it collects data and learns nothing) and every shadow —
         variants of the configuration that the set-up in force does not list yet are
         shadows, but only those with ``warm_start`` learn (the others start cold)."""
         serving = self.variants.get(served_by)
         return [v for v in self.variants.values()
-                if v is serving or (v.config.shadow and (v.name in self.listed
-                                                         or v.config.warm_start))]
+                if (v is serving and v.config.mode != "logging")
+                or (v.config.shadow and (v.name in self.listed or v.config.warm_start))]

@@ -40,6 +40,7 @@ from arbiter.server.assignment import pseudonym
 from arbiter.server.cache import Cached, DecisionCache
 from arbiter.server.clock import Clock, utc_now
 from arbiter.server.commit import CloseDue, Conflict, Op
+from arbiter.server.config import VariantConfig
 from arbiter.server.domain import ChooseInput, ChooseOutcome, RewardOutcome
 from arbiter.server.errors import (
     AlreadyExists,
@@ -64,6 +65,17 @@ def draw(distribution: Sequence[float], rng: np.random.Generator) -> int:
     while distribution[index] <= 0:  # never draw a zero-probability action at the float edge
         index -= 1
     return index
+
+
+def served_by_mode(config: VariantConfig, actions: int, baseline: int) -> tuple[float, ...]:
+    """What a variant not ``online`` serves over ``actions`` actions, given the baseline's
+    index: ``apprentice`` — the baseline, probability 1; ``logging`` — the baseline with
+    ``1 - ε + ε/K``, every other action with ``ε/K`` (ε = ``logging_epsilon``)."""
+    if config.mode == "apprentice":
+        return tuple(1.0 if k == baseline else 0.0 for k in range(actions))
+    floor = config.logging_epsilon / actions
+    return tuple(1.0 - config.logging_epsilon + floor if k == baseline else floor
+                 for k in range(actions))
 
 
 def new_event_id() -> str:
@@ -151,10 +163,14 @@ class DecisionLoop:
                                      config.salt)
         variant = experiment.serving(request.unit_id, event_id)
         rng = rng_for(event_id)
-        distribution = tuple(variant.distribution(decision, rng).tolist())
-        chosen = draw(distribution, rng)
+        own = variant.distribution(decision, rng).tolist()
         shadow = {v.name: v.distribution(decision, rng_for(event_id, v.name)).tolist()
                   for v in experiment.shadows()}
+        distribution = tuple(own)
+        if variant.config.mode != "online":  # the baseline is served; the policy's is logged
+            distribution = served_by_mode(variant.config, len(own), request.baseline)
+            shadow[variant.name] = own
+        chosen = draw(distribution, rng)
         now = self._clock()
         record = DecisionRecord(
             event_id=event_id, experiment=experiment.name, variant=variant.name,

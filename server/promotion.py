@@ -46,7 +46,7 @@ from arbiter.server import traffic
 from arbiter.server.assignment import allocate
 from arbiter.server.clock import utc_now
 from arbiter.server.commit import Conflict, Op, StateChange
-from arbiter.server.config import ExperimentConfig
+from arbiter.server.config import MODES, ExperimentConfig
 from arbiter.server.errors import FailedPrecondition, InvalidArgument, NotFound
 from arbiter.server.experiments import Experiment
 from arbiter.server.fold import Fold
@@ -131,14 +131,43 @@ class Controller:
                 if weights.get(config.control, 0.0) <= 0:
                     raise InvalidArgument("traffic", f"the champion {config.control!r} must keep "
                                                      "a positive weight (promote another one first)")
-                flags = {v.name: (float(weights.get(v.name, 0.0)), False)
+                flags = {v.name: (float(weights.get(v.name, 0.0)), False, v.mode)
                          for v in config.variants if not v.shadow}
-                flags.update({v.name: (0.0, True) for v in config.variants if v.shadow})
+                flags.update({v.name: (0.0, True, v.mode) for v in config.variants if v.shadow})
                 new = traffic.configured(config, config.control, flags)
                 if self._write(experiment,
                                self._state(experiment, new, "traffic set", principal), None):
                     log.info("experiment %s: traffic set to %s by %s", name, dict(weights),
                              principal or "an unauthenticated caller")
+                    return experiment
+        raise FailedPrecondition(f"experiment {name!r} keeps changing; retry")
+
+    # ------------------------------------------------------------------ mode
+    def set_mode(self, name: str, variant: str, mode: str, reason: str = "", *,
+                 principal: str | None = None) -> Experiment:
+        """Put ``variant`` in ``mode`` (a new set-up version whose reason names the change and
+        ``reason``, and whose row names ``principal``); setting the mode it has changes nothing."""
+        experiment = self.experiment(name)
+        if not variant:
+            raise InvalidArgument("variant", "is required")
+        if mode not in MODES:
+            raise InvalidArgument("mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
+        if len(reason) > MAX_REASON_LENGTH:
+            raise InvalidArgument("reason", f"must be at most {MAX_REASON_LENGTH} characters")
+        if variant not in experiment.variants:
+            raise NotFound(f"experiment {name!r} has no variant {variant!r}")
+        for _ in range(MAX_ATTEMPTS):
+            with self._locks[name]:
+                config = experiment.config
+                if config.variant(variant).mode == mode:
+                    return experiment
+                flags = {v.name: (v.traffic, v.shadow, mode if v.name == variant else v.mode)
+                         for v in config.variants}
+                new = traffic.configured(config, config.control, flags)
+                why = f"mode of {variant} set to {mode}" + (f": {reason}" if reason else "")
+                if self._write(experiment, self._state(experiment, new, why, principal), None):
+                    log.warning("experiment %s: %s by %s", name, why,
+                                principal or "an unauthenticated caller")
                     return experiment
         raise FailedPrecondition(f"experiment {name!r} keeps changing; retry")
 
@@ -161,9 +190,10 @@ class Controller:
                 if variant == previous:
                     raise FailedPrecondition(f"{variant!r} is already the champion of {name!r}")
                 candidate, champion = config.variant(variant), config.variant(previous)
-                flags = {v.name: (v.traffic, v.shadow) for v in config.variants}
-                flags[variant] = (champion.traffic, False)
-                flags[previous] = (0.0, True) if candidate.shadow else (candidate.traffic, False)
+                flags = {v.name: (v.traffic, v.shadow, v.mode) for v in config.variants}
+                flags[variant] = (champion.traffic, False, candidate.mode)
+                flags[previous] = ((0.0, True, champion.mode) if candidate.shadow
+                                   else (candidate.traffic, False, champion.mode))
                 new = traffic.configured(config, variant, flags)
                 figures = {f.variant: f for f in reports.variant_figures(
                     self._engine, self._fold, self._stats, config, since=experiment.since,
@@ -219,7 +249,7 @@ class Controller:
         table = allocate(weights, previous=experiment.table)
         return traffic.State(experiment=experiment.name, version=experiment.version + 1,
                              control=new.control,
-                             variants=tuple((v.name, v.traffic, v.shadow) for v in new.variants),
+                             variants=traffic.flags_of(new.variants),
                              table=tuple(table), reason=reason, created_at=utc_now(),
                              principal=principal)
 

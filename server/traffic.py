@@ -38,7 +38,7 @@ from arbiter.log.schema import experiment_states, learnings
 from arbiter.log.store import as_utc
 from arbiter.server.assignment import BUCKETS, allocate
 from arbiter.server.clock import utc_now
-from arbiter.server.config import ExperimentConfig
+from arbiter.server.config import ExperimentConfig, VariantConfig
 from arbiter.server.experiments import Experiment
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class State:
     experiment: str
     version: int
     control: str
-    variants: tuple[tuple[str, float, bool], ...]  # (name, traffic, shadow)
+    variants: tuple[tuple[str, float, bool, str], ...]  # (name, traffic, shadow, mode)
     table: tuple[str, ...]
     reason: str
     created_at: datetime
@@ -59,7 +59,8 @@ class State:
 
     def row(self) -> dict[str, Any]:
         return {"experiment": self.experiment, "version": self.version, "control": self.control,
-                "variants": [{"name": n, "traffic": t, "shadow": s} for n, t, s in self.variants],
+                "variants": [{"name": n, "traffic": t, "shadow": s, "mode": m}
+                             for n, t, s, m in self.variants],
                 "bucket_table": encode_table(self.table), "reason": self.reason,
                 "created_at": self.created_at, "principal": self.principal}
 
@@ -85,15 +86,24 @@ def decode_table(runs: Sequence[Sequence[Any]]) -> list[str]:
 def state_of(experiment: Experiment, version: int, reason: str) -> State:
     config = experiment.config
     return State(experiment=config.name, version=version, control=config.control,
-                 variants=tuple((v.name, v.traffic, v.shadow) for v in config.variants),
-                 table=tuple(experiment.table), reason=reason, created_at=utc_now())
+                 variants=flags_of(config.variants), table=tuple(experiment.table),
+                 reason=reason, created_at=utc_now())
+
+
+Flags = tuple[float, bool, str]  # a variant's (traffic, shadow, mode) in a set-up
+
+
+def flags_of(variants: Sequence[VariantConfig]) -> tuple[tuple[str, float, bool, str], ...]:
+    """What a set-up stores of each variant: (name, traffic, shadow, mode)."""
+    return tuple((v.name, v.traffic, v.shadow, v.mode) for v in variants)
 
 
 def configured(config: ExperimentConfig, control: str,
-               flags: Mapping[str, tuple[float, bool]]) -> ExperimentConfig:
-    """``config`` with each variant's (traffic, shadow) from ``flags`` (a variant ``flags``
-    does not list: a shadow) and ``control``."""
-    variants = tuple(replace(v, traffic=flags[v.name][0], shadow=flags[v.name][1])
+               flags: Mapping[str, Flags]) -> ExperimentConfig:
+    """``config`` with each variant's (traffic, shadow, mode) from ``flags`` (a variant
+    ``flags`` does not list: a shadow in its configured mode) and ``control``."""
+    variants = tuple(replace(v, traffic=flags[v.name][0], shadow=flags[v.name][1],
+                             mode=flags[v.name][2])
                      if v.name in flags else replace(v, traffic=0.0, shadow=True)
                      for v in config.variants)
     return replace(config, variants=variants, control=control)
@@ -111,13 +121,13 @@ def _swap(experiment: Experiment, config: ExperimentConfig, table: Sequence[str]
 def apply_state(experiment: Experiment, state: State) -> None:
     """Make ``state`` the set-up in force (the fold calls this at the change's seq)."""
     toml = experiment.toml
-    flags = {name: (traffic, shadow) for name, traffic, shadow in state.variants
+    flags = {name: (traffic, shadow, mode) for name, traffic, shadow, mode in state.variants
              if name in experiment.variants}
     control = state.control
     if control not in flags or flags[control][1]:
         control = toml.control
-        flags.setdefault(control, (1.0, False))
-        flags[control] = (flags[control][0], False)
+        flags.setdefault(control, (1.0, False, toml.variant(control).mode))
+        flags[control] = (flags[control][0], False, flags[control][2])
     config = configured(toml, control, flags)
     serving = {v.name: v.traffic for v in config.variants if not v.shadow}
     if sum(serving.values()) <= 0:
@@ -140,8 +150,9 @@ def merged_state(experiment: Experiment) -> State | None:
         _swap(experiment, toml, table)
         return state_of(experiment, 1, "seeded from the configuration")
     live = experiment.config
-    flags = {v.name: (v.traffic, v.shadow) for v in live.variants if v.name in experiment.listed}
-    flags.update({v.name: (v.traffic, v.shadow) for v in toml.variants
+    flags = {v.name: (v.traffic, v.shadow, v.mode) for v in live.variants
+             if v.name in experiment.listed}
+    flags.update({v.name: (v.traffic, v.shadow, v.mode) for v in toml.variants
                   if v.name not in experiment.listed})
     control = live.control
     if control not in flags or flags[control][1]:
@@ -156,10 +167,8 @@ def merged_state(experiment: Experiment) -> State | None:
         config = toml
         serving = {v.name: v.traffic for v in toml.variants if not v.shadow}
     table = allocate(serving, previous=list(experiment.table))
-    current = (tuple((v.name, v.traffic, v.shadow) for v in live.variants), live.control,
-               tuple(experiment.table))
-    wanted = (tuple((v.name, v.traffic, v.shadow) for v in config.variants), config.control,
-              tuple(table))
+    current = (flags_of(live.variants), live.control, tuple(experiment.table))
+    wanted = (flags_of(config.variants), config.control, tuple(table))
     if current == wanted and experiment.listed == frozenset(v.name for v in toml.variants):
         return None
     return State(experiment=experiment.name, version=experiment.version + 1,
@@ -194,7 +203,8 @@ def legacy(connection: sa.Connection, experiment: str) -> State | None:
 def _state(row: sa.RowMapping) -> State:
     return State(experiment=row["experiment"], version=int(row["version"]),
                  control=row["control"],
-                 variants=tuple((v["name"], float(v["traffic"]), bool(v["shadow"]))
+                 variants=tuple((v["name"], float(v["traffic"]), bool(v["shadow"]),
+                                 str(v.get("mode", "online")))  # (before modes: online)
                                 for v in row["variants"]),
                  table=tuple(decode_table(row["bucket_table"])), reason=row["reason"],
                  created_at=as_utc(row["created_at"]))

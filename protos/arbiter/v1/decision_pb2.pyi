@@ -128,6 +128,7 @@ class ChooseRequest(_message.Message):
     CONTEXT_FIELD_NUMBER: _builtins.int
     ACTIONS_FIELD_NUMBER: _builtins.int
     DEFERRED_FIELD_NUMBER: _builtins.int
+    BASELINE_ACTION_ID_FIELD_NUMBER: _builtins.int
     experiment: _builtins.str
     event_id: _builtins.str
     """Optional; empty gets a fresh UUID. A client-supplied id makes Choose idempotent."""
@@ -135,6 +136,11 @@ class ChooseRequest(_message.Message):
     """The user or session the decision is for; assignment to variants is sticky per unit."""
     deferred: _builtins.bool
     """A decision that may never be shown: not learned until Activate is called."""
+    baseline_action_id: _builtins.str
+    """The action the caller would take without Arbiter (its current rule). A variant in
+    `apprentice` mode serves it (and its policy learns from the outcome); one in `logging` mode
+    serves it with an exploration floor. Empty: the first action. Must name an offered action.
+    """
     @_builtins.property
     def context(self) -> _containers.RepeatedCompositeFieldContainer[Global___Namespace]: ...
     @_builtins.property
@@ -148,10 +154,11 @@ class ChooseRequest(_message.Message):
         context: _abc.Iterable[Global___Namespace] | None = ...,
         actions: _abc.Iterable[Global___Action] | None = ...,
         deferred: _builtins.bool = ...,
+        baseline_action_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "context", b"context", "deferred", b"deferred", "event_id", b"event_id", "experiment", b"experiment", "unit_id", b"unit_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "baseline_action_id", b"baseline_action_id", "context", b"context", "deferred", b"deferred", "event_id", b"event_id", "experiment", b"experiment", "unit_id", b"unit_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -31,6 +31,8 @@ class Variant(_message.Message):
     PARAMS_JSON_FIELD_NUMBER: _builtins.int
     TRAFFIC_FIELD_NUMBER: _builtins.int
     SHADOW_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    LOGGING_EPSILON_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     policy: _builtins.str
     params_json: _builtins.str
@@ -38,6 +40,12 @@ class Variant(_message.Message):
     traffic: _builtins.float
     """Share of the serving traffic (0 for shadows)."""
     shadow: _builtins.bool
+    mode: _builtins.str
+    """"online": the policy serves and learns; "apprentice": the request's baseline action is
+    served and the policy learns from its outcome; "logging": the baseline with an exploration
+    floor (`logging_epsilon`), nothing learned.
+    """
+    logging_epsilon: _builtins.float
     def __init__(
         self,
         *,
@@ -46,10 +54,12 @@ class Variant(_message.Message):
         params_json: _builtins.str = ...,
         traffic: _builtins.float = ...,
         shadow: _builtins.bool = ...,
+        mode: _builtins.str = ...,
+        logging_epsilon: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "params_json", b"params_json", "policy", b"policy", "shadow", b"shadow", "traffic", b"traffic"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["logging_epsilon", b"logging_epsilon", "mode", b"mode", "name", b"name", "params_json", b"params_json", "policy", b"policy", "shadow", b"shadow", "traffic", b"traffic"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -469,6 +479,35 @@ class PromoteRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PromoteRequest: _TypeAlias = PromoteRequest  # noqa: Y015
+
+@_typing.final
+class SetModeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPERIMENT_FIELD_NUMBER: _builtins.int
+    VARIANT_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    experiment: _builtins.str
+    variant: _builtins.str
+    mode: _builtins.str
+    reason: _builtins.str
+    """Why (free text), stored with the new set-up version."""
+    def __init__(
+        self,
+        *,
+        experiment: _builtins.str = ...,
+        variant: _builtins.str = ...,
+        mode: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment", b"experiment", "mode", b"mode", "reason", b"reason", "variant", b"variant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetModeRequest: _TypeAlias = SetModeRequest  # noqa: Y015
 
 @_typing.final
 class PromoteResponse(_message.Message):

@@ -59,6 +59,11 @@ class ExperimentServiceStub:
                 request_serializer=arbiter_dot_v1_dot_experiments__pb2.PromoteRequest.SerializeToString,
                 response_deserializer=arbiter_dot_v1_dot_experiments__pb2.PromoteResponse.FromString,
                 _registered_method=True)
+        self.SetMode = channel.unary_unary(
+                '/arbiter.v1.ExperimentService/SetMode',
+                request_serializer=arbiter_dot_v1_dot_experiments__pb2.SetModeRequest.SerializeToString,
+                response_deserializer=arbiter_dot_v1_dot_experiments__pb2.Experiment.FromString,
+                _registered_method=True)
         self.EraseUnit = channel.unary_unary(
                 '/arbiter.v1.ExperimentService/EraseUnit',
                 request_serializer=arbiter_dot_v1_dot_experiments__pb2.EraseUnitRequest.SerializeToString,
@@ -102,6 +107,14 @@ class ExperimentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetMode(self, request, context):
+        """Sets a variant's mode ("online", "apprentice", "logging"); a new set-up version, audited
+        with the caller and the reason, in force on every server from one learned event on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def EraseUnit(self, request, context):
         """Deletes every decision, reward, activation and learned event of a unit, then rebuilds
         each affected experiment's models as the fold of the remaining log (on every server).
@@ -138,6 +151,11 @@ def add_ExperimentServiceServicer_to_server(servicer, server):
                     servicer.Promote,
                     request_deserializer=arbiter_dot_v1_dot_experiments__pb2.PromoteRequest.FromString,
                     response_serializer=arbiter_dot_v1_dot_experiments__pb2.PromoteResponse.SerializeToString,
+            ),
+            'SetMode': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetMode,
+                    request_deserializer=arbiter_dot_v1_dot_experiments__pb2.SetModeRequest.FromString,
+                    response_serializer=arbiter_dot_v1_dot_experiments__pb2.Experiment.SerializeToString,
             ),
             'EraseUnit': grpc.unary_unary_rpc_method_handler(
                     servicer.EraseUnit,
@@ -280,6 +298,33 @@ class ExperimentService:
             '/arbiter.v1.ExperimentService/Promote',
             arbiter_dot_v1_dot_experiments__pb2.PromoteRequest.SerializeToString,
             arbiter_dot_v1_dot_experiments__pb2.PromoteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetMode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/arbiter.v1.ExperimentService/SetMode',
+            arbiter_dot_v1_dot_experiments__pb2.SetModeRequest.SerializeToString,
+            arbiter_dot_v1_dot_experiments__pb2.Experiment.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,10 @@ class ExperimentServiceStub:
     """New traffic weights for the serving variants; moves as few units as possible."""
     Promote: _grpc.UnaryUnaryMultiCallable[_experiments_pb2.PromoteRequest, _experiments_pb2.PromoteResponse]
     """Makes a variant the champion: it takes the control's traffic share. Audited."""
+    SetMode: _grpc.UnaryUnaryMultiCallable[_experiments_pb2.SetModeRequest, _experiments_pb2.Experiment]
+    """Sets a variant's mode ("online", "apprentice", "logging"); a new set-up version, audited
+    with the caller and the reason, in force on every server from one learned event on.
+    """
     EraseUnit: _grpc.UnaryUnaryMultiCallable[_experiments_pb2.EraseUnitRequest, _experiments_pb2.EraseUnitResponse]
     """Deletes every decision, reward, activation and learned event of a unit, then rebuilds
     each affected experiment's models as the fold of the remaining log (on every server).
@@ -60,6 +64,10 @@ class ExperimentServiceAsyncStub(ExperimentServiceStub):
     """New traffic weights for the serving variants; moves as few units as possible."""
     Promote: _aio.UnaryUnaryMultiCallable[_experiments_pb2.PromoteRequest, _experiments_pb2.PromoteResponse]  # type: ignore[assignment]
     """Makes a variant the champion: it takes the control's traffic share. Audited."""
+    SetMode: _aio.UnaryUnaryMultiCallable[_experiments_pb2.SetModeRequest, _experiments_pb2.Experiment]  # type: ignore[assignment]
+    """Sets a variant's mode ("online", "apprentice", "logging"); a new set-up version, audited
+    with the caller and the reason, in force on every server from one learned event on.
+    """
     EraseUnit: _aio.UnaryUnaryMultiCallable[_experiments_pb2.EraseUnitRequest, _experiments_pb2.EraseUnitResponse]  # type: ignore[assignment]
     """Deletes every decision, reward, activation and learned event of a unit, then rebuilds
     each affected experiment's models as the fold of the remaining log (on every server).
@@ -104,6 +112,16 @@ class ExperimentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_experiments_pb2.PromoteResponse, _abc.Awaitable[_experiments_pb2.PromoteResponse]]:
         """Makes a variant the champion: it takes the control's traffic share. Audited."""
+
+    @_abc_1.abstractmethod
+    def SetMode(
+        self,
+        request: _experiments_pb2.SetModeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_experiments_pb2.Experiment, _abc.Awaitable[_experiments_pb2.Experiment]]:
+        """Sets a variant's mode ("online", "apprentice", "logging"); a new set-up version, audited
+        with the caller and the reason, in force on every server from one learned event on.
+        """
 
     @_abc_1.abstractmethod
     def EraseUnit(

@@ -228,10 +228,13 @@ class DecisionClient:
 
     def choose(self, experiment: str, *, context: Features | None = None,
                actions: Sequence[ActionSpec], unit_id: str = "", event_id: str = "",
-               deferred: bool = False, timeout: float | None = None) -> Choice:
+               deferred: bool = False, baseline_action_id: str = "",
+               timeout: float | None = None) -> Choice:
+        """``baseline_action_id``: what the caller would do without Arbiter (served by a
+        variant in apprentice or logging mode; default: the first action)."""
         request = pb.ChooseRequest(experiment=experiment, event_id=event_id, unit_id=unit_id,
                                    context=to_namespaces(context), actions=to_actions(actions),
-                                   deferred=deferred)
+                                   deferred=deferred, baseline_action_id=baseline_action_id)
         response = self._call(self._stub.Choose, request, timeout)
         return Choice(event_id=response.event_id, action_id=response.action_id,
                       probability=response.probability,

@@ -25,6 +25,9 @@ type ExperimentServiceClient interface {
 	SetTraffic(ctx context.Context, in *SetTrafficRequest, opts ...grpc.CallOption) (*Experiment, error)
 	// Makes a variant the champion: it takes the control's traffic share. Audited.
 	Promote(ctx context.Context, in *PromoteRequest, opts ...grpc.CallOption) (*PromoteResponse, error)
+	// Sets a variant's mode ("online", "apprentice", "logging"); a new set-up version, audited
+	// with the caller and the reason, in force on every server from one learned event on.
+	SetMode(ctx context.Context, in *SetModeRequest, opts ...grpc.CallOption) (*Experiment, error)
 	// Deletes every decision, reward, activation and learned event of a unit, then rebuilds
 	// each affected experiment's models as the fold of the remaining log (on every server).
 	// Idempotent per request_id; audited (never with the unit id).
@@ -84,6 +87,15 @@ func (c *experimentServiceClient) Promote(ctx context.Context, in *PromoteReques
 	return out, nil
 }
 
+func (c *experimentServiceClient) SetMode(ctx context.Context, in *SetModeRequest, opts ...grpc.CallOption) (*Experiment, error) {
+	out := new(Experiment)
+	err := c.cc.Invoke(ctx, "/arbiter.v1.ExperimentService/SetMode", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *experimentServiceClient) EraseUnit(ctx context.Context, in *EraseUnitRequest, opts ...grpc.CallOption) (*EraseUnitResponse, error) {
 	out := new(EraseUnitResponse)
 	err := c.cc.Invoke(ctx, "/arbiter.v1.ExperimentService/EraseUnit", in, out, opts...)
@@ -105,6 +117,9 @@ type ExperimentServiceServer interface {
 	SetTraffic(context.Context, *SetTrafficRequest) (*Experiment, error)
 	// Makes a variant the champion: it takes the control's traffic share. Audited.
 	Promote(context.Context, *PromoteRequest) (*PromoteResponse, error)
+	// Sets a variant's mode ("online", "apprentice", "logging"); a new set-up version, audited
+	// with the caller and the reason, in force on every server from one learned event on.
+	SetMode(context.Context, *SetModeRequest) (*Experiment, error)
 	// Deletes every decision, reward, activation and learned event of a unit, then rebuilds
 	// each affected experiment's models as the fold of the remaining log (on every server).
 	// Idempotent per request_id; audited (never with the unit id).
@@ -130,6 +145,9 @@ func (UnimplementedExperimentServiceServer) SetTraffic(context.Context, *SetTraf
 }
 func (UnimplementedExperimentServiceServer) Promote(context.Context, *PromoteRequest) (*PromoteResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Promote not implemented")
+}
+func (UnimplementedExperimentServiceServer) SetMode(context.Context, *SetModeRequest) (*Experiment, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetMode not implemented")
 }
 func (UnimplementedExperimentServiceServer) EraseUnit(context.Context, *EraseUnitRequest) (*EraseUnitResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method EraseUnit not implemented")
@@ -237,6 +255,24 @@ func _ExperimentService_Promote_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ExperimentService_SetMode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetModeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExperimentServiceServer).SetMode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/arbiter.v1.ExperimentService/SetMode",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExperimentServiceServer).SetMode(ctx, req.(*SetModeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ExperimentService_EraseUnit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(EraseUnitRequest)
 	if err := dec(in); err != nil {
@@ -278,6 +314,10 @@ var _ExperimentService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Promote",
 			Handler:    _ExperimentService_Promote_Handler,
+		},
+		{
+			MethodName: "SetMode",
+			Handler:    _ExperimentService_SetMode_Handler,
 		},
 		{
 			MethodName: "EraseUnit",

@@ -63,6 +63,12 @@ export interface ChooseRequest {
   actions: Action[];
   /** A decision that may never be shown: not learned until Activate is called. */
   deferred: boolean;
+  /**
+   * The action the caller would take without Arbiter (its current rule). A variant in
+   * `apprentice` mode serves it (and its policy learns from the outcome); one in `logging` mode
+   * serves it with an exploration floor. Empty: the first action. Must name an offered action.
+   */
+  baselineActionId: string;
 }
 
 export interface RankedAction {
@@ -525,7 +531,7 @@ export const Action: MessageFns<Action> = {
 };
 
 function createBaseChooseRequest(): ChooseRequest {
-  return { experiment: "", eventId: "", unitId: "", context: [], actions: [], deferred: false };
+  return { experiment: "", eventId: "", unitId: "", context: [], actions: [], deferred: false, baselineActionId: "" };
 }
 
 export const ChooseRequest: MessageFns<ChooseRequest> = {
@@ -547,6 +553,9 @@ export const ChooseRequest: MessageFns<ChooseRequest> = {
     }
     if (message.deferred !== false) {
       writer.uint32(48).bool(message.deferred);
+    }
+    if (message.baselineActionId !== "") {
+      writer.uint32(74).string(message.baselineActionId);
     }
     return writer;
   },
@@ -612,6 +621,14 @@ export const ChooseRequest: MessageFns<ChooseRequest> = {
             message.deferred = reader.bool();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.baselineActionId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -640,6 +657,11 @@ export const ChooseRequest: MessageFns<ChooseRequest> = {
       context: globalThis.Array.isArray(object?.context) ? object.context.map((e: any) => Namespace.fromJSON(e)) : [],
       actions: globalThis.Array.isArray(object?.actions) ? object.actions.map((e: any) => Action.fromJSON(e)) : [],
       deferred: isSet(object.deferred) ? globalThis.Boolean(object.deferred) : false,
+      baselineActionId: isSet(object.baselineActionId)
+        ? globalThis.String(object.baselineActionId)
+        : isSet(object.baseline_action_id)
+        ? globalThis.String(object.baseline_action_id)
+        : "",
     };
   },
 
@@ -663,6 +685,9 @@ export const ChooseRequest: MessageFns<ChooseRequest> = {
     if (message.deferred !== false) {
       obj.deferred = message.deferred;
     }
+    if (message.baselineActionId !== "") {
+      obj.baselineActionId = message.baselineActionId;
+    }
     return obj;
   },
 
@@ -677,6 +702,7 @@ export const ChooseRequest: MessageFns<ChooseRequest> = {
     message.context = object.context?.map((e) => Namespace.fromPartial(e)) || [];
     message.actions = object.actions?.map((e) => Action.fromPartial(e)) || [];
     message.deferred = object.deferred ?? false;
+    message.baselineActionId = object.baselineActionId ?? "";
     return message;
   },
 };

@@ -35,6 +35,13 @@ export interface Variant {
   /** Share of the serving traffic (0 for shadows). */
   traffic: number;
   shadow: boolean;
+  /**
+   * "online": the policy serves and learns; "apprentice": the request's baseline action is
+   * served and the policy learns from its outcome; "logging": the baseline with an exploration
+   * floor (`logging_epsilon`), nothing learned.
+   */
+  mode: string;
+  loggingEpsilon: number;
 }
 
 export interface Experiment {
@@ -146,6 +153,14 @@ export interface PromoteRequest {
   reason: string;
 }
 
+export interface SetModeRequest {
+  experiment: string;
+  variant: string;
+  mode: string;
+  /** Why (free text), stored with the new set-up version. */
+  reason: string;
+}
+
 export interface PromoteResponse {
   experiment: Experiment | undefined;
   previousChampion: string;
@@ -178,7 +193,7 @@ export interface EraseUnitResponse {
 }
 
 function createBaseVariant(): Variant {
-  return { name: "", policy: "", paramsJson: "", traffic: 0, shadow: false };
+  return { name: "", policy: "", paramsJson: "", traffic: 0, shadow: false, mode: "", loggingEpsilon: 0 };
 }
 
 export const Variant: MessageFns<Variant> = {
@@ -197,6 +212,12 @@ export const Variant: MessageFns<Variant> = {
     }
     if (message.shadow !== false) {
       writer.uint32(40).bool(message.shadow);
+    }
+    if (message.mode !== "") {
+      writer.uint32(50).string(message.mode);
+    }
+    if (message.loggingEpsilon !== 0) {
+      writer.uint32(57).double(message.loggingEpsilon);
     }
     return writer;
   },
@@ -254,6 +275,22 @@ export const Variant: MessageFns<Variant> = {
             message.shadow = reader.bool();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.mode = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 57) {
+              break;
+            }
+
+            message.loggingEpsilon = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -277,6 +314,12 @@ export const Variant: MessageFns<Variant> = {
         : "",
       traffic: isSet(object.traffic) ? globalThis.Number(object.traffic) : 0,
       shadow: isSet(object.shadow) ? globalThis.Boolean(object.shadow) : false,
+      mode: isSet(object.mode) ? globalThis.String(object.mode) : "",
+      loggingEpsilon: isSet(object.loggingEpsilon)
+        ? globalThis.Number(object.loggingEpsilon)
+        : isSet(object.logging_epsilon)
+        ? globalThis.Number(object.logging_epsilon)
+        : 0,
     };
   },
 
@@ -297,6 +340,12 @@ export const Variant: MessageFns<Variant> = {
     if (message.shadow !== false) {
       obj.shadow = message.shadow;
     }
+    if (message.mode !== "") {
+      obj.mode = message.mode;
+    }
+    if (message.loggingEpsilon !== 0) {
+      obj.loggingEpsilon = floatToJson(message.loggingEpsilon);
+    }
     return obj;
   },
 
@@ -310,6 +359,8 @@ export const Variant: MessageFns<Variant> = {
     message.paramsJson = object.paramsJson ?? "";
     message.traffic = object.traffic ?? 0;
     message.shadow = object.shadow ?? false;
+    message.mode = object.mode ?? "";
+    message.loggingEpsilon = object.loggingEpsilon ?? 0;
     return message;
   },
 };
@@ -2129,6 +2180,123 @@ export const PromoteRequest: MessageFns<PromoteRequest> = {
   },
 };
 
+function createBaseSetModeRequest(): SetModeRequest {
+  return { experiment: "", variant: "", mode: "", reason: "" };
+}
+
+export const SetModeRequest: MessageFns<SetModeRequest> = {
+  encode(message: SetModeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.experiment !== "") {
+      writer.uint32(10).string(message.experiment);
+    }
+    if (message.variant !== "") {
+      writer.uint32(18).string(message.variant);
+    }
+    if (message.mode !== "") {
+      writer.uint32(26).string(message.mode);
+    }
+    if (message.reason !== "") {
+      writer.uint32(34).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetModeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetModeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.experiment = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.variant = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.mode = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetModeRequest {
+    return {
+      experiment: isSet(object.experiment) ? globalThis.String(object.experiment) : "",
+      variant: isSet(object.variant) ? globalThis.String(object.variant) : "",
+      mode: isSet(object.mode) ? globalThis.String(object.mode) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: SetModeRequest): unknown {
+    const obj: any = {};
+    if (message.experiment !== "") {
+      obj.experiment = message.experiment;
+    }
+    if (message.variant !== "") {
+      obj.variant = message.variant;
+    }
+    if (message.mode !== "") {
+      obj.mode = message.mode;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetModeRequest>, I>>(base?: I): SetModeRequest {
+    return SetModeRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetModeRequest>, I>>(object: I): SetModeRequest {
+    const message = createBaseSetModeRequest();
+    message.experiment = object.experiment ?? "";
+    message.variant = object.variant ?? "";
+    message.mode = object.mode ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
 function createBasePromoteResponse(): PromoteResponse {
   return { experiment: undefined, previousChampion: "" };
 }
@@ -2579,6 +2747,19 @@ export const ExperimentServiceService = {
     responseDeserialize: (value: Buffer): PromoteResponse => PromoteResponse.decode(value),
   },
   /**
+   * Sets a variant's mode ("online", "apprentice", "logging"); a new set-up version, audited
+   * with the caller and the reason, in force on every server from one learned event on.
+   */
+  setMode: {
+    path: "/arbiter.v1.ExperimentService/SetMode" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetModeRequest): Buffer => Buffer.from(SetModeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetModeRequest => SetModeRequest.decode(value),
+    responseSerialize: (value: Experiment): Buffer => Buffer.from(Experiment.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Experiment => Experiment.decode(value),
+  },
+  /**
    * Deletes every decision, reward, activation and learned event of a unit, then rebuilds
    * each affected experiment's models as the fold of the remaining log (on every server).
    * Idempotent per request_id; audited (never with the unit id).
@@ -2603,6 +2784,11 @@ export interface ExperimentServiceServer extends UntypedServiceImplementation {
   setTraffic: handleUnaryCall<SetTrafficRequest, Experiment>;
   /** Makes a variant the champion: it takes the control's traffic share. Audited. */
   promote: handleUnaryCall<PromoteRequest, PromoteResponse>;
+  /**
+   * Sets a variant's mode ("online", "apprentice", "logging"); a new set-up version, audited
+   * with the caller and the reason, in force on every server from one learned event on.
+   */
+  setMode: handleUnaryCall<SetModeRequest, Experiment>;
   /**
    * Deletes every decision, reward, activation and learned event of a unit, then rebuilds
    * each affected experiment's models as the fold of the remaining log (on every server).
@@ -2689,6 +2875,25 @@ export interface ExperimentServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PromoteResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Sets a variant's mode ("online", "apprentice", "logging"); a new set-up version, audited
+   * with the caller and the reason, in force on every server from one learned event on.
+   */
+  setMode(
+    request: SetModeRequest,
+    callback: (error: ServiceError | null, response: Experiment) => void,
+  ): ClientUnaryCall;
+  setMode(
+    request: SetModeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Experiment) => void,
+  ): ClientUnaryCall;
+  setMode(
+    request: SetModeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Experiment) => void,
   ): ClientUnaryCall;
   /**
    * Deletes every decision, reward, activation and learned event of a unit, then rebuilds

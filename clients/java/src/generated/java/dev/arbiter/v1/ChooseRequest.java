@@ -21,6 +21,7 @@ private static final long serialVersionUID = 0L;
     unitId_ = "";
     context_ = java.util.Collections.emptyList();
     actions_ = java.util.Collections.emptyList();
+    baselineActionId_ = "";
   }
 
   @java.lang.Override
@@ -278,6 +279,57 @@ private static final long serialVersionUID = 0L;
     return deferred_;
   }
 
+  public static final int BASELINE_ACTION_ID_FIELD_NUMBER = 9;
+  @SuppressWarnings("serial")
+  private volatile java.lang.Object baselineActionId_ = "";
+  /**
+   * <pre>
+   * The action the caller would take without Arbiter (its current rule). A variant in
+   * `apprentice` mode serves it (and its policy learns from the outcome); one in `logging` mode
+   * serves it with an exploration floor. Empty: the first action. Must name an offered action.
+   * </pre>
+   *
+   * <code>string baseline_action_id = 9;</code>
+   * @return The baselineActionId.
+   */
+  @java.lang.Override
+  public java.lang.String getBaselineActionId() {
+    java.lang.Object ref = baselineActionId_;
+    if (ref instanceof java.lang.String) {
+      return (java.lang.String) ref;
+    } else {
+      com.google.protobuf.ByteString bs = 
+          (com.google.protobuf.ByteString) ref;
+      java.lang.String s = bs.toStringUtf8();
+      baselineActionId_ = s;
+      return s;
+    }
+  }
+  /**
+   * <pre>
+   * The action the caller would take without Arbiter (its current rule). A variant in
+   * `apprentice` mode serves it (and its policy learns from the outcome); one in `logging` mode
+   * serves it with an exploration floor. Empty: the first action. Must name an offered action.
+   * </pre>
+   *
+   * <code>string baseline_action_id = 9;</code>
+   * @return The bytes for baselineActionId.
+   */
+  @java.lang.Override
+  public com.google.protobuf.ByteString
+      getBaselineActionIdBytes() {
+    java.lang.Object ref = baselineActionId_;
+    if (ref instanceof java.lang.String) {
+      com.google.protobuf.ByteString b = 
+          com.google.protobuf.ByteString.copyFromUtf8(
+              (java.lang.String) ref);
+      baselineActionId_ = b;
+      return b;
+    } else {
+      return (com.google.protobuf.ByteString) ref;
+    }
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -310,6 +362,9 @@ private static final long serialVersionUID = 0L;
     if (deferred_ != false) {
       output.writeBool(6, deferred_);
     }
+    if (!com.google.protobuf.GeneratedMessageV3.isStringEmpty(baselineActionId_)) {
+      com.google.protobuf.GeneratedMessageV3.writeString(output, 9, baselineActionId_);
+    }
     getUnknownFields().writeTo(output);
   }
 
@@ -340,6 +395,9 @@ private static final long serialVersionUID = 0L;
       size += com.google.protobuf.CodedOutputStream
         .computeBoolSize(6, deferred_);
     }
+    if (!com.google.protobuf.GeneratedMessageV3.isStringEmpty(baselineActionId_)) {
+      size += com.google.protobuf.GeneratedMessageV3.computeStringSize(9, baselineActionId_);
+    }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
     return size;
@@ -367,6 +425,8 @@ private static final long serialVersionUID = 0L;
         .equals(other.getActionsList())) return false;
     if (getDeferred()
         != other.getDeferred()) return false;
+    if (!getBaselineActionId()
+        .equals(other.getBaselineActionId())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -395,6 +455,8 @@ private static final long serialVersionUID = 0L;
     hash = (37 * hash) + DEFERRED_FIELD_NUMBER;
     hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
         getDeferred());
+    hash = (37 * hash) + BASELINE_ACTION_ID_FIELD_NUMBER;
+    hash = (53 * hash) + getBaselineActionId().hashCode();
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -542,6 +604,7 @@ private static final long serialVersionUID = 0L;
       }
       bitField0_ = (bitField0_ & ~0x00000010);
       deferred_ = false;
+      baselineActionId_ = "";
       return this;
     }
 
@@ -608,6 +671,9 @@ private static final long serialVersionUID = 0L;
       }
       if (((from_bitField0_ & 0x00000020) != 0)) {
         result.deferred_ = deferred_;
+      }
+      if (((from_bitField0_ & 0x00000040) != 0)) {
+        result.baselineActionId_ = baselineActionId_;
       }
     }
 
@@ -725,6 +791,11 @@ private static final long serialVersionUID = 0L;
       if (other.getDeferred() != false) {
         setDeferred(other.getDeferred());
       }
+      if (!other.getBaselineActionId().isEmpty()) {
+        baselineActionId_ = other.baselineActionId_;
+        bitField0_ |= 0x00000040;
+        onChanged();
+      }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
       return this;
@@ -797,6 +868,11 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000020;
               break;
             } // case 48
+            case 74: {
+              baselineActionId_ = input.readStringRequireUtf8();
+              bitField0_ |= 0x00000040;
+              break;
+            } // case 74
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1590,6 +1666,108 @@ private static final long serialVersionUID = 0L;
     public Builder clearDeferred() {
       bitField0_ = (bitField0_ & ~0x00000020);
       deferred_ = false;
+      onChanged();
+      return this;
+    }
+
+    private java.lang.Object baselineActionId_ = "";
+    /**
+     * <pre>
+     * The action the caller would take without Arbiter (its current rule). A variant in
+     * `apprentice` mode serves it (and its policy learns from the outcome); one in `logging` mode
+     * serves it with an exploration floor. Empty: the first action. Must name an offered action.
+     * </pre>
+     *
+     * <code>string baseline_action_id = 9;</code>
+     * @return The baselineActionId.
+     */
+    public java.lang.String getBaselineActionId() {
+      java.lang.Object ref = baselineActionId_;
+      if (!(ref instanceof java.lang.String)) {
+        com.google.protobuf.ByteString bs =
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        baselineActionId_ = s;
+        return s;
+      } else {
+        return (java.lang.String) ref;
+      }
+    }
+    /**
+     * <pre>
+     * The action the caller would take without Arbiter (its current rule). A variant in
+     * `apprentice` mode serves it (and its policy learns from the outcome); one in `logging` mode
+     * serves it with an exploration floor. Empty: the first action. Must name an offered action.
+     * </pre>
+     *
+     * <code>string baseline_action_id = 9;</code>
+     * @return The bytes for baselineActionId.
+     */
+    public com.google.protobuf.ByteString
+        getBaselineActionIdBytes() {
+      java.lang.Object ref = baselineActionId_;
+      if (ref instanceof String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        baselineActionId_ = b;
+        return b;
+      } else {
+        return (com.google.protobuf.ByteString) ref;
+      }
+    }
+    /**
+     * <pre>
+     * The action the caller would take without Arbiter (its current rule). A variant in
+     * `apprentice` mode serves it (and its policy learns from the outcome); one in `logging` mode
+     * serves it with an exploration floor. Empty: the first action. Must name an offered action.
+     * </pre>
+     *
+     * <code>string baseline_action_id = 9;</code>
+     * @param value The baselineActionId to set.
+     * @return This builder for chaining.
+     */
+    public Builder setBaselineActionId(
+        java.lang.String value) {
+      if (value == null) { throw new NullPointerException(); }
+      baselineActionId_ = value;
+      bitField0_ |= 0x00000040;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The action the caller would take without Arbiter (its current rule). A variant in
+     * `apprentice` mode serves it (and its policy learns from the outcome); one in `logging` mode
+     * serves it with an exploration floor. Empty: the first action. Must name an offered action.
+     * </pre>
+     *
+     * <code>string baseline_action_id = 9;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearBaselineActionId() {
+      baselineActionId_ = getDefaultInstance().getBaselineActionId();
+      bitField0_ = (bitField0_ & ~0x00000040);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The action the caller would take without Arbiter (its current rule). A variant in
+     * `apprentice` mode serves it (and its policy learns from the outcome); one in `logging` mode
+     * serves it with an exploration floor. Empty: the first action. Must name an offered action.
+     * </pre>
+     *
+     * <code>string baseline_action_id = 9;</code>
+     * @param value The bytes for baselineActionId to set.
+     * @return This builder for chaining.
+     */
+    public Builder setBaselineActionIdBytes(
+        com.google.protobuf.ByteString value) {
+      if (value == null) { throw new NullPointerException(); }
+      checkByteStringIsUtf8(value);
+      baselineActionId_ = value;
+      bitField0_ |= 0x00000040;
       onChanged();
       return this;
     }

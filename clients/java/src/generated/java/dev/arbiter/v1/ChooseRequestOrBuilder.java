@@ -116,4 +116,28 @@ public interface ChooseRequestOrBuilder extends
    * @return The deferred.
    */
   boolean getDeferred();
+
+  /**
+   * <pre>
+   * The action the caller would take without Arbiter (its current rule). A variant in
+   * `apprentice` mode serves it (and its policy learns from the outcome); one in `logging` mode
+   * serves it with an exploration floor. Empty: the first action. Must name an offered action.
+   * </pre>
+   *
+   * <code>string baseline_action_id = 9;</code>
+   * @return The baselineActionId.
+   */
+  java.lang.String getBaselineActionId();
+  /**
+   * <pre>
+   * The action the caller would take without Arbiter (its current rule). A variant in
+   * `apprentice` mode serves it (and its policy learns from the outcome); one in `logging` mode
+   * serves it with an exploration floor. Empty: the first action. Must name an offered action.
+   * </pre>
+   *
+   * <code>string baseline_action_id = 9;</code>
+   * @return The bytes for baselineActionId.
+   */
+  com.google.protobuf.ByteString
+      getBaselineActionIdBytes();
 }

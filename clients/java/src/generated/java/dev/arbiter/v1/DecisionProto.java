@@ -86,29 +86,30 @@ public final class DecisionProto {
       "ry\022\013\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001(\001:\0028\001\0321\n\017Ca" +
       "tegoriesEntry\022\013\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001(" +
       "\t:\0028\001\"=\n\006Action\022\n\n\002id\030\001 \001(\t\022\'\n\010features\030" +
-      "\002 \003(\0132\025.arbiter.v1.Namespace\"\245\001\n\rChooseR" +
+      "\002 \003(\0132\025.arbiter.v1.Namespace\"\301\001\n\rChooseR" +
       "equest\022\022\n\nexperiment\030\001 \001(\t\022\020\n\010event_id\030\002" +
       " \001(\t\022\017\n\007unit_id\030\003 \001(\t\022&\n\007context\030\004 \003(\0132\025" +
       ".arbiter.v1.Namespace\022#\n\007actions\030\005 \003(\0132\022" +
-      ".arbiter.v1.Action\022\020\n\010deferred\030\006 \001(\010\"6\n\014" +
-      "RankedAction\022\021\n\taction_id\030\001 \001(\t\022\023\n\013proba" +
-      "bility\030\002 \001(\001\"\235\001\n\016ChooseResponse\022\020\n\010event" +
-      "_id\030\001 \001(\t\022\021\n\taction_id\030\002 \001(\t\022\023\n\013probabil" +
-      "ity\030\003 \001(\001\022)\n\007ranking\030\004 \003(\0132\030.arbiter.v1." +
-      "RankedAction\022\017\n\007variant\030\005 \001(\t\022\025\n\rmodel_v" +
-      "ersion\030\006 \001(\t\"C\n\rRewardRequest\022\020\n\010event_i" +
-      "d\030\001 \001(\t\022\r\n\005value\030\002 \001(\001\022\021\n\treward_id\030\003 \001(" +
-      "\t\"!\n\016RewardResponse\022\017\n\007learned\030\001 \001(\010\"#\n\017" +
-      "ActivateRequest\022\020\n\010event_id\030\001 \001(\t\"\022\n\020Act" +
-      "ivateResponse2\332\001\n\017DecisionService\022?\n\006Cho" +
-      "ose\022\031.arbiter.v1.ChooseRequest\032\032.arbiter" +
-      ".v1.ChooseResponse\022?\n\006Reward\022\031.arbiter.v" +
-      "1.RewardRequest\032\032.arbiter.v1.RewardRespo" +
-      "nse\022E\n\010Activate\022\033.arbiter.v1.ActivateReq" +
-      "uest\032\034.arbiter.v1.ActivateResponseB\\\n\016de" +
-      "v.arbiter.v1B\rDecisionProtoP\001Z9github.co" +
-      "m/arbiter/arbiter/clients/go/arbiterv1;a" +
-      "rbiterv1b\006proto3"
+      ".arbiter.v1.Action\022\020\n\010deferred\030\006 \001(\010\022\032\n\022" +
+      "baseline_action_id\030\t \001(\t\"6\n\014RankedAction" +
+      "\022\021\n\taction_id\030\001 \001(\t\022\023\n\013probability\030\002 \001(\001" +
+      "\"\235\001\n\016ChooseResponse\022\020\n\010event_id\030\001 \001(\t\022\021\n" +
+      "\taction_id\030\002 \001(\t\022\023\n\013probability\030\003 \001(\001\022)\n" +
+      "\007ranking\030\004 \003(\0132\030.arbiter.v1.RankedAction" +
+      "\022\017\n\007variant\030\005 \001(\t\022\025\n\rmodel_version\030\006 \001(\t" +
+      "\"C\n\rRewardRequest\022\020\n\010event_id\030\001 \001(\t\022\r\n\005v" +
+      "alue\030\002 \001(\001\022\021\n\treward_id\030\003 \001(\t\"!\n\016RewardR" +
+      "esponse\022\017\n\007learned\030\001 \001(\010\"#\n\017ActivateRequ" +
+      "est\022\020\n\010event_id\030\001 \001(\t\"\022\n\020ActivateRespons" +
+      "e2\332\001\n\017DecisionService\022?\n\006Choose\022\031.arbite" +
+      "r.v1.ChooseRequest\032\032.arbiter.v1.ChooseRe" +
+      "sponse\022?\n\006Reward\022\031.arbiter.v1.RewardRequ" +
+      "est\032\032.arbiter.v1.RewardResponse\022E\n\010Activ" +
+      "ate\022\033.arbiter.v1.ActivateRequest\032\034.arbit" +
+      "er.v1.ActivateResponseB\\\n\016dev.arbiter.v1" +
+      "B\rDecisionProtoP\001Z9github.com/arbiter/ar" +
+      "biter/clients/go/arbiterv1;arbiterv1b\006pr" +
+      "oto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -143,7 +144,7 @@ public final class DecisionProto {
     internal_static_arbiter_v1_ChooseRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_ChooseRequest_descriptor,
-        new java.lang.String[] { "Experiment", "EventId", "UnitId", "Context", "Actions", "Deferred", });
+        new java.lang.String[] { "Experiment", "EventId", "UnitId", "Context", "Actions", "Deferred", "BaselineActionId", });
     internal_static_arbiter_v1_RankedAction_descriptor =
       getDescriptor().getMessageTypes().get(3);
     internal_static_arbiter_v1_RankedAction_fieldAccessorTable = new

@@ -170,6 +170,37 @@ public final class ExperimentServiceGrpc {
     return getPromoteMethod;
   }
 
+  private static volatile io.grpc.MethodDescriptor<dev.arbiter.v1.SetModeRequest,
+      dev.arbiter.v1.Experiment> getSetModeMethod;
+
+  @io.grpc.stub.annotations.RpcMethod(
+      fullMethodName = SERVICE_NAME + '/' + "SetMode",
+      requestType = dev.arbiter.v1.SetModeRequest.class,
+      responseType = dev.arbiter.v1.Experiment.class,
+      methodType = io.grpc.MethodDescriptor.MethodType.UNARY)
+  public static io.grpc.MethodDescriptor<dev.arbiter.v1.SetModeRequest,
+      dev.arbiter.v1.Experiment> getSetModeMethod() {
+    io.grpc.MethodDescriptor<dev.arbiter.v1.SetModeRequest, dev.arbiter.v1.Experiment> getSetModeMethod;
+    if ((getSetModeMethod = ExperimentServiceGrpc.getSetModeMethod) == null) {
+      synchronized (ExperimentServiceGrpc.class) {
+        if ((getSetModeMethod = ExperimentServiceGrpc.getSetModeMethod) == null) {
+          ExperimentServiceGrpc.getSetModeMethod = getSetModeMethod =
+              io.grpc.MethodDescriptor.<dev.arbiter.v1.SetModeRequest, dev.arbiter.v1.Experiment>newBuilder()
+              .setType(io.grpc.MethodDescriptor.MethodType.UNARY)
+              .setFullMethodName(generateFullMethodName(SERVICE_NAME, "SetMode"))
+              .setSampledToLocalTracing(true)
+              .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.arbiter.v1.SetModeRequest.getDefaultInstance()))
+              .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.arbiter.v1.Experiment.getDefaultInstance()))
+              .setSchemaDescriptor(new ExperimentServiceMethodDescriptorSupplier("SetMode"))
+              .build();
+        }
+      }
+    }
+    return getSetModeMethod;
+  }
+
   private static volatile io.grpc.MethodDescriptor<dev.arbiter.v1.EraseUnitRequest,
       dev.arbiter.v1.EraseUnitResponse> getEraseUnitMethod;
 
@@ -295,6 +326,17 @@ public final class ExperimentServiceGrpc {
 
     /**
      * <pre>
+     * Sets a variant's mode ("online", "apprentice", "logging"); a new set-up version, audited
+     * with the caller and the reason, in force on every server from one learned event on.
+     * </pre>
+     */
+    public void setMode(dev.arbiter.v1.SetModeRequest request,
+        io.grpc.stub.StreamObserver<dev.arbiter.v1.Experiment> responseObserver) {
+      io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getSetModeMethod(), responseObserver);
+    }
+
+    /**
+     * <pre>
      * Deletes every decision, reward, activation and learned event of a unit, then rebuilds
      * each affected experiment's models as the fold of the remaining log (on every server).
      * Idempotent per request_id; audited (never with the unit id).
@@ -342,6 +384,13 @@ public final class ExperimentServiceGrpc {
                 dev.arbiter.v1.PromoteRequest,
                 dev.arbiter.v1.PromoteResponse>(
                   this, METHODID_PROMOTE)))
+          .addMethod(
+            getSetModeMethod(),
+            io.grpc.stub.ServerCalls.asyncUnaryCall(
+              new MethodHandlers<
+                dev.arbiter.v1.SetModeRequest,
+                dev.arbiter.v1.Experiment>(
+                  this, METHODID_SET_MODE)))
           .addMethod(
             getEraseUnitMethod(),
             io.grpc.stub.ServerCalls.asyncUnaryCall(
@@ -418,6 +467,18 @@ public final class ExperimentServiceGrpc {
 
     /**
      * <pre>
+     * Sets a variant's mode ("online", "apprentice", "logging"); a new set-up version, audited
+     * with the caller and the reason, in force on every server from one learned event on.
+     * </pre>
+     */
+    public void setMode(dev.arbiter.v1.SetModeRequest request,
+        io.grpc.stub.StreamObserver<dev.arbiter.v1.Experiment> responseObserver) {
+      io.grpc.stub.ClientCalls.asyncUnaryCall(
+          getChannel().newCall(getSetModeMethod(), getCallOptions()), request, responseObserver);
+    }
+
+    /**
+     * <pre>
      * Deletes every decision, reward, activation and learned event of a unit, then rebuilds
      * each affected experiment's models as the fold of the remaining log (on every server).
      * Idempotent per request_id; audited (never with the unit id).
@@ -486,6 +547,17 @@ public final class ExperimentServiceGrpc {
     public dev.arbiter.v1.PromoteResponse promote(dev.arbiter.v1.PromoteRequest request) {
       return io.grpc.stub.ClientCalls.blockingUnaryCall(
           getChannel(), getPromoteMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
+     * Sets a variant's mode ("online", "apprentice", "logging"); a new set-up version, audited
+     * with the caller and the reason, in force on every server from one learned event on.
+     * </pre>
+     */
+    public dev.arbiter.v1.Experiment setMode(dev.arbiter.v1.SetModeRequest request) {
+      return io.grpc.stub.ClientCalls.blockingUnaryCall(
+          getChannel(), getSetModeMethod(), getCallOptions(), request);
     }
 
     /**
@@ -566,6 +638,18 @@ public final class ExperimentServiceGrpc {
 
     /**
      * <pre>
+     * Sets a variant's mode ("online", "apprentice", "logging"); a new set-up version, audited
+     * with the caller and the reason, in force on every server from one learned event on.
+     * </pre>
+     */
+    public com.google.common.util.concurrent.ListenableFuture<dev.arbiter.v1.Experiment> setMode(
+        dev.arbiter.v1.SetModeRequest request) {
+      return io.grpc.stub.ClientCalls.futureUnaryCall(
+          getChannel().newCall(getSetModeMethod(), getCallOptions()), request);
+    }
+
+    /**
+     * <pre>
      * Deletes every decision, reward, activation and learned event of a unit, then rebuilds
      * each affected experiment's models as the fold of the remaining log (on every server).
      * Idempotent per request_id; audited (never with the unit id).
@@ -583,7 +667,8 @@ public final class ExperimentServiceGrpc {
   private static final int METHODID_GET_REPORT = 2;
   private static final int METHODID_SET_TRAFFIC = 3;
   private static final int METHODID_PROMOTE = 4;
-  private static final int METHODID_ERASE_UNIT = 5;
+  private static final int METHODID_SET_MODE = 5;
+  private static final int METHODID_ERASE_UNIT = 6;
 
   private static final class MethodHandlers<Req, Resp> implements
       io.grpc.stub.ServerCalls.UnaryMethod<Req, Resp>,
@@ -621,6 +706,10 @@ public final class ExperimentServiceGrpc {
         case METHODID_PROMOTE:
           serviceImpl.promote((dev.arbiter.v1.PromoteRequest) request,
               (io.grpc.stub.StreamObserver<dev.arbiter.v1.PromoteResponse>) responseObserver);
+          break;
+        case METHODID_SET_MODE:
+          serviceImpl.setMode((dev.arbiter.v1.SetModeRequest) request,
+              (io.grpc.stub.StreamObserver<dev.arbiter.v1.Experiment>) responseObserver);
           break;
         case METHODID_ERASE_UNIT:
           serviceImpl.eraseUnit((dev.arbiter.v1.EraseUnitRequest) request,
@@ -692,6 +781,7 @@ public final class ExperimentServiceGrpc {
               .addMethod(getGetReportMethod())
               .addMethod(getSetTrafficMethod())
               .addMethod(getPromoteMethod())
+              .addMethod(getSetModeMethod())
               .addMethod(getEraseUnitMethod())
               .build();
         }

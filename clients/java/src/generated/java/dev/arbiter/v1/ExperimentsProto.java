@@ -95,6 +95,11 @@ public final class ExperimentsProto {
     com.google.protobuf.GeneratedMessageV3.FieldAccessorTable
       internal_static_arbiter_v1_PromoteRequest_fieldAccessorTable;
   static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_arbiter_v1_SetModeRequest_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessageV3.FieldAccessorTable
+      internal_static_arbiter_v1_SetModeRequest_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
     internal_static_arbiter_v1_PromoteResponse_descriptor;
   static final 
     com.google.protobuf.GeneratedMessageV3.FieldAccessorTable
@@ -119,9 +124,10 @@ public final class ExperimentsProto {
   static {
     java.lang.String[] descriptorData = {
       "\n#protos/arbiter/v1/experiments.proto\022\na" +
-      "rbiter.v1\"]\n\007Variant\022\014\n\004name\030\001 \001(\t\022\016\n\006po" +
-      "licy\030\002 \001(\t\022\023\n\013params_json\030\003 \001(\t\022\017\n\007traff" +
-      "ic\030\004 \001(\001\022\016\n\006shadow\030\005 \001(\010\"\243\001\n\nExperiment\022" +
+      "rbiter.v1\"\204\001\n\007Variant\022\014\n\004name\030\001 \001(\t\022\016\n\006p" +
+      "olicy\030\002 \001(\t\022\023\n\013params_json\030\003 \001(\t\022\017\n\007traf" +
+      "fic\030\004 \001(\001\022\016\n\006shadow\030\005 \001(\010\022\014\n\004mode\030\006 \001(\t\022" +
+      "\027\n\017logging_epsilon\030\007 \001(\001\"\243\001\n\nExperiment\022" +
       "\014\n\004name\030\001 \001(\t\022%\n\010variants\030\002 \003(\0132\023.arbite" +
       "r.v1.Variant\022\017\n\007control\030\003 \001(\t\022\033\n\023reward_" +
       "wait_seconds\030\004 \001(\001\022\026\n\016default_reward\030\005 \001" +
@@ -162,30 +168,34 @@ public final class ExperimentsProto {
       "equest.TrafficEntry\032.\n\014TrafficEntry\022\013\n\003k" +
       "ey\030\001 \001(\t\022\r\n\005value\030\002 \001(\001:\0028\001\"E\n\016PromoteRe" +
       "quest\022\022\n\nexperiment\030\001 \001(\t\022\017\n\007variant\030\002 \001" +
-      "(\t\022\016\n\006reason\030\003 \001(\t\"X\n\017PromoteResponse\022*\n" +
-      "\nexperiment\030\001 \001(\0132\026.arbiter.v1.Experimen" +
-      "t\022\031\n\021previous_champion\030\002 \001(\t\"K\n\020EraseUni" +
-      "tRequest\022\017\n\007unit_id\030\001 \001(\t\022\022\n\nexperiment\030" +
-      "\002 \001(\t\022\022\n\nrequest_id\030\003 \001(\t\"\307\001\n\021EraseUnitR" +
-      "esponse\022\022\n\nrequest_id\030\001 \001(\t\022\031\n\021decisions" +
-      "_deleted\030\002 \001(\003\022\027\n\017rewards_deleted\030\003 \001(\003\022" +
-      "\033\n\023activations_deleted\030\004 \001(\003\022\036\n\026learned_" +
-      "events_deleted\030\005 \001(\003\022\033\n\023rebuilt_experime" +
-      "nts\030\006 \003(\t\022\020\n\010repeated\030\007 \001(\0102\314\003\n\021Experime" +
-      "ntService\022Z\n\017ListExperiments\022\".arbiter.v" +
-      "1.ListExperimentsRequest\032#.arbiter.v1.Li" +
-      "stExperimentsResponse\022I\n\rGetExperiment\022 " +
-      ".arbiter.v1.GetExperimentRequest\032\026.arbit" +
-      "er.v1.Experiment\022=\n\tGetReport\022\034.arbiter." +
-      "v1.GetReportRequest\032\022.arbiter.v1.Report\022" +
-      "C\n\nSetTraffic\022\035.arbiter.v1.SetTrafficReq" +
-      "uest\032\026.arbiter.v1.Experiment\022B\n\007Promote\022" +
-      "\032.arbiter.v1.PromoteRequest\032\033.arbiter.v1" +
-      ".PromoteResponse\022H\n\tEraseUnit\022\034.arbiter." +
-      "v1.EraseUnitRequest\032\035.arbiter.v1.EraseUn" +
-      "itResponseB_\n\016dev.arbiter.v1B\020Experiment" +
-      "sProtoP\001Z9github.com/arbiter/arbiter/cli" +
-      "ents/go/arbiterv1;arbiterv1b\006proto3"
+      "(\t\022\016\n\006reason\030\003 \001(\t\"S\n\016SetModeRequest\022\022\n\n" +
+      "experiment\030\001 \001(\t\022\017\n\007variant\030\002 \001(\t\022\014\n\004mod" +
+      "e\030\003 \001(\t\022\016\n\006reason\030\004 \001(\t\"X\n\017PromoteRespon" +
+      "se\022*\n\nexperiment\030\001 \001(\0132\026.arbiter.v1.Expe" +
+      "riment\022\031\n\021previous_champion\030\002 \001(\t\"K\n\020Era" +
+      "seUnitRequest\022\017\n\007unit_id\030\001 \001(\t\022\022\n\nexperi" +
+      "ment\030\002 \001(\t\022\022\n\nrequest_id\030\003 \001(\t\"\307\001\n\021Erase" +
+      "UnitResponse\022\022\n\nrequest_id\030\001 \001(\t\022\031\n\021deci" +
+      "sions_deleted\030\002 \001(\003\022\027\n\017rewards_deleted\030\003" +
+      " \001(\003\022\033\n\023activations_deleted\030\004 \001(\003\022\036\n\026lea" +
+      "rned_events_deleted\030\005 \001(\003\022\033\n\023rebuilt_exp" +
+      "eriments\030\006 \003(\t\022\020\n\010repeated\030\007 \001(\0102\213\004\n\021Exp" +
+      "erimentService\022Z\n\017ListExperiments\022\".arbi" +
+      "ter.v1.ListExperimentsRequest\032#.arbiter." +
+      "v1.ListExperimentsResponse\022I\n\rGetExperim" +
+      "ent\022 .arbiter.v1.GetExperimentRequest\032\026." +
+      "arbiter.v1.Experiment\022=\n\tGetReport\022\034.arb" +
+      "iter.v1.GetReportRequest\032\022.arbiter.v1.Re" +
+      "port\022C\n\nSetTraffic\022\035.arbiter.v1.SetTraff" +
+      "icRequest\032\026.arbiter.v1.Experiment\022B\n\007Pro" +
+      "mote\022\032.arbiter.v1.PromoteRequest\032\033.arbit" +
+      "er.v1.PromoteResponse\022=\n\007SetMode\022\032.arbit" +
+      "er.v1.SetModeRequest\032\026.arbiter.v1.Experi" +
+      "ment\022H\n\tEraseUnit\022\034.arbiter.v1.EraseUnit" +
+      "Request\032\035.arbiter.v1.EraseUnitResponseB_" +
+      "\n\016dev.arbiter.v1B\020ExperimentsProtoP\001Z9gi" +
+      "thub.com/arbiter/arbiter/clients/go/arbi" +
+      "terv1;arbiterv1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -196,7 +206,7 @@ public final class ExperimentsProto {
     internal_static_arbiter_v1_Variant_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_Variant_descriptor,
-        new java.lang.String[] { "Name", "Policy", "ParamsJson", "Traffic", "Shadow", });
+        new java.lang.String[] { "Name", "Policy", "ParamsJson", "Traffic", "Shadow", "Mode", "LoggingEpsilon", });
     internal_static_arbiter_v1_Experiment_descriptor =
       getDescriptor().getMessageTypes().get(1);
     internal_static_arbiter_v1_Experiment_fieldAccessorTable = new
@@ -287,20 +297,26 @@ public final class ExperimentsProto {
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_PromoteRequest_descriptor,
         new java.lang.String[] { "Experiment", "Variant", "Reason", });
-    internal_static_arbiter_v1_PromoteResponse_descriptor =
+    internal_static_arbiter_v1_SetModeRequest_descriptor =
       getDescriptor().getMessageTypes().get(13);
+    internal_static_arbiter_v1_SetModeRequest_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
+        internal_static_arbiter_v1_SetModeRequest_descriptor,
+        new java.lang.String[] { "Experiment", "Variant", "Mode", "Reason", });
+    internal_static_arbiter_v1_PromoteResponse_descriptor =
+      getDescriptor().getMessageTypes().get(14);
     internal_static_arbiter_v1_PromoteResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_PromoteResponse_descriptor,
         new java.lang.String[] { "Experiment", "PreviousChampion", });
     internal_static_arbiter_v1_EraseUnitRequest_descriptor =
-      getDescriptor().getMessageTypes().get(14);
+      getDescriptor().getMessageTypes().get(15);
     internal_static_arbiter_v1_EraseUnitRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_EraseUnitRequest_descriptor,
         new java.lang.String[] { "UnitId", "Experiment", "RequestId", });
     internal_static_arbiter_v1_EraseUnitResponse_descriptor =
-      getDescriptor().getMessageTypes().get(15);
+      getDescriptor().getMessageTypes().get(16);
     internal_static_arbiter_v1_EraseUnitResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_EraseUnitResponse_descriptor,

@@ -19,6 +19,7 @@ private static final long serialVersionUID = 0L;
     name_ = "";
     policy_ = "";
     paramsJson_ = "";
+    mode_ = "";
   }
 
   @java.lang.Override
@@ -197,6 +198,68 @@ private static final long serialVersionUID = 0L;
     return shadow_;
   }
 
+  public static final int MODE_FIELD_NUMBER = 6;
+  @SuppressWarnings("serial")
+  private volatile java.lang.Object mode_ = "";
+  /**
+   * <pre>
+   * "online": the policy serves and learns; "apprentice": the request's baseline action is
+   * served and the policy learns from its outcome; "logging": the baseline with an exploration
+   * floor (`logging_epsilon`), nothing learned.
+   * </pre>
+   *
+   * <code>string mode = 6;</code>
+   * @return The mode.
+   */
+  @java.lang.Override
+  public java.lang.String getMode() {
+    java.lang.Object ref = mode_;
+    if (ref instanceof java.lang.String) {
+      return (java.lang.String) ref;
+    } else {
+      com.google.protobuf.ByteString bs = 
+          (com.google.protobuf.ByteString) ref;
+      java.lang.String s = bs.toStringUtf8();
+      mode_ = s;
+      return s;
+    }
+  }
+  /**
+   * <pre>
+   * "online": the policy serves and learns; "apprentice": the request's baseline action is
+   * served and the policy learns from its outcome; "logging": the baseline with an exploration
+   * floor (`logging_epsilon`), nothing learned.
+   * </pre>
+   *
+   * <code>string mode = 6;</code>
+   * @return The bytes for mode.
+   */
+  @java.lang.Override
+  public com.google.protobuf.ByteString
+      getModeBytes() {
+    java.lang.Object ref = mode_;
+    if (ref instanceof java.lang.String) {
+      com.google.protobuf.ByteString b = 
+          com.google.protobuf.ByteString.copyFromUtf8(
+              (java.lang.String) ref);
+      mode_ = b;
+      return b;
+    } else {
+      return (com.google.protobuf.ByteString) ref;
+    }
+  }
+
+  public static final int LOGGING_EPSILON_FIELD_NUMBER = 7;
+  private double loggingEpsilon_ = 0D;
+  /**
+   * <code>double logging_epsilon = 7;</code>
+   * @return The loggingEpsilon.
+   */
+  @java.lang.Override
+  public double getLoggingEpsilon() {
+    return loggingEpsilon_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -226,6 +289,12 @@ private static final long serialVersionUID = 0L;
     if (shadow_ != false) {
       output.writeBool(5, shadow_);
     }
+    if (!com.google.protobuf.GeneratedMessageV3.isStringEmpty(mode_)) {
+      com.google.protobuf.GeneratedMessageV3.writeString(output, 6, mode_);
+    }
+    if (java.lang.Double.doubleToRawLongBits(loggingEpsilon_) != 0) {
+      output.writeDouble(7, loggingEpsilon_);
+    }
     getUnknownFields().writeTo(output);
   }
 
@@ -251,6 +320,13 @@ private static final long serialVersionUID = 0L;
     if (shadow_ != false) {
       size += com.google.protobuf.CodedOutputStream
         .computeBoolSize(5, shadow_);
+    }
+    if (!com.google.protobuf.GeneratedMessageV3.isStringEmpty(mode_)) {
+      size += com.google.protobuf.GeneratedMessageV3.computeStringSize(6, mode_);
+    }
+    if (java.lang.Double.doubleToRawLongBits(loggingEpsilon_) != 0) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeDoubleSize(7, loggingEpsilon_);
     }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
@@ -278,6 +354,11 @@ private static final long serialVersionUID = 0L;
             other.getTraffic())) return false;
     if (getShadow()
         != other.getShadow()) return false;
+    if (!getMode()
+        .equals(other.getMode())) return false;
+    if (java.lang.Double.doubleToLongBits(getLoggingEpsilon())
+        != java.lang.Double.doubleToLongBits(
+            other.getLoggingEpsilon())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -301,6 +382,11 @@ private static final long serialVersionUID = 0L;
     hash = (37 * hash) + SHADOW_FIELD_NUMBER;
     hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
         getShadow());
+    hash = (37 * hash) + MODE_FIELD_NUMBER;
+    hash = (53 * hash) + getMode().hashCode();
+    hash = (37 * hash) + LOGGING_EPSILON_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        java.lang.Double.doubleToLongBits(getLoggingEpsilon()));
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -435,6 +521,8 @@ private static final long serialVersionUID = 0L;
       paramsJson_ = "";
       traffic_ = 0D;
       shadow_ = false;
+      mode_ = "";
+      loggingEpsilon_ = 0D;
       return this;
     }
 
@@ -482,6 +570,12 @@ private static final long serialVersionUID = 0L;
       }
       if (((from_bitField0_ & 0x00000010) != 0)) {
         result.shadow_ = shadow_;
+      }
+      if (((from_bitField0_ & 0x00000020) != 0)) {
+        result.mode_ = mode_;
+      }
+      if (((from_bitField0_ & 0x00000040) != 0)) {
+        result.loggingEpsilon_ = loggingEpsilon_;
       }
     }
 
@@ -550,6 +644,14 @@ private static final long serialVersionUID = 0L;
       if (other.getShadow() != false) {
         setShadow(other.getShadow());
       }
+      if (!other.getMode().isEmpty()) {
+        mode_ = other.mode_;
+        bitField0_ |= 0x00000020;
+        onChanged();
+      }
+      if (other.getLoggingEpsilon() != 0D) {
+        setLoggingEpsilon(other.getLoggingEpsilon());
+      }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
       return this;
@@ -601,6 +703,16 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000010;
               break;
             } // case 40
+            case 50: {
+              mode_ = input.readStringRequireUtf8();
+              bitField0_ |= 0x00000020;
+              break;
+            } // case 50
+            case 57: {
+              loggingEpsilon_ = input.readDouble();
+              bitField0_ |= 0x00000040;
+              break;
+            } // case 57
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -926,6 +1038,140 @@ private static final long serialVersionUID = 0L;
     public Builder clearShadow() {
       bitField0_ = (bitField0_ & ~0x00000010);
       shadow_ = false;
+      onChanged();
+      return this;
+    }
+
+    private java.lang.Object mode_ = "";
+    /**
+     * <pre>
+     * "online": the policy serves and learns; "apprentice": the request's baseline action is
+     * served and the policy learns from its outcome; "logging": the baseline with an exploration
+     * floor (`logging_epsilon`), nothing learned.
+     * </pre>
+     *
+     * <code>string mode = 6;</code>
+     * @return The mode.
+     */
+    public java.lang.String getMode() {
+      java.lang.Object ref = mode_;
+      if (!(ref instanceof java.lang.String)) {
+        com.google.protobuf.ByteString bs =
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        mode_ = s;
+        return s;
+      } else {
+        return (java.lang.String) ref;
+      }
+    }
+    /**
+     * <pre>
+     * "online": the policy serves and learns; "apprentice": the request's baseline action is
+     * served and the policy learns from its outcome; "logging": the baseline with an exploration
+     * floor (`logging_epsilon`), nothing learned.
+     * </pre>
+     *
+     * <code>string mode = 6;</code>
+     * @return The bytes for mode.
+     */
+    public com.google.protobuf.ByteString
+        getModeBytes() {
+      java.lang.Object ref = mode_;
+      if (ref instanceof String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        mode_ = b;
+        return b;
+      } else {
+        return (com.google.protobuf.ByteString) ref;
+      }
+    }
+    /**
+     * <pre>
+     * "online": the policy serves and learns; "apprentice": the request's baseline action is
+     * served and the policy learns from its outcome; "logging": the baseline with an exploration
+     * floor (`logging_epsilon`), nothing learned.
+     * </pre>
+     *
+     * <code>string mode = 6;</code>
+     * @param value The mode to set.
+     * @return This builder for chaining.
+     */
+    public Builder setMode(
+        java.lang.String value) {
+      if (value == null) { throw new NullPointerException(); }
+      mode_ = value;
+      bitField0_ |= 0x00000020;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * "online": the policy serves and learns; "apprentice": the request's baseline action is
+     * served and the policy learns from its outcome; "logging": the baseline with an exploration
+     * floor (`logging_epsilon`), nothing learned.
+     * </pre>
+     *
+     * <code>string mode = 6;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearMode() {
+      mode_ = getDefaultInstance().getMode();
+      bitField0_ = (bitField0_ & ~0x00000020);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * "online": the policy serves and learns; "apprentice": the request's baseline action is
+     * served and the policy learns from its outcome; "logging": the baseline with an exploration
+     * floor (`logging_epsilon`), nothing learned.
+     * </pre>
+     *
+     * <code>string mode = 6;</code>
+     * @param value The bytes for mode to set.
+     * @return This builder for chaining.
+     */
+    public Builder setModeBytes(
+        com.google.protobuf.ByteString value) {
+      if (value == null) { throw new NullPointerException(); }
+      checkByteStringIsUtf8(value);
+      mode_ = value;
+      bitField0_ |= 0x00000020;
+      onChanged();
+      return this;
+    }
+
+    private double loggingEpsilon_ ;
+    /**
+     * <code>double logging_epsilon = 7;</code>
+     * @return The loggingEpsilon.
+     */
+    @java.lang.Override
+    public double getLoggingEpsilon() {
+      return loggingEpsilon_;
+    }
+    /**
+     * <code>double logging_epsilon = 7;</code>
+     * @param value The loggingEpsilon to set.
+     * @return This builder for chaining.
+     */
+    public Builder setLoggingEpsilon(double value) {
+      
+      loggingEpsilon_ = value;
+      bitField0_ |= 0x00000040;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>double logging_epsilon = 7;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearLoggingEpsilon() {
+      bitField0_ = (bitField0_ & ~0x00000040);
+      loggingEpsilon_ = 0D;
       onChanged();
       return this;
     }

@@ -66,4 +66,34 @@ public interface VariantOrBuilder extends
    * @return The shadow.
    */
   boolean getShadow();
+
+  /**
+   * <pre>
+   * "online": the policy serves and learns; "apprentice": the request's baseline action is
+   * served and the policy learns from its outcome; "logging": the baseline with an exploration
+   * floor (`logging_epsilon`), nothing learned.
+   * </pre>
+   *
+   * <code>string mode = 6;</code>
+   * @return The mode.
+   */
+  java.lang.String getMode();
+  /**
+   * <pre>
+   * "online": the policy serves and learns; "apprentice": the request's baseline action is
+   * served and the policy learns from its outcome; "logging": the baseline with an exploration
+   * floor (`logging_epsilon`), nothing learned.
+   * </pre>
+   *
+   * <code>string mode = 6;</code>
+   * @return The bytes for mode.
+   */
+  com.google.protobuf.ByteString
+      getModeBytes();
+
+  /**
+   * <code>double logging_epsilon = 7;</code>
+   * @return The loggingEpsilon.
+   */
+  double getLoggingEpsilon();
 }

@@ -58,13 +58,14 @@ def split_listen(listen: str) -> tuple[str, int]:
     return host.removeprefix("[").removesuffix("]"), int(port)
 
 
-def listen_problem(listen: str) -> Problem | None:
-    """Whether ``--listen`` is ``HOST:PORT`` with a valid host and a port in 0..65535.
+def listen_problem(listen: str, flag: str = "--listen") -> Problem | None:
+    """Whether ``listen`` (given as ``flag``: ``--listen``, ``--metrics-listen``) is ``HOST:PORT``
+    with a valid host and a port in 0..65535.
 
     The host is an IPv4 address, a host name, or an IPv6 address in brackets (``[::1]:50051``);
     port 0 asks for any free port (``arbiter serve`` prints the one it got).
     """
-    where = f"--listen {listen!r}"
+    where = f"{flag} {listen!r}"
     if listen.startswith("["):
         host, closed, rest = listen[1:].partition("]")
         if not closed:
@@ -112,7 +113,7 @@ def _valid_host(host: str) -> bool:
     return len(host) <= 253 and all(_HOSTNAME.fullmatch(label) for label in labels)
 
 
-def bind_problem(listen: str, *, reuse_port: bool = False) -> Problem | None:
+def bind_problem(listen: str, *, reuse_port: bool = False, flag: str = "--listen") -> Problem | None:
     """Whether this process could bind ``listen`` now, tried with a plain socket (the options
     gRPC sets: ``SO_REUSEADDR``, and ``SO_REUSEPORT`` when asked). Port 0 always can."""
     host, port = split_listen(listen)
@@ -131,14 +132,14 @@ def bind_problem(listen: str, *, reuse_port: bool = False) -> Problem | None:
             try:
                 probe.bind(address)
             except OSError as error:
-                return _bind_error(listen, host, port, error)
+                return _bind_error(listen, host, port, error, flag)
     return None
 
 
-def _bind_error(listen: str, host: str, port: int, error: OSError) -> Problem:
+def _bind_error(listen: str, host: str, port: int, error: OSError, flag: str) -> Problem:
     if error.errno == errno.EADDRINUSE:
         return Problem(f"cannot listen on {listen}: port {port} is already in use (another "
-                       "server?); stop that process or give another port with --listen", RUNTIME)
+                       f"server?); stop that process or give another port with {flag}", RUNTIME)
     if error.errno == errno.EADDRNOTAVAIL:
         return Problem(f"cannot listen on {listen}: {host} is not an address of this machine; "
                        "give one of its addresses, 127.0.0.1, or 0.0.0.0 for all of them")

@@ -14,6 +14,7 @@ from arbiter.cli.usage import DESCRIPTION, Parser, version
 from arbiter.server.config import ConfigError, ExperimentConfig, load_config
 
 if TYPE_CHECKING:
+    from arbiter.cli.checks import Problem
     from arbiter.client import Connection
     from arbiter.server.transport import TlsFiles
 
@@ -28,6 +29,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the decision server")
     serve.add_argument("--listen", default="127.0.0.1:50051",
                        help="HOST:PORT or [IPv6]:PORT (port 0: any free port, printed when ready)")
+    serve.add_argument("--metrics-listen", metavar="HOST:PORT",
+                       help="serve Prometheus metrics over HTTP here (README: Metrics; port 0: any "
+                            "free port, printed when ready); under --processes the supervisor "
+                            "serves every process's, combined (default: no metrics)")
     serve.add_argument("--db", default="sqlite:///arbiter.db",
                        help="SQLAlchemy URL: sqlite:///FILE or postgresql://USER@HOST:PORT/DB")
     serve.add_argument("--config", metavar="FILE",
@@ -225,7 +230,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     from arbiter.cli.checks import db_url_problem, listen_problem
 
-    for found in (listen_problem(args.listen), db_url_problem(args.db)):
+    for found in (listen_problem(args.listen), db_url_problem(args.db), _metrics_problem(args)):
         if found is not None:
             print(f"arbiter serve: {found.message}", file=sys.stderr)
             return found.code
@@ -254,6 +259,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     # Before anything starts: a port another process holds, a database that does not answer.
     found = (bind_problem(args.listen, reuse_port=args.reuse_port or processes > 1)
+             or (bind_problem(args.metrics_listen, flag="--metrics-listen")
+                 if args.metrics_listen is not None else None)
              or database_problem(args.db))
     if found is not None:
         print(f"arbiter serve: {found.message}", file=sys.stderr)
@@ -264,13 +271,71 @@ def _serve(args: argparse.Namespace) -> int:
     from arbiter.server.privacy import load_secret
 
     load_secret(args.secret_file, args.db)  # before forking: one line (SecretError), one file
-    # The supervisor forks before any gRPC object exists; each child builds its own server.
+    if args.metrics_listen is not None:
+        return _supervise_with_metrics(args, configs, processes)
+    return _supervise(args, configs, processes)
+
+
+def _supervise(args: argparse.Namespace, configs: dict[str, ExperimentConfig], processes: int, *,
+               announce: Callable[[str], None] | None = None,
+               on_exit: Callable[[int], None] = lambda _pid: None,
+               close_in_child: Sequence[int] = ()) -> int:
+    """``--processes N``: the supervisor forks before any gRPC object exists; each child builds
+    its own server."""
     from arbiter.server.processes import supervise
 
     return supervise(processes, args.listen,
                      lambda listen, ready: _run_server(args, configs, listen, True,
-                                                       lambda _address: ready()),
-                     announce=_announce)
+                                                       lambda _address: ready(),
+                                                       metrics_shared=args.metrics_listen is not None),
+                     announce=announce or _announce, on_exit=on_exit, close_in_child=close_in_child)
+
+
+def _supervise_with_metrics(args: argparse.Namespace, configs: dict[str, ExperimentConfig],
+                            processes: int) -> int:
+    """``--processes N --metrics-listen``: prometheus-client's multi-process mode. A fresh folder
+    in PROMETHEUS_MULTIPROC_DIR before prometheus_client is first imported (it reads it then),
+    each child writes its values there, the supervisor serves their combination and drops a
+    dead child's gauges; the folder is removed at exit."""
+    import os
+    import shutil
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix="arbiter-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    from arbiter.server.metrics import Endpoint, aggregated, process_dead
+
+    try:
+        endpoint = Endpoint(args.metrics_listen, aggregated(directory))
+
+        def announce(address: str) -> None:
+            _announce(address)
+            _announce_metrics(endpoint.address)
+
+        try:
+            return _supervise(args, configs, processes, announce=announce,
+                              on_exit=lambda pid: process_dead(directory, pid),
+                              close_in_child=[endpoint.fileno()])
+        finally:
+            endpoint.stop()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _metrics_problem(args: argparse.Namespace) -> Problem | None:
+    """What is wrong with ``--metrics-listen`` (one line), or None."""
+    from arbiter.cli.checks import Problem, listen_problem, split_listen
+
+    if args.metrics_listen is None:
+        return None
+    found = listen_problem(args.metrics_listen, "--metrics-listen")
+    if found is not None or listen_problem(args.listen) is not None:
+        return found
+    port = split_listen(args.metrics_listen)[1]
+    if port != 0 and port == split_listen(args.listen)[1]:
+        return Problem(f"--metrics-listen {args.metrics_listen!r} uses the port of --listen "
+                       f"{args.listen!r}: give the metrics another port, e.g. 9464")
+    return None
 
 
 def _limit_arguments(serve: argparse.ArgumentParser) -> None:
@@ -337,9 +402,16 @@ def _announce(address: str) -> None:
     print(f"arbiter listening on {address}", flush=True)
 
 
+def _announce_metrics(address: str) -> None:
+    """The second ready line, with --metrics-listen (after the first: scripts wait for that)."""
+    print(f"arbiter metrics on http://{address}/metrics", flush=True)
+
+
 def _run_server(args: argparse.Namespace, configs: dict[str, ExperimentConfig], listen: str,
-                reuse_port: bool, ready: Callable[[str], None]) -> int:
-    """One server until SIGTERM/SIGINT: ``ready(HOST:PORT)`` once it restored and serves."""
+                reuse_port: bool, ready: Callable[[str], None], *,
+                metrics_shared: bool = False) -> int:
+    """One server until SIGTERM/SIGINT: ``ready(HOST:PORT)`` once it restored and serves.
+    ``metrics_shared``: a child of ``--processes`` whose supervisor serves the metrics."""
     from arbiter.server.app import App, Settings
 
     stop = threading.Event()
@@ -348,12 +420,16 @@ def _run_server(args: argparse.Namespace, configs: dict[str, ExperimentConfig], 
         signal.signal(signum, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, lambda *_: reload.set())
     app = App(Settings(listen=listen, db=args.db, max_actions=args.max_actions, **_limits(args),
+                       metrics_listen=None if metrics_shared else args.metrics_listen,
+                       metrics_shared=metrics_shared,
                        workers=args.workers, reuse_port=reuse_port,
                        durability=args.durability, snapshot_every=args.snapshot_every,
                        snapshot_seconds=args.snapshot_seconds, migrate=args.migrate,
                        tls=_tls_files(args), auth_tokens=args.auth_tokens,
                        reflection=args.reflection, secret_file=args.secret_file), configs)
     ready(_started(app.start, app.stop, listen, reuse_port))
+    if app.metrics_address is not None:  # one process serves its own (else the supervisor)
+        _announce_metrics(app.metrics_address)
     # Timed waits: the main thread returns to Python every half second, so the handler's
     # set() is always seen (an untimed wait was seen to miss a SIGTERM under load).
     while not stop.wait(0.5):

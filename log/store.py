@@ -283,6 +283,16 @@ def due_windows(connection: sa.Connection, experiment: str, opened_before: datet
     return due
 
 
+def decision_variants(connection: sa.Connection, event_ids: Sequence[str]) -> dict[str, str]:
+    """The serving variant of each logged decision among ``event_ids``."""
+    found: dict[str, str] = {}
+    for chunk in _chunks(sorted(set(event_ids))):
+        found.update(connection.execute(
+            sa.select(decisions.c.event_id, decisions.c.variant)
+            .where(decisions.c.event_id.in_(chunk))).tuples())
+    return found
+
+
 def counted_sums(connection: sa.Connection, event_ids: Sequence[str]) -> dict[str, float]:
     """Sum of the counted (``learned``) rewards of each event that has any."""
     sums: dict[str, float] = {}

@@ -4,6 +4,8 @@ Threads: the gRPC server (``grpc.aio``) and every handler run on one event loop 
 ``arbiter-grpc`` thread; beside it the group-commit writer, the tail (folds what other
 processes commit), the maintenance ticker (database probe; and, in the coordinator, closing
 windows, snapshots, auto-promotion, retention) and a small pool for blocking reads (``Settings.workers``).
+With metrics (``Settings.metrics_listen``) an HTTP thread serves them; under a supervisor
+(``metrics_shared``) the maintenance ticker writes the gauges for it (:mod:`server.metrics`).
 ``start`` and ``stop`` are plain calls.
 """
 
@@ -43,8 +45,10 @@ from arbiter.server.experiments import Experiment
 from arbiter.server.fold import Fold, Tail
 from arbiter.server.guard import guard
 from arbiter.server.loop import DEFAULT_CACHE_BYTES, DecisionLoop
+from arbiter.server.metrics import SAMPLE_RATIO_SECONDS, Endpoint, Metrics
 from arbiter.server.privacy import load_secret
 from arbiter.server.promotion import Controller
+from arbiter.server.report import recent_units, sample_ratio_of
 from arbiter.server.retention import Retention
 from arbiter.server.servicer import DecisionServicer
 from arbiter.server.snapshots import Snapshotter, restore_stats
@@ -94,6 +98,10 @@ class Settings:
     # beside an SQLite file (made on first start); PostgreSQL needs one (SecretError)
     secret_file: str | None = None
     retention_seconds: float = 3600.0  # how often the coordinator applies `retention_days`
+    metrics_listen: str | None = None  # HOST:PORT to serve Prometheus metrics on (server/metrics.py)
+    # Under `--processes`: record metrics into PROMETHEUS_MULTIPROC_DIR; the supervisor serves them
+    metrics_shared: bool = False
+    sample_ratio_seconds: float = SAMPLE_RATIO_SECONDS  # the coordinator's SRM metric, with metrics
 
 
 class App:
@@ -130,13 +138,20 @@ class App:
         self._db_ok = True
         self._publish_health()
         self.experiments = {name: Experiment(config) for name, config in configs.items()}
+        self.metrics: Metrics | None = (
+            Metrics(shared=settings.metrics_shared)
+            if settings.metrics_listen is not None or settings.metrics_shared else None)
+        self.metrics_address: str | None = None  # HOST:PORT bound, once started
+        self._metrics_endpoint: Endpoint | None = None
         self.fold = Fold(self.engine, self.experiments, settings.clock)
         self.stats = Stats.of(self.experiments)  # the live report's sums, kept with the fold
         self.fold.on_apply(self.stats.on_apply)
         self.fold.stats = self.stats  # an erasure rebuilds them with the models
         self.writer = GroupCommitWriter(self.write_engine, self._transaction,
-                                        on_learned=self.fold.committed,
+                                        on_learned=self._committed,
                                         on_health=self._database_answered,
+                                        on_commit=(self.metrics.committed
+                                                   if self.metrics is not None else None),
                                         retry_unavailable=settings.durability == "relaxed",
                                         max_pending=settings.max_queued_writes)
         self.snapshots = Snapshotter(self.write_engine, self.experiments, self.fold,
@@ -148,7 +163,8 @@ class App:
                                  clock=settings.clock,
                                  relaxed=settings.durability == "relaxed",
                                  available=lambda: self._db_ok,
-                                 cache_bytes=settings.cache_bytes, key=self.secret)
+                                 cache_bytes=settings.cache_bytes, key=self.secret,
+                                 metrics=self.metrics)
         self.fold.on_erase(self.loop.cache.drop_experiment)
         self.eraser = Eraser(self.engine, self.writer, self.experiments, self.secret,
                              clock=settings.clock)
@@ -160,6 +176,10 @@ class App:
         self.coordinator = Coordinator(self.write_engine)
         self.tail = Tail(self.fold, interval=settings.tail_seconds)
         self._next_auto_promote = 0.0
+        self._next_sample_ratio = 0.0
+        if self.metrics is not None:
+            self.fold.on_lag(self.metrics.lagged)
+            self.metrics.on_refresh(self._metrics_state)
         self.port = 0
         self._stopping = threading.Event()
         self._maintenance = threading.Thread(target=self._maintain, name="arbiter-maintenance",
@@ -168,6 +188,28 @@ class App:
 
     def _transaction(self, connection: sa.Connection, ops: list[Op]) -> list[LearnedEvent]:
         return commit_batch(connection, ops, self.settings.clock(), self._configs)
+
+    def _committed(self, events: list[LearnedEvent]) -> None:
+        """The writer's committed learned events: counted (decisions only), then folded."""
+        if self.metrics is not None:
+            for event in events:
+                if event.variant and event.state_version is None and event.erased_before is None:
+                    self.metrics.learned(event.experiment, event.variant)
+        self.fold.committed(events)
+
+    def _metrics_state(self) -> None:
+        assert self.metrics is not None
+        self.metrics.state(queue_depth=self.writer.pending, queue_capacity=self.writer.capacity,
+                           database_up=self._db_ok, experiments=self.experiments.values())
+
+    def _check_sample_ratio(self) -> None:
+        """The coordinator's ``arbiter_sample_ratio_p_value``: the live report's check."""
+        assert self.metrics is not None
+        with self.engine.connect() as connection:
+            for name, experiment in self.experiments.items():
+                units = recent_units(connection, experiment.config, experiment.since)
+                self.metrics.sample_ratio_checked(
+                    name, sample_ratio_of(units.srm, experiment.config).p_value)
 
     def _configs(self) -> dict[str, ExperimentConfig]:
         return {name: experiment.config for name, experiment in self.experiments.items()}
@@ -200,6 +242,9 @@ class App:
         # batch's wall time, and with it every waiting call's latency.
         sys.setswitchinterval(SWITCH_INTERVAL)
         self.port = self._on_events(self._serve())
+        if self.settings.metrics_listen is not None and self.metrics is not None:
+            self._metrics_endpoint = Endpoint(self.settings.metrics_listen, self.metrics.registry)
+            self.metrics_address = self._metrics_endpoint.address
         self._ready = True
         self._publish_health()
         self.tail.start()
@@ -217,10 +262,10 @@ class App:
         decision_pb2_grpc.add_DecisionServiceServicer_to_server(
             guard(DecisionServicer(self.loop, max_actions=self.settings.max_actions,
                                    limits=self.settings.limits),
-                  DECISION_SERVICE, auth), server)
+                  DECISION_SERVICE, auth, self.metrics), server)
         experiments_pb2_grpc.add_ExperimentServiceServicer_to_server(
             guard(ExperimentServicer(self.controller, self.eraser),
-                  EXPERIMENT_SERVICE, auth), server)
+                  EXPERIMENT_SERVICE, auth, self.metrics), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)  # open, always
         if self.settings.reflection:
             reflection.enable_server_reflection(SERVICE_NAMES, server)
@@ -268,6 +313,8 @@ class App:
         self.tail.stop()
         self.fold.close()
         self.writer.close()
+        if self._metrics_endpoint is not None:
+            self._metrics_endpoint.stop()
         if self.coordinator.held:
             try:
                 self.snapshots.take()
@@ -284,6 +331,8 @@ class App:
     def _maintain(self) -> None:
         while not self._stopping.wait(self.settings.tick_seconds):
             try:
+                if self.metrics is not None and self.metrics.shared:
+                    self.metrics.refresh()  # for the supervisor, which reads the files
                 if self._database_file_lost():
                     continue
                 if not self._db_ok:
@@ -292,6 +341,9 @@ class App:
                     continue
                 self.loop.close_windows()
                 self.snapshots.maybe()
+                if self.metrics is not None and time.monotonic() >= self._next_sample_ratio:
+                    self._next_sample_ratio = time.monotonic() + self.settings.sample_ratio_seconds
+                    self._check_sample_ratio()
                 if time.monotonic() >= self._next_auto_promote:
                     self._next_auto_promote = time.monotonic() + self.settings.auto_promote_seconds
                     self.controller.auto_promote()

@@ -22,7 +22,8 @@ transaction it runs, each step one statement for the whole batch:
    marker per experiment to the learning order, where every process rebuilds its models.
 
 Each op's ``outcome`` is set for its caller; the learnings come back with their seqs, in order,
-for the fold.
+for the fold (and, with metrics, for ``arbiter_learned_events_total``: a closed window's event
+carries its decision's variant, read in step 5, though not the decision itself).
 """
 
 from __future__ import annotations
@@ -129,11 +130,14 @@ class _Learnings:
     items: list[Learning] = field(default_factory=list)
     sources: list[DecisionRecord | None] = field(default_factory=list)
     owners: list[Op | None] = field(default_factory=list)
+    variants: list[str] = field(default_factory=list)  # where ``source`` is None: "" or known
 
-    def add(self, item: Learning, source: DecisionRecord | None, owner: Op | None = None) -> None:
+    def add(self, item: Learning, source: DecisionRecord | None, owner: Op | None = None,
+            variant: str = "") -> None:
         self.items.append(item)
         self.sources.append(source)
         self.owners.append(owner)
+        self.variants.append(variant)
 
 
 def commit_batch(connection: sa.Connection, ops: Sequence[Op], now: datetime,
@@ -159,15 +163,15 @@ def _learn(connection: sa.Connection, learned: _Learnings) -> list[LearnedEvent]
     first = store.take_seqs(connection, len(learned.items))
     store.insert_learnings(connection, first, learned.items)
     events = []
-    for offset, (item, source, owner) in enumerate(zip(learned.items, learned.sources,
-                                                       learned.owners, strict=True)):
+    for offset, (item, source, owner, variant) in enumerate(zip(
+            learned.items, learned.sources, learned.owners, learned.variants, strict=True)):
         seq = first + offset
         if owner is not None:
             owner.outcome = seq
         if source is None:
             events.append(LearnedEvent(seq=seq, experiment=item.experiment, value=item.value,
                                        state_version=item.state_version,
-                                       event_id=item.event_id,
+                                       event_id=item.event_id, variant=variant,
                                        erased_before=(seq if item.erased_before == OWN_SEQ
                                                       else item.erased_before)))
         else:
@@ -302,10 +306,11 @@ def _closes(connection: sa.Connection, ops: Sequence[Op], now: datetime,
         due = store.due_windows(connection, name, since, limit - closed)
         sums = (store.counted_sums(connection, due) if config.reward_aggregation == "sum"
                 else {})
+        variants = store.decision_variants(connection, due) if due else {}
         for event_id in due:
             learned.add(Learning(experiment=name, event_id=event_id,
                                  value=sums.get(event_id, config.default_reward),
-                                 learned_at=now), None)
+                                 learned_at=now), None, variant=variants.get(event_id, ""))
         closed += len(due)
     for index, op in enumerate(mine):
         op.outcome = closed if index == 0 else 0

@@ -28,7 +28,8 @@ never replays the log once per past erasure. Markers also tell listeners (``on_e
 the experiment's cached decisions.
 
 Freshness: events of other processes are applied within the tail's poll interval; their lag
-(apply time minus commit time) is kept in a bounded window for ``lag()``.
+(apply time minus commit time) is kept in a bounded window for ``lag()`` and handed to the
+``on_lag`` listeners (the ``arbiter_fold_lag_seconds`` histogram).
 """
 
 from __future__ import annotations
@@ -76,11 +77,16 @@ class Fold:
         self._lags: deque[float] = deque(maxlen=LAG_WINDOW)
         self._listeners: list[Callable[[Experiment, LearnedEvent], None]] = []
         self._last_seq = store.LastSeqProbe(engine)  # the polls' cheap question
+        self._lag_listeners: list[Callable[[float], None]] = []
 
     def on_apply(self, listener: Callable[[Experiment, LearnedEvent], None]) -> None:
         """Call ``listener(experiment, event)`` for every learned decision applied (e.g. the
         incremental report statistics)."""
         self._listeners.append(listener)
+
+    def on_lag(self, listener: Callable[[float], None]) -> None:
+        """Call ``listener(seconds)`` with the lag of every event of another process folded."""
+        self._lag_listeners.append(listener)
 
     def on_erase(self, listener: Callable[[str], object]) -> None:
         """Call ``listener(experiment)`` at every erasure marker (e.g. to drop cached decisions
@@ -219,7 +225,10 @@ class Fold:
         for listener in self._listeners:
             listener(experiment, event)
         if remote and event.learned_at is not None:
-            self._lags.append((self._clock() - event.learned_at).total_seconds())
+            lag = (self._clock() - event.learned_at).total_seconds()
+            self._lags.append(lag)
+            for lagged in self._lag_listeners:
+                lagged(lag)
 
     def _set_up(self, connection: sa.Connection, experiment: Experiment,
                 event: LearnedEvent) -> None:

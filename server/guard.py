@@ -9,11 +9,17 @@ handler runs: the role the method needs (:func:`server.auth.required_role`) is c
 here, and each call hashes its bearer token and compares digests (:meth:`Tokens.authorize`).
 The handler gets the caller's :class:`~server.auth.Principal` (``None`` on an open server) as
 its third argument, for the experiments it may see and for audit rows.
+
+With metrics (``arbiter serve --metrics-listen``) each wrapped method is also timed into
+``arbiter_rpc_seconds{method,code}`` (:mod:`server.metrics`): the status is the one the guard
+answered (``context.code()`` after its abort), ``CANCELLED`` for a call the client gave up on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
@@ -23,6 +29,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from arbiter.server.auth import Principal, Tokens, required_role
 from arbiter.server.decoding import MESSAGE, UNDECODABLE
 from arbiter.server.errors import ArbiterError, InvalidArgument, Unauthenticated, status_of
+from arbiter.server.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +47,38 @@ class TokenSource(Protocol):
     def tokens(self) -> Tokens | None: ...
 
 
-def guard(servicer: S, service: ServiceDescriptor, auth: TokenSource | None = None) -> S:
+def guard(servicer: S, service: ServiceDescriptor, auth: TokenSource | None = None,
+          metrics: Metrics | None = None) -> S:
     """``servicer`` with each of ``service``'s methods wrapped: with ``auth``, the caller must
     hold the method's role (UNAUTHENTICATED, PERMISSION_DENIED); domain errors → their status
-    and message; anything else → INTERNAL, details in the log. Returns ``servicer``."""
+    and message; anything else → INTERNAL, details in the log; with ``metrics``, timed.
+    Returns ``servicer``."""
     for method in service.methods:
-        handler = getattr(servicer, method.name)
+        name = f"/{service.full_name}/{method.name}"
+        handler = _guarded(getattr(servicer, method.name), name, auth,
+                           required_role(service.full_name, method.name))
         setattr(servicer, method.name,
-                _guarded(handler, f"/{service.full_name}/{method.name}", auth,
-                         required_role(service.full_name, method.name)))
+                _timed(handler, metrics.rpc(name)) if metrics is not None else handler)
     return servicer
+
+
+def _timed(handler: Handler, observe: Callable[[str, float], None]) -> Handler:
+    async def timed(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        started = time.perf_counter()
+        try:
+            response = await handler(request, context)
+        except grpc.aio.AbortError:
+            code = context.code()
+            observe(code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN",
+                    time.perf_counter() - started)
+            raise
+        except asyncio.CancelledError:
+            observe("CANCELLED", time.perf_counter() - started)
+            raise
+        observe("OK", time.perf_counter() - started)
+        return response
+
+    return timed
 
 
 def _guarded(inner: Inner, method: str, auth: TokenSource | None, role: str) -> Handler:

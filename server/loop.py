@@ -50,6 +50,7 @@ from arbiter.server.errors import (
     Unavailable,
 )
 from arbiter.server.experiments import Experiment, rng_for
+from arbiter.server.metrics import Metrics
 from arbiter.server.privacy import hash_features, hashed_table
 from arbiter.server.rewards import Verdict
 from arbiter.server.writer import GroupCommitWriter, Write, waiter
@@ -103,13 +104,13 @@ class DecisionLoop:
 
     ``relaxed``: Choose and Activate answer before the commit (Reward always waits: its answer
     is what the log decides). ``available()`` is False while the database is known to be down:
-    calls fail fast.
+    calls fail fast. ``metrics``: decisions and rewards are counted there once logged.
     """
 
     def __init__(self, experiments: Mapping[str, Experiment], writer: GroupCommitWriter,
                  engine: sa.Engine, *, key: bytes, clock: Clock = utc_now, relaxed: bool = False,
                  available: Callable[[], bool] = lambda: True,
-                 cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+                 cache_bytes: int = DEFAULT_CACHE_BYTES, metrics: Metrics | None = None) -> None:
         self.experiments = experiments
         self._writer = writer
         self._engine = engine
@@ -117,6 +118,7 @@ class DecisionLoop:
         self._clock = clock
         self._relaxed = relaxed
         self._available = available
+        self._metrics = metrics
         self.cache = DecisionCache(cache_bytes)
         self._inflight: dict[str, asyncio.Future[ChooseOutcome]] = {}
 
@@ -183,6 +185,7 @@ class DecisionLoop:
         if self._relaxed:
             self._writer.offer(Write([op]))  # a full queue: RESOURCE_EXHAUSTED, nothing cached
             self.cache.put(record)
+            self._decided(record)
             return outcome_of(record)
 
         def remember() -> None:
@@ -197,7 +200,13 @@ class DecisionLoop:
             if logged is None:
                 raise Unavailable("the decision log did not return a logged event; retry")
             return outcome_of(self._same_experiment(logged, request.experiment).record)
+        self._decided(record)
         return outcome_of(record)
+
+    def _decided(self, record: DecisionRecord) -> None:
+        if self._metrics is not None:
+            self._metrics.decided(record.experiment, record.variant,
+                                  record.distribution[record.chosen])
 
     # ---------------------------------------------------------------- Reward
     async def reward(self, event_id: str, value: float, reward_id: str = "",
@@ -216,6 +225,8 @@ class DecisionLoop:
         self._writer.offer(Write([op], done=done))
         await done
         verdict = op.outcome.verdict
+        if self._metrics is not None and verdict is not Verdict.RETRY:  # stored now
+            self._metrics.rewarded(config.name, cached.record.variant, op.outcome.counted)
         if verdict is Verdict.RETRY:
             raise AlreadyExists(f"this reward for event {event_id!r} is already stored")
         if verdict is Verdict.DUPLICATE:

@@ -17,6 +17,9 @@ readiness pipe per child, signals, restarts. It never imports gRPC.
   ``give_up_window`` seconds (a broken database URL, a port someone else holds) stop everything
   and ``supervise`` returns 1 instead of spinning.
 - **Reload.** SIGHUP is passed on to every child (each reloads its token file).
+- **Exits.** ``on_exit(pid)`` runs for every child reaped (e.g. to drop its metrics' gauges);
+  the descriptors in ``close_in_child`` (e.g. the supervisor's metrics endpoint) are closed in
+  every child right after the fork.
 - **Stop.** SIGTERM or SIGINT: SIGTERM to every child, each drains on its own (health
   NOT_SERVING, in-flight calls finish, the writer drains); ``supervise`` returns 0 once all have
   exited cleanly, 1 if one did not.
@@ -37,7 +40,7 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import NoReturn
@@ -53,6 +56,8 @@ _PR_SET_PDEATHSIG = 1
 
 
 def supervise(processes: int, listen: str, serve: Serve, *, announce: Callable[[str], None],
+              on_exit: Callable[[int], None] = lambda _pid: None,
+              close_in_child: Sequence[int] = (),
               quick_seconds: float = 10.0, give_up_deaths: int = 5, give_up_window: float = 60.0,
               first_backoff: float = 0.5, max_backoff: float = 10.0) -> int:
     """Run ``processes`` children of ``serve`` on ``listen``'s port until SIGTERM/SIGINT; exit code."""
@@ -63,7 +68,8 @@ def supervise(processes: int, listen: str, serve: Serve, *, announce: Callable[[
     except (OSError, ValueError) as error:
         print(f"arbiter: cannot listen on {listen}: {error}", file=sys.stderr)
         return 1
-    supervisor = _Supervisor(processes, address, serve, announce, sockets, quick_seconds=quick_seconds,
+    supervisor = _Supervisor(processes, address, serve, announce, sockets, on_exit,
+                             tuple(close_in_child), quick_seconds=quick_seconds,
                              give_up_deaths=give_up_deaths, give_up_window=give_up_window,
                              first_backoff=first_backoff, max_backoff=max_backoff)
     try:
@@ -124,6 +130,8 @@ class _Supervisor:
     serve: Serve
     announce: Callable[[str], None]
     reserved: list[socket.socket]  # the supervisor's hold on the port; children close theirs
+    on_exit: Callable[[int], None]
+    close_in_child: tuple[int, ...]
     quick_seconds: float
     give_up_deaths: int
     give_up_window: float
@@ -248,7 +256,7 @@ class _Supervisor:
             self.selector.close()
             for sock in self.reserved:
                 sock.close()
-            for fd in [read_fd, self.wake_read, self.wake_write,
+            for fd in [read_fd, self.wake_read, self.wake_write, *self.close_in_child,
                        *(child.ready_fd for child in self.children.values())]:
                 if fd is not None:
                     os.close(fd)
@@ -296,6 +304,10 @@ class _Supervisor:
                 self._read_ready(child)  # a child may have written "ready" just before dying
                 self._close_ready(child)
                 exited.append((child, os.waitstatus_to_exitcode(status)))
+                try:
+                    self.on_exit(pid)
+                except Exception:  # never lose the supervisor to a hook
+                    log.exception("on_exit(%d) failed", pid)
         return exited
 
     def _reap(self) -> None:

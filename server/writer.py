@@ -17,7 +17,8 @@ failure (PostgreSQL) re-runs the batch. A database error fails the batch's write
 :class:`~server.errors.Unavailable` — or, with ``retry_unavailable`` (relaxed durability, where
 callers were answered before the commit), the batch is retried with backoff until the
 database is back, so nothing acknowledged is dropped while the process lives. ``on_health`` is
-told whether the last transaction reached the database.
+told whether the last transaction reached the database, ``on_commit`` how many seconds each
+transaction that committed took (begin to commit).
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class GroupCommitWriter:
                  on_learned: Callable[[list[LearnedEvent]], None] = lambda _events: None,
                  max_batch: int = 1024, max_pending: int = 10_000,
                  on_health: Callable[[bool], None] | None = None,
+                 on_commit: Callable[[float], None] | None = None,
                  retry_unavailable: bool = False) -> None:
         self._engine = engine
         self._transaction = transaction
@@ -89,8 +91,14 @@ class GroupCommitWriter:
         self._wake: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None],
                                                                 BaseException | None]]] = {}
         self._on_health = on_health or (lambda _ok: None)
+        self._on_commit = on_commit
         self._thread = threading.Thread(target=self._run, name="arbiter-writer", daemon=True)
         self._thread.start()
+
+    @property
+    def capacity(self) -> int:
+        """Writes the queue holds (``max_pending``)."""
+        return self._queue.maxsize
 
     @property
     def pending(self) -> int:
@@ -209,8 +217,12 @@ class GroupCommitWriter:
 
     def _insert(self, batch: list[Write]) -> list[LearnedEvent]:
         ops = [op for write in batch for op in write.ops]
+        started = time.perf_counter()
         with self._engine.begin() as connection:
-            return self._transaction(connection, ops)
+            learned = self._transaction(connection, ops)
+        if self._on_commit is not None:
+            self._on_commit(time.perf_counter() - started)
+        return learned
 
     def _finish(self, write: Write, error: BaseException | None) -> None:
         """Wake the waiter of a committed write (``error``: its after-commit hook failed)."""

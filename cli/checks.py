@@ -24,7 +24,8 @@ USAGE = 2
 RUNTIME = 1
 
 DATABASES = "sqlite:///FILE (e.g. sqlite:///arbiter.db) or postgresql://USER@HOST:PORT/DB"
-_LISTEN_EXAMPLE = "e.g. 127.0.0.1:50051, [::1]:50051 or 0.0.0.0:50051; port 0 picks a free one"
+_LISTEN_EXAMPLE = "e.g. 127.0.0.1:{0}, [::1]:{0} or 0.0.0.0:{0}; port 0 picks a free one"
+EXAMPLE_PORTS = {"--listen": 50051, "--metrics-listen": 9464}  # gRPC's, Prometheus exporters' habit
 _HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _SQLITE_DRIVERS = {"sqlite", "sqlite+pysqlite"}
 _POSTGRES_DRIVERS = {"postgresql", "postgres", "postgresql+psycopg"}
@@ -66,26 +67,28 @@ def listen_problem(listen: str, flag: str = "--listen") -> Problem | None:
     port 0 asks for any free port (``arbiter serve`` prints the one it got).
     """
     where = f"{flag} {listen!r}"
+    example_port = EXAMPLE_PORTS.get(flag, 50051)
+    examples = _LISTEN_EXAMPLE.format(example_port)
     if listen.startswith("["):
         host, closed, rest = listen[1:].partition("]")
         if not closed:
-            return Problem(f"{where}: the IPv6 address has no closing bracket; {_LISTEN_EXAMPLE}")
+            return Problem(f"{where}: the IPv6 address has no closing bracket; {examples}")
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            return Problem(f"{where}: {host!r} in brackets is not an IPv6 address; {_LISTEN_EXAMPLE}")
+            return Problem(f"{where}: {host!r} in brackets is not an IPv6 address; {examples}")
         if not rest.startswith(":"):
-            return Problem(f"{where} has no port: give [{host}]:PORT, e.g. [{host}]:50051 "
+            return Problem(f"{where} has no port: give [{host}]:PORT, e.g. [{host}]:{example_port} "
                            "(port 0 picks a free one)")
         port = rest[1:]
     elif listen.count(":") > 1:
-        return Problem(f"{where}: an IPv6 address goes in brackets, as in [::1]:50051; "
-                       f"{_LISTEN_EXAMPLE}")
+        return Problem(f"{where}: an IPv6 address goes in brackets, as in [::1]:{example_port}; "
+                       f"{examples}")
     else:
         host, colon, port = listen.rpartition(":")
         if not colon:
-            return Problem(f"{where} has no port: give HOST:PORT, e.g. {listen or '127.0.0.1'}:50051 "
-                           "(port 0 picks a free one)")
+            return Problem(f"{where} has no port: give HOST:PORT, e.g. "
+                           f"{listen or '127.0.0.1'}:{example_port} (port 0 picks a free one)")
     if not (port.isascii() and port.isdigit()):
         return Problem(f"{where}: the port must be a number from 1 to 65535 (or 0 for any free "
                        f"port), got {port!r}")
@@ -97,7 +100,7 @@ def listen_problem(listen: str, flag: str = "--listen") -> Problem | None:
                        "(0.0.0.0 listens on every interface)")
     if not listen.startswith("[") and not _valid_host(host):
         return Problem(f"{where}: {host!r} is neither an IP address nor a host name; "
-                       f"{_LISTEN_EXAMPLE}")
+                       f"{examples}")
     return None
 
 

@@ -157,3 +157,37 @@ def test_db_upgrade_refuses_a_bare_path_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "for the file arbiter.db: sqlite:///arbiter.db" in one_line(result)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("listen", "expected"), [
+    ("127.0.0.1:99999", "port 99999 is out of range; ports go from 1 to 65535"),
+    ("localhost", "has no port: give HOST:PORT, e.g. localhost:9464"),
+    ("9464", "has no port"),
+    ("[::1]", "has no port: give [::1]:PORT, e.g. [::1]:9464"),
+    ("300.1.2.3:9464", "neither an IP address nor a host name"),
+])
+def test_a_bad_metrics_address_is_one_line_and_exit_2(tmp_path: Path, listen: str, expected: str) -> None:
+    code, line = serve("--metrics-listen", listen, "--db", sqlite(tmp_path), "--config", DEMO_CONFIG)
+    assert code == 2
+    assert f"--metrics-listen {listen!r}" in line and expected in line
+    assert not (tmp_path / "arbiter.db").exists()
+
+
+def test_metrics_on_the_grpc_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    port = free_port()
+    code, line = serve("--listen", f"127.0.0.1:{port}", "--metrics-listen", f"0.0.0.0:{port}",
+                       "--db", sqlite(tmp_path), "--config", DEMO_CONFIG)
+    assert code == 2
+    assert "uses the port of --listen" in line and "give the metrics another port" in line
+
+
+def test_a_metrics_port_already_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, line = serve("--metrics-listen", f"127.0.0.1:{port}", "--listen", "127.0.0.1:0",
+                           "--db", sqlite(tmp_path), "--config", DEMO_CONFIG)
+    assert code == 1
+    assert f"port {port} is already in use" in line and "--metrics-listen" in line
+    assert not (tmp_path / "arbiter.db").exists()

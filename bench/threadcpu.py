@@ -11,6 +11,11 @@ process (gRPC's own threads included); the table shows milliseconds per call, th
 ``--rounds`` rounds that alternate between the builds.
 
     python -m bench.threadcpu --build . --build /tmp/arbiter-base --rounds 5
+
+``--metrics`` serves each build twice per round, without and with ``--metrics-listen``
+(``Settings.metrics_listen``; the build must have it), and prints the with/without ratio of each
+phase's CPU per call: what recording the metrics costs. The endpoint is scraped once per phase,
+as Prometheus would every 15 s.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Sequence
 from itertools import cycle, islice
 from multiprocessing.connection import Connection
@@ -59,8 +65,9 @@ def thread_cpu() -> dict[str, float]:
     return out
 
 
-def serve(build: str, db: str, pipe: Connection) -> None:
-    """The server process: an App of ``build`` on ``db``; answers "cpu" with :func:`thread_cpu`."""
+def serve(build: str, db: str, pipe: Connection, metrics: bool = False) -> None:
+    """The server process: an App of ``build`` on ``db`` (``metrics``: with its metrics endpoint,
+    scraped at every "cpu"); answers "cpu" with :func:`thread_cpu`."""
     sys.path.insert(0, build)
     app_module: Any
     config_module: Any
@@ -71,11 +78,15 @@ def serve(build: str, db: str, pipe: Connection) -> None:
         import arbiter.server.app as app_module
         import arbiter.server.config as config_module
     logging.basicConfig(level=logging.ERROR)
-    app = app_module.App(app_module.Settings(listen="127.0.0.1:0", db=db),
+    more = {"metrics_listen": "127.0.0.1:0"} if metrics else {}
+    app = app_module.App(app_module.Settings(listen="127.0.0.1:0", db=db, **more),
                          config_module.parse_config({"experiments": {EXPERIMENT: {"policy": "linucb"}}}))
     pipe.send(app.start())
     try:
         while pipe.recv() == "cpu":
+            if metrics:
+                with urllib.request.urlopen(f"http://{app.metrics_address}/metrics") as scraped:
+                    scraped.read()
             pipe.send(thread_cpu())
     finally:
         app.stop(grace=1)
@@ -130,23 +141,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--chooses", type=int, default=4000)
     parser.add_argument("--rewards", type=int, default=3000,
                         help="at most what the decision cache holds (6,338 of these decisions)")
+    parser.add_argument("--metrics", action="store_true",
+                        help="serve each build without and with --metrics-listen; print the ratio")
     args = parser.parse_args(argv)
     builds = [str(Path(build).resolve()) for build in args.build] or [str(Path.cwd())]
+    runs = [(build, metrics) for build in builds for metrics in ((False, True) if args.metrics
+                                                                 else (False,))]
     context = multiprocessing.get_context("spawn")
-    results: dict[str, list[dict[str, tuple[int, float, dict[str, float]]]]] = {b: [] for b in builds}
+    results: dict[str, list[dict[str, tuple[int, float, dict[str, float]]]]] = {
+        _label(*run): [] for run in runs}
     for _ in range(args.rounds):
-        for build in builds:
+        for build, metrics in runs:
             with tempfile.TemporaryDirectory(prefix="arbiter-threadcpu-") as workdir:
                 ours, theirs = context.Pipe()
                 process = context.Process(target=serve, daemon=True,
-                                          args=(build, f"sqlite:///{workdir}/a.db", theirs))
+                                          args=(build, f"sqlite:///{workdir}/a.db", theirs, metrics))
                 process.start()
                 try:
                     if not ours.poll(120):
                         raise RuntimeError(f"the server of {build} did not start")
                     address = ours.recv()
-                    results[build].append(asyncio.run(load(address, ours, args.chooses,
-                                                           args.rewards)))
+                    results[_label(build, metrics)].append(asyncio.run(load(
+                        address, ours, args.chooses, args.rewards)))
                 finally:
                     ours.send("stop")
                     process.join(30)
@@ -162,7 +178,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                      if median(1e3 * r[phase][2].get(name, 0.0) / r[phase][0] for r in rounds) >= 0.0005]
             rate = median(r[phase][0] / r[phase][1] for r in rounds)
             print(f"{phase} {build} ({rate:,.0f}/s): {' '.join(cells)}", flush=True)
+    for build in builds if args.metrics else ():
+        on, off = results[_label(build, True)], results[_label(build, False)]
+        ratios = [f"{phase} {_per_call(on, phase) / _per_call(off, phase):.3f}x"
+                  for phase in ("Choose", "Reward")]
+        print(f"metrics on/off, process CPU per call, {build}: {', '.join(ratios)}")
     return 0
+
+
+def _label(build: str, metrics: bool) -> str:
+    return f"{build} +metrics" if metrics else build
+
+
+def _per_call(rounds: list[dict[str, tuple[int, float, dict[str, float]]]], phase: str) -> float:
+    """Median process CPU seconds per call of ``phase`` over the rounds."""
+    return median(r[phase][2]["(process)"] / r[phase][0] for r in rounds)
 
 
 if __name__ == "__main__":

@@ -287,9 +287,10 @@ def decision_variants(connection: sa.Connection, event_ids: Sequence[str]) -> di
     """The serving variant of each logged decision among ``event_ids``."""
     found: dict[str, str] = {}
     for chunk in _chunks(sorted(set(event_ids))):
-        found.update(connection.execute(
-            sa.select(decisions.c.event_id, decisions.c.variant)
-            .where(decisions.c.event_id.in_(chunk))).tuples())
+        for event_id, variant in connection.execute(
+                sa.select(decisions.c.event_id, decisions.c.variant)
+                .where(decisions.c.event_id.in_(chunk))):
+            found[event_id] = variant
     return found
 
 

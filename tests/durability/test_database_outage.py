@@ -1,4 +1,5 @@
-"""PostgreSQL stops mid-run: UNAVAILABLE and NOT_SERVING; it returns: SERVING, nothing lost."""
+"""PostgreSQL stops mid-run: UNAVAILABLE and NOT_SERVING (and ``arbiter_database_up`` 0); it
+returns: SERVING, nothing lost."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from arbiter.client import DecisionClient, UnavailableError
 from arbiter.server.app import App, Settings
 from arbiter.server.config import parse_config
+from tests.metrics.helpers import scrape
 from tests.postgres import Cluster, cluster_or_skip, secret_file
 
 CONFIG = {"experiments": {"homepage": {"policy": "linucb"}}}
@@ -43,10 +45,11 @@ def wait_for(predicate, seconds: float = 30.0) -> bool:  # type: ignore[no-untyp
 @pytest.mark.slow
 def test_a_database_outage_fails_fast_and_service_resumes_on_its_own(cluster: Cluster) -> None:
     app = App(Settings(listen="127.0.0.1:0", db=cluster.url, tick_seconds=0.2,
-                       secret_file=secret_file()),
+                       secret_file=secret_file(), metrics_listen="127.0.0.1:0"),
               parse_config(CONFIG))
     app.start()
     target = f"127.0.0.1:{app.port}"
+    metrics = f"http://{app.metrics_address}/metrics"
     try:
         with DecisionClient(target, timeout=10) as client:
             before = client.choose("homepage", actions=["a", "b"])
@@ -61,11 +64,13 @@ def test_a_database_outage_fails_fast_and_service_resumes_on_its_own(cluster: Cl
             with pytest.raises(UnavailableError):
                 client.reward(before.event_id, 1.0)
             assert health_status(target) == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert scrape(metrics).value("arbiter_database_up") == 0
 
             cluster.start()
             assert wait_for(lambda: health_status(target) == health_pb2.HealthCheckResponse.SERVING)
             assert client.reward(before.event_id, 1.0).learned  # the earlier decision still joins
             after = client.choose("homepage", actions=["a", "b"])
             assert after.model_version.endswith("@2")  # both learned events, nothing lost
+            assert scrape(metrics).value("arbiter_database_up") == 1
     finally:
         app.stop(grace=1)

@@ -97,6 +97,24 @@ def test_the_scrape_counts_exactly_what_was_sent(served: tuple[ServerProcess, st
                                                              rel=1e-9)
 
 
+def test_windows_closed_with_the_default_reward_count_as_learned_events(tmp_path: Path) -> None:
+    """No reward arrives: the coordinator closes each window with the default reward, and each
+    such learned event counts for the variant that served the decision."""
+    config = tmp_path / "experiments.toml"
+    config.write_text(CONFIG.replace("reward_wait_seconds = 600",
+                                     "reward_wait_seconds = 0.5\ndefault_reward = 0.0"))
+    server, url = start_metrics_server(config, f"sqlite:///{tmp_path / 'arbiter.db'}")
+    try:
+        with DecisionClient(server.target, timeout=10) as client:
+            served_by = Counter(choice.variant for choice in choose_all(client, 12))
+        closed = wait_for_scrape(
+            url, lambda s: s.by("arbiter_learned_events_total", "variant") == served_by,
+            "every window closed and counted")
+        assert closed.by("arbiter_rewards_total", "variant") == {}  # none was sent
+    finally:
+        server.stop()
+
+
 def test_exploration_health_is_the_documented_formula() -> None:
     uniform = Exploration.of([1 / 3] * 10)
     assert uniform is not None

@@ -114,13 +114,16 @@ BALANCE_TRIES = 20
 class Run:
     """One row of the table: the echo server on a gRPC stack, or Arbiter with a policy and a
     durability mode; served by ``processes`` processes on one port; ``base``: (directory,
-    revision) of another build of Arbiter to serve instead of this one."""
+    revision) of another build of Arbiter to serve instead of this one; ``metrics``: with
+    ``--metrics-listen`` (Prometheus metrics recorded, and under a supervisor written to the
+    multi-process files)."""
 
     policy: str | None = None
     durability: str | None = None
     stack: str = "aio"
     processes: int = 1
     base: tuple[str, str] | None = None
+    metrics: bool = False
 
     @property
     def label(self) -> str:
@@ -130,6 +133,8 @@ class Run:
             label = f"{self.policy} {self.durability}"
         if self.base is not None:
             label += f" @{self.base[1]}"
+        if self.metrics:
+            label += " +metrics"
         return label + (f" x{self.processes}" if self.processes > 1 else "")
 
     @property
@@ -176,6 +181,8 @@ class Run:
             secret.write_text(secrets.token_hex(32) + "\n")
             secret.chmod(0o600)
             command += ["--secret-file", str(secret)]
+        if self.metrics:
+            command += ["--metrics-listen", "127.0.0.1:0"]
         if self.processes == 1:
             return [command]
         if supervisor:
@@ -194,14 +201,18 @@ REFERENCE = (
 thread-pool echo shows what the gRPC stack alone changes. ``--short`` keeps the first and third."""
 
 
-def runs(processes: Sequence[int], short: bool, bases: Sequence[tuple[str, str]] = ()) -> list[Run]:
+def runs(processes: Sequence[int], short: bool, bases: Sequence[tuple[str, str]] = (),
+         metrics: bool = False) -> list[Run]:
     """The rows, in order: the one-process rows, Arbiter of each of ``bases``, then echo and
-    Arbiter (LinUCB, strict) for every N > 1 of ``processes``."""
+    Arbiter (LinUCB, strict) for every N > 1 of ``processes``; with ``metrics`` each LinUCB
+    strict row of this build also with metrics."""
     rows = [Run(), Run("linucb", "strict")] if short else list(REFERENCE)
     rows += [Run("linucb", "strict", base=base) for base in bases]
     for n in processes:
         if n > 1:
             rows += [Run(processes=n), Run("linucb", "strict", processes=n)]
+    if metrics:
+        rows += [Run("linucb", "strict", processes=n, metrics=True) for n in sorted({1, *processes})]
     return rows
 
 
@@ -230,6 +241,10 @@ def ratios(rows: Sequence[Run]) -> list[Ratio]:
     for run in rows:
         if run.base is not None:
             wanted += [Ratio("Choose", strict, run, goal=0.95), Ratio("Reward", strict, run, goal=0.95)]
+        if run.metrics:
+            without = Run(run.policy, run.durability, run.stack, run.processes)
+            wanted += [Ratio("Choose", run, without), Ratio("Reward", run, without)]
+            continue
         if run.processes > 1:
             goal = 1.3 if run.processes == 2 and run.policy is not None else None
             one = Run(run.policy, run.durability, run.stack)
@@ -744,6 +759,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the Arbiter rows' log: a SQLite file, or a throwaway PostgreSQL")
     parser.add_argument("--short", action="store_true",
                         help="only echo and linucb strict (and the baseline) per process count")
+    parser.add_argument("--metrics", action="store_true",
+                        help="also serve linucb strict with --metrics-listen, per process count: "
+                             "the cost of recording Prometheus metrics")
     args = parser.parse_args(argv)
     settings = Settings(concurrency=args.concurrency, warmup=args.warmup, seconds=args.seconds,
                         seed=args.seed, channels=args.channels)
@@ -751,7 +769,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bases = [(str(Path(directory).resolve()), revision(directory)) for directory in args.baseline]
     if args.build:
         BUILD["default"] = (str(Path(args.build).resolve()), revision(args.build))
-    rows = runs(args.processes, args.short, bases)
+    rows = runs(args.processes, args.short, bases, args.metrics)
     supervisor = args.launch == "supervisor" or (
         args.launch == "auto" and any(run.processes > 1 for run in rows) and supports_processes())
     rounds: dict[Run, list[Measured]] = {run: [] for run in rows}

@@ -133,16 +133,16 @@ class Exploration:
 
 
 class Metrics:
-    """Every metric of one server, in ``registry`` (by default its own: tests run many servers
-    in one process) — or, under a supervisor, in the multi-process files."""
+    """Every metric of one server, in a registry of its own (tests run many servers in one
+    process) — or, under a supervisor, in the multi-process files."""
 
-    def __init__(self, *, shared: bool = False, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, *, shared: bool = False) -> None:
         """``shared``: record into the supervisor's folder (:func:`shared_directory`)."""
         self.shared = shared
         if shared and (shared_directory() is None or not _multiprocess_values()):
             raise RuntimeError(f"shared metrics need {MULTIPROCESS_ENV} set before prometheus_client "
                                "is imported")
-        self.registry = registry if registry is not None else CollectorRegistry()
+        self.registry = CollectorRegistry()
         r = self.registry
         self._refresh: Callable[[], None] = lambda: None
         if not shared:

@@ -1,0 +1,134 @@
+"""Anytime-valid confidence bounds: hold at every look at once, however often one looks.
+
+A fixed-sample 95% interval misses the truth 5% of the time *at one look*; looked at every few
+minutes for as long as an experiment runs, some interval misses it almost surely. A confidence
+sequence (CS) bounds the truth at every sample size simultaneously: ``P(∃t: μ̄_t ∉ CS_t) ≤ alpha``,
+so a report may be read, and auto-promotion may decide, at any time. Each bound here is
+*one-sided* at level ``beta`` (a two-sided CS at ``1 - alpha`` is two of them at ``alpha/2``), and every
+function is vectorized: arrays of accumulators in, arrays of bounds out (numpy broadcasting), so
+the simulation of ``tests/experiments/test_anytime.py`` and ``bench/promotion.py`` call exactly
+the functions the server calls.
+
+Two constructions, chosen per experiment (:func:`bounded`):
+
+**Empirical Bernstein, non-asymptotic** (Howard, Ramdas, McAuliffe & Sekhon 2021,
+"Time-uniform, nonparametric, nonasymptotic confidence sequences", Theorem 4; the inequality
+of Fan, Grama & Liu 2015) — when the experiment sets ``reward_range = [lo, hi]``. Values are
+scaled to ``x = (r - lo)/(hi - lo) ∈ [0, 1]``. For data ``x_i ≥ 0`` with conditional means
+``μ_i`` and any predictable centre ``c_i ∈ [0, 1]`` (here the running mean of the values
+before, clipped to [0, 1], 1/2 for the first), ``x_i - c_i ≥ -1`` and for every ``λ ∈ [0, 1)``
+
+    L_t(λ) = exp(λ·S_t - ψ(λ)·V_t),  S_t = Σ (x_i - μ_i),  V_t = Σ (x_i - c_i)²,
+    ψ(λ) = -log(1 - λ) - λ,
+
+is a non-negative supermartingale (E[exp(λξ - ψ(λ)ξ²)] ≤ 1 + λE[ξ] for ξ ≥ -1). A mixture
+``M_t = Σ_j w_j·L_t(λ_j)`` with weights summing to 1 is one too, and Ville's inequality gives
+``P(∃t: M_t ≥ 1/β) ≤ β``. ``M_t < 1/β`` ⟺ ``S_t < u(V_t)`` with the boundary
+
+    u(v) = the s solving Σ_j w_j·exp(λ_j·s - ψ(λ_j)·v) = 1/β        (:func:`bernstein_boundary`)
+
+so ``μ̄_t ≥ x̄_t - u(V_t)/t`` at every t with probability ≥ 1 - β: a lower bound that needs
+the data bounded *below* only. The grid is ``λ_j = 0.8·1.5^{-j}``, ``j = 0..GRID-1`` (down to
+~1e-4: tight for V up to ~1e8), with equal weights ``1/GRID``; the root is found by Newton's
+method from above (the left side is convex and increasing in s, so every iterate stays above
+the root: the bound is never optimistic). An upper bound is the lower bound of ``1 - x``.
+Sums: ``n``, ``Σx`` and ``V`` (:class:`server.stats.Bernstein`), kept event by event.
+
+- mean reward (``x ∈ [0, 1]``): lower bound from ``x``, upper from ``1 - x`` (the same V: the
+  centres ``c`` and ``1 - c`` mirror each other).
+- IPS (``w·x ≥ 0`` with ``w = π(a|x)/p``, unbounded above: a rare large weight cannot make the
+  bound optimistic): lower bound of ``E[w·x]`` from the values ``w·x``; upper bound
+  ``1 - lower(E[w·(1 - x)])``, valid as ``E[w] ≤ 1`` for logged propensities
+  (``E[w] = Σ_{a: p(a)>0} π(a) ≤ 1``).
+
+**Asymptotic** (Waudby-Smith, Arnold, Wu, Howard & Ramdas 2021, "Time-uniform central limit
+theory and asymptotic confidence sequences", Theorem 2.2) — without a configured
+``reward_range`` (the default ±1e6 is a guard, not a range: a bounded CS on it would be a
+million wide), and for SNIPS. With the sample standard deviation ``s`` of the ``n`` terms:
+
+    radius = s·sqrt( 2(nr² + 1)/(n²r²) · log( sqrt(nr² + 1)/β ) ),
+    r² = (2·log(1/β) + log(1 + 2·log(1/β))) / n*,
+
+the normal-mixture boundary, tightest near ``n = n*`` (:data:`ASYMPTOTIC_OPTIMUM`, or the
+experiment's ``auto_promote.min_decisions``). Its coverage holds as n grows (finite variance),
+not at every small n — the report says which construction it used.
+
+Differences: ``μ_A - μ_B ∈ [low_A - high_B, high_A - low_B]``, each bound at ``β/2``: a union
+bound over the two variants' own sequences, valid whatever the traffic did (promotions,
+SetTraffic) because each holds at every one of its own sample sizes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+Array = npt.NDArray[np.float64]
+
+GRID = 23  # λ_j = LAMBDA_MAX·SPACING^-j
+LAMBDA_MAX = 0.8
+SPACING = 1.5
+NEWTON_STEPS = 60
+ASYMPTOTIC_OPTIMUM = 1000  # n* of the asymptotic boundary when no min_decisions is configured
+
+_LAMBDAS = LAMBDA_MAX * SPACING ** -np.arange(GRID, dtype=float)
+_PSI = -np.log1p(-_LAMBDAS) - _LAMBDAS
+_LOG_WEIGHT = -math.log(GRID)
+
+
+def bernstein_boundary(v: Any, beta: Any) -> Array:
+    """u(v) of the module docstring: ``S_t < u(V_t)`` at every t with probability ≥ 1 - β.
+    ``v`` (≥ 0) and ``beta`` (in (0, 1)) broadcast against each other."""
+    v_, beta_ = np.broadcast_arrays(np.asarray(v, dtype=float), np.asarray(beta, dtype=float))
+    v_ = np.maximum(v_, 0.0)[..., None]
+    target = -np.log(beta_)[..., None]
+    # any single term reaching 1/β alone puts s above the root: start at the smallest such s
+    s = np.min((target - _LOG_WEIGHT + _PSI * v_) / _LAMBDAS, axis=-1, keepdims=True)
+    for _ in range(NEWTON_STEPS):
+        exponents = _LOG_WEIGHT + _LAMBDAS * s - _PSI * v_
+        top = exponents.max(axis=-1, keepdims=True)
+        weights = np.exp(exponents - top)
+        total = weights.sum(axis=-1, keepdims=True)
+        value = top + np.log(total) - target  # log M(s) - log(1/β): convex, increasing in s
+        slope = (weights * _LAMBDAS).sum(axis=-1, keepdims=True) / total
+        step = value / slope
+        s = s - step
+        if np.all(np.abs(step) <= 1e-12 * np.maximum(1.0, np.abs(s))):
+            break
+    return np.asarray(s[..., 0], dtype=float)
+
+
+def bernstein_lower(n: Any, total: Any, v: Any, beta: Any) -> Array:
+    """Lower bound of the average conditional mean of ``n`` values ``≥ 0`` (scaled units) with
+    sum ``total`` and ``V = v``; -inf where ``n`` is 0."""
+    n_ = np.asarray(n, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        low = (np.asarray(total, dtype=float) - bernstein_boundary(v, beta)) / n_
+    return np.where(n_ > 0, low, -np.inf)
+
+
+def asymptotic_radius(n: Any, sd: Any, beta: Any, optimum: float = ASYMPTOTIC_OPTIMUM) -> Array:
+    """The asymptotic CS's radius around a mean of ``n`` terms of standard deviation ``sd``
+    (one side at ``beta``; conservative: the two-sided boundary at ``beta``); inf below 2."""
+    n_, sd_, beta_ = np.broadcast_arrays(np.asarray(n, dtype=float), np.asarray(sd, dtype=float),
+                                         np.asarray(beta, dtype=float))
+    log_inverse = -np.log(beta_)
+    rho2 = (2 * log_inverse + np.log1p(2 * log_inverse)) / float(optimum)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        radius = sd_ * np.sqrt(2 * (n_ * rho2 + 1) / (n_ * n_ * rho2)
+                               * (0.5 * np.log(n_ * rho2 + 1) + log_inverse))
+    return np.where((n_ >= 2) & np.isfinite(sd_), radius, np.inf)
+
+
+def scaled(value: Any, reward_range: tuple[float, float]) -> Array:
+    """``(r - lo)/(hi - lo)``: a reward in [0, 1] units."""
+    low, high = reward_range
+    return (np.asarray(value, dtype=float) - low) / (high - low)
+
+
+def unscaled(value: Any, reward_range: tuple[float, float]) -> Array:
+    low, high = reward_range
+    return low + np.asarray(value, dtype=float) * (high - low)

@@ -77,7 +77,7 @@ from arbiter.server.stats import ExperimentStats, Stats, VariantStats
 BOUNDED = "empirical-bernstein"
 ASYMPTOTIC = "asymptotic"
 P_GRID = 241  # levels, log-spaced from 1e-6 to 1, of the anytime-valid p-value
-MIN_EFFECTIVE_SAMPLE = 200  # ESS below which no verdict: wait for more decisions
+MIN_EFFECTIVE_SAMPLE = 100  # ESS below which no verdict: wait for more decisions
 MIN_EFFECTIVE_SHARE = 0.05  # ESS/n below which no verdict: the log rarely does what it would
 MAX_UNSUPPORTED = 0.05  # estimated mass on near-zero-probability actions above which no verdict
 SRM_THRESHOLD = 0.001

@@ -22,33 +22,47 @@ Where the figures come from (the cost of a report does not grow with the log):
   only when asked for, never for auto-promotion or a promotion's evidence.
 
 :func:`build_by_scan` computes the same report from one scan of the log (``decisions``
-left-joined to ``learnings``) and is kept as the reference the incremental one is tested
-against; :func:`segments` still uses it. The learned value of an event is the reward the server
-learned for it, including the default reward of a window that closed without one, so every
-figure describes exactly what the models learned from.
+left-joined to ``learnings``, the learned ones folded into accumulators in learning order) and
+is kept as the reference the incremental one is tested against; :func:`segments` still uses
+it. The learned value of an event is the reward the server learned for it, including the
+default reward of a window that closed without one, so every figure describes exactly what the
+models learned from.
 
-Per variant (``z`` is the normal quantile of the confidence, 1.96 for 95%):
+Every interval is an anytime-valid confidence sequence at the report's confidence (95%): it
+holds at every look at once (:mod:`server.anytime`; ``Report.intervals`` names the
+construction: ``empirical-bernstein`` on the experiment's ``reward_range``, else
+``asymptotic``). Per variant, by variant whatever its role now or then (a champion promoted
+away keeps what it served; a promoted shadow keeps what it scored):
 
-- ``decisions``: serving variants — decisions they served; shadows — decisions they scored.
-- ``units``: distinct pseudonymised units among those decisions; a decision without a unit is
-  assigned on its own, so it counts as one unit.
-- ``rewards``: learned events among them (the ``n`` behind the means).
-- ``mean_reward`` (serving only): mean of the learned values ± z·s/√n.
-- ``difference_to_control`` (serving challengers): Welch — mean - control mean ±
-  z·√(s₁²/n₁ + s₀²/n₀), with the two-sided normal p-value (NaN where not applicable, 1 for the
-  control itself).
-- ``ips`` / ``snips``: off-policy estimates over every learned decision whose distribution of
-  this variant is known — as a shadow, w = π_v(a|x)/p from the logged shadow distribution and
-  the logged probability p; where it served, w = 1. IPS = mean(w·r) ± z·sd(w·r)/√n; SNIPS =
-  Σw·r/Σw with the delta-method interval (terms w·(r - V̂)/mean(w)).
+- ``decisions``: decisions it served, in any role; ``units``: distinct pseudonymised units
+  among them (a decision without a unit counts as one unit); ``rewards``: learned events among
+  them (the ``n`` behind ``mean_reward``).
+- ``scored``/``scored_units``: decisions it scored as a shadow, in any role, and their units.
+- ``mean_reward``: mean of the learned values of the decisions it served, with its CS.
+- ``ips`` / ``snips`` (its *value*): off-policy estimates over every learned decision whose
+  distribution of this variant is known — as a shadow, w = π_v(a|x)/p from the logged shadow
+  distribution and the logged probability p; where it served, w = 1. IPS = mean(w·r) with the
+  CS of :mod:`server.anytime`; SNIPS = Σw·r/Σw with the asymptotic CS of the delta-method terms
+  w·(r - V̂)/mean(w).
+- ``difference_to_control``: value minus the champion's, ``[low - champion's high,
+  high - champion's low]`` with the champion's bounds at alpha/2 and each of the K candidates'
+  at alpha/(2K) (:func:`levels`); ``verdict`` "better" when it is above 0, "worse" below,
+  "no difference yet" across — auto-promotion's rule (:mod:`server.promotion`); ``p_value``:
+  1 - the highest confidence at which it excludes 0 (anytime-valid like the bounds; 1 for the
+  champion).
+- ``effective_sample_size``, ``unsupported_mass``, ``not_evaluable``: :func:`evaluability`; a
+  variant below the thresholds gets the verdict "not evaluable" and is never auto-promoted.
 - ``probability_best``: share of 20,000 seeded draws in which the variant is highest, each
-  variant ~ Normal(estimate, standard error) — serving variants by their mean reward, shadows
-  by their IPS estimate (variants without data have 0).
+  variant ~ Normal(value, its standard error) (variants without data have 0). A Bayesian
+  summary under a normal approximation, not an anytime-valid statement.
 
-Sample-ratio mismatch: units per serving variant over the decisions made since the current
-traffic set-up took effect (an older window would mix weights; and within the units horizon),
-chi-square against the weights with k - 1 degrees of freedom; p from the regularized upper
-incomplete gamma Q(df/2, χ²/2). Mismatch when p < 0.001.
+Sample-ratio mismatch, era by era: each traffic version (``experiment_states``: the seeded
+set-up, every SetTraffic and promotion) is an era from its ``created_at`` to the next one's;
+the units of the decisions made in an era (within the units horizon) are counted per serving
+variant and compared with that era's weights (chi-square, k - 1 degrees of freedom, p from the
+regularized upper incomplete gamma Q(df/2, χ²/2)). The eras combine by adding chi-squares and
+degrees of freedom; units of a variant its era gave no weight make the check fail (p = 0).
+Mismatch when p < 0.001.
 
 Segments: the decisions are grouped by the category of one context feature ``namespace.feature``
 (``(missing)`` when absent); a segment where some serving variant with traffic has fewer than

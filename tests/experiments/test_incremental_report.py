@@ -275,8 +275,10 @@ def test_the_incremental_report_is_the_scan_through_promotions_restarts_and_repl
 
 def test_snapshots_without_accumulators_are_rebuilt_from_the_log_once(
         start_server: Callable[..., App], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Snapshots written before revision 0003 (``stats`` NULL), or in a format this release
-    does not read: the accumulators are rebuilt from the log, the policies still restored."""
+    """Snapshots written before revision 0003 (``stats`` NULL), in format 1 (before the
+    anytime-valid bounds' sums, which cannot be derived from it), with another reward_range, or
+    in a format this release does not read: the accumulators are rebuilt from the log, the
+    policies still restored."""
     app = start_server(CONFIG, **SETTINGS)
     db = app.settings.db
     with DecisionClient(target(app)) as client:
@@ -288,6 +290,15 @@ def test_snapshots_without_accumulators_are_rebuilt_from_the_log_once(
                            .values(stats=sa.null()))
         connection.execute(snapshots.update().where(snapshots.c.variant == "lin")
                            .values(stats={"format": 999}))
+        connection.execute(snapshots.update().where(snapshots.c.variant == "control")
+                           .values(stats={"format": 1, "position": 1, "served": [1, 0.5, 0.0],
+                                          "scored": 0, "ips": [1, 0.5, 0.0],
+                                          "snips": [1.0, 1.0, 0.5, 0.0, 0.0]}))
+        high = connection.execute(sa.select(snapshots.c.id, snapshots.c.stats)
+                                  .where(snapshots.c.variant == "high")).all()
+        for row_id, stats in high:  # scaled by a range the configuration no longer has
+            connection.execute(snapshots.update().where(snapshots.c.id == row_id)
+                               .values(stats={**stats, "range": [0, 1]}))
     engine.dispose()
     again = start_server(CONFIG, **SETTINGS)
     check(again, monkeypatch)

@@ -99,7 +99,7 @@ def first_promotions(rates: tuple[float, float], seeds: range, decisions: int, e
         champion = accumulate(~challenger, x, looks).sums()
         candidate = accumulate(challenger, x, looks).sums()
         promoted = {name: promotes(champion, candidate, intervals, confidence=confidence,
-                                   candidates=1, min_decisions=min_decisions)[0]
+                                   candidates=1, min_decisions=min_decisions)
                     for name, intervals in rules.items()}
         promoted["fixed 95% at every look"] = fixed_rule(champion, candidate, min_decisions)
         yield {name: np.where(hit.any(axis=1), (looks[hit.argmax(axis=1)] + 1).astype(float),

@@ -24,16 +24,18 @@ Semantics (documented in the README's "Experiments" section as well):
   maintenance thread (:func:`promotes`, :func:`winner`): a candidate (a serving variant with
   traffic, or a shadow) whose weights allow a verdict (:func:`server.report.evaluability`),
   when it and the champion each have at least ``min_decisions`` learned decisions behind their
-  value (IPS: the decisions they served, weight 1, and those they scored as a shadow), and its
-  anytime-valid lower bound is above the champion's anytime-valid upper bound — the
-  champion's at level alpha/2, each of the K candidates' at alpha/(2K), alpha = 1 - ``confidence``
-  (:func:`server.report.levels`) — is promoted with ``automatic = true`` (the highest lower
-  bound among several). The bounds are confidence sequences (:mod:`server.anytime`): they hold
-  at every check at once, so checking every 30 s for months keeps the chance of promoting a
-  variant no better than the champion under alpha (``tests/experiments/test_anytime.py``,
-  ``make bench-promotion``). The live report's ``verdict`` is the same rule. The check reads
-  only the report accumulators the fold keeps (:mod:`server.stats`), never the log, so its
-  cost does not grow with the log; a promotion's evidence is the live report's figures.
+  value (IPS: the decisions they served, weight 1, and those they scored as a shadow), and
+  the anytime-valid lower bound of its value minus the champion's is above 0
+  (:func:`server.report.difference`: with ``reward_range``, the confidence sequence of the
+  difference at alpha/K for K candidates; without, the candidate's lower bound at alpha/(2K)
+  against the champion's upper bound at alpha/2; alpha = 1 - ``confidence``) is promoted with
+  ``automatic = true`` (the highest lower bound among several). The bounds are confidence
+  sequences (:mod:`server.anytime`): they hold at every check at once, so checking every 30 s
+  for months keeps the chance of promoting a variant no better than the champion under alpha
+  (``tests/experiments/test_anytime.py``, ``make bench-promotion``). The live report's
+  ``verdict`` is the same rule. The check reads only the report accumulators the fold keeps
+  (:mod:`server.stats`), never the log, so its cost does not grow with the log; a promotion's
+  evidence is the live report's figures.
 """
 
 from __future__ import annotations
@@ -238,10 +240,10 @@ class Controller:
             found = winner(reports.learned_stats(self._fold, self._stats, config), config)
             if found is None:
                 continue
-            variant, low, high = found
+            variant, low = found
             self.promote(name, variant, automatic=True,
-                         reason=f"automatic: anytime-valid lower bound {low:.4f} > champion's "
-                                f"upper bound {high:.4f} (confidence "
+                         reason=f"automatic: its value minus the champion's is at least "
+                                f"{low:.4f} > 0 (anytime-valid, confidence "
                                 f"{config.auto_promote.confidence}, {len(config.variants) - 1} "
                                 "candidates)")
             done.append((name, variant))
@@ -273,41 +275,41 @@ class Controller:
 
 
 def promotes(champion: reports.Sums, candidate: reports.Sums, intervals: reports.Intervals, *,
-             confidence: float, candidates: int,
-             min_decisions: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+             confidence: float, candidates: int, min_decisions: int) -> np.ndarray:
     """The promotion rule, pure and vectorized (arrays of accumulators in: the simulation of
-    ``tests/experiments/test_anytime.py`` drives it directly): (promote?, the candidate's lower
-    bound, the champion's upper bound) — promote where both have ``min_decisions`` terms and
-    the lower bound is above the upper bound, at :func:`server.report.levels`."""
-    champion_beta, candidate_beta = reports.levels(confidence, candidates)
-    _, high = reports.bounds(champion, champion_beta, intervals)
-    low, _ = reports.bounds(candidate, candidate_beta, intervals)
+    ``tests/experiments/test_anytime.py`` drives it directly): promote where both have
+    ``min_decisions`` terms and the anytime-valid lower bound of value(candidate) -
+    value(champion) is above 0 (:func:`server.report.better`)."""
     enough = (np.asarray(champion.n) >= min_decisions) & (np.asarray(candidate.n) >= min_decisions)
-    return enough & (low > high), low, high
+    return np.asarray(enough & reports.better(candidate, champion, intervals, confidence,
+                                              candidates))
 
 
-def winner(stats: ExperimentStats, config: ExperimentConfig) -> tuple[str, float, float] | None:
-    """The candidate :func:`promotes` promotes (the highest lower bound), with its lower bound
-    and the champion's upper bound; None when none."""
+def winner(stats: ExperimentStats, config: ExperimentConfig) -> tuple[str, float] | None:
+    """The candidate :func:`promotes` promotes (the highest lower bound of its difference to
+    the champion), with that bound; None when none."""
     assert config.auto_promote is not None
     intervals = reports.Intervals.of(config)
     mine = stats.variants.get(config.control)
     if mine is None:
         return None
     champion = reports.Sums.value(mine)
-    best: tuple[str, float, float] | None = None
+    best: tuple[str, float] | None = None
     for variant in config.variants:
         if variant.name == config.control or not (variant.shadow or variant.traffic > 0):
             continue
         theirs = stats.variants.get(variant.name)
         if theirs is None or reports.evaluability(theirs)[2]:
             continue
-        ok, low, high = promotes(champion, reports.Sums.value(theirs), intervals,
-                                 confidence=config.auto_promote.confidence,
-                                 candidates=len(config.variants) - 1,
-                                 min_decisions=config.auto_promote.min_decisions)
-        if bool(ok) and (best is None or float(low) > best[1]):
-            best = (variant.name, float(low), float(high))
+        candidates = len(config.variants) - 1
+        sums = reports.Sums.value(theirs)
+        if not promotes(champion, sums, intervals, confidence=config.auto_promote.confidence,
+                        candidates=candidates, min_decisions=config.auto_promote.min_decisions):
+            continue
+        low, _ = reports.difference(sums, champion, intervals, config.auto_promote.confidence,
+                                    candidates)
+        if best is None or float(low) > best[1]:
+            best = (variant.name, float(low))
     return best
 
 

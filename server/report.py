@@ -375,28 +375,67 @@ def interval(sums: Sums, confidence: float, intervals: Intervals) -> Interval | 
     return Interval(float(sums.mean), float(low), float(high))
 
 
-def levels(confidence: float, candidates: int) -> tuple[float, float]:
-    """(β of the champion's upper bound, β of each candidate's lower bound) of a comparison
-    with the champion: alpha/2 and alpha/(2K) for K candidates (Bonferroni), so that with every
-    candidate equal to the champion none is called better, at any look, with probability
-    ≥ ``confidence``."""
-    alpha = 1 - confidence
+def levels(confidence: Any, candidates: int) -> tuple[Any, Any]:
+    """(β of the champion's upper bound, β of each candidate's lower bound) of the asymptotic
+    comparison, two bounds per candidate: alpha/2 and alpha/(2K) for K candidates (Bonferroni);
+    the bounded one tests the difference itself, at alpha/K (:func:`difference`). Either way,
+    with every candidate equal to the champion none is called better, at any look, with
+    probability ≥ ``confidence``."""
+    alpha = 1 - np.asarray(confidence, dtype=float)
     return alpha / 2, alpha / (2 * max(candidates, 1))
+
+
+def _up(sums: Sums) -> tuple[Any, Any, Any]:
+    return sums.n, sums.low_total, sums.low_v
+
+
+def _down(sums: Sums) -> tuple[Any, Any, Any]:
+    return sums.n, sums.high_total, sums.high_v
+
+
+def evidence(candidate: Sums, champion: Sums) -> tuple[np.ndarray, np.ndarray]:
+    """Bounded construction: log of the evidence that the candidate's value is above the
+    champion's, and below it (:func:`server.anytime.difference_evidence` at δ = 0)."""
+    return (anytime.difference_evidence(_up(candidate), _down(champion)),
+            anytime.difference_evidence(_up(champion), _down(candidate)))
 
 
 def difference(candidate: Sums, champion: Sums, intervals: Intervals, confidence: Any,
                candidates: int) -> tuple[Any, Any]:
-    """Bounds of value(candidate) - value(champion) at the comparison's :func:`levels`:
-    ``[low - champion's high, high - champion's low]`` (vectorized)."""
+    """Bounds of value(candidate) - value(champion), in reward units (vectorized). Bounded:
+    the confidence sequence of the difference itself (:func:`server.anytime.difference_lower`,
+    each side at alpha/K); asymptotic: ``[low - champion's high, high - champion's low]`` at
+    :func:`levels`."""
+    if intervals.method == BOUNDED:
+        beta = (1 - np.asarray(confidence, dtype=float)) / max(candidates, 1)
+        width = intervals.reward_range[1] - intervals.reward_range[0]
+        low = anytime.difference_lower(_up(candidate), _down(champion), beta)
+        high = -anytime.difference_lower(_up(champion), _down(candidate), beta)
+        return low * width, high * width
     champion_beta, candidate_beta = levels(confidence, candidates)
     low, high = bounds(candidate, candidate_beta, intervals)
     champion_low, champion_high = bounds(champion, champion_beta, intervals)
     return low - champion_high, high - champion_low
 
 
+def better(candidate: Sums, champion: Sums, intervals: Intervals, confidence: Any,
+           candidates: int) -> Any:
+    """Whether :func:`difference`'s lower bound is above 0 (bounded: the evidence against "not
+    better" reaches K/alpha, without computing the bound) — vectorized."""
+    if intervals.method == BOUNDED:
+        beta = (1 - np.asarray(confidence, dtype=float)) / max(candidates, 1)
+        return evidence(candidate, champion)[0] >= -np.log(beta)
+    return difference(candidate, champion, intervals, confidence, candidates)[0] > 0
+
+
 def anytime_p(candidate: Sums, champion: Sums, intervals: Intervals, candidates: int) -> float:
-    """1 - the highest confidence (on a grid of :data:`P_GRID` levels, rounded up) at which
-    :func:`difference` excludes 0: valid at any look, like the bounds; 1 if it never does."""
+    """1 - the highest confidence at which :func:`difference` excludes 0: valid at any look,
+    like the bounds; 1 if it never does. Bounded: ``min(1, K·exp(-evidence))``, the larger
+    evidence of the two directions; asymptotic: on a grid of :data:`P_GRID` levels, rounded
+    up."""
+    if intervals.method == BOUNDED:
+        up, down = evidence(candidate, champion)
+        return float(min(1.0, max(candidates, 1) * math.exp(-max(float(up), float(down)))))
     alphas = np.geomspace(1e-6, 1.0, P_GRID)
     low, high = difference(candidate, champion, intervals, 1 - alphas, candidates)
     excluded = (low > 0) | (high < 0)

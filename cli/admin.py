@@ -68,11 +68,13 @@ def variants_table(title: str, variants: list[pb.VariantReport], control: str) -
     return table
 
 
-def comparison_table(variants: list[pb.VariantReport], control: str) -> Table:
+def comparison_table(variants: list[pb.VariantReport], control: str,
+                     min_effect: float = 0.0) -> Table:
     """Each candidate against the champion, with what the verdict rests on (ESS: effective
     sample size of its importance weights; off-log mass: its estimated probability on actions
     the log gave near-zero probability)."""
-    table = Table(title=f"against the champion {control}", title_justify="left")
+    threshold = f"; better/worse beyond ±{min_effect:g}" if min_effect > 0 else ""
+    table = Table(title=f"against the champion {control}{threshold}", title_justify="left")
     for column in ("variant", "value - champion's", "p (anytime)", "ESS", "off-log mass",
                    "verdict"):
         table.add_column(column, justify="left" if column in ("variant", "verdict") else "right")
@@ -95,11 +97,14 @@ def verdicts(report: pb.Report) -> list[str]:
         if v.not_evaluable:
             lines.append(f"{v.variant}: no verdict: {v.not_evaluable}")
         elif v.verdict in ("better", "worse"):
-            lines.append(f"{v.variant}: {v.verdict} than the champion {report.control} (value "
+            by = f" by more than {report.min_effect:g}" if report.min_effect > 0 else ""
+            lines.append(f"{v.variant}: {v.verdict} than the champion {report.control}{by} (value "
                          f"minus the champion's in [{difference.low:.3f}, {difference.high:.3f}]"
                          f", anytime-valid p = {_p(v.p_value)})")
         elif v.HasField("difference_to_control"):
-            lines.append(f"{v.variant}: no difference from the champion {report.control} yet "
+            lines.append(f"{v.variant}: no difference"
+                         f"{f' beyond {report.min_effect:g}' if report.min_effect > 0 else ''}"
+                         f" from the champion {report.control} yet "
                          f"(value minus the champion's in [{difference.low:.3f}, "
                          f"{difference.high:.3f}])")
         else:
@@ -133,10 +138,11 @@ def _when(since: str) -> str:
     return f"{since[:19].replace('T', ' ')} UTC" if since else "the start"
 
 
-def report(target: str, experiment: str, segment_by: str = "", *,
+def report(target: str, experiment: str, segment_by: str = "", *, min_effect: float = 0.0,
            connection: Connection | None = None) -> int:
     answer = _call(target, "GetReport",
-                   pb.GetReportRequest(experiment=experiment, segment_by=segment_by), connection)
+                   pb.GetReportRequest(experiment=experiment, segment_by=segment_by,
+                                       min_effect=min_effect), connection)
     if answer is None:
         return 1
     assert isinstance(answer, pb.Report)
@@ -144,7 +150,8 @@ def report(target: str, experiment: str, segment_by: str = "", *,
     console.print(variants_table(f"experiment {answer.experiment} (champion {answer.control})",
                                  list(answer.variants), answer.control))
     if len(answer.variants) > 1:
-        console.print(comparison_table(list(answer.variants), answer.control))
+        console.print(comparison_table(list(answer.variants), answer.control,
+                                       answer.min_effect))
     console.print(f"intervals: {INTERVALS.get(answer.intervals, answer.intervals)}",
                   highlight=False, markup=False)
     for line in verdicts(answer):

@@ -215,7 +215,7 @@ def report_json(report: pb.Report) -> dict[str, Any]:
                                    "p_value": _number(e.p_value),
                                    "observed_units": dict(e.observed_units),
                                    "expected_share": dict(e.expected_share)} for e in srm.eras]},
-        "intervals": report.intervals,
+        "intervals": report.intervals, "min_effect": report.min_effect,
         "segment_by": report.segment_by or None,
         "segments": [{"segment": s.segment, "units": s.units, "too_few_units": s.too_few_units,
                       "variants": [_variant_report(v, report.control) for v in s.variants]}
@@ -224,10 +224,11 @@ def report_json(report: pb.Report) -> dict[str, Any]:
 
 
 def show_report_json(target: str, experiment: str, segment_by: str = "", *,
-                     connection: Connection | None = None) -> int:
+                     min_effect: float = 0.0, connection: Connection | None = None) -> int:
     """``arbiter report --json``: GetReport printed as :func:`report_json`."""
     answer = _call(target, "GetReport",
-                   pb.GetReportRequest(experiment=experiment, segment_by=segment_by), connection)
+                   pb.GetReportRequest(experiment=experiment, segment_by=segment_by,
+                                       min_effect=min_effect), connection)
     if answer is None:
         return 1
     assert isinstance(answer, pb.Report)

@@ -49,7 +49,7 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
                         principal: Principal | None = None) -> pb.Report:
         check_visible(principal, request.experiment)
         report = await asyncio.to_thread(self._controller.report, request.experiment,
-                                         request.segment_by)
+                                         request.segment_by, request.min_effect)
         return report_message(report)
 
     async def SetTraffic(self, request: pb.SetTrafficRequest, context: grpc.aio.ServicerContext,
@@ -148,7 +148,7 @@ def report_message(report: reports.Report) -> pb.Report:
                 chi_square=_finite(era.chi_square), p_value=era.p_value,
                 observed_units=era.observed_units, expected_share=era.expected_share)
                 for era in srm.eras]),
-        intervals=report.intervals,
+        intervals=report.intervals, min_effect=report.min_effect,
         segment_by=report.segment_by,
         segments=[pb.SegmentReport(segment=s.segment, units=s.units,
                                    too_few_units=s.too_few_units,

@@ -105,14 +105,18 @@ class Controller:
         return experiment
 
     # ------------------------------------------------------------------ report
-    def report(self, name: str, segment_by: str = "") -> reports.Report:
+    def report(self, name: str, segment_by: str = "", min_effect: float = 0.0) -> reports.Report:
         experiment = self.experiment(name)
+        if not math.isfinite(min_effect) or min_effect < 0:
+            raise InvalidArgument("min_effect", f"must be a finite number >= 0 (reward units), "
+                                                f"got {min_effect}")
         segment_by = segment_by or experiment.config.segment_by or ""
         if segment_by and "." not in segment_by:
             raise InvalidArgument("segment_by", f"must look like \"namespace.feature\", "
                                                 f"got {segment_by!r}")
         return reports.build(self._engine, self._fold, self._stats, experiment.config,
-                             segment_by=segment_by, units_horizon=self._units_horizon)
+                             segment_by=segment_by, units_horizon=self._units_horizon,
+                             min_effect=min_effect)
 
     # ------------------------------------------------------------------ traffic
     def set_traffic(self, name: str, weights: Mapping[str, float], *,

@@ -182,6 +182,7 @@ class Report:
     segments: list[Segment] = field(default_factory=list)
     units_since: datetime | None = None
     intervals: str = ASYMPTOTIC
+    min_effect: float = 0.0  # the smallest difference the verdicts call better or worse
 
 
 @dataclass(frozen=True)
@@ -479,8 +480,8 @@ def shares(config: ExperimentConfig) -> dict[str, float]:
     return {name: (w / total if total > 0 else 0.0) for name, w in serving.items()}
 
 
-def figures(rows: Sequence[Row], config: ExperimentConfig, *,
-            confidence: float = 0.95) -> list[VariantFigures]:
+def figures(rows: Sequence[Row], config: ExperimentConfig, *, confidence: float = 0.95,
+            min_effect: float = 0.0) -> list[VariantFigures]:
     """The figures from the rows of a scan (the reference; segments): the accumulators of the
     learned rows folded in learning order, the open windows and the units counted from the
     rows, then :func:`figures_of` as for the live report."""
@@ -497,14 +498,16 @@ def figures(rows: Sequence[Row], config: ExperimentConfig, *,
     units = Units(units={n: len({r.unit for r in rows if r.variant == n}) for n in names},
                   scored={n: len({r.unit for r in rows if r.variant != n and n in r.shadow})
                           for n in names}, since=None)
-    return figures_of(stats, config, confidence=confidence, pending=pending, units=units)
+    return figures_of(stats, config, confidence=confidence, pending=pending, units=units,
+                      min_effect=min_effect)
 
 
 def figures_of(stats: ExperimentStats, config: ExperimentConfig, *, confidence: float = 0.95,
-               pending: Pending | None = None, units: Units | None = None) -> list[VariantFigures]:
+               pending: Pending | None = None, units: Units | None = None,
+               min_effect: float = 0.0) -> list[VariantFigures]:
     """The figures from the fold's accumulators, by variant whatever its role now or then
     (``decisions`` adds ``pending``'s open windows; ``units`` from ``units``: without them both
-    count only what the accumulators know)."""
+    count only what the accumulators know). ``min_effect``: the verdicts' threshold."""
     intervals = Intervals.of(config)
     share = shares(config)
     candidates = len(config.variants) - 1
@@ -542,8 +545,8 @@ def figures_of(stats: ExperimentStats, config: ExperimentConfig, *, confidence: 
             fig.difference_to_control = Interval(float(value.mean - champion.mean), float(low),
                                                  float(high))
             fig.p_value = anytime_p(value, champion, intervals, candidates)
-            fig.verdict = ("not evaluable" if why else "better" if low > 0
-                           else "worse" if high < 0 else "no difference yet")
+            fig.verdict = ("not evaluable" if why else "better" if low > min_effect
+                           else "worse" if high < -min_effect else "no difference yet")
         elif name != config.control:
             fig.verdict = "no difference yet"
         result.append(fig)
@@ -643,7 +646,8 @@ def sample_ratio_of(units: Mapping[tuple[int, str], int], eras: Sequence[Era]) -
                        eras=checks)
 
 
-def segments(rows: Sequence[Row], config: ExperimentConfig) -> list[Segment]:
+def segments(rows: Sequence[Row], config: ExperimentConfig,
+             min_effect: float = 0.0) -> list[Segment]:
     by_segment: dict[str, list[Row]] = defaultdict(list)
     for r in rows:
         by_segment[r.segment].append(r)
@@ -659,22 +663,23 @@ def segments(rows: Sequence[Row], config: ExperimentConfig) -> list[Segment]:
         segment = Segment(segment=name, units=len({r.unit for r in subset}),
                           too_few_units=too_few)
         if not too_few:
-            segment.variants = figures(subset, config)
+            segment.variants = figures(subset, config, min_effect=min_effect)
         result.append(segment)
     return result
 
 
-def build_by_scan(engine: sa.Engine, config: ExperimentConfig, *,
-                  segment_by: str = "") -> Report:
+def build_by_scan(engine: sa.Engine, config: ExperimentConfig, *, segment_by: str = "",
+                  min_effect: float = 0.0) -> Report:
     """The report of ``config``'s experiment from one scan of its whole log (the reference)."""
     rows = load_rows(engine, config.name, segment_by)
     with engine.connect() as connection:
         eras = eras_of(connection, config)
     report = Report(experiment=config.name, control=config.control,
-                    variants=figures(rows, config), sample_ratio=sample_ratio(rows, eras),
-                    segment_by=segment_by, intervals=Intervals.of(config).method)
+                    variants=figures(rows, config, min_effect=min_effect),
+                    sample_ratio=sample_ratio(rows, eras), segment_by=segment_by,
+                    intervals=Intervals.of(config).method, min_effect=min_effect)
     if segment_by:
-        report.segments = segments(rows, config)
+        report.segments = segments(rows, config, min_effect)
     return report
 
 
@@ -805,8 +810,8 @@ def learned_stats(fold: Fold, stats: Stats, config: ExperimentConfig) -> Experim
 
 
 def variant_figures(engine: sa.Engine, fold: Fold, stats: Stats, config: ExperimentConfig, *,
-                    confidence: float = 0.95, units_horizon: int = UNITS_HORIZON
-                    ) -> tuple[list[VariantFigures], Units, list[Era]]:
+                    confidence: float = 0.95, units_horizon: int = UNITS_HORIZON,
+                    min_effect: float = 0.0) -> tuple[list[VariantFigures], Units, list[Era]]:
     """Every figure of the report's variants (the accumulators, the open windows, the units
     horizon), the units behind them and the traffic eras."""
     accumulators, pending = aligned(engine, fold, stats, config)
@@ -814,18 +819,21 @@ def variant_figures(engine: sa.Engine, fold: Fold, stats: Stats, config: Experim
         eras = eras_of(connection, config)
         units = recent_units(connection, config, eras, units_horizon)
     return figures_of(accumulators, config, confidence=confidence, pending=pending,
-                      units=units), units, eras
+                      units=units, min_effect=min_effect), units, eras
 
 
 def build(engine: sa.Engine, fold: Fold, stats: Stats, config: ExperimentConfig, *,
-          segment_by: str = "", units_horizon: int = UNITS_HORIZON) -> Report:
+          segment_by: str = "", units_horizon: int = UNITS_HORIZON,
+          min_effect: float = 0.0) -> Report:
     """The report of ``config``'s experiment (see the module's docstring for what each figure
     reads); segments by a scan, only for ``segment_by``."""
     figures_, units, eras = variant_figures(engine, fold, stats, config,
-                                            units_horizon=units_horizon)
+                                            units_horizon=units_horizon, min_effect=min_effect)
     report = Report(experiment=config.name, control=config.control, variants=figures_,
                     sample_ratio=sample_ratio_of(units.eras, eras), segment_by=segment_by,
-                    units_since=units.since, intervals=Intervals.of(config).method)
+                    units_since=units.since, intervals=Intervals.of(config).method,
+                    min_effect=min_effect)
     if segment_by:
-        report.segments = segments(load_rows(engine, config.name, segment_by), config)
+        report.segments = segments(load_rows(engine, config.name, segment_by), config,
+                                   min_effect)
     return report

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import grpc
 import numpy as np
+import pytest
 
 from arbiter.client import DecisionClient
 from arbiter.server.app import App
 from arbiter.server.report import MAX_UNSUPPORTED
-from tests.cli.helpers import arbiter
-from tests.experiments.helpers import drive, report, target
+from arbiter.v1 import experiments_pb2 as pb
+from tests.cli.helpers import arbiter, one_line
+from tests.experiments.helpers import admin, drive, report, target
 
 SHADOW = {"name": "high", "policy": "fixed", "params": {"action": "high", "floor": 0.1},
           "shadow": True}
@@ -57,3 +60,36 @@ def test_a_shadow_the_log_cannot_evaluate_gets_no_verdict(start_sqlite: Callable
     shown = arbiter("report", "--target", target(app), "--experiment", "narrow")
     assert shown.returncode == 0, shown.stderr
     assert f"high: no verdict: {narrow.not_evaluable}" in " ".join(shown.stdout.split())
+
+
+def test_a_minimum_effect_holds_the_verdict_back(start_sqlite: Callable[..., App]) -> None:
+    """``--min-effect``: "better" needs the difference's lower bound above it (the verdict
+    changes, the interval does not); a negative or non-finite one is refused, naming it."""
+    app = start_sqlite({"experiments": {"wide": CONFIG["experiments"]["wide"]}},
+                       auto_promote_seconds=3600)
+    with DecisionClient(target(app)) as client:
+        drive(client, "wide", EVENTS, np.random.default_rng(7), prefix="wide-")
+    plain = {v.variant: v for v in report(app, "wide").variants}["high"]
+    assert plain.verdict == "better" and plain.difference_to_control.low > 0
+    with admin(app) as stub:
+        strict = stub.GetReport(pb.GetReportRequest(
+            experiment="wide", min_effect=plain.difference_to_control.low + 0.01))
+        assert strict.min_effect == pytest.approx(plain.difference_to_control.low + 0.01)
+        [high] = [v for v in strict.variants if v.variant == "high"]
+        assert high.verdict == "no difference yet"
+        assert high.difference_to_control == plain.difference_to_control
+        loose = stub.GetReport(pb.GetReportRequest(
+            experiment="wide", min_effect=plain.difference_to_control.low - 0.01))
+        assert [v.verdict for v in loose.variants if v.variant == "high"] == ["better"]
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.GetReport(pb.GetReportRequest(experiment="wide", min_effect=-0.1))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "min_effect" in (refused.value.details() or "")
+
+    shown = arbiter("report", "--target", target(app), "--experiment", "wide", "--min-effect",
+                    f"{plain.difference_to_control.low + 0.01}")
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())
+    assert "high: no difference beyond" in text and "no difference yet" in text
+    bad = arbiter("report", "--target", target(app), "--experiment", "wide", "--min-effect", "-1")
+    assert bad.returncode == 2 and "--min-effect" in one_line(bad)

@@ -161,18 +161,24 @@ class GetReportRequest(_message.Message):
 
     EXPERIMENT_FIELD_NUMBER: _builtins.int
     SEGMENT_BY_FIELD_NUMBER: _builtins.int
+    MIN_EFFECT_FIELD_NUMBER: _builtins.int
     experiment: _builtins.str
     segment_by: _builtins.str
     """A categorical context feature "namespace.feature"; empty = the experiment's `segment_by`."""
+    min_effect: _builtins.float
+    """The smallest difference (reward units, >= 0; default 0) worth a verdict: "better" needs the
+    lower bound of value minus the champion's above it, "worse" the upper bound below -it.
+    """
     def __init__(
         self,
         *,
         experiment: _builtins.str = ...,
         segment_by: _builtins.str = ...,
+        min_effect: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment", b"experiment", "segment_by", b"segment_by"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment", b"experiment", "min_effect", b"min_effect", "segment_by", b"segment_by"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -257,8 +263,9 @@ class VariantReport(_message.Message):
     not_evaluable: _builtins.str
     """Empty when the weights allow a verdict; else why not and what to change."""
     verdict: _builtins.str
-    """Against the champion: "better" (its lower bound clears the champion's upper bound),
-    "worse", "no difference yet", "not evaluable"; empty for the champion.
+    """Against the champion: "better" (difference_to_control.low > min_effect), "worse"
+    (difference_to_control.high < -min_effect), "no difference yet", "not evaluable"; empty for
+    the champion. Auto-promotion promotes what is "better" at min_effect 0.
     """
     @_builtins.property
     def mean_reward(self) -> Global___Interval:
@@ -515,6 +522,7 @@ class Report(_message.Message):
     SEGMENT_BY_FIELD_NUMBER: _builtins.int
     SEGMENTS_FIELD_NUMBER: _builtins.int
     INTERVALS_FIELD_NUMBER: _builtins.int
+    MIN_EFFECT_FIELD_NUMBER: _builtins.int
     experiment: _builtins.str
     control: _builtins.str
     segment_by: _builtins.str
@@ -523,6 +531,8 @@ class Report(_message.Message):
     experiment's reward_range) or "asymptotic" (anytime-valid as counts grow; without a
     configured reward_range).
     """
+    min_effect: _builtins.float
+    """The min_effect the verdicts used."""
     @_builtins.property
     def variants(self) -> _containers.RepeatedCompositeFieldContainer[Global___VariantReport]: ...
     @_builtins.property
@@ -539,10 +549,11 @@ class Report(_message.Message):
         segment_by: _builtins.str = ...,
         segments: _abc.Iterable[Global___SegmentReport] | None = ...,
         intervals: _builtins.str = ...,
+        min_effect: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["sample_ratio", b"sample_ratio"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["control", b"control", "experiment", b"experiment", "intervals", b"intervals", "sample_ratio", b"sample_ratio", "segment_by", b"segment_by", "segments", b"segments", "variants", b"variants"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["control", b"control", "experiment", b"experiment", "intervals", b"intervals", "min_effect", b"min_effect", "sample_ratio", b"sample_ratio", "segment_by", b"segment_by", "segments", b"segments", "variants", b"variants"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

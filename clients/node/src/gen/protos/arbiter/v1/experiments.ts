@@ -69,6 +69,11 @@ export interface GetReportRequest {
   experiment: string;
   /** A categorical context feature "namespace.feature"; empty = the experiment's `segment_by`. */
   segmentBy: string;
+  /**
+   * The smallest difference (reward units, >= 0; default 0) worth a verdict: "better" needs the
+   * lower bound of value minus the champion's above it, "worse" the upper bound below -it.
+   */
+  minEffect: number;
 }
 
 /**
@@ -130,8 +135,9 @@ export interface VariantReport {
   /** Empty when the weights allow a verdict; else why not and what to change. */
   notEvaluable: string;
   /**
-   * Against the champion: "better" (its lower bound clears the champion's upper bound),
-   * "worse", "no difference yet", "not evaluable"; empty for the champion.
+   * Against the champion: "better" (difference_to_control.low > min_effect), "worse"
+   * (difference_to_control.high < -min_effect), "no difference yet", "not evaluable"; empty for
+   * the champion. Auto-promotion promotes what is "better" at min_effect 0.
    */
   verdict: string;
 }
@@ -208,6 +214,8 @@ export interface Report {
    * configured reward_range).
    */
   intervals: string;
+  /** The min_effect the verdicts used. */
+  minEffect: number;
 }
 
 export interface SetTrafficRequest {
@@ -792,7 +800,7 @@ export const GetExperimentRequest: MessageFns<GetExperimentRequest> = {
 };
 
 function createBaseGetReportRequest(): GetReportRequest {
-  return { experiment: "", segmentBy: "" };
+  return { experiment: "", segmentBy: "", minEffect: 0 };
 }
 
 export const GetReportRequest: MessageFns<GetReportRequest> = {
@@ -802,6 +810,9 @@ export const GetReportRequest: MessageFns<GetReportRequest> = {
     }
     if (message.segmentBy !== "") {
       writer.uint32(18).string(message.segmentBy);
+    }
+    if (message.minEffect !== 0) {
+      writer.uint32(25).double(message.minEffect);
     }
     return writer;
   },
@@ -835,6 +846,14 @@ export const GetReportRequest: MessageFns<GetReportRequest> = {
             message.segmentBy = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.minEffect = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -855,6 +874,11 @@ export const GetReportRequest: MessageFns<GetReportRequest> = {
         : isSet(object.segment_by)
         ? globalThis.String(object.segment_by)
         : "",
+      minEffect: isSet(object.minEffect)
+        ? globalThis.Number(object.minEffect)
+        : isSet(object.min_effect)
+        ? globalThis.Number(object.min_effect)
+        : 0,
     };
   },
 
@@ -866,6 +890,9 @@ export const GetReportRequest: MessageFns<GetReportRequest> = {
     if (message.segmentBy !== "") {
       obj.segmentBy = message.segmentBy;
     }
+    if (message.minEffect !== 0) {
+      obj.minEffect = floatToJson(message.minEffect);
+    }
     return obj;
   },
 
@@ -876,6 +903,7 @@ export const GetReportRequest: MessageFns<GetReportRequest> = {
     const message = createBaseGetReportRequest();
     message.experiment = object.experiment ?? "";
     message.segmentBy = object.segmentBy ?? "";
+    message.minEffect = object.minEffect ?? 0;
     return message;
   },
 };
@@ -2355,6 +2383,7 @@ function createBaseReport(): Report {
     segmentBy: "",
     segments: [],
     intervals: "",
+    minEffect: 0,
   };
 }
 
@@ -2380,6 +2409,9 @@ export const Report: MessageFns<Report> = {
     }
     if (message.intervals !== "") {
       writer.uint32(58).string(message.intervals);
+    }
+    if (message.minEffect !== 0) {
+      writer.uint32(65).double(message.minEffect);
     }
     return writer;
   },
@@ -2453,6 +2485,14 @@ export const Report: MessageFns<Report> = {
             message.intervals = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 65) {
+              break;
+            }
+
+            message.minEffect = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2486,6 +2526,11 @@ export const Report: MessageFns<Report> = {
         ? object.segments.map((e: any) => SegmentReport.fromJSON(e))
         : [],
       intervals: isSet(object.intervals) ? globalThis.String(object.intervals) : "",
+      minEffect: isSet(object.minEffect)
+        ? globalThis.Number(object.minEffect)
+        : isSet(object.min_effect)
+        ? globalThis.Number(object.min_effect)
+        : 0,
     };
   },
 
@@ -2512,6 +2557,9 @@ export const Report: MessageFns<Report> = {
     if (message.intervals !== "") {
       obj.intervals = message.intervals;
     }
+    if (message.minEffect !== 0) {
+      obj.minEffect = floatToJson(message.minEffect);
+    }
     return obj;
   },
 
@@ -2529,6 +2577,7 @@ export const Report: MessageFns<Report> = {
     message.segmentBy = object.segmentBy ?? "";
     message.segments = object.segments?.map((e) => SegmentReport.fromPartial(e)) || [];
     message.intervals = object.intervals ?? "";
+    message.minEffect = object.minEffect ?? 0;
     return message;
   },
 };

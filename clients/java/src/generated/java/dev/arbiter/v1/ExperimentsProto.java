@@ -150,48 +150,49 @@ public final class ExperimentsProto {
       "perimentsRequest\"F\n\027ListExperimentsRespo" +
       "nse\022+\n\013experiments\030\001 \003(\0132\026.arbiter.v1.Ex" +
       "periment\"*\n\024GetExperimentRequest\022\022\n\nexpe" +
-      "riment\030\001 \001(\t\":\n\020GetReportRequest\022\022\n\nexpe" +
-      "riment\030\001 \001(\t\022\022\n\nsegment_by\030\002 \001(\t\"7\n\010Inte" +
-      "rval\022\020\n\010estimate\030\001 \001(\001\022\013\n\003low\030\002 \001(\001\022\014\n\004h" +
-      "igh\030\003 \001(\001\"\316\003\n\rVariantReport\022\017\n\007variant\030\001" +
-      " \001(\t\022\016\n\006shadow\030\002 \001(\010\022\017\n\007traffic\030\003 \001(\001\022\021\n" +
-      "\tdecisions\030\004 \001(\003\022\r\n\005units\030\005 \001(\003\022\017\n\007rewar" +
-      "ds\030\006 \001(\003\022)\n\013mean_reward\030\007 \001(\0132\024.arbiter." +
-      "v1.Interval\0223\n\025difference_to_control\030\010 \001" +
-      "(\0132\024.arbiter.v1.Interval\022\017\n\007p_value\030\t \001(" +
-      "\001\022\030\n\020probability_best\030\n \001(\001\022!\n\003ips\030\013 \001(\013" +
-      "2\024.arbiter.v1.Interval\022#\n\005snips\030\014 \001(\0132\024." +
-      "arbiter.v1.Interval\022\016\n\006scored\030\r \001(\003\022\024\n\014s" +
-      "cored_units\030\016 \001(\003\022\035\n\025effective_sample_si" +
-      "ze\030\017 \001(\001\022\030\n\020unsupported_mass\030\020 \001(\001\022\025\n\rno" +
-      "t_evaluable\030\021 \001(\t\022\017\n\007verdict\030\022 \001(\t\"\361\002\n\020S" +
-      "ampleRatioCheck\022\022\n\nchi_square\030\001 \001(\001\022\017\n\007p" +
-      "_value\030\002 \001(\001\022\020\n\010mismatch\030\003 \001(\010\022G\n\016observ" +
-      "ed_units\030\004 \003(\0132/.arbiter.v1.SampleRatioC" +
-      "heck.ObservedUnitsEntry\022G\n\016expected_shar" +
-      "e\030\005 \003(\0132/.arbiter.v1.SampleRatioCheck.Ex" +
-      "pectedShareEntry\022(\n\004eras\030\006 \003(\0132\032.arbiter" +
-      ".v1.SampleRatioEra\0324\n\022ObservedUnitsEntry" +
-      "\022\013\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001(\003:\0028\001\0324\n\022Expe" +
-      "ctedShareEntry\022\013\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001" +
-      "(\001:\0028\001\"\317\002\n\016SampleRatioEra\022\017\n\007version\030\001 \001" +
-      "(\003\022\r\n\005since\030\002 \001(\t\022\022\n\nchi_square\030\003 \001(\001\022\017\n" +
-      "\007p_value\030\004 \001(\001\022E\n\016observed_units\030\005 \003(\0132-" +
-      ".arbiter.v1.SampleRatioEra.ObservedUnits" +
-      "Entry\022E\n\016expected_share\030\006 \003(\0132-.arbiter." +
-      "v1.SampleRatioEra.ExpectedShareEntry\0324\n\022" +
-      "ObservedUnitsEntry\022\013\n\003key\030\001 \001(\t\022\r\n\005value" +
-      "\030\002 \001(\003:\0028\001\0324\n\022ExpectedShareEntry\022\013\n\003key\030" +
-      "\001 \001(\t\022\r\n\005value\030\002 \001(\001:\0028\001\"s\n\rSegmentRepor" +
-      "t\022\017\n\007segment\030\001 \001(\t\022\r\n\005units\030\002 \001(\003\022\025\n\rtoo" +
-      "_few_units\030\003 \001(\010\022+\n\010variants\030\004 \003(\0132\031.arb" +
-      "iter.v1.VariantReport\"\342\001\n\006Report\022\022\n\nexpe" +
-      "riment\030\001 \001(\t\022\017\n\007control\030\002 \001(\t\022+\n\010variant" +
-      "s\030\003 \003(\0132\031.arbiter.v1.VariantReport\0222\n\014sa" +
-      "mple_ratio\030\004 \001(\0132\034.arbiter.v1.SampleRati" +
-      "oCheck\022\022\n\nsegment_by\030\005 \001(\t\022+\n\010segments\030\006" +
-      " \003(\0132\031.arbiter.v1.SegmentReport\022\021\n\tinter" +
-      "vals\030\007 \001(\t\"\224\001\n\021SetTrafficRequest\022\022\n\nexpe" +
+      "riment\030\001 \001(\t\"N\n\020GetReportRequest\022\022\n\nexpe" +
+      "riment\030\001 \001(\t\022\022\n\nsegment_by\030\002 \001(\t\022\022\n\nmin_" +
+      "effect\030\003 \001(\001\"7\n\010Interval\022\020\n\010estimate\030\001 \001" +
+      "(\001\022\013\n\003low\030\002 \001(\001\022\014\n\004high\030\003 \001(\001\"\316\003\n\rVarian" +
+      "tReport\022\017\n\007variant\030\001 \001(\t\022\016\n\006shadow\030\002 \001(\010" +
+      "\022\017\n\007traffic\030\003 \001(\001\022\021\n\tdecisions\030\004 \001(\003\022\r\n\005" +
+      "units\030\005 \001(\003\022\017\n\007rewards\030\006 \001(\003\022)\n\013mean_rew" +
+      "ard\030\007 \001(\0132\024.arbiter.v1.Interval\0223\n\025diffe" +
+      "rence_to_control\030\010 \001(\0132\024.arbiter.v1.Inte" +
+      "rval\022\017\n\007p_value\030\t \001(\001\022\030\n\020probability_bes" +
+      "t\030\n \001(\001\022!\n\003ips\030\013 \001(\0132\024.arbiter.v1.Interv" +
+      "al\022#\n\005snips\030\014 \001(\0132\024.arbiter.v1.Interval\022" +
+      "\016\n\006scored\030\r \001(\003\022\024\n\014scored_units\030\016 \001(\003\022\035\n" +
+      "\025effective_sample_size\030\017 \001(\001\022\030\n\020unsuppor" +
+      "ted_mass\030\020 \001(\001\022\025\n\rnot_evaluable\030\021 \001(\t\022\017\n" +
+      "\007verdict\030\022 \001(\t\"\361\002\n\020SampleRatioCheck\022\022\n\nc" +
+      "hi_square\030\001 \001(\001\022\017\n\007p_value\030\002 \001(\001\022\020\n\010mism" +
+      "atch\030\003 \001(\010\022G\n\016observed_units\030\004 \003(\0132/.arb" +
+      "iter.v1.SampleRatioCheck.ObservedUnitsEn" +
+      "try\022G\n\016expected_share\030\005 \003(\0132/.arbiter.v1" +
+      ".SampleRatioCheck.ExpectedShareEntry\022(\n\004" +
+      "eras\030\006 \003(\0132\032.arbiter.v1.SampleRatioEra\0324" +
+      "\n\022ObservedUnitsEntry\022\013\n\003key\030\001 \001(\t\022\r\n\005val" +
+      "ue\030\002 \001(\003:\0028\001\0324\n\022ExpectedShareEntry\022\013\n\003ke" +
+      "y\030\001 \001(\t\022\r\n\005value\030\002 \001(\001:\0028\001\"\317\002\n\016SampleRat" +
+      "ioEra\022\017\n\007version\030\001 \001(\003\022\r\n\005since\030\002 \001(\t\022\022\n" +
+      "\nchi_square\030\003 \001(\001\022\017\n\007p_value\030\004 \001(\001\022E\n\016ob" +
+      "served_units\030\005 \003(\0132-.arbiter.v1.SampleRa" +
+      "tioEra.ObservedUnitsEntry\022E\n\016expected_sh" +
+      "are\030\006 \003(\0132-.arbiter.v1.SampleRatioEra.Ex" +
+      "pectedShareEntry\0324\n\022ObservedUnitsEntry\022\013" +
+      "\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001(\003:\0028\001\0324\n\022Expect" +
+      "edShareEntry\022\013\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001(\001" +
+      ":\0028\001\"s\n\rSegmentReport\022\017\n\007segment\030\001 \001(\t\022\r" +
+      "\n\005units\030\002 \001(\003\022\025\n\rtoo_few_units\030\003 \001(\010\022+\n\010" +
+      "variants\030\004 \003(\0132\031.arbiter.v1.VariantRepor" +
+      "t\"\366\001\n\006Report\022\022\n\nexperiment\030\001 \001(\t\022\017\n\007cont" +
+      "rol\030\002 \001(\t\022+\n\010variants\030\003 \003(\0132\031.arbiter.v1" +
+      ".VariantReport\0222\n\014sample_ratio\030\004 \001(\0132\034.a" +
+      "rbiter.v1.SampleRatioCheck\022\022\n\nsegment_by" +
+      "\030\005 \001(\t\022+\n\010segments\030\006 \003(\0132\031.arbiter.v1.Se" +
+      "gmentReport\022\021\n\tintervals\030\007 \001(\t\022\022\n\nmin_ef" +
+      "fect\030\010 \001(\001\"\224\001\n\021SetTrafficRequest\022\022\n\nexpe" +
       "riment\030\001 \001(\t\022;\n\007traffic\030\002 \003(\0132*.arbiter." +
       "v1.SetTrafficRequest.TrafficEntry\032.\n\014Tra" +
       "fficEntry\022\013\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001(\001:\0028" +
@@ -264,7 +265,7 @@ public final class ExperimentsProto {
     internal_static_arbiter_v1_GetReportRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_GetReportRequest_descriptor,
-        new java.lang.String[] { "Experiment", "SegmentBy", });
+        new java.lang.String[] { "Experiment", "SegmentBy", "MinEffect", });
     internal_static_arbiter_v1_Interval_descriptor =
       getDescriptor().getMessageTypes().get(6);
     internal_static_arbiter_v1_Interval_fieldAccessorTable = new
@@ -324,7 +325,7 @@ public final class ExperimentsProto {
     internal_static_arbiter_v1_Report_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_Report_descriptor,
-        new java.lang.String[] { "Experiment", "Control", "Variants", "SampleRatio", "SegmentBy", "Segments", "Intervals", });
+        new java.lang.String[] { "Experiment", "Control", "Variants", "SampleRatio", "SegmentBy", "Segments", "Intervals", "MinEffect", });
     internal_static_arbiter_v1_SetTrafficRequest_descriptor =
       getDescriptor().getMessageTypes().get(12);
     internal_static_arbiter_v1_SetTrafficRequest_fieldAccessorTable = new

@@ -325,6 +325,21 @@ private static final long serialVersionUID = 0L;
     }
   }
 
+  public static final int MIN_EFFECT_FIELD_NUMBER = 8;
+  private double minEffect_ = 0D;
+  /**
+   * <pre>
+   * The min_effect the verdicts used.
+   * </pre>
+   *
+   * <code>double min_effect = 8;</code>
+   * @return The minEffect.
+   */
+  @java.lang.Override
+  public double getMinEffect() {
+    return minEffect_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -360,6 +375,9 @@ private static final long serialVersionUID = 0L;
     if (!com.google.protobuf.GeneratedMessageV3.isStringEmpty(intervals_)) {
       com.google.protobuf.GeneratedMessageV3.writeString(output, 7, intervals_);
     }
+    if (java.lang.Double.doubleToRawLongBits(minEffect_) != 0) {
+      output.writeDouble(8, minEffect_);
+    }
     getUnknownFields().writeTo(output);
   }
 
@@ -393,6 +411,10 @@ private static final long serialVersionUID = 0L;
     if (!com.google.protobuf.GeneratedMessageV3.isStringEmpty(intervals_)) {
       size += com.google.protobuf.GeneratedMessageV3.computeStringSize(7, intervals_);
     }
+    if (java.lang.Double.doubleToRawLongBits(minEffect_) != 0) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeDoubleSize(8, minEffect_);
+    }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
     return size;
@@ -425,6 +447,9 @@ private static final long serialVersionUID = 0L;
         .equals(other.getSegmentsList())) return false;
     if (!getIntervals()
         .equals(other.getIntervals())) return false;
+    if (java.lang.Double.doubleToLongBits(getMinEffect())
+        != java.lang.Double.doubleToLongBits(
+            other.getMinEffect())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -456,6 +481,9 @@ private static final long serialVersionUID = 0L;
     }
     hash = (37 * hash) + INTERVALS_FIELD_NUMBER;
     hash = (53 * hash) + getIntervals().hashCode();
+    hash = (37 * hash) + MIN_EFFECT_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        java.lang.Double.doubleToLongBits(getMinEffect()));
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -608,6 +636,7 @@ private static final long serialVersionUID = 0L;
       }
       bitField0_ = (bitField0_ & ~0x00000020);
       intervals_ = "";
+      minEffect_ = 0D;
       return this;
     }
 
@@ -679,6 +708,9 @@ private static final long serialVersionUID = 0L;
       }
       if (((from_bitField0_ & 0x00000040) != 0)) {
         result.intervals_ = intervals_;
+      }
+      if (((from_bitField0_ & 0x00000080) != 0)) {
+        result.minEffect_ = minEffect_;
       }
     }
 
@@ -801,6 +833,9 @@ private static final long serialVersionUID = 0L;
         bitField0_ |= 0x00000040;
         onChanged();
       }
+      if (other.getMinEffect() != 0D) {
+        setMinEffect(other.getMinEffect());
+      }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
       return this;
@@ -880,6 +915,11 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000040;
               break;
             } // case 58
+            case 65: {
+              minEffect_ = input.readDouble();
+              bitField0_ |= 0x00000080;
+              break;
+            } // case 65
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1810,6 +1850,50 @@ private static final long serialVersionUID = 0L;
       checkByteStringIsUtf8(value);
       intervals_ = value;
       bitField0_ |= 0x00000040;
+      onChanged();
+      return this;
+    }
+
+    private double minEffect_ ;
+    /**
+     * <pre>
+     * The min_effect the verdicts used.
+     * </pre>
+     *
+     * <code>double min_effect = 8;</code>
+     * @return The minEffect.
+     */
+    @java.lang.Override
+    public double getMinEffect() {
+      return minEffect_;
+    }
+    /**
+     * <pre>
+     * The min_effect the verdicts used.
+     * </pre>
+     *
+     * <code>double min_effect = 8;</code>
+     * @param value The minEffect to set.
+     * @return This builder for chaining.
+     */
+    public Builder setMinEffect(double value) {
+      
+      minEffect_ = value;
+      bitField0_ |= 0x00000080;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The min_effect the verdicts used.
+     * </pre>
+     *
+     * <code>double min_effect = 8;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearMinEffect() {
+      bitField0_ = (bitField0_ & ~0x00000080);
+      minEffect_ = 0D;
       onChanged();
       return this;
     }

@@ -129,4 +129,14 @@ public interface ReportOrBuilder extends
    */
   com.google.protobuf.ByteString
       getIntervalsBytes();
+
+  /**
+   * <pre>
+   * The min_effect the verdicts used.
+   * </pre>
+   *
+   * <code>double min_effect = 8;</code>
+   * @return The minEffect.
+   */
+  double getMinEffect();
 }

@@ -434,8 +434,9 @@ private static final long serialVersionUID = 0L;
   private volatile java.lang.Object verdict_ = "";
   /**
    * <pre>
-   * Against the champion: "better" (its lower bound clears the champion's upper bound),
-   * "worse", "no difference yet", "not evaluable"; empty for the champion.
+   * Against the champion: "better" (difference_to_control.low &gt; min_effect), "worse"
+   * (difference_to_control.high &lt; -min_effect), "no difference yet", "not evaluable"; empty for
+   * the champion. Auto-promotion promotes what is "better" at min_effect 0.
    * </pre>
    *
    * <code>string verdict = 18;</code>
@@ -456,8 +457,9 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Against the champion: "better" (its lower bound clears the champion's upper bound),
-   * "worse", "no difference yet", "not evaluable"; empty for the champion.
+   * Against the champion: "better" (difference_to_control.low &gt; min_effect), "worse"
+   * (difference_to_control.high &lt; -min_effect), "no difference yet", "not evaluable"; empty for
+   * the champion. Auto-promotion promotes what is "better" at min_effect 0.
    * </pre>
    *
    * <code>string verdict = 18;</code>
@@ -2464,8 +2466,9 @@ private static final long serialVersionUID = 0L;
     private java.lang.Object verdict_ = "";
     /**
      * <pre>
-     * Against the champion: "better" (its lower bound clears the champion's upper bound),
-     * "worse", "no difference yet", "not evaluable"; empty for the champion.
+     * Against the champion: "better" (difference_to_control.low &gt; min_effect), "worse"
+     * (difference_to_control.high &lt; -min_effect), "no difference yet", "not evaluable"; empty for
+     * the champion. Auto-promotion promotes what is "better" at min_effect 0.
      * </pre>
      *
      * <code>string verdict = 18;</code>
@@ -2485,8 +2488,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Against the champion: "better" (its lower bound clears the champion's upper bound),
-     * "worse", "no difference yet", "not evaluable"; empty for the champion.
+     * Against the champion: "better" (difference_to_control.low &gt; min_effect), "worse"
+     * (difference_to_control.high &lt; -min_effect), "no difference yet", "not evaluable"; empty for
+     * the champion. Auto-promotion promotes what is "better" at min_effect 0.
      * </pre>
      *
      * <code>string verdict = 18;</code>
@@ -2507,8 +2511,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Against the champion: "better" (its lower bound clears the champion's upper bound),
-     * "worse", "no difference yet", "not evaluable"; empty for the champion.
+     * Against the champion: "better" (difference_to_control.low &gt; min_effect), "worse"
+     * (difference_to_control.high &lt; -min_effect), "no difference yet", "not evaluable"; empty for
+     * the champion. Auto-promotion promotes what is "better" at min_effect 0.
      * </pre>
      *
      * <code>string verdict = 18;</code>
@@ -2525,8 +2530,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Against the champion: "better" (its lower bound clears the champion's upper bound),
-     * "worse", "no difference yet", "not evaluable"; empty for the champion.
+     * Against the champion: "better" (difference_to_control.low &gt; min_effect), "worse"
+     * (difference_to_control.high &lt; -min_effect), "no difference yet", "not evaluable"; empty for
+     * the champion. Auto-promotion promotes what is "better" at min_effect 0.
      * </pre>
      *
      * <code>string verdict = 18;</code>
@@ -2540,8 +2546,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Against the champion: "better" (its lower bound clears the champion's upper bound),
-     * "worse", "no difference yet", "not evaluable"; empty for the champion.
+     * Against the champion: "better" (difference_to_control.low &gt; min_effect), "worse"
+     * (difference_to_control.high &lt; -min_effect), "no difference yet", "not evaluable"; empty for
+     * the champion. Auto-promotion promotes what is "better" at min_effect 0.
      * </pre>
      *
      * <code>string verdict = 18;</code>

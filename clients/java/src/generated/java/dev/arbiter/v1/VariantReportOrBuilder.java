@@ -234,8 +234,9 @@ public interface VariantReportOrBuilder extends
 
   /**
    * <pre>
-   * Against the champion: "better" (its lower bound clears the champion's upper bound),
-   * "worse", "no difference yet", "not evaluable"; empty for the champion.
+   * Against the champion: "better" (difference_to_control.low &gt; min_effect), "worse"
+   * (difference_to_control.high &lt; -min_effect), "no difference yet", "not evaluable"; empty for
+   * the champion. Auto-promotion promotes what is "better" at min_effect 0.
    * </pre>
    *
    * <code>string verdict = 18;</code>
@@ -244,8 +245,9 @@ public interface VariantReportOrBuilder extends
   java.lang.String getVerdict();
   /**
    * <pre>
-   * Against the champion: "better" (its lower bound clears the champion's upper bound),
-   * "worse", "no difference yet", "not evaluable"; empty for the champion.
+   * Against the champion: "better" (difference_to_control.low &gt; min_effect), "worse"
+   * (difference_to_control.high &lt; -min_effect), "no difference yet", "not evaluable"; empty for
+   * the champion. Auto-promotion promotes what is "better" at min_effect 0.
    * </pre>
    *
    * <code>string verdict = 18;</code>

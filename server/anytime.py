@@ -61,6 +61,7 @@ SetTraffic) because each holds at every one of its own sample sizes.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -73,7 +74,8 @@ LAMBDA_MAX = 0.8
 SPACING = 1.5
 NEWTON_STEPS = 60
 GOLDEN_STEPS = 48  # golden-section steps over m in [0, 1] (0.618^48 ≈ 1e-10)
-BISECTION_STEPS = 30  # bisection steps of a difference's bound over [-1, 1] (≈ 2e-9)
+REFINE_ROUNDS = 5  # rounds of a grid search for a difference's bound over [-1, 1]
+REFINE_POINTS = 33  # δ per round (spacing 1/32 of the bracket)
 ASYMPTOTIC_OPTIMUM = 1000  # n* of the asymptotic boundary when no min_decisions is configured
 
 _LAMBDAS = LAMBDA_MAX * SPACING ** -np.arange(GRID, dtype=float)
@@ -120,7 +122,7 @@ def log_mixture(s: Any, v: Any) -> Array:
     return np.asarray(top + np.log(np.exp(exponents - top[..., None]).sum(axis=-1)))
 
 
-def difference_evidence(up: tuple[Any, Any, Any], down: tuple[Any, Any, Any],
+def difference_evidence(up: Sequence[Any], down: Sequence[Any],
                         delta: Any = 0.0) -> Array:
     """log of the evidence against ``μ_B - μ_A ≤ delta`` (scaled units), from B's lower-bound
     sums ``up = (n, Σx, V)`` (values ≥ 0, mean μ_B) and A's mirrored sums ``down = (n, Σy, V)``
@@ -163,17 +165,27 @@ def difference_evidence(up: tuple[Any, Any, Any], down: tuple[Any, Any, Any],
     return np.asarray(np.minimum(np.minimum(f_left, f_right), ends))
 
 
-def difference_lower(up: tuple[Any, Any, Any], down: tuple[Any, Any, Any], beta: Any) -> Array:
+def difference_lower(up: Sequence[Any], down: Sequence[Any], beta: Any) -> Array:
     """The largest δ in [-1, 1] (scaled units) with ``E(δ) ≥ 1/β`` (:func:`difference_evidence`):
-    ``μ_B - μ_A ≥`` it at every look with probability ≥ 1 - β; -1 when none (bisection,
-    rounded down: never optimistic)."""
+    ``μ_B - μ_A ≥`` it at every look with probability ≥ 1 - β; -1 when none. E falls as δ
+    rises: :data:`REFINE_ROUNDS` rounds of :data:`REFINE_POINTS` evenly spaced δ bracket it
+    (each round vectorized), the result the last rejected one (rounded down: never
+    optimistic; to 2/32^5 ≈ 6e-8)."""
     target = -np.log(np.asarray(beta, dtype=float))
     shape = np.broadcast_shapes(np.shape(up[0]), np.shape(down[0]), target.shape)
+    up_ = tuple(np.broadcast_to(np.asarray(x, dtype=float), shape)[..., None] for x in up)
+    down_ = tuple(np.broadcast_to(np.asarray(x, dtype=float), shape)[..., None] for x in down)
     low, high = np.full(shape, -1.0), np.full(shape, 1.0)
-    for _ in range(BISECTION_STEPS):
-        middle = (low + high) / 2
-        rejected = difference_evidence(up, down, middle) >= target
-        low, high = np.where(rejected, middle, low), np.where(rejected, high, middle)
+    steps = np.linspace(0.0, 1.0, REFINE_POINTS)
+    for _ in range(REFINE_ROUNDS):
+        grid = low[..., None] + (high - low)[..., None] * steps
+        rejected = difference_evidence(up_, down_, grid) >= np.broadcast_to(target, shape)[..., None]
+        k = rejected.sum(axis=-1)  # a prefix: rejected below the bound, not above
+        last = np.take_along_axis(grid, np.maximum(k - 1, 0)[..., None], axis=-1)[..., 0]
+        after = np.take_along_axis(grid, np.minimum(k, REFINE_POINTS - 1)[..., None],
+                                   axis=-1)[..., 0]
+        low = np.where(k > 0, last, low)
+        high = np.where(k > 0, after, low)
     return low
 
 

@@ -410,9 +410,14 @@ def difference(candidate: Sums, champion: Sums, intervals: Intervals, confidence
     if intervals.method == BOUNDED:
         beta = (1 - np.asarray(confidence, dtype=float)) / max(candidates, 1)
         width = intervals.reward_range[1] - intervals.reward_range[0]
-        low = anytime.difference_lower(_up(candidate), _down(champion), beta)
-        high = -anytime.difference_lower(_up(champion), _down(candidate), beta)
-        return low * width, high * width
+        # both bounds in one vectorized search: [lower of B - A, lower of A - B]
+        pairs = [np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in pair))
+                 for pair in zip(_up(candidate), _up(champion), _down(champion),
+                                 _down(candidate), strict=True)]
+        up = tuple(np.stack([pair[0], pair[1]]) for pair in pairs)
+        down = tuple(np.stack([pair[2], pair[3]]) for pair in pairs)
+        both = anytime.difference_lower(up, down, beta)
+        return both[0] * width, -both[1] * width
     champion_beta, candidate_beta = levels(confidence, candidates)
     low, high = bounds(candidate, candidate_beta, intervals)
     champion_low, champion_high = bounds(champion, champion_beta, intervals)

@@ -21,6 +21,15 @@ time, not at learn time, exactly what a scan of the log sees):
   interval needs no pass over the data. When V moves by d the centred sums move exactly:
   B ← B - d·Q, S ← S - 2d·B + d²·Q (B is kept for that).
 
+- ``bounded``, ``ips_low``, ``ips_high`` (:class:`Bernstein`) — the anytime-valid bounds' sums
+  (:mod:`server.anytime`), in [0, 1] units of the experiment's ``reward_range``
+  (``x = (r - lo)/(hi - lo)``, a logged value outside clipped to its edge): n, Σ and
+  Σ(value - predictable centre)² of the served ``x``, and of ``w·x`` and ``w·(1 - x)`` over the
+  IPS terms. They depend on the order of the events (the centres do): the learning order.
+- ``near_zero`` — Σw over the scored decisions whose logged probability was below
+  ``NEAR_ZERO/k`` (k actions): divided by the IPS count it estimates, without bias, the
+  variant's mass on actions the log gave near-zero probability (evaluability).
+
 These are the sums behind every figure, in a numerically stable (centred) form rather than raw
 Σr and Σr²: a scan computes the same figures, equal to ~1e-12 relative. Probability-best,
 the control comparison and auto-promotion's bounds are functions of them (``server.report``).
@@ -43,12 +52,16 @@ What is not a learned event, and how the report gets it (documented in ``server.
   within the horizon), which is what a sample-ratio check is about: the current assignment.
 - segments (``segment_by``) keep scanning the log, and only when asked for.
 
-Snapshots store each variant's accumulators (``snapshots.stats``, JSON) with the fold position
-they reflect, ``position``: every learned event with ``seq <= position`` is in them. A restore
-loads them and the fold's replay from the snapshot position adds only the events after it
+Snapshots store each variant's accumulators (``snapshots.stats``, JSON, :data:`FORMAT` 2 with
+the ``range`` the bounded sums are scaled by) with the fold position they reflect,
+``position``: every learned event with ``seq <= position`` is in them. A restore loads them
+and the fold's replay from the snapshot position adds only the events after it
 (:meth:`ExperimentStats.apply` skips ``seq <= position``), so every process — live, restarted
 or a replica — holds the same numbers, bit for bit: the same floating-point operations on the
-same events in the same order, and JSON writes floats so they read back exactly.
+same events in the same order, and JSON writes floats so they read back exactly. A snapshot
+in format 1 (before the bounded sums, which cannot be derived from its moments) or scaled by
+another ``reward_range`` is not loaded: the experiment's sums are rebuilt from the log once
+(``server.snapshots.restore_stats``) — from what retention kept of it, if it deletes.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ function is vectorized: arrays of accumulators in, arrays of bounds out (numpy b
 the simulation of ``tests/experiments/test_anytime.py`` and ``bench/promotion.py`` call exactly
 the functions the server calls.
 
-Two constructions, chosen per experiment (:func:`bounded`):
+Two constructions, chosen per experiment (``server.report.Intervals.of``):
 
 **Empirical Bernstein, non-asymptotic** (Howard, Ramdas, McAuliffe & Sekhon 2021,
 "Time-uniform, nonparametric, nonasymptotic confidence sequences", Theorem 4; the inequality
@@ -53,9 +53,14 @@ the normal-mixture boundary, tightest near ``n = n*`` (:data:`ASYMPTOTIC_OPTIMUM
 experiment's ``auto_promote.min_decisions``). Its coverage holds as n grows (finite variance),
 not at every small n — the report says which construction it used.
 
-Differences: ``μ_A - μ_B ∈ [low_A - high_B, high_A - low_B]``, each bound at ``β/2``: a union
-bound over the two variants' own sequences, valid whatever the traffic did (promotions,
-SetTraffic) because each holds at every one of its own sample sizes.
+Differences ``μ_B - μ_A`` of two variants: empirical Bernstein, when every term of each comes
+from a decision it served itself — one confidence sequence for the difference itself, from the
+product of the two variants' mixture supermartingales minimised over the null
+(:func:`difference_evidence`, :func:`difference_lower`); valid whatever the traffic did, as
+each decision moves one factor only. Otherwise (a shadow's terms come from the champion's
+decisions; and the asymptotic construction) ``[low_B - high_A, high_B - low_A]``, the two
+variants' own bounds (a union bound, valid whatever the traffic did because each holds at
+every one of its own sample sizes).
 """
 
 from __future__ import annotations

@@ -335,6 +335,7 @@ class Sums:
     high_v: Any
     mean: Any
     sd: Any
+    shared: bool = False  # some terms come from decisions another variant served (scored ones)
 
     @classmethod
     def served(cls, stats: VariantStats) -> Sums:
@@ -346,7 +347,8 @@ class Sums:
     def value(cls, stats: VariantStats) -> Sums:
         """IPS: terms w·x (lower bound) and w·(1 - x) (upper bound: 1 - its lower bound)."""
         low, high, m = stats.ips_low, stats.ips_high, stats.ips
-        return cls(m.n, low.total, low.v, high.total, high.v, m.mean, _sd(m.n, m.m2))
+        return cls(m.n, low.total, low.v, high.total, high.v, m.mean, _sd(m.n, m.m2),
+                   shared=stats.scored > 0)
 
 
 def _sd(n: int, m2: float) -> float:
@@ -377,9 +379,9 @@ def interval(sums: Sums, confidence: float, intervals: Intervals) -> Interval | 
 
 
 def levels(confidence: Any, candidates: int) -> tuple[Any, Any]:
-    """(β of the champion's upper bound, β of each candidate's lower bound) of the asymptotic
-    comparison, two bounds per candidate: alpha/2 and alpha/(2K) for K candidates (Bonferroni);
-    the bounded one tests the difference itself, at alpha/K (:func:`difference`). Either way,
+    """(β of the champion's upper bound, β of each candidate's lower bound) of a comparison by
+    two bounds: alpha/2 and alpha/(2K) for K candidates (Bonferroni); a :func:`paired` one tests
+    the difference itself, at alpha/K (:func:`difference`). Either way,
     with every candidate equal to the champion none is called better, at any look, with
     probability ≥ ``confidence``."""
     alpha = 1 - np.asarray(confidence, dtype=float)
@@ -401,13 +403,21 @@ def evidence(candidate: Sums, champion: Sums) -> tuple[np.ndarray, np.ndarray]:
             anytime.difference_evidence(_up(champion), _down(candidate)))
 
 
+def paired(candidate: Sums, champion: Sums, intervals: Intervals) -> bool:
+    """Whether the difference gets its own confidence sequence: bounded construction, and
+    neither variant has terms from decisions another served (a shadow's terms and the
+    champion's would move on the same decision: the product of their supermartingales needs
+    each decision to move one of them)."""
+    return intervals.method == BOUNDED and not (candidate.shared or champion.shared)
+
+
 def difference(candidate: Sums, champion: Sums, intervals: Intervals, confidence: Any,
                candidates: int) -> tuple[Any, Any]:
-    """Bounds of value(candidate) - value(champion), in reward units (vectorized). Bounded:
-    the confidence sequence of the difference itself (:func:`server.anytime.difference_lower`,
-    each side at alpha/K); asymptotic: ``[low - champion's high, high - champion's low]`` at
-    :func:`levels`."""
-    if intervals.method == BOUNDED:
+    """Bounds of value(candidate) - value(champion), in reward units (vectorized). When
+    :func:`paired`: the confidence sequence of the difference itself
+    (:func:`server.anytime.difference_lower`, each side at alpha/K); otherwise
+    ``[low - champion's high, high - champion's low]`` at :func:`levels`."""
+    if paired(candidate, champion, intervals):
         beta = (1 - np.asarray(confidence, dtype=float)) / max(candidates, 1)
         width = intervals.reward_range[1] - intervals.reward_range[0]
         # both bounds in one vectorized search: [lower of B - A, lower of A - B]
@@ -426,9 +436,9 @@ def difference(candidate: Sums, champion: Sums, intervals: Intervals, confidence
 
 def better(candidate: Sums, champion: Sums, intervals: Intervals, confidence: Any,
            candidates: int) -> Any:
-    """Whether :func:`difference`'s lower bound is above 0 (bounded: the evidence against "not
-    better" reaches K/alpha, without computing the bound) — vectorized."""
-    if intervals.method == BOUNDED:
+    """Whether :func:`difference`'s lower bound is above 0 (:func:`paired`: the evidence
+    against "not better" reaches K/alpha, without computing the bound) — vectorized."""
+    if paired(candidate, champion, intervals):
         beta = (1 - np.asarray(confidence, dtype=float)) / max(candidates, 1)
         return evidence(candidate, champion)[0] >= -np.log(beta)
     return difference(candidate, champion, intervals, confidence, candidates)[0] > 0
@@ -436,10 +446,10 @@ def better(candidate: Sums, champion: Sums, intervals: Intervals, confidence: An
 
 def anytime_p(candidate: Sums, champion: Sums, intervals: Intervals, candidates: int) -> float:
     """1 - the highest confidence at which :func:`difference` excludes 0: valid at any look,
-    like the bounds; 1 if it never does. Bounded: ``min(1, K·exp(-evidence))``, the larger
-    evidence of the two directions; asymptotic: on a grid of :data:`P_GRID` levels, rounded
-    up."""
-    if intervals.method == BOUNDED:
+    like the bounds; 1 if it never does. :func:`paired`: ``min(1, K·exp(-evidence))``, the
+    larger evidence of the two directions; otherwise on a grid of :data:`P_GRID` levels,
+    rounded up."""
+    if paired(candidate, champion, intervals):
         up, down = evidence(candidate, champion)
         return float(min(1.0, max(candidates, 1) * math.exp(-max(float(up), float(down)))))
     alphas = np.geomspace(1e-6, 1.0, P_GRID)

@@ -26,9 +26,10 @@ Semantics (documented in the README's "Experiments" section as well):
   when it and the champion each have at least ``min_decisions`` learned decisions behind their
   value (IPS: the decisions they served, weight 1, and those they scored as a shadow), and
   the anytime-valid lower bound of its value minus the champion's is above 0
-  (:func:`server.report.difference`: with ``reward_range``, the confidence sequence of the
-  difference at alpha/K for K candidates; without, the candidate's lower bound at alpha/(2K)
-  against the champion's upper bound at alpha/2; alpha = 1 - ``confidence``) is promoted with
+  (:func:`server.report.difference`: with ``reward_range`` and two variants whose terms are
+  all their own decisions, the confidence sequence of the difference at alpha/K for K
+  candidates; otherwise the candidate's lower bound at alpha/(2K) against the champion's upper
+  bound at alpha/2; alpha = 1 - ``confidence``) is promoted with
   ``automatic = true`` (the highest lower bound among several). The bounds are confidence
   sequences (:mod:`server.anytime`): they hold at every check at once, so checking every 30 s
   for months keeps the chance of promoting a variant no better than the champion under alpha

@@ -12,6 +12,7 @@ The baseline is the rule before anytime-valid bounds: fixed-sample normal 95% in
 Prints, per scenario and rule: the share of seeds with a promotion (with equal rates: the false
 promotion rate), and the median number of decisions at the first promotion; and the single-look
 fixed-horizon sample size of a two-sided 5% Welch test with 80% power for the same difference.
+Then a shadow scored on a uniform champion's decisions (IPS), as good and better.
 
     make bench-promotion                     # 400 seeds, looks every 100 up to 20,000
     .venv/bin/python -m bench.promotion --seeds 200 --decisions 20000 --every 100
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -33,6 +34,7 @@ from arbiter.server.promotion import promotes
 
 Array = npt.NDArray[np.float64]
 CHUNK = 50  # seeds simulated at once (memory: a few (CHUNK, decisions) arrays)
+SHADOW_POLICY = (0.1 / 3 + 0.9, 0.1 / 3, 0.1 / 3)  # fixed on action 0, floor 0.1
 
 
 @dataclass(frozen=True)
@@ -60,9 +62,9 @@ def accumulate(mask: npt.NDArray[np.bool_], x: Array, looks: npt.NDArray[np.int6
     the arm's running mean before it, clipped to [0, 1] (1/2 for its first), as
     :class:`arbiter.server.stats.Bernstein` keeps it."""
     mine = np.where(mask, x, 0.0)
-    n = np.cumsum(mask, axis=1)
+    n: npt.NDArray[np.int64] = np.cumsum(mask, axis=1, dtype=np.int64)
     total = np.cumsum(mine, axis=1)
-    before_n = n - mask
+    before_n: npt.NDArray[np.int64] = n - mask.astype(np.int64)
     before_total = total - mine
     with np.errstate(divide="ignore", invalid="ignore"):
         centre = np.where(before_n > 0, np.clip(before_total / before_n, 0.0, 1.0), 0.5)
@@ -107,6 +109,39 @@ def first_promotions(rates: tuple[float, float], seeds: range, decisions: int, e
                for name, hit in promoted.items()}
 
 
+def shadow_first_promotions(rates: Sequence[float], policy: Sequence[float], seeds: range,
+                            decisions: int, every: int, *, min_decisions: int = 100,
+                            confidence: float = 0.95) -> dict[str, Array]:
+    """A uniform champion serving every decision (action a earns ``rates[a]``) against a shadow
+    scored on all of them with the distribution ``policy`` (IPS terms w·x, w = π(a)/p(a)):
+    decisions at the first promotion per seed (inf: never), per construction."""
+    looks = np.arange(every, decisions + 1, every) - 1
+    k = len(rates)
+    parts: dict[str, list[Array]] = {}
+    for start in range(seeds.start, seeds.stop, CHUNK):
+        draws = [np.random.default_rng(seed) for seed in range(start, min(start + CHUNK,
+                                                                          seeds.stop))]
+        action = np.stack([rng.integers(k, size=decisions) for rng in draws])
+        x = (np.stack([rng.random(decisions) for rng in draws])
+             < np.asarray(rates)[action]).astype(float)
+        everything = np.ones_like(x, dtype=bool)
+        champion = accumulate(everything, x, looks).sums()
+        w = np.asarray(policy)[action] * k
+        low, high = accumulate(everything, w * x, looks), accumulate(everything, w * (1 - x), looks)
+        with np.errstate(invalid="ignore"):
+            sd = np.sqrt(np.maximum((low.total_sq - low.total ** 2 / low.n) / (low.n - 1), 0.0))
+        shadow = reports.Sums(n=low.n, low_total=low.total, low_v=low.v, high_total=high.total,
+                              high_v=high.v, mean=low.total / low.n, sd=sd, shared=True)
+        for name, intervals in (("empirical-bernstein", reports.Intervals(
+                reports.BOUNDED, (0.0, 1.0), 1000.0)), ("asymptotic", reports.Intervals(
+                reports.ASYMPTOTIC, (0.0, 1.0), float(min_decisions)))):
+            hit = promotes(champion, shadow, intervals, confidence=confidence, candidates=1,
+                           min_decisions=min_decisions)
+            parts.setdefault(name, []).append(
+                np.where(hit.any(axis=1), (looks[hit.argmax(axis=1)] + 1).astype(float), np.inf))
+    return {name: np.concatenate(values) for name, values in parts.items()}
+
+
 def simulate(rates: tuple[float, float], seeds: range, decisions: int, every: int,
              **settings: float) -> dict[str, Array]:
     """Decisions at the first promotion per seed (inf: never), per rule."""
@@ -147,6 +182,18 @@ def main(argv: list[str] | None = None) -> None:
             label = "false promotions" if equal else "promoted"
             print(f"  {name:<24} {label} {hit.mean():6.1%} ({hit.sum()}/{len(values)})"
                   + ("" if equal else f", median decisions to promotion {median}"))
+    for action_rates, title in (((0.3, 0.3, 0.3), "a shadow (fixed on one action, floor 0.1) as good "
+                          "as a uniform champion (every action 0.30)"),
+                         ((0.4, 0.3, 0.3), "a shadow (fixed on the 0.40 action, floor 0.1) "
+                          "against a uniform champion (0.33)")):
+        first = shadow_first_promotions(action_rates, SHADOW_POLICY, seeds, args.decisions,
+                                        args.every)
+        print(f"\n{title}")
+        for name, values in first.items():
+            hit = np.isfinite(values)
+            median = f"{np.median(values):,.0f}" if hit.mean() >= 0.5 else f"> {args.decisions:,}"
+            print(f"  {name:<24} promoted {hit.mean():6.1%} ({hit.sum()}/{len(values)}), "
+                  f"median decisions to promotion {median}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ DB ?= sqlite:///arbiter.db
 CONFIG ?= examples/experiments.toml
 BENCH_ARGS ?=
 
-.PHONY: help install deps run test test-clients protos check-protos lint typecheck bench bench-lag bench-soak bench-quality bench-policies bench-evaluate bench-evaluability clients clean
+.PHONY: help install deps run test test-clients protos check-protos lint typecheck bench bench-lag bench-soak bench-quality bench-policies bench-evaluate bench-evaluability bench-promotion clients clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ bench-evaluate: $(STAMP) ## offline replay of a 1M-decision synthetic log (unifo
 
 bench-evaluability: $(STAMP) ## LinUCB's exploration floor: online reward against the ESS of the log it writes
 	$(PY) -m bench.evaluability
+
+bench-promotion: $(STAMP) ## auto-promotion under peeking: false promotions and decisions needed, anytime-valid vs fixed
+	$(PY) -m bench.promotion $(BENCH_ARGS)
 
 clients: $(STAMP) ## build the Node, Go and Java clients
 	$(MAKE) -C clients build

@@ -41,19 +41,75 @@ def _p(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.3g}"
 
 
+def _role(variant: pb.VariantReport, control: str) -> str:
+    return "champion" if variant.variant == control else ("shadow" if variant.shadow
+                                                          else "challenger")
+
+
+INTERVALS = {
+    "empirical-bernstein": "anytime-valid 95% confidence sequences (empirical Bernstein on the "
+                           "experiment's reward_range): they hold at every look, read as often "
+                           "as you like",
+    "asymptotic": "anytime-valid 95% confidence sequences, asymptotic (set the experiment's "
+                  "reward_range for non-asymptotic ones): they hold at every look",
+}
+
+
 def variants_table(title: str, variants: list[pb.VariantReport], control: str) -> Table:
+    """Each variant's figures, by variant whatever its role now or then."""
     table = Table(title=title, title_justify="left")
-    for column in ("variant", "role", "traffic", "decisions", "units", "rewards",
-                   "mean reward [95% CI]", "diff to control [95% CI]", "p", "P(best)",
-                   "IPS [95% CI]", "SNIPS [95% CI]"):
+    for column in ("variant", "role", "traffic", "decisions", "units", "rewards", "scored",
+                   "mean reward [95% CS]", "value (IPS) [95% CS]", "SNIPS [95% CS]", "P(best)"):
         table.add_column(column, justify="left" if column in ("variant", "role") else "right")
     for v in variants:
-        role = "champion" if v.variant == control else ("shadow" if v.shadow else "challenger")
-        table.add_row(v.variant, role, f"{v.traffic:.1%}", str(v.decisions), str(v.units),
-                      str(v.rewards), _interval(v, "mean_reward"),
-                      _interval(v, "difference_to_control"), _p(v.p_value),
-                      f"{v.probability_best:.3f}", _interval(v, "ips"), _interval(v, "snips"))
+        table.add_row(v.variant, _role(v, control), f"{v.traffic:.1%}", str(v.decisions),
+                      str(v.units), str(v.rewards), str(v.scored), _interval(v, "mean_reward"),
+                      _interval(v, "ips"), _interval(v, "snips"), f"{v.probability_best:.3f}")
     return table
+
+
+def comparison_table(variants: list[pb.VariantReport], control: str,
+                     min_effect: float = 0.0) -> Table:
+    """Each candidate against the champion, with what the verdict rests on (ESS: effective
+    sample size of its importance weights; off-log mass: its estimated probability on actions
+    the log gave near-zero probability)."""
+    threshold = f"; better/worse beyond ±{min_effect:g}" if min_effect > 0 else ""
+    table = Table(title=f"against the champion {control}{threshold}", title_justify="left")
+    for column in ("variant", "value - champion's", "p (anytime)", "ESS", "off-log mass",
+                   "verdict"):
+        table.add_column(column, justify="left" if column in ("variant", "verdict") else "right")
+    for v in variants:
+        if v.variant != control:
+            table.add_row(v.variant, _interval(v, "difference_to_control"), _p(v.p_value),
+                          f"{v.effective_sample_size:,.0f}", f"{v.unsupported_mass:.1%}",
+                          v.verdict or "-")
+    return table
+
+
+def verdicts(report: pb.Report) -> list[str]:
+    """One line per candidate: better / worse / no difference yet against the champion (the
+    rule auto-promotion uses), or why there is no verdict and what to change."""
+    lines = []
+    for v in report.variants:
+        if v.variant == report.control:
+            continue
+        difference = v.difference_to_control
+        if v.not_evaluable:
+            lines.append(f"{v.variant}: no verdict: {v.not_evaluable}")
+        elif v.verdict in ("better", "worse"):
+            by = f" by more than {report.min_effect:g}" if report.min_effect > 0 else ""
+            lines.append(f"{v.variant}: {v.verdict} than the champion {report.control}{by} (value "
+                         f"minus the champion's in [{difference.low:.3f}, {difference.high:.3f}]"
+                         f", anytime-valid p = {_p(v.p_value)})")
+        elif v.HasField("difference_to_control"):
+            lines.append(f"{v.variant}: no difference"
+                         f"{f' beyond {report.min_effect:g}' if report.min_effect > 0 else ''}"
+                         f" from the champion {report.control} yet "
+                         f"(value minus the champion's in [{difference.low:.3f}, "
+                         f"{difference.high:.3f}])")
+        else:
+            lines.append(f"{v.variant}: no verdict yet: no learned decision")
+    return lines
 
 
 def srm_verdict(srm: pb.SampleRatioCheck) -> str:
@@ -62,21 +118,47 @@ def srm_verdict(srm: pb.SampleRatioCheck) -> str:
                          sorted(srm.expected_share.items()))
     verdict = ("MISMATCH: units per variant do not match the weights; do not trust the "
                "comparison until the assignment is fixed" if srm.mismatch else "ok")
+    eras = f" over {len(srm.eras)} traffic versions" if len(srm.eras) > 1 else ""
     return (f"sample ratio: {verdict} (chi-square {srm.chi_square:.2f}, p = {srm.p_value:.3g}; "
-            f"units {observed}; weights {expected})")
+            f"units {observed}; weights {expected}{eras})")
 
 
-def report(target: str, experiment: str, segment_by: str = "", *,
+def srm_eras(srm: pb.SampleRatioCheck) -> list[str]:
+    """One line per traffic version when there were several (each checked on its own units)."""
+    if len(srm.eras) < 2:
+        return []
+    return [f"  version {era.version} (from {_when(era.since)}): p = {era.p_value:.3g}; "
+            "units " + ", ".join(f"{n} {c}" for n, c in sorted(era.observed_units.items()))
+            + "; weights " + ", ".join(f"{n} {s:.1%}" for n, s in sorted(era.expected_share.items()))
+            for era in srm.eras]
+
+
+def _when(since: str) -> str:
+    """RFC 3339 (UTC) as ``YYYY-MM-DD HH:MM:SS UTC``."""
+    return f"{since[:19].replace('T', ' ')} UTC" if since else "the start"
+
+
+def report(target: str, experiment: str, segment_by: str = "", *, min_effect: float = 0.0,
            connection: Connection | None = None) -> int:
     answer = _call(target, "GetReport",
-                   pb.GetReportRequest(experiment=experiment, segment_by=segment_by), connection)
+                   pb.GetReportRequest(experiment=experiment, segment_by=segment_by,
+                                       min_effect=min_effect), connection)
     if answer is None:
         return 1
     assert isinstance(answer, pb.Report)
     console = Console(width=max(160, Console().width))
     console.print(variants_table(f"experiment {answer.experiment} (champion {answer.control})",
                                  list(answer.variants), answer.control))
-    console.print(srm_verdict(answer.sample_ratio))
+    if len(answer.variants) > 1:
+        console.print(comparison_table(list(answer.variants), answer.control,
+                                       answer.min_effect))
+    console.print(f"intervals: {INTERVALS.get(answer.intervals, answer.intervals)}",
+                  highlight=False, markup=False)
+    for line in verdicts(answer):
+        console.print(line, highlight=False, markup=False)
+    console.print(srm_verdict(answer.sample_ratio), highlight=False, markup=False)
+    for line in srm_eras(answer.sample_ratio):
+        console.print(line, highlight=False, markup=False)
     for segment in answer.segments:
         title = f"{answer.segment_by} = {segment.segment} ({segment.units} units)"
         if segment.too_few_units:

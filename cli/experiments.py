@@ -192,6 +192,10 @@ def _variant_report(v: pb.VariantReport, control: str) -> dict[str, Any]:
         "difference_to_control": _interval(v, "difference_to_control"),
         "p_value": _number(v.p_value), "probability_best": _number(v.probability_best),
         "ips": _interval(v, "ips"), "snips": _interval(v, "snips"),
+        "scored": v.scored, "scored_units": v.scored_units,
+        "effective_sample_size": _number(v.effective_sample_size),
+        "unsupported_mass": _number(v.unsupported_mass),
+        "not_evaluable": v.not_evaluable or None, "verdict": v.verdict or None,
     }
 
 
@@ -205,7 +209,13 @@ def report_json(report: pb.Report) -> dict[str, Any]:
         "variants": [_variant_report(v, report.control) for v in report.variants],
         "sample_ratio": {"chi_square": _number(srm.chi_square), "p_value": _number(srm.p_value),
                          "mismatch": srm.mismatch, "observed_units": dict(srm.observed_units),
-                         "expected_share": dict(srm.expected_share)},
+                         "expected_share": dict(srm.expected_share),
+                         "eras": [{"version": e.version, "since": e.since or None,
+                                   "chi_square": _number(e.chi_square),
+                                   "p_value": _number(e.p_value),
+                                   "observed_units": dict(e.observed_units),
+                                   "expected_share": dict(e.expected_share)} for e in srm.eras]},
+        "intervals": report.intervals, "min_effect": report.min_effect,
         "segment_by": report.segment_by or None,
         "segments": [{"segment": s.segment, "units": s.units, "too_few_units": s.too_few_units,
                       "variants": [_variant_report(v, report.control) for v in s.variants]}
@@ -214,10 +224,11 @@ def report_json(report: pb.Report) -> dict[str, Any]:
 
 
 def show_report_json(target: str, experiment: str, segment_by: str = "", *,
-                     connection: Connection | None = None) -> int:
+                     min_effect: float = 0.0, connection: Connection | None = None) -> int:
     """``arbiter report --json``: GetReport printed as :func:`report_json`."""
     answer = _call(target, "GetReport",
-                   pb.GetReportRequest(experiment=experiment, segment_by=segment_by), connection)
+                   pb.GetReportRequest(experiment=experiment, segment_by=segment_by,
+                                       min_effect=min_effect), connection)
     if answer is None:
         return 1
     assert isinstance(answer, pb.Report)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import math
 import signal
 import sys
 import threading
@@ -135,6 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.add_argument("--segment-by", default="",
                         help="categorical context feature NAMESPACE.FEATURE to break down by "
                              "(default: the experiment's `segment_by`)")
+    report.add_argument("--min-effect", type=float, default=0.0,
+                        help="smallest difference in reward worth a verdict: 'better' needs the "
+                             "lower bound of value minus the champion's above it, 'worse' the "
+                             "upper bound below -it (default 0: any difference)")
     report.add_argument("--json", action="store_true", help="print the report as JSON")
     _connection_arguments(report)
     report.set_defaults(run=_report)
@@ -450,12 +455,17 @@ def _simulate(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from arbiter.cli.admin import report
 
+    if not math.isfinite(args.min_effect) or args.min_effect < 0:
+        print(f"arbiter report: --min-effect must be a finite number >= 0, got {args.min_effect}",
+              file=sys.stderr)
+        return 2
     if args.json:
         from arbiter.cli.experiments import show_report_json
 
         return show_report_json(args.target, args.experiment, args.segment_by,
-                                connection=_connection(args))
-    return report(args.target, args.experiment, args.segment_by, connection=_connection(args))
+                                min_effect=args.min_effect, connection=_connection(args))
+    return report(args.target, args.experiment, args.segment_by, min_effect=args.min_effect,
+                  connection=_connection(args))
 
 
 def _promote(args: argparse.Namespace) -> int:

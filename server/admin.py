@@ -49,7 +49,7 @@ class ExperimentServicer(experiments_pb2_grpc.ExperimentServiceServicer):
                         principal: Principal | None = None) -> pb.Report:
         check_visible(principal, request.experiment)
         report = await asyncio.to_thread(self._controller.report, request.experiment,
-                                         request.segment_by)
+                                         request.segment_by, request.min_effect)
         return report_message(report)
 
     async def SetTraffic(self, request: pb.SetTrafficRequest, context: grpc.aio.ServicerContext,
@@ -125,7 +125,13 @@ def variant_message(fig: reports.VariantFigures) -> pb.VariantReport:
         units=fig.units, rewards=fig.rewards, mean_reward=_interval(fig.mean_reward),
         difference_to_control=_interval(fig.difference_to_control), p_value=fig.p_value,
         probability_best=fig.probability_best, ips=_interval(fig.ips),
-        snips=_interval(fig.snips))
+        snips=_interval(fig.snips), scored=fig.scored, scored_units=fig.scored_units,
+        effective_sample_size=fig.effective_sample_size, unsupported_mass=fig.unsupported_mass,
+        not_evaluable=fig.not_evaluable, verdict=fig.verdict)
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else 0.0
 
 
 def report_message(report: reports.Report) -> pb.Report:
@@ -134,9 +140,15 @@ def report_message(report: reports.Report) -> pb.Report:
         experiment=report.experiment, control=report.control,
         variants=[variant_message(f) for f in report.variants],
         sample_ratio=pb.SampleRatioCheck(
-            chi_square=srm.chi_square if math.isfinite(srm.chi_square) else 0.0,
-            p_value=srm.p_value, mismatch=srm.mismatch,
-            observed_units=srm.observed_units, expected_share=srm.expected_share),
+            chi_square=_finite(srm.chi_square), p_value=srm.p_value, mismatch=srm.mismatch,
+            observed_units=srm.observed_units, expected_share=srm.expected_share,
+            eras=[pb.SampleRatioEra(
+                version=era.version,
+                since=era.since.isoformat() if era.since is not None else "",
+                chi_square=_finite(era.chi_square), p_value=era.p_value,
+                observed_units=era.observed_units, expected_share=era.expected_share)
+                for era in srm.eras]),
+        intervals=report.intervals, min_effect=report.min_effect,
         segment_by=report.segment_by,
         segments=[pb.SegmentReport(segment=s.segment, units=s.units,
                                    too_few_units=s.too_few_units,

@@ -331,11 +331,12 @@ class Fold:
             restored = None
             if isinstance(data, Mapping):
                 try:
-                    restored = VariantStats.from_json(data)
+                    restored = VariantStats.from_json(data, current.reward_range)
                 except (KeyError, TypeError, ValueError, IndexError):
                     restored = None
             variants[variant] = restored if restored is not None else VariantStats()
-        return ExperimentStats(variants, last_seq=current.last_seq)
+        return ExperimentStats(variants, last_seq=current.last_seq,
+                               reward_range=current.reward_range)
 
     # ------------------------------------------------------------------ freshness
     def lag(self) -> tuple[float, float, int] | None:

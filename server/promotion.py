@@ -21,12 +21,22 @@ Semantics (documented in the README's "Experiments" section as well):
   or from scratch. Two processes changing one experiment at once: the log's key on
   (experiment, version) lets one win; the other catches up and applies its change on top.
 - **Auto-promotion** (``auto_promote = { min_decisions, confidence }``), checked by the
-  maintenance thread: when the champion and a candidate each have at least ``min_decisions``
-  learned decisions, and the candidate's lower confidence bound (serving: mean reward; shadow:
-  IPS) is above the champion's upper bound (mean reward), both at ``confidence``, the candidate
-  with the highest lower bound is promoted with ``automatic = true``. The check reads only the
-  report accumulators the fold keeps (:mod:`server.stats`), never the log, so its cost does not
-  grow with the log; a promotion's evidence is the live report's figures (no scan either).
+  maintenance thread (:func:`promotes`, :func:`winner`): a candidate (a serving variant with
+  traffic, or a shadow) whose weights allow a verdict (:func:`server.report.evaluability`),
+  when it and the champion each have at least ``min_decisions`` learned decisions behind their
+  value (IPS: the decisions they served, weight 1, and those they scored as a shadow), and
+  the anytime-valid lower bound of its value minus the champion's is above 0
+  (:func:`server.report.difference`: with ``reward_range`` and two variants whose terms are
+  all their own decisions, the confidence sequence of the difference at alpha/K for K
+  candidates; otherwise the candidate's lower bound at alpha/(2K) against the champion's upper
+  bound at alpha/2; alpha = 1 - ``confidence``) is promoted with
+  ``automatic = true`` (the highest lower bound among several). The bounds are confidence
+  sequences (:mod:`server.anytime`): they hold at every check at once, so checking every 30 s
+  for months keeps the chance of promoting a variant no better than the champion under alpha
+  (``tests/experiments/test_anytime.py``, ``make bench-promotion``). The live report's
+  ``verdict`` is the same rule. The check reads only the report accumulators the fold keeps
+  (:mod:`server.stats`), never the log, so its cost does not grow with the log; a promotion's
+  evidence is the live report's figures.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 
 from arbiter.log.schema import promotions
@@ -50,7 +61,7 @@ from arbiter.server.config import MODES, ExperimentConfig
 from arbiter.server.errors import FailedPrecondition, InvalidArgument, NotFound
 from arbiter.server.experiments import Experiment
 from arbiter.server.fold import Fold
-from arbiter.server.stats import Stats
+from arbiter.server.stats import ExperimentStats, Stats
 from arbiter.server.writer import GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -95,15 +106,18 @@ class Controller:
         return experiment
 
     # ------------------------------------------------------------------ report
-    def report(self, name: str, segment_by: str = "") -> reports.Report:
+    def report(self, name: str, segment_by: str = "", min_effect: float = 0.0) -> reports.Report:
         experiment = self.experiment(name)
+        if not math.isfinite(min_effect) or min_effect < 0:
+            raise InvalidArgument("min_effect", f"must be a finite number >= 0 (reward units), "
+                                                f"got {min_effect}")
         segment_by = segment_by or experiment.config.segment_by or ""
         if segment_by and "." not in segment_by:
             raise InvalidArgument("segment_by", f"must look like \"namespace.feature\", "
                                                 f"got {segment_by!r}")
         return reports.build(self._engine, self._fold, self._stats, experiment.config,
-                             since=experiment.since, segment_by=segment_by,
-                             units_horizon=self._units_horizon)
+                             segment_by=segment_by, units_horizon=self._units_horizon,
+                             min_effect=min_effect)
 
     # ------------------------------------------------------------------ traffic
     def set_traffic(self, name: str, weights: Mapping[str, float], *,
@@ -196,7 +210,7 @@ class Controller:
                                    else (candidate.traffic, False, champion.mode))
                 new = traffic.configured(config, variant, flags)
                 figures = {f.variant: f for f in reports.variant_figures(
-                    self._engine, self._fold, self._stats, config, since=experiment.since,
+                    self._engine, self._fold, self._stats, config,
                     units_horizon=self._units_horizon)[0]}
                 evidence = {"from": _plain(asdict(figures[previous])),
                             "to": _plain(asdict(figures[variant])),
@@ -228,16 +242,15 @@ class Controller:
             config = experiment.config
             if config.auto_promote is None:
                 continue
-            winner = choose_winner(reports.learned_figures(
-                self._fold, self._stats, config, confidence=config.auto_promote.confidence),
-                config)
-            if winner is None:
+            found = winner(reports.learned_stats(self._fold, self._stats, config), config)
+            if found is None:
                 continue
-            variant, low, high = winner
+            variant, low = found
             self.promote(name, variant, automatic=True,
-                         reason=f"automatic: lower bound {low:.4f} at confidence "
-                                f"{config.auto_promote.confidence} > champion's upper bound "
-                                f"{high:.4f}")
+                         reason=f"automatic: its value minus the champion's is at least "
+                                f"{low:.4f} > 0 (anytime-valid, confidence "
+                                f"{config.auto_promote.confidence}, {len(config.variants) - 1} "
+                                "candidates)")
             done.append((name, variant))
         return done
 
@@ -266,30 +279,42 @@ class Controller:
         return True
 
 
-def choose_winner(figures: list[reports.VariantFigures],
-                  config: ExperimentConfig) -> tuple[str, float, float] | None:
-    """The candidate whose lower bound beats the champion's upper bound (highest lower bound)."""
+def promotes(champion: reports.Sums, candidate: reports.Sums, intervals: reports.Intervals, *,
+             confidence: float, candidates: int, min_decisions: int) -> np.ndarray:
+    """The promotion rule, pure and vectorized (arrays of accumulators in: the simulation of
+    ``tests/experiments/test_anytime.py`` drives it directly): promote where both have
+    ``min_decisions`` terms and the anytime-valid lower bound of value(candidate) -
+    value(champion) is above 0 (:func:`server.report.better`)."""
+    enough = (np.asarray(champion.n) >= min_decisions) & (np.asarray(candidate.n) >= min_decisions)
+    return np.asarray(enough & reports.better(candidate, champion, intervals, confidence,
+                                              candidates))
+
+
+def winner(stats: ExperimentStats, config: ExperimentConfig) -> tuple[str, float] | None:
+    """The candidate :func:`promotes` promotes (the highest lower bound of its difference to
+    the champion), with that bound; None when none."""
     assert config.auto_promote is not None
-    minimum = config.auto_promote.min_decisions
-    by_name = {f.variant: f for f in figures}
-    champion = by_name.get(config.control)
-    if champion is None or champion.mean_reward is None or champion.rewards < minimum:
+    intervals = reports.Intervals.of(config)
+    mine = stats.variants.get(config.control)
+    if mine is None:
         return None
-    upper = champion.mean_reward.high
-    best: tuple[str, float, float] | None = None
-    for fig in figures:
-        if fig.variant == config.control or fig.rewards < minimum:
+    champion = reports.Sums.value(mine)
+    best: tuple[str, float] | None = None
+    for variant in config.variants:
+        if variant.name == config.control or not (variant.shadow or variant.traffic > 0):
             continue
-        if fig.shadow:
-            estimate = fig.ips
-        elif fig.traffic > 0:
-            estimate = fig.mean_reward
-        else:
+        theirs = stats.variants.get(variant.name)
+        if theirs is None or reports.evaluability(theirs)[2]:
             continue
-        if estimate is None or not math.isfinite(estimate.low):
+        candidates = len(config.variants) - 1
+        sums = reports.Sums.value(theirs)
+        if not promotes(champion, sums, intervals, confidence=config.auto_promote.confidence,
+                        candidates=candidates, min_decisions=config.auto_promote.min_decisions):
             continue
-        if estimate.low > upper and (best is None or estimate.low > best[1]):
-            best = (fig.variant, estimate.low, upper)
+        low, _ = reports.difference(sums, champion, intervals, config.auto_promote.confidence,
+                                    candidates)
+        if best is None or float(low) > best[1]:
+            best = (variant.name, float(low))
     return best
 
 

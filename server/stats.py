@@ -21,6 +21,15 @@ time, not at learn time, exactly what a scan of the log sees):
   interval needs no pass over the data. When V moves by d the centred sums move exactly:
   B ← B - d·Q, S ← S - 2d·B + d²·Q (B is kept for that).
 
+- ``bounded``, ``ips_low``, ``ips_high`` (:class:`Bernstein`) — the anytime-valid bounds' sums
+  (:mod:`server.anytime`), in [0, 1] units of the experiment's ``reward_range``
+  (``x = (r - lo)/(hi - lo)``, a logged value outside clipped to its edge): n, Σ and
+  Σ(value - predictable centre)² of the served ``x``, and of ``w·x`` and ``w·(1 - x)`` over the
+  IPS terms. They depend on the order of the events (the centres do): the learning order.
+- ``near_zero`` — Σw over the scored decisions whose logged probability was below
+  ``NEAR_ZERO/k`` (k actions): divided by the IPS count it estimates, without bias, the
+  variant's mass on actions the log gave near-zero probability (evaluability).
+
 These are the sums behind every figure, in a numerically stable (centred) form rather than raw
 Σr and Σr²: a scan computes the same figures, equal to ~1e-12 relative. Probability-best,
 the control comparison and auto-promotion's bounds are functions of them (``server.report``).
@@ -43,12 +52,16 @@ What is not a learned event, and how the report gets it (documented in ``server.
   within the horizon), which is what a sample-ratio check is about: the current assignment.
 - segments (``segment_by``) keep scanning the log, and only when asked for.
 
-Snapshots store each variant's accumulators (``snapshots.stats``, JSON) with the fold position
-they reflect, ``position``: every learned event with ``seq <= position`` is in them. A restore
-loads them and the fold's replay from the snapshot position adds only the events after it
+Snapshots store each variant's accumulators (``snapshots.stats``, JSON, :data:`FORMAT` 2 with
+the ``range`` the bounded sums are scaled by) with the fold position they reflect,
+``position``: every learned event with ``seq <= position`` is in them. A restore loads them
+and the fold's replay from the snapshot position adds only the events after it
 (:meth:`ExperimentStats.apply` skips ``seq <= position``), so every process — live, restarted
 or a replica — holds the same numbers, bit for bit: the same floating-point operations on the
-same events in the same order, and JSON writes floats so they read back exactly.
+same events in the same order, and JSON writes floats so they read back exactly. A snapshot
+in format 1 (before the bounded sums, which cannot be derived from its moments) or scaled by
+another ``reward_range`` is not loaded: the experiment's sums are rebuilt from the log once
+(``server.snapshots.restore_stats``) — from what retention kept of it, if it deletes.
 """
 
 from __future__ import annotations
@@ -59,11 +72,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from arbiter.server.config import DEFAULT_REWARD_RANGE
+
 if TYPE_CHECKING:
     from arbiter.log.store import LearnedEvent
     from arbiter.server.experiments import Experiment
 
-FORMAT = 1  # the version of the JSON written to snapshots.stats
+FORMAT = 2  # the version of the JSON written to snapshots.stats (1: before the bounded sums)
+NEAR_ZERO = 0.1  # a logged probability below NEAR_ZERO/k (k actions) is "near zero"
 
 
 @dataclass(slots=True)
@@ -122,6 +138,23 @@ class Weighted:
 
 
 @dataclass(slots=True)
+class Bernstein:
+    """The sums of :mod:`server.anytime`'s empirical-Bernstein bound over values ``x`` in
+    [0, 1] units: ``n``, ``total = Σx`` and ``v = Σ(x_i - c_i)²``, the centre ``c_i`` the mean
+    of the values before clipped to [0, 1] (1/2 for the first)."""
+
+    n: int = 0
+    total: float = 0.0
+    v: float = 0.0
+
+    def add(self, x: float) -> None:
+        centre = min(max(self.total / self.n, 0.0), 1.0) if self.n else 0.5
+        self.n += 1
+        self.total += x
+        self.v += (x - centre) * (x - centre)
+
+
+@dataclass(slots=True)
 class VariantStats:
     """One variant's accumulators; every learned event with ``seq <= position`` is in them."""
 
@@ -130,35 +163,64 @@ class VariantStats:
     scored: int = 0
     ips: Moments = field(default_factory=Moments)
     snips: Weighted = field(default_factory=Weighted)
+    # the anytime-valid bounds' sums, in [0, 1] units of the reward range: the served values x;
+    # w·x and w·(1 - x) over the IPS terms (lower bounds of E[w·x] and of E[w·(1 - x)])
+    bounded: Bernstein = field(default_factory=Bernstein)
+    ips_low: Bernstein = field(default_factory=Bernstein)
+    ips_high: Bernstein = field(default_factory=Bernstein)
+    # Σ w over the IPS terms whose logged probability was near zero (below NEAR_ZERO/k): its
+    # mean estimates the variant's probability mass on actions the log (almost) never takes
+    near_zero: float = 0.0
 
-    def add(self, weight: float, value: float, *, served: bool) -> None:
+    def add(self, weight: float, value: float, x: float, *, served: bool,
+            near_zero: bool = False) -> None:
+        """One learned event: its weight, learned value and that value in [0, 1] units."""
         if served:
             self.served.add(value)
+            self.bounded.add(x)
         else:
             self.scored += 1
         self.ips.add(weight * value)
         self.snips.add(weight, value)
+        self.ips_low.add(weight * x)
+        self.ips_high.add(weight * (1.0 - x))
+        if near_zero:
+            self.near_zero += weight
 
-    def to_json(self, position: int) -> dict[str, Any]:
-        """JSON for ``snapshots.stats``; ``position``: the fold's, at least ``self.position``."""
+    def to_json(self, position: int, reward_range: tuple[float, float]) -> dict[str, Any]:
+        """JSON for ``snapshots.stats``; ``position``: the fold's, at least ``self.position``;
+        ``reward_range``: the range the bounded sums are scaled by."""
         s = self.snips
         return {"format": FORMAT, "position": max(position, self.position),
                 "served": [self.served.n, self.served.mean, self.served.m2],
                 "scored": self.scored,
                 "ips": [self.ips.n, self.ips.mean, self.ips.m2],
-                "snips": [s.w, s.q, s.value, s.b, s.s]}
+                "snips": [s.w, s.q, s.value, s.b, s.s],
+                "range": list(reward_range),
+                "bounded": [self.bounded.n, self.bounded.total, self.bounded.v],
+                "ips_low": [self.ips_low.n, self.ips_low.total, self.ips_low.v],
+                "ips_high": [self.ips_high.n, self.ips_high.total, self.ips_high.v],
+                "near_zero": self.near_zero}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> VariantStats | None:
-        """None for a format this release does not read (the caller rebuilds from the log)."""
-        if data.get("format") != FORMAT:
+    def from_json(cls, data: Mapping[str, Any],
+                  reward_range: tuple[float, float]) -> VariantStats | None:
+        """None for a format this release does not read, or sums scaled by another reward
+        range than ``reward_range`` (the caller rebuilds them from the log). Format 1 (before
+        the bounded sums, which cannot be derived from the others) is rebuilt that way too."""
+        if data.get("format") != FORMAT or tuple(data["range"]) != tuple(reward_range):
             return None
         served, ips, snips = data["served"], data["ips"], data["snips"]
+        bounded, low, high = data["bounded"], data["ips_low"], data["ips_high"]
         return cls(position=int(data["position"]),
                    served=Moments(int(served[0]), float(served[1]), float(served[2])),
                    scored=int(data["scored"]),
                    ips=Moments(int(ips[0]), float(ips[1]), float(ips[2])),
-                   snips=Weighted(*(float(x) for x in snips)))
+                   snips=Weighted(*(float(x) for x in snips)),
+                   bounded=Bernstein(int(bounded[0]), float(bounded[1]), float(bounded[2])),
+                   ips_low=Bernstein(int(low[0]), float(low[1]), float(low[2])),
+                   ips_high=Bernstein(int(high[0]), float(high[1]), float(high[2])),
+                   near_zero=float(data["near_zero"]))
 
 
 @dataclass(slots=True)
@@ -171,6 +233,7 @@ class ExperimentStats:
 
     variants: dict[str, VariantStats] = field(default_factory=dict)
     last_seq: int = 0
+    reward_range: tuple[float, float] = DEFAULT_REWARD_RANGE  # scales the bounded sums
 
     def apply(self, seq: int, served_by: str, chosen: int, probability: float,
               shadow: Mapping[str, Sequence[float]], value: float) -> None:
@@ -180,9 +243,11 @@ class ExperimentStats:
         self.last_seq = max(self.last_seq, seq)
         if not math.isfinite(value):
             return
+        low, high = self.reward_range
+        x = min(max((value - low) / (high - low), 0.0), 1.0)  # a logged value outside: its edge
         mine = self.variants.get(served_by)
         if mine is not None and seq > mine.position:
-            mine.add(1.0, value, served=True)
+            mine.add(1.0, value, x, served=True)
             mine.position = seq
         if not shadow or not (probability > 0 and math.isfinite(probability)):
             return
@@ -196,7 +261,8 @@ class ExperimentStats:
                 continue
             weight = float(distribution[chosen]) / probability
             if math.isfinite(weight) and weight >= 0:
-                stats.add(weight, value, served=False)
+                stats.add(weight, value, x, served=False,
+                          near_zero=probability < NEAR_ZERO / len(distribution))
                 stats.position = seq
 
 
@@ -204,15 +270,20 @@ class Stats:
     """Every configured experiment's :class:`ExperimentStats`. Not thread-safe: the fold calls
     :meth:`on_apply` under its lock, and readers copy under the same lock."""
 
-    def __init__(self, variants: Mapping[str, Iterable[str]]) -> None:
-        """``variants``: experiment name → its configured variant names."""
+    def __init__(self, variants: Mapping[str, Iterable[str]],
+                 ranges: Mapping[str, tuple[float, float]] | None = None) -> None:
+        """``variants``: experiment name → its configured variant names; ``ranges``: its
+        ``reward_range`` (default: the configuration's default)."""
+        ranges = ranges or {}
         self.experiments: dict[str, ExperimentStats] = {
-            name: ExperimentStats({v: VariantStats() for v in names})
+            name: ExperimentStats({v: VariantStats() for v in names},
+                                  reward_range=ranges.get(name, DEFAULT_REWARD_RANGE))
             for name, names in variants.items()}
 
     @classmethod
     def of(cls, experiments: Mapping[str, Experiment]) -> Stats:
-        return cls({name: list(e.variants) for name, e in experiments.items()})
+        return cls({name: list(e.variants) for name, e in experiments.items()},
+                   {name: e.config.reward_range for name, e in experiments.items()})
 
     def on_apply(self, experiment: Experiment, event: LearnedEvent) -> None:
         """The fold's listener: one learned decision, in seq order."""
@@ -227,8 +298,9 @@ class Stats:
 
     def dump(self, experiment: str, variant: str, position: int) -> dict[str, Any] | None:
         """``variant``'s accumulators as JSON, at fold position ``position``."""
-        stats = self.experiments.get(experiment, ExperimentStats()).variants.get(variant)
-        return stats.to_json(position) if stats is not None else None
+        found = self.experiments.get(experiment, ExperimentStats())
+        stats = found.variants.get(variant)
+        return stats.to_json(position, found.reward_range) if stats is not None else None
 
     def load(self, experiment: str, variant: str, data: Mapping[str, Any]) -> bool:
         """Restore ``variant``'s accumulators from a snapshot's JSON; False if unreadable."""
@@ -236,7 +308,7 @@ class Stats:
         if stats is None or variant not in stats.variants:
             return False
         try:
-            restored = VariantStats.from_json(data)
+            restored = VariantStats.from_json(data, stats.reward_range)
         except (KeyError, TypeError, ValueError, IndexError):
             restored = None
         if restored is None:

@@ -41,7 +41,7 @@ from tests.experiments.helpers import ACTIONS, CLICK, TIERS, admin, report, targ
 WAIT = 3600.0
 CONFIG: dict[str, Any] = {"experiments": {"hero": {
     "control": "control", "salt": "incremental", "reward_wait_seconds": WAIT,
-    "default_reward": 0.25,
+    "default_reward": 0.25, "reward_range": [-2, 3],  # the bounded (empirical-Bernstein) sums
     "variants": [
         {"name": "control", "policy": "linucb", "params": {"alpha": 0.5}, "traffic": 2},
         {"name": "mid", "policy": "fixed", "params": {"action": "mid", "floor": 0.3},
@@ -108,7 +108,7 @@ def no_scan(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def scanned(app: App, name: str = "hero") -> reports.Report:
     experiment = app.experiments[name]
-    return reports.build_by_scan(app.engine, experiment.config, since=experiment.since)
+    return reports.build_by_scan(app.engine, experiment.config)
 
 
 def same_number(a: float, b: float) -> bool:
@@ -132,19 +132,25 @@ def assert_same(live: reports.Report, scan: reports.Report) -> None:
     for mine, theirs in zip(live.variants, scan.variants, strict=True):
         where = mine.variant
         assert (mine.shadow, mine.traffic) == (theirs.shadow, theirs.traffic), where
-        assert (mine.decisions, mine.units, mine.rewards) == (
-            theirs.decisions, theirs.units, theirs.rewards), where
+        assert (mine.decisions, mine.units, mine.rewards, mine.scored, mine.scored_units) == (
+            theirs.decisions, theirs.units, theirs.rewards, theirs.scored,
+            theirs.scored_units), where
+        assert (mine.verdict, mine.not_evaluable) == (theirs.verdict, theirs.not_evaluable), where
         for field in ("mean_reward", "difference_to_control", "ips", "snips"):
             assert same_interval(getattr(mine, field), getattr(theirs, field)), (where, field)
-        for field in ("p_value", "mean_se", "ips_se", "probability_best"):
+        for field in ("p_value", "ips_se", "probability_best", "effective_sample_size",
+                      "unsupported_mass"):
             assert same_number(getattr(mine, field), getattr(theirs, field)), (where, field)
     srm, reference = live.sample_ratio, scan.sample_ratio
     assert srm.observed_units == reference.observed_units
-    assert srm.expected_share == reference.expected_share
+    assert srm.expected_share == pytest.approx(reference.expected_share, rel=1e-12)
     assert same_number(srm.chi_square, reference.chi_square)
     assert same_number(srm.p_value, reference.p_value)
     assert srm.mismatch == reference.mismatch
+    assert [(e.version, e.since, e.observed_units) for e in srm.eras] == [
+        (e.version, e.since, e.observed_units) for e in reference.eras]
     assert live.units_since is None  # below the horizon every decision counts
+    assert live.intervals == scan.intervals == reports.BOUNDED
 
 
 def check(app: App, monkeypatch: pytest.MonkeyPatch) -> reports.Report:
@@ -156,10 +162,11 @@ def check(app: App, monkeypatch: pytest.MonkeyPatch) -> reports.Report:
     by_name = {f.variant: f for f in live.variants}
     for figures in served.variants:
         mine = by_name[figures.variant]
-        assert (figures.decisions, figures.units, figures.rewards) == (
-            mine.decisions, mine.units, mine.rewards)
+        assert (figures.decisions, figures.units, figures.rewards, figures.scored) == (
+            mine.decisions, mine.units, mine.rewards, mine.scored)
         if mine.ips is not None:
             assert same_number(figures.ips.estimate, mine.ips.estimate)
+            assert (figures.ips.low, figures.ips.high) == (mine.ips.low, mine.ips.high)
     return live
 
 
@@ -204,8 +211,11 @@ def test_the_incremental_report_is_the_scan_through_promotions_restarts_and_repl
     live = check(app, monkeypatch)
     figures = {f.variant: f for f in live.variants}
     # every kind of decision is there: open windows count as decisions, not (yet) as rewards
-    for name in ("control", "mid", "lin", "high"):
+    for name in ("control", "mid"):
         assert figures[name].decisions > figures[name].rewards > 30, figures[name]
+    for name in ("lin", "high"):  # shadows score every decision and serve none
+        assert figures[name].scored == sum(f.decisions for f in live.variants), figures[name]
+        assert figures[name].decisions == figures[name].rewards == 0, figures[name]
     assert figures["lin"].snips is not None and figures["mid"].difference_to_control is not None
     with app.engine.connect() as connection:
         assert connection.execute(sa.select(sa.func.count()).select_from(snapshots)
@@ -215,6 +225,7 @@ def test_the_incremental_report_is_the_scan_through_promotions_restarts_and_repl
     app.loop.close_windows()
     live = check(app, monkeypatch)
     assert all(f.decisions == f.rewards for f in live.variants)
+    before = {f.variant: f for f in live.variants}
 
     with no_scan(monkeypatch), admin(app) as stub:  # the evidence is the live report's
         stub.Promote(pb.PromoteRequest(experiment="hero", variant="lin", reason="test"))
@@ -224,6 +235,13 @@ def test_the_incremental_report_is_the_scan_through_promotions_restarts_and_repl
     after = check(app, monkeypatch)
     assert {f.variant: f.shadow for f in after.variants} == {
         "control": True, "mid": False, "lin": False, "high": True}
+    # by variant, whatever its role: the old champion keeps what it served, the new one what
+    # it scored, and the new one's served decisions (not scored) grow from 0
+    now = {f.variant: f for f in after.variants}
+    assert now["control"].decisions == before["control"].decisions
+    assert now["control"].scored == now["lin"].decisions + now["mid"].decisions \
+        - before["mid"].decisions
+    assert now["lin"].scored == before["lin"].scored and now["lin"].decisions > 0
     [audit] = app.controller.promotions("hero")
     assert audit["evidence"]["to"]["ips"] is not None
 
@@ -257,8 +275,10 @@ def test_the_incremental_report_is_the_scan_through_promotions_restarts_and_repl
 
 def test_snapshots_without_accumulators_are_rebuilt_from_the_log_once(
         start_server: Callable[..., App], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Snapshots written before revision 0003 (``stats`` NULL), or in a format this release
-    does not read: the accumulators are rebuilt from the log, the policies still restored."""
+    """Snapshots written before revision 0003 (``stats`` NULL), in format 1 (before the
+    anytime-valid bounds' sums, which cannot be derived from it), with another reward_range, or
+    in a format this release does not read: the accumulators are rebuilt from the log, the
+    policies still restored."""
     app = start_server(CONFIG, **SETTINGS)
     db = app.settings.db
     with DecisionClient(target(app)) as client:
@@ -270,6 +290,15 @@ def test_snapshots_without_accumulators_are_rebuilt_from_the_log_once(
                            .values(stats=sa.null()))
         connection.execute(snapshots.update().where(snapshots.c.variant == "lin")
                            .values(stats={"format": 999}))
+        connection.execute(snapshots.update().where(snapshots.c.variant == "control")
+                           .values(stats={"format": 1, "position": 1, "served": [1, 0.5, 0.0],
+                                          "scored": 0, "ips": [1, 0.5, 0.0],
+                                          "snips": [1.0, 1.0, 0.5, 0.0, 0.0]}))
+        high = connection.execute(sa.select(snapshots.c.id, snapshots.c.stats)
+                                  .where(snapshots.c.variant == "high")).all()
+        for row_id, stats in high:  # scaled by a range the configuration no longer has
+            connection.execute(snapshots.update().where(snapshots.c.id == row_id)
+                               .values(stats={**stats, "range": [0, 1]}))
     engine.dispose()
     again = start_server(CONFIG, **SETTINGS)
     check(again, monkeypatch)
@@ -302,7 +331,7 @@ def test_auto_promotion_and_segments(start_sqlite: Callable[..., App],
 
 def test_units_are_counted_over_the_last_decisions(start_server: Callable[..., App]) -> None:
     """Beyond the horizon, units are those of the newest ``limit`` decisions, and the sample
-    ratio counts units since the set-up within them; the report says where the horizon starts."""
+    ratio counts units per era within them; the report says where the horizon starts."""
     clock = Clock()
     app = start_server(CONFIG, clock=clock)
     with DecisionClient(target(app)) as client:
@@ -314,17 +343,17 @@ def test_units_are_counted_over_the_last_decisions(start_server: Callable[..., A
             sa.select(decisions.c.event_id, decisions.c.created_at))}
     assert len(set(times.values())) == len(times)
     newest = sorted(rows, key=lambda r: r.created_at)[-60:]
-    since = newest[30].created_at
     with app.engine.connect() as connection:
-        units = reports.recent_units(connection, config, since, limit=60)
-        everything = reports.recent_units(connection, config, since)
+        eras = reports.eras_of(connection, config)
+        units = reports.recent_units(connection, config, eras, limit=60)
+        everything = reports.recent_units(connection, config, eras)
     assert units.since == newest[0].created_at and everything.since is None
     for variant in config.variants:
         name = variant.name
-        mine = ([r for r in newest if r.variant != name and name in r.shadow] if variant.shadow
-                else [r for r in newest if r.variant == name])
-        assert units.units[variant.name] == len({r.unit for r in mine}), variant.name
-    assert reports.sample_ratio_of(units.srm, config) == reports.sample_ratio(newest, config, since)
-    limited = reports.build(app.engine, app.fold, app.stats, config, since=since,
-                            units_horizon=60)
+        served = [r for r in newest if r.variant == name]
+        scored = [r for r in newest if r.variant != name and name in r.shadow]
+        assert units.units[name] == len({r.unit for r in served}), name
+        assert units.scored[name] == len({r.unit for r in scored}), name
+    assert reports.sample_ratio_of(units.eras, eras) == reports.sample_ratio(newest, eras)
+    limited = reports.build(app.engine, app.fold, app.stats, config, units_horizon=60)
     assert limited.units_since == newest[0].created_at

@@ -36,7 +36,8 @@ def test_auto_promotion_picks_the_better_policy_and_survives_a_restart(start_sql
     app = start_sqlite(auto_config(), auto_promote_seconds=0.2, durability="relaxed")
     with DecisionClient(target(app)) as client:
         for seed in AUTO_SEEDS:
-            drive(client, f"exp{seed}", 800, np.random.default_rng(seed), prefix=f"s{seed}-")
+            # 1,200 (not 800): the anytime-valid bounds are wider than fixed-sample intervals
+            drive(client, f"exp{seed}", 1200, np.random.default_rng(seed), prefix=f"s{seed}-")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(
             app.experiments[f"exp{s}"].config.control != "better" for s in AUTO_SEEDS):

@@ -1,4 +1,4 @@
-"""A shadow's live IPS estimate covers its true value in at least 90% of seeds.
+"""A shadow's live IPS confidence sequence covers its true value in at least 90% of seeds.
 
 The logging policy serves uniformly; the shadow is ``fixed`` on one action with an exploration
 floor, so its true value in the simulated world is exactly computable (the expected reward of
@@ -45,14 +45,17 @@ def test_shadow_ips_interval_covers_the_true_value(start_sqlite) -> None:  # typ
     for seed in SEEDS:
         figures = {v.variant: v for v in report(app, f"exp{seed}").variants}
         shadow = figures["shadow"]
-        assert shadow.shadow and shadow.decisions == EVENTS and shadow.rewards == EVENTS
+        # it scored every decision and served none
+        assert shadow.shadow and shadow.scored == EVENTS and shadow.decisions == 0
         assert not shadow.HasField("mean_reward")  # users never saw it
         covered += shadow.ips.low <= truth <= shadow.ips.high
         assert shadow.snips.low < shadow.snips.high
     assert covered >= 0.9 * len(SEEDS), covered
 
-    served = report(app, "served").variants[0].mean_reward
-    standard_error = (served.high - served.estimate) / 1.96
+    figures = report(app, "served").variants[0]
+    served = figures.mean_reward
+    assert served.low <= truth <= served.high
+    standard_error = np.sqrt(served.estimate * (1 - served.estimate) / figures.rewards)  # 0/1
     assert abs(served.estimate - truth) < 3 * standard_error  # the control run earns it
 
 

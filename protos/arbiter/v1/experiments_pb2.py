@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61rbiter/v1/experiments.proto\x12\narbiter.v1\"\x84\x01\n\x07Variant\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12\x13\n\x0bparams_json\x18\x03 \x01(\t\x12\x0f\n\x07traffic\x18\x04 \x01(\x01\x12\x0e\n\x06shadow\x18\x05 \x01(\x08\x12\x0c\n\x04mode\x18\x06 \x01(\t\x12\x17\n\x0flogging_epsilon\x18\x07 \x01(\x01\"\xa3\x01\n\nExperiment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x08variants\x18\x02 \x03(\x0b\x32\x13.arbiter.v1.Variant\x12\x0f\n\x07\x63ontrol\x18\x03 \x01(\t\x12\x1b\n\x13reward_wait_seconds\x18\x04 \x01(\x01\x12\x16\n\x0e\x64\x65\x66\x61ult_reward\x18\x05 \x01(\x01\x12\x1a\n\x12reward_aggregation\x18\x06 \x01(\t\"\x18\n\x16ListExperimentsRequest\"F\n\x17ListExperimentsResponse\x12+\n\x0b\x65xperiments\x18\x01 \x03(\x0b\x32\x16.arbiter.v1.Experiment\"*\n\x14GetExperimentRequest\x12\x12\n\nexperiment\x18\x01 \x01(\t\":\n\x10GetReportRequest\x12\x12\n\nexperiment\x18\x01 \x01(\t\x12\x12\n\nsegment_by\x18\x02 \x01(\t\"7\n\x08Interval\x12\x10\n\x08\x65stimate\x18\x01 \x01(\x01\x12\x0b\n\x03low\x18\x02 \x01(\x01\x12\x0c\n\x04high\x18\x03 \x01(\x01\"\xc7\x02\n\rVariantReport\x12\x0f\n\x07variant\x18\x01 \x01(\t\x12\x0e\n\x06shadow\x18\x02 \x01(\x08\x12\x0f\n\x07traffic\x18\x03 \x01(\x01\x12\x11\n\tdecisions\x18\x04 \x01(\x03\x12\r\n\x05units\x18\x05 \x01(\x03\x12\x0f\n\x07rewards\x18\x06 \x01(\x03\x12)\n\x0bmean_reward\x18\x07 \x01(\x0b\x32\x14.arbiter.v1.Interval\x12\x33\n\x15\x64ifference_to_control\x18\x08 \x01(\x0b\x32\x14.arbiter.v1.Interval\x12\x0f\n\x07p_value\x18\t \x01(\x01\x12\x18\n\x10probability_best\x18\n \x01(\x01\x12!\n\x03ips\x18\x0b \x01(\x0b\x32\x14.arbiter.v1.Interval\x12#\n\x05snips\x18\x0c \x01(\x0b\x32\x14.arbiter.v1.Interval\"\xc7\x02\n\x10SampleRatioCheck\x12\x12\n\nchi_square\x18\x01 \x01(\x01\x12\x0f\n\x07p_value\x18\x02 \x01(\x01\x12\x10\n\x08mismatch\x18\x03 \x01(\x08\x12G\n\x0eobserved_units\x18\x04 \x03(\x0b\x32/.arbiter.v1.SampleRatioCheck.ObservedUnitsEntry\x12G\n\x0e\x65xpected_share\x18\x05 \x03(\x0b\x32/.arbiter.v1.SampleRatioCheck.ExpectedShareEntry\x1a\x34\n\x12ObservedUnitsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a\x34\n\x12\x45xpectedShareEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"s\n\rSegmentReport\x12\x0f\n\x07segment\x18\x01 \x01(\t\x12\r\n\x05units\x18\x02 \x01(\x03\x12\x15\n\rtoo_few_units\x18\x03 \x01(\x08\x12+\n\x08variants\x18\x04 \x03(\x0b\x32\x19.arbiter.v1.VariantReport\"\xcf\x01\n\x06Report\x12\x12\n\nexperiment\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontrol\x18\x02 \x01(\t\x12+\n\x08variants\x18\x03 \x03(\x0b\x32\x19.arbiter.v1.VariantReport\x12\x32\n\x0csample_ratio\x18\x04 \x01(\x0b\x32\x1c.arbiter.v1.SampleRatioCheck\x12\x12\n\nsegment_by\x18\x05 \x01(\t\x12+\n\x08segments\x18\x06 \x03(\x0b\x32\x19.arbiter.v1.SegmentReport\"\x94\x01\n\x11SetTrafficRequest\x12\x12\n\nexperiment\x18\x01 \x01(\t\x12;\n\x07traffic\x18\x02 \x03(\x0b\x32*.arbiter.v1.SetTrafficRequest.TrafficEntry\x1a.\n\x0cTrafficEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"E\n\x0ePromoteRequest\x12\x12\n\nexperiment\x18\x01 \x01(\t\x12\x0f\n\x07variant\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"S\n\x0eSetModeRequest\x12\x12\n\nexperiment\x18\x01 \x01(\t\x12\x0f\n\x07variant\x18\x02 \x01(\t\x12\x0c\n\x04mode\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"X\n\x0fPromoteResponse\x12*\n\nexperiment\x18\x01 \x01(\x0b\x32\x16.arbiter.v1.Experiment\x12\x19\n\x11previous_champion\x18\x02 \x01(\t\"K\n\x10\x45raseUnitRequest\x12\x0f\n\x07unit_id\x18\x01 \x01(\t\x12\x12\n\nexperiment\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\xc7\x01\n\x11\x45raseUnitResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x19\n\x11\x64\x65\x63isions_deleted\x18\x02 \x01(\x03\x12\x17\n\x0frewards_deleted\x18\x03 \x01(\x03\x12\x1b\n\x13\x61\x63tivations_deleted\x18\x04 \x01(\x03\x12\x1e\n\x16learned_events_deleted\x18\x05 \x01(\x03\x12\x1b\n\x13rebuilt_experiments\x18\x06 \x03(\t\x12\x10\n\x08repeated\x18\x07 \x01(\x08\x32\x8b\x04\n\x11\x45xperimentService\x12Z\n\x0fListExperiments\x12\".arbiter.v1.ListExperimentsRequest\x1a#.arbiter.v1.ListExperimentsResponse\x12I\n\rGetExperiment\x12 .arbiter.v1.GetExperimentRequest\x1a\x16.arbiter.v1.Experiment\x12=\n\tGetReport\x12\x1c.arbiter.v1.GetReportRequest\x1a\x12.arbiter.v1.Report\x12\x43\n\nSetTraffic\x12\x1d.arbiter.v1.SetTrafficRequest\x1a\x16.arbiter.v1.Experiment\x12\x42\n\x07Promote\x12\x1a.arbiter.v1.PromoteRequest\x1a\x1b.arbiter.v1.PromoteResponse\x12=\n\x07SetMode\x12\x1a.arbiter.v1.SetModeRequest\x1a\x16.arbiter.v1.Experiment\x12H\n\tEraseUnit\x12\x1c.arbiter.v1.EraseUnitRequest\x1a\x1d.arbiter.v1.EraseUnitResponseB_\n\x0e\x64\x65v.arbiter.v1B\x10\x45xperimentsProtoP\x01Z9github.com/arbiter/arbiter/clients/go/arbiterv1;arbiterv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61rbiter/v1/experiments.proto\x12\narbiter.v1\"\x84\x01\n\x07Variant\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12\x13\n\x0bparams_json\x18\x03 \x01(\t\x12\x0f\n\x07traffic\x18\x04 \x01(\x01\x12\x0e\n\x06shadow\x18\x05 \x01(\x08\x12\x0c\n\x04mode\x18\x06 \x01(\t\x12\x17\n\x0flogging_epsilon\x18\x07 \x01(\x01\"\xa3\x01\n\nExperiment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x08variants\x18\x02 \x03(\x0b\x32\x13.arbiter.v1.Variant\x12\x0f\n\x07\x63ontrol\x18\x03 \x01(\t\x12\x1b\n\x13reward_wait_seconds\x18\x04 \x01(\x01\x12\x16\n\x0e\x64\x65\x66\x61ult_reward\x18\x05 \x01(\x01\x12\x1a\n\x12reward_aggregation\x18\x06 \x01(\t\"\x18\n\x16ListExperimentsRequest\"F\n\x17ListExperimentsResponse\x12+\n\x0b\x65xperiments\x18\x01 \x03(\x0b\x32\x16.arbiter.v1.Experiment\"*\n\x14GetExperimentRequest\x12\x12\n\nexperiment\x18\x01 \x01(\t\"N\n\x10GetReportRequest\x12\x12\n\nexperiment\x18\x01 \x01(\t\x12\x12\n\nsegment_by\x18\x02 \x01(\t\x12\x12\n\nmin_effect\x18\x03 \x01(\x01\"7\n\x08Interval\x12\x10\n\x08\x65stimate\x18\x01 \x01(\x01\x12\x0b\n\x03low\x18\x02 \x01(\x01\x12\x0c\n\x04high\x18\x03 \x01(\x01\"\xce\x03\n\rVariantReport\x12\x0f\n\x07variant\x18\x01 \x01(\t\x12\x0e\n\x06shadow\x18\x02 \x01(\x08\x12\x0f\n\x07traffic\x18\x03 \x01(\x01\x12\x11\n\tdecisions\x18\x04 \x01(\x03\x12\r\n\x05units\x18\x05 \x01(\x03\x12\x0f\n\x07rewards\x18\x06 \x01(\x03\x12)\n\x0bmean_reward\x18\x07 \x01(\x0b\x32\x14.arbiter.v1.Interval\x12\x33\n\x15\x64ifference_to_control\x18\x08 \x01(\x0b\x32\x14.arbiter.v1.Interval\x12\x0f\n\x07p_value\x18\t \x01(\x01\x12\x18\n\x10probability_best\x18\n \x01(\x01\x12!\n\x03ips\x18\x0b \x01(\x0b\x32\x14.arbiter.v1.Interval\x12#\n\x05snips\x18\x0c \x01(\x0b\x32\x14.arbiter.v1.Interval\x12\x0e\n\x06scored\x18\r \x01(\x03\x12\x14\n\x0cscored_units\x18\x0e \x01(\x03\x12\x1d\n\x15\x65\x66\x66\x65\x63tive_sample_size\x18\x0f \x01(\x01\x12\x18\n\x10unsupported_mass\x18\x10 \x01(\x01\x12\x15\n\rnot_evaluable\x18\x11 \x01(\t\x12\x0f\n\x07verdict\x18\x12 \x01(\t\"\xf1\x02\n\x10SampleRatioCheck\x12\x12\n\nchi_square\x18\x01 \x01(\x01\x12\x0f\n\x07p_value\x18\x02 \x01(\x01\x12\x10\n\x08mismatch\x18\x03 \x01(\x08\x12G\n\x0eobserved_units\x18\x04 \x03(\x0b\x32/.arbiter.v1.SampleRatioCheck.ObservedUnitsEntry\x12G\n\x0e\x65xpected_share\x18\x05 \x03(\x0b\x32/.arbiter.v1.SampleRatioCheck.ExpectedShareEntry\x12(\n\x04\x65ras\x18\x06 \x03(\x0b\x32\x1a.arbiter.v1.SampleRatioEra\x1a\x34\n\x12ObservedUnitsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a\x34\n\x12\x45xpectedShareEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xcf\x02\n\x0eSampleRatioEra\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\r\n\x05since\x18\x02 \x01(\t\x12\x12\n\nchi_square\x18\x03 \x01(\x01\x12\x0f\n\x07p_value\x18\x04 \x01(\x01\x12\x45\n\x0eobserved_units\x18\x05 \x03(\x0b\x32-.arbiter.v1.SampleRatioEra.ObservedUnitsEntry\x12\x45\n\x0e\x65xpected_share\x18\x06 \x03(\x0b\x32-.arbiter.v1.SampleRatioEra.ExpectedShareEntry\x1a\x34\n\x12ObservedUnitsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a\x34\n\x12\x45xpectedShareEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"s\n\rSegmentReport\x12\x0f\n\x07segment\x18\x01 \x01(\t\x12\r\n\x05units\x18\x02 \x01(\x03\x12\x15\n\rtoo_few_units\x18\x03 \x01(\x08\x12+\n\x08variants\x18\x04 \x03(\x0b\x32\x19.arbiter.v1.VariantReport\"\xf6\x01\n\x06Report\x12\x12\n\nexperiment\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontrol\x18\x02 \x01(\t\x12+\n\x08variants\x18\x03 \x03(\x0b\x32\x19.arbiter.v1.VariantReport\x12\x32\n\x0csample_ratio\x18\x04 \x01(\x0b\x32\x1c.arbiter.v1.SampleRatioCheck\x12\x12\n\nsegment_by\x18\x05 \x01(\t\x12+\n\x08segments\x18\x06 \x03(\x0b\x32\x19.arbiter.v1.SegmentReport\x12\x11\n\tintervals\x18\x07 \x01(\t\x12\x12\n\nmin_effect\x18\x08 \x01(\x01\"\x94\x01\n\x11SetTrafficRequest\x12\x12\n\nexperiment\x18\x01 \x01(\t\x12;\n\x07traffic\x18\x02 \x03(\x0b\x32*.arbiter.v1.SetTrafficRequest.TrafficEntry\x1a.\n\x0cTrafficEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"E\n\x0ePromoteRequest\x12\x12\n\nexperiment\x18\x01 \x01(\t\x12\x0f\n\x07variant\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"S\n\x0eSetModeRequest\x12\x12\n\nexperiment\x18\x01 \x01(\t\x12\x0f\n\x07variant\x18\x02 \x01(\t\x12\x0c\n\x04mode\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"X\n\x0fPromoteResponse\x12*\n\nexperiment\x18\x01 \x01(\x0b\x32\x16.arbiter.v1.Experiment\x12\x19\n\x11previous_champion\x18\x02 \x01(\t\"K\n\x10\x45raseUnitRequest\x12\x0f\n\x07unit_id\x18\x01 \x01(\t\x12\x12\n\nexperiment\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\xc7\x01\n\x11\x45raseUnitResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x19\n\x11\x64\x65\x63isions_deleted\x18\x02 \x01(\x03\x12\x17\n\x0frewards_deleted\x18\x03 \x01(\x03\x12\x1b\n\x13\x61\x63tivations_deleted\x18\x04 \x01(\x03\x12\x1e\n\x16learned_events_deleted\x18\x05 \x01(\x03\x12\x1b\n\x13rebuilt_experiments\x18\x06 \x03(\t\x12\x10\n\x08repeated\x18\x07 \x01(\x08\x32\x8b\x04\n\x11\x45xperimentService\x12Z\n\x0fListExperiments\x12\".arbiter.v1.ListExperimentsRequest\x1a#.arbiter.v1.ListExperimentsResponse\x12I\n\rGetExperiment\x12 .arbiter.v1.GetExperimentRequest\x1a\x16.arbiter.v1.Experiment\x12=\n\tGetReport\x12\x1c.arbiter.v1.GetReportRequest\x1a\x12.arbiter.v1.Report\x12\x43\n\nSetTraffic\x12\x1d.arbiter.v1.SetTrafficRequest\x1a\x16.arbiter.v1.Experiment\x12\x42\n\x07Promote\x12\x1a.arbiter.v1.PromoteRequest\x1a\x1b.arbiter.v1.PromoteResponse\x12=\n\x07SetMode\x12\x1a.arbiter.v1.SetModeRequest\x1a\x16.arbiter.v1.Experiment\x12H\n\tEraseUnit\x12\x1c.arbiter.v1.EraseUnitRequest\x1a\x1d.arbiter.v1.EraseUnitResponseB_\n\x0e\x64\x65v.arbiter.v1B\x10\x45xperimentsProtoP\x01Z9github.com/arbiter/arbiter/clients/go/arbiterv1;arbiterv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,6 +36,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SAMPLERATIOCHECK_OBSERVEDUNITSENTRY']._serialized_options = b'8\001'
   _globals['_SAMPLERATIOCHECK_EXPECTEDSHAREENTRY']._loaded_options = None
   _globals['_SAMPLERATIOCHECK_EXPECTEDSHAREENTRY']._serialized_options = b'8\001'
+  _globals['_SAMPLERATIOERA_OBSERVEDUNITSENTRY']._loaded_options = None
+  _globals['_SAMPLERATIOERA_OBSERVEDUNITSENTRY']._serialized_options = b'8\001'
+  _globals['_SAMPLERATIOERA_EXPECTEDSHAREENTRY']._loaded_options = None
+  _globals['_SAMPLERATIOERA_EXPECTEDSHAREENTRY']._serialized_options = b'8\001'
   _globals['_SETTRAFFICREQUEST_TRAFFICENTRY']._loaded_options = None
   _globals['_SETTRAFFICREQUEST_TRAFFICENTRY']._serialized_options = b'8\001'
   _globals['_VARIANT']._serialized_start=45
@@ -49,35 +53,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETEXPERIMENTREQUEST']._serialized_start=443
   _globals['_GETEXPERIMENTREQUEST']._serialized_end=485
   _globals['_GETREPORTREQUEST']._serialized_start=487
-  _globals['_GETREPORTREQUEST']._serialized_end=545
-  _globals['_INTERVAL']._serialized_start=547
-  _globals['_INTERVAL']._serialized_end=602
-  _globals['_VARIANTREPORT']._serialized_start=605
-  _globals['_VARIANTREPORT']._serialized_end=932
-  _globals['_SAMPLERATIOCHECK']._serialized_start=935
-  _globals['_SAMPLERATIOCHECK']._serialized_end=1262
-  _globals['_SAMPLERATIOCHECK_OBSERVEDUNITSENTRY']._serialized_start=1156
-  _globals['_SAMPLERATIOCHECK_OBSERVEDUNITSENTRY']._serialized_end=1208
-  _globals['_SAMPLERATIOCHECK_EXPECTEDSHAREENTRY']._serialized_start=1210
-  _globals['_SAMPLERATIOCHECK_EXPECTEDSHAREENTRY']._serialized_end=1262
-  _globals['_SEGMENTREPORT']._serialized_start=1264
-  _globals['_SEGMENTREPORT']._serialized_end=1379
-  _globals['_REPORT']._serialized_start=1382
-  _globals['_REPORT']._serialized_end=1589
-  _globals['_SETTRAFFICREQUEST']._serialized_start=1592
-  _globals['_SETTRAFFICREQUEST']._serialized_end=1740
-  _globals['_SETTRAFFICREQUEST_TRAFFICENTRY']._serialized_start=1694
-  _globals['_SETTRAFFICREQUEST_TRAFFICENTRY']._serialized_end=1740
-  _globals['_PROMOTEREQUEST']._serialized_start=1742
-  _globals['_PROMOTEREQUEST']._serialized_end=1811
-  _globals['_SETMODEREQUEST']._serialized_start=1813
-  _globals['_SETMODEREQUEST']._serialized_end=1896
-  _globals['_PROMOTERESPONSE']._serialized_start=1898
-  _globals['_PROMOTERESPONSE']._serialized_end=1986
-  _globals['_ERASEUNITREQUEST']._serialized_start=1988
-  _globals['_ERASEUNITREQUEST']._serialized_end=2063
-  _globals['_ERASEUNITRESPONSE']._serialized_start=2066
-  _globals['_ERASEUNITRESPONSE']._serialized_end=2265
-  _globals['_EXPERIMENTSERVICE']._serialized_start=2268
-  _globals['_EXPERIMENTSERVICE']._serialized_end=2791
+  _globals['_GETREPORTREQUEST']._serialized_end=565
+  _globals['_INTERVAL']._serialized_start=567
+  _globals['_INTERVAL']._serialized_end=622
+  _globals['_VARIANTREPORT']._serialized_start=625
+  _globals['_VARIANTREPORT']._serialized_end=1087
+  _globals['_SAMPLERATIOCHECK']._serialized_start=1090
+  _globals['_SAMPLERATIOCHECK']._serialized_end=1459
+  _globals['_SAMPLERATIOCHECK_OBSERVEDUNITSENTRY']._serialized_start=1353
+  _globals['_SAMPLERATIOCHECK_OBSERVEDUNITSENTRY']._serialized_end=1405
+  _globals['_SAMPLERATIOCHECK_EXPECTEDSHAREENTRY']._serialized_start=1407
+  _globals['_SAMPLERATIOCHECK_EXPECTEDSHAREENTRY']._serialized_end=1459
+  _globals['_SAMPLERATIOERA']._serialized_start=1462
+  _globals['_SAMPLERATIOERA']._serialized_end=1797
+  _globals['_SAMPLERATIOERA_OBSERVEDUNITSENTRY']._serialized_start=1353
+  _globals['_SAMPLERATIOERA_OBSERVEDUNITSENTRY']._serialized_end=1405
+  _globals['_SAMPLERATIOERA_EXPECTEDSHAREENTRY']._serialized_start=1407
+  _globals['_SAMPLERATIOERA_EXPECTEDSHAREENTRY']._serialized_end=1459
+  _globals['_SEGMENTREPORT']._serialized_start=1799
+  _globals['_SEGMENTREPORT']._serialized_end=1914
+  _globals['_REPORT']._serialized_start=1917
+  _globals['_REPORT']._serialized_end=2163
+  _globals['_SETTRAFFICREQUEST']._serialized_start=2166
+  _globals['_SETTRAFFICREQUEST']._serialized_end=2314
+  _globals['_SETTRAFFICREQUEST_TRAFFICENTRY']._serialized_start=2268
+  _globals['_SETTRAFFICREQUEST_TRAFFICENTRY']._serialized_end=2314
+  _globals['_PROMOTEREQUEST']._serialized_start=2316
+  _globals['_PROMOTEREQUEST']._serialized_end=2385
+  _globals['_SETMODEREQUEST']._serialized_start=2387
+  _globals['_SETMODEREQUEST']._serialized_end=2470
+  _globals['_PROMOTERESPONSE']._serialized_start=2472
+  _globals['_PROMOTERESPONSE']._serialized_end=2560
+  _globals['_ERASEUNITREQUEST']._serialized_start=2562
+  _globals['_ERASEUNITREQUEST']._serialized_end=2637
+  _globals['_ERASEUNITRESPONSE']._serialized_start=2640
+  _globals['_ERASEUNITRESPONSE']._serialized_end=2839
+  _globals['_EXPERIMENTSERVICE']._serialized_start=2842
+  _globals['_EXPERIMENTSERVICE']._serialized_end=3365
 # @@protoc_insertion_point(module_scope)

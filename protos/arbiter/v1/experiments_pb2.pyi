@@ -161,18 +161,24 @@ class GetReportRequest(_message.Message):
 
     EXPERIMENT_FIELD_NUMBER: _builtins.int
     SEGMENT_BY_FIELD_NUMBER: _builtins.int
+    MIN_EFFECT_FIELD_NUMBER: _builtins.int
     experiment: _builtins.str
     segment_by: _builtins.str
     """A categorical context feature "namespace.feature"; empty = the experiment's `segment_by`."""
+    min_effect: _builtins.float
+    """The smallest difference (reward units, >= 0; default 0) worth a verdict: "better" needs the
+    lower bound of value minus the champion's above it, "worse" the upper bound below -it.
+    """
     def __init__(
         self,
         *,
         experiment: _builtins.str = ...,
         segment_by: _builtins.str = ...,
+        min_effect: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment", b"experiment", "segment_by", b"segment_by"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment", b"experiment", "min_effect", b"min_effect", "segment_by", b"segment_by"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -180,7 +186,9 @@ Global___GetReportRequest: _TypeAlias = GetReportRequest  # noqa: Y015
 
 @_typing.final
 class Interval(_message.Message):
-    """An estimate with its 95% confidence interval."""
+    """An estimate with its interval. In the live report the interval is an anytime-valid
+    confidence sequence at 95% (see Report.intervals): it holds at every look at once.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -207,6 +215,10 @@ Global___Interval: _TypeAlias = Interval  # noqa: Y015
 
 @_typing.final
 class VariantReport(_message.Message):
+    """Counts are by variant, whatever its role now or then: a variant that served and later
+    became a shadow (or the reverse) keeps both its served and its scored decisions.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     VARIANT_FIELD_NUMBER: _builtins.int
@@ -221,26 +233,56 @@ class VariantReport(_message.Message):
     PROBABILITY_BEST_FIELD_NUMBER: _builtins.int
     IPS_FIELD_NUMBER: _builtins.int
     SNIPS_FIELD_NUMBER: _builtins.int
+    SCORED_FIELD_NUMBER: _builtins.int
+    SCORED_UNITS_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_SAMPLE_SIZE_FIELD_NUMBER: _builtins.int
+    UNSUPPORTED_MASS_FIELD_NUMBER: _builtins.int
+    NOT_EVALUABLE_FIELD_NUMBER: _builtins.int
+    VERDICT_FIELD_NUMBER: _builtins.int
     variant: _builtins.str
     shadow: _builtins.bool
     traffic: _builtins.float
     decisions: _builtins.int
+    """Decisions the variant served (in any role), distinct units among them, and the learned
+    rewards among them (the n behind mean_reward).
+    """
     units: _builtins.int
     rewards: _builtins.int
     p_value: _builtins.float
     probability_best: _builtins.float
-    """Posterior probability (normal approximation) that this variant has the highest value."""
+    """Posterior probability (normal approximation) that this variant has the highest value (ips)."""
+    scored: _builtins.int
+    """Decisions it scored as a shadow (in any role), and distinct units among them."""
+    scored_units: _builtins.int
+    effective_sample_size: _builtins.float
+    """Effective sample size (sum w)^2 / sum w^2 of the importance weights behind ips."""
+    unsupported_mass: _builtins.float
+    """Estimated share of this variant's probability mass on actions the log gave near-zero
+    probability (below 0.1/k of k actions): mean of w over the decisions logged that way.
+    """
+    not_evaluable: _builtins.str
+    """Empty when the weights allow a verdict; else why not and what to change."""
+    verdict: _builtins.str
+    """Against the champion: "better" (difference_to_control.low > min_effect), "worse"
+    (difference_to_control.high < -min_effect), "no difference yet", "not evaluable"; empty for
+    the champion. Auto-promotion promotes what is "better" at min_effect 0.
+    """
     @_builtins.property
     def mean_reward(self) -> Global___Interval:
-        """Serving variants: observed mean reward of their learned events."""
+        """Mean reward of the learned events of the decisions it served."""
 
     @_builtins.property
     def difference_to_control(self) -> Global___Interval:
-        """Mean reward minus the control's, Welch interval and two-sided p-value."""
+        """Value (ips) minus the champion's: [low - champion's high, high - champion's low], from the
+        two confidence sequences (each bound at 95%); anytime-valid p-value: 1 - the highest
+        confidence at which the interval excludes 0 (1 for the champion itself).
+        """
 
     @_builtins.property
     def ips(self) -> Global___Interval:
-        """Off-policy estimates from the logged decisions (shadows; also given for serving ones)."""
+        """Off-policy estimates over every learned decision whose distribution of this variant is
+        known: those it served (weight 1) and those it scored as a shadow.
+        """
 
     @_builtins.property
     def snips(self) -> Global___Interval: ...
@@ -259,10 +301,16 @@ class VariantReport(_message.Message):
         probability_best: _builtins.float = ...,
         ips: Global___Interval | None = ...,
         snips: Global___Interval | None = ...,
+        scored: _builtins.int = ...,
+        scored_units: _builtins.int = ...,
+        effective_sample_size: _builtins.float = ...,
+        unsupported_mass: _builtins.float = ...,
+        not_evaluable: _builtins.str = ...,
+        verdict: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["difference_to_control", b"difference_to_control", "ips", b"ips", "mean_reward", b"mean_reward", "snips", b"snips"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decisions", b"decisions", "difference_to_control", b"difference_to_control", "ips", b"ips", "mean_reward", b"mean_reward", "p_value", b"p_value", "probability_best", b"probability_best", "rewards", b"rewards", "shadow", b"shadow", "snips", b"snips", "traffic", b"traffic", "units", b"units", "variant", b"variant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decisions", b"decisions", "difference_to_control", b"difference_to_control", "effective_sample_size", b"effective_sample_size", "ips", b"ips", "mean_reward", b"mean_reward", "not_evaluable", b"not_evaluable", "p_value", b"p_value", "probability_best", b"probability_best", "rewards", b"rewards", "scored", b"scored", "scored_units", b"scored_units", "shadow", b"shadow", "snips", b"snips", "traffic", b"traffic", "units", b"units", "unsupported_mass", b"unsupported_mass", "variant", b"variant", "verdict", b"verdict"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -317,14 +365,25 @@ class SampleRatioCheck(_message.Message):
     MISMATCH_FIELD_NUMBER: _builtins.int
     OBSERVED_UNITS_FIELD_NUMBER: _builtins.int
     EXPECTED_SHARE_FIELD_NUMBER: _builtins.int
+    ERAS_FIELD_NUMBER: _builtins.int
     chi_square: _builtins.float
     p_value: _builtins.float
     mismatch: _builtins.bool
     """True when p < 0.001: the observed units per serving variant do not match the weights."""
     @_builtins.property
-    def observed_units(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]: ...
+    def observed_units(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Units per serving variant, summed over the eras; expected_share: the share each era's
+        weights give it, weighted by the era's units (the current weights when there is one era).
+        """
+
     @_builtins.property
     def expected_share(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]: ...
+    @_builtins.property
+    def eras(self) -> _containers.RepeatedCompositeFieldContainer[Global___SampleRatioEra]:
+        """One check per traffic version (era): units assigned while it was in force against its
+        weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+        """
+
     def __init__(
         self,
         *,
@@ -333,14 +392,94 @@ class SampleRatioCheck(_message.Message):
         mismatch: _builtins.bool = ...,
         observed_units: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         expected_share: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        eras: _abc.Iterable[Global___SampleRatioEra] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chi_square", b"chi_square", "expected_share", b"expected_share", "mismatch", b"mismatch", "observed_units", b"observed_units", "p_value", b"p_value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chi_square", b"chi_square", "eras", b"eras", "expected_share", b"expected_share", "mismatch", b"mismatch", "observed_units", b"observed_units", "p_value", b"p_value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SampleRatioCheck: _TypeAlias = SampleRatioCheck  # noqa: Y015
+
+@_typing.final
+class SampleRatioEra(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ObservedUnitsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class ExpectedShareEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    CHI_SQUARE_FIELD_NUMBER: _builtins.int
+    P_VALUE_FIELD_NUMBER: _builtins.int
+    OBSERVED_UNITS_FIELD_NUMBER: _builtins.int
+    EXPECTED_SHARE_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    """The set-up version (0: the configuration's, before any stored change) and when it began
+    (RFC 3339, UTC; empty for the first).
+    """
+    since: _builtins.str
+    chi_square: _builtins.float
+    p_value: _builtins.float
+    @_builtins.property
+    def observed_units(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]: ...
+    @_builtins.property
+    def expected_share(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]: ...
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+        since: _builtins.str = ...,
+        chi_square: _builtins.float = ...,
+        p_value: _builtins.float = ...,
+        observed_units: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        expected_share: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chi_square", b"chi_square", "expected_share", b"expected_share", "observed_units", b"observed_units", "p_value", b"p_value", "since", b"since", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SampleRatioEra: _TypeAlias = SampleRatioEra  # noqa: Y015
 
 @_typing.final
 class SegmentReport(_message.Message):
@@ -382,9 +521,18 @@ class Report(_message.Message):
     SAMPLE_RATIO_FIELD_NUMBER: _builtins.int
     SEGMENT_BY_FIELD_NUMBER: _builtins.int
     SEGMENTS_FIELD_NUMBER: _builtins.int
+    INTERVALS_FIELD_NUMBER: _builtins.int
+    MIN_EFFECT_FIELD_NUMBER: _builtins.int
     experiment: _builtins.str
     control: _builtins.str
     segment_by: _builtins.str
+    intervals: _builtins.str
+    """How the intervals are made: "empirical-bernstein" (anytime-valid confidence sequences on the
+    experiment's reward_range) or "asymptotic" (anytime-valid as counts grow; without a
+    configured reward_range).
+    """
+    min_effect: _builtins.float
+    """The min_effect the verdicts used."""
     @_builtins.property
     def variants(self) -> _containers.RepeatedCompositeFieldContainer[Global___VariantReport]: ...
     @_builtins.property
@@ -400,10 +548,12 @@ class Report(_message.Message):
         sample_ratio: Global___SampleRatioCheck | None = ...,
         segment_by: _builtins.str = ...,
         segments: _abc.Iterable[Global___SegmentReport] | None = ...,
+        intervals: _builtins.str = ...,
+        min_effect: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["sample_ratio", b"sample_ratio"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["control", b"control", "experiment", b"experiment", "sample_ratio", b"sample_ratio", "segment_by", b"segment_by", "segments", b"segments", "variants", b"variants"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["control", b"control", "experiment", b"experiment", "intervals", b"intervals", "min_effect", b"min_effect", "sample_ratio", b"sample_ratio", "segment_by", b"segment_by", "segments", b"segments", "variants", b"variants"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -69,34 +69,77 @@ export interface GetReportRequest {
   experiment: string;
   /** A categorical context feature "namespace.feature"; empty = the experiment's `segment_by`. */
   segmentBy: string;
+  /**
+   * The smallest difference (reward units, >= 0; default 0) worth a verdict: "better" needs the
+   * lower bound of value minus the champion's above it, "worse" the upper bound below -it.
+   */
+  minEffect: number;
 }
 
-/** An estimate with its 95% confidence interval. */
+/**
+ * An estimate with its interval. In the live report the interval is an anytime-valid
+ * confidence sequence at 95% (see Report.intervals): it holds at every look at once.
+ */
 export interface Interval {
   estimate: number;
   low: number;
   high: number;
 }
 
+/**
+ * Counts are by variant, whatever its role now or then: a variant that served and later
+ * became a shadow (or the reverse) keeps both its served and its scored decisions.
+ */
 export interface VariantReport {
   variant: string;
   shadow: boolean;
   traffic: number;
+  /**
+   * Decisions the variant served (in any role), distinct units among them, and the learned
+   * rewards among them (the n behind mean_reward).
+   */
   decisions: number;
   units: number;
   rewards: number;
-  /** Serving variants: observed mean reward of their learned events. */
+  /** Mean reward of the learned events of the decisions it served. */
   meanReward:
     | Interval
     | undefined;
-  /** Mean reward minus the control's, Welch interval and two-sided p-value. */
+  /**
+   * Value (ips) minus the champion's: [low - champion's high, high - champion's low], from the
+   * two confidence sequences (each bound at 95%); anytime-valid p-value: 1 - the highest
+   * confidence at which the interval excludes 0 (1 for the champion itself).
+   */
   differenceToControl: Interval | undefined;
   pValue: number;
-  /** Posterior probability (normal approximation) that this variant has the highest value. */
+  /** Posterior probability (normal approximation) that this variant has the highest value (ips). */
   probabilityBest: number;
-  /** Off-policy estimates from the logged decisions (shadows; also given for serving ones). */
+  /**
+   * Off-policy estimates over every learned decision whose distribution of this variant is
+   * known: those it served (weight 1) and those it scored as a shadow.
+   */
   ips: Interval | undefined;
-  snips: Interval | undefined;
+  snips:
+    | Interval
+    | undefined;
+  /** Decisions it scored as a shadow (in any role), and distinct units among them. */
+  scored: number;
+  scoredUnits: number;
+  /** Effective sample size (sum w)^2 / sum w^2 of the importance weights behind ips. */
+  effectiveSampleSize: number;
+  /**
+   * Estimated share of this variant's probability mass on actions the log gave near-zero
+   * probability (below 0.1/k of k actions): mean of w over the decisions logged that way.
+   */
+  unsupportedMass: number;
+  /** Empty when the weights allow a verdict; else why not and what to change. */
+  notEvaluable: string;
+  /**
+   * Against the champion: "better" (difference_to_control.low > min_effect), "worse"
+   * (difference_to_control.high < -min_effect), "no difference yet", "not evaluable"; empty for
+   * the champion. Auto-promotion promotes what is "better" at min_effect 0.
+   */
+  verdict: string;
 }
 
 export interface SampleRatioCheck {
@@ -104,8 +147,17 @@ export interface SampleRatioCheck {
   pValue: number;
   /** True when p < 0.001: the observed units per serving variant do not match the weights. */
   mismatch: boolean;
+  /**
+   * Units per serving variant, summed over the eras; expected_share: the share each era's
+   * weights give it, weighted by the era's units (the current weights when there is one era).
+   */
   observedUnits: { [key: string]: number };
   expectedShare: { [key: string]: number };
+  /**
+   * One check per traffic version (era): units assigned while it was in force against its
+   * weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+   */
+  eras: SampleRatioEra[];
 }
 
 export interface SampleRatioCheck_ObservedUnitsEntry {
@@ -114,6 +166,29 @@ export interface SampleRatioCheck_ObservedUnitsEntry {
 }
 
 export interface SampleRatioCheck_ExpectedShareEntry {
+  key: string;
+  value: number;
+}
+
+export interface SampleRatioEra {
+  /**
+   * The set-up version (0: the configuration's, before any stored change) and when it began
+   * (RFC 3339, UTC; empty for the first).
+   */
+  version: number;
+  since: string;
+  chiSquare: number;
+  pValue: number;
+  observedUnits: { [key: string]: number };
+  expectedShare: { [key: string]: number };
+}
+
+export interface SampleRatioEra_ObservedUnitsEntry {
+  key: string;
+  value: number;
+}
+
+export interface SampleRatioEra_ExpectedShareEntry {
   key: string;
   value: number;
 }
@@ -133,6 +208,14 @@ export interface Report {
   sampleRatio: SampleRatioCheck | undefined;
   segmentBy: string;
   segments: SegmentReport[];
+  /**
+   * How the intervals are made: "empirical-bernstein" (anytime-valid confidence sequences on the
+   * experiment's reward_range) or "asymptotic" (anytime-valid as counts grow; without a
+   * configured reward_range).
+   */
+  intervals: string;
+  /** The min_effect the verdicts used. */
+  minEffect: number;
 }
 
 export interface SetTrafficRequest {
@@ -717,7 +800,7 @@ export const GetExperimentRequest: MessageFns<GetExperimentRequest> = {
 };
 
 function createBaseGetReportRequest(): GetReportRequest {
-  return { experiment: "", segmentBy: "" };
+  return { experiment: "", segmentBy: "", minEffect: 0 };
 }
 
 export const GetReportRequest: MessageFns<GetReportRequest> = {
@@ -727,6 +810,9 @@ export const GetReportRequest: MessageFns<GetReportRequest> = {
     }
     if (message.segmentBy !== "") {
       writer.uint32(18).string(message.segmentBy);
+    }
+    if (message.minEffect !== 0) {
+      writer.uint32(25).double(message.minEffect);
     }
     return writer;
   },
@@ -760,6 +846,14 @@ export const GetReportRequest: MessageFns<GetReportRequest> = {
             message.segmentBy = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.minEffect = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -780,6 +874,11 @@ export const GetReportRequest: MessageFns<GetReportRequest> = {
         : isSet(object.segment_by)
         ? globalThis.String(object.segment_by)
         : "",
+      minEffect: isSet(object.minEffect)
+        ? globalThis.Number(object.minEffect)
+        : isSet(object.min_effect)
+        ? globalThis.Number(object.min_effect)
+        : 0,
     };
   },
 
@@ -791,6 +890,9 @@ export const GetReportRequest: MessageFns<GetReportRequest> = {
     if (message.segmentBy !== "") {
       obj.segmentBy = message.segmentBy;
     }
+    if (message.minEffect !== 0) {
+      obj.minEffect = floatToJson(message.minEffect);
+    }
     return obj;
   },
 
@@ -801,6 +903,7 @@ export const GetReportRequest: MessageFns<GetReportRequest> = {
     const message = createBaseGetReportRequest();
     message.experiment = object.experiment ?? "";
     message.segmentBy = object.segmentBy ?? "";
+    message.minEffect = object.minEffect ?? 0;
     return message;
   },
 };
@@ -920,6 +1023,12 @@ function createBaseVariantReport(): VariantReport {
     probabilityBest: 0,
     ips: undefined,
     snips: undefined,
+    scored: 0,
+    scoredUnits: 0,
+    effectiveSampleSize: 0,
+    unsupportedMass: 0,
+    notEvaluable: "",
+    verdict: "",
   };
 }
 
@@ -960,6 +1069,24 @@ export const VariantReport: MessageFns<VariantReport> = {
     }
     if (message.snips !== undefined) {
       Interval.encode(message.snips, writer.uint32(98).fork()).join();
+    }
+    if (message.scored !== 0) {
+      writer.uint32(104).int64(message.scored);
+    }
+    if (message.scoredUnits !== 0) {
+      writer.uint32(112).int64(message.scoredUnits);
+    }
+    if (message.effectiveSampleSize !== 0) {
+      writer.uint32(121).double(message.effectiveSampleSize);
+    }
+    if (message.unsupportedMass !== 0) {
+      writer.uint32(129).double(message.unsupportedMass);
+    }
+    if (message.notEvaluable !== "") {
+      writer.uint32(138).string(message.notEvaluable);
+    }
+    if (message.verdict !== "") {
+      writer.uint32(146).string(message.verdict);
     }
     return writer;
   },
@@ -1073,6 +1200,54 @@ export const VariantReport: MessageFns<VariantReport> = {
             message.snips = Interval.decode(reader, reader.uint32());
             continue;
           }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.scored = longToNumber(reader.int64());
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.scoredUnits = longToNumber(reader.int64());
+            continue;
+          }
+          case 15: {
+            if (tag !== 121) {
+              break;
+            }
+
+            message.effectiveSampleSize = reader.double();
+            continue;
+          }
+          case 16: {
+            if (tag !== 129) {
+              break;
+            }
+
+            message.unsupportedMass = reader.double();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.notEvaluable = reader.string();
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.verdict = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1115,6 +1290,28 @@ export const VariantReport: MessageFns<VariantReport> = {
         : 0,
       ips: isSet(object.ips) ? Interval.fromJSON(object.ips) : undefined,
       snips: isSet(object.snips) ? Interval.fromJSON(object.snips) : undefined,
+      scored: isSet(object.scored) ? globalThis.Number(object.scored) : 0,
+      scoredUnits: isSet(object.scoredUnits)
+        ? globalThis.Number(object.scoredUnits)
+        : isSet(object.scored_units)
+        ? globalThis.Number(object.scored_units)
+        : 0,
+      effectiveSampleSize: isSet(object.effectiveSampleSize)
+        ? globalThis.Number(object.effectiveSampleSize)
+        : isSet(object.effective_sample_size)
+        ? globalThis.Number(object.effective_sample_size)
+        : 0,
+      unsupportedMass: isSet(object.unsupportedMass)
+        ? globalThis.Number(object.unsupportedMass)
+        : isSet(object.unsupported_mass)
+        ? globalThis.Number(object.unsupported_mass)
+        : 0,
+      notEvaluable: isSet(object.notEvaluable)
+        ? globalThis.String(object.notEvaluable)
+        : isSet(object.not_evaluable)
+        ? globalThis.String(object.not_evaluable)
+        : "",
+      verdict: isSet(object.verdict) ? globalThis.String(object.verdict) : "",
     };
   },
 
@@ -1156,6 +1353,24 @@ export const VariantReport: MessageFns<VariantReport> = {
     if (message.snips !== undefined) {
       obj.snips = Interval.toJSON(message.snips);
     }
+    if (message.scored !== 0) {
+      obj.scored = Math.round(message.scored);
+    }
+    if (message.scoredUnits !== 0) {
+      obj.scoredUnits = Math.round(message.scoredUnits);
+    }
+    if (message.effectiveSampleSize !== 0) {
+      obj.effectiveSampleSize = floatToJson(message.effectiveSampleSize);
+    }
+    if (message.unsupportedMass !== 0) {
+      obj.unsupportedMass = floatToJson(message.unsupportedMass);
+    }
+    if (message.notEvaluable !== "") {
+      obj.notEvaluable = message.notEvaluable;
+    }
+    if (message.verdict !== "") {
+      obj.verdict = message.verdict;
+    }
     return obj;
   },
 
@@ -1182,12 +1397,18 @@ export const VariantReport: MessageFns<VariantReport> = {
     message.snips = (object.snips !== undefined && object.snips !== null)
       ? Interval.fromPartial(object.snips)
       : undefined;
+    message.scored = object.scored ?? 0;
+    message.scoredUnits = object.scoredUnits ?? 0;
+    message.effectiveSampleSize = object.effectiveSampleSize ?? 0;
+    message.unsupportedMass = object.unsupportedMass ?? 0;
+    message.notEvaluable = object.notEvaluable ?? "";
+    message.verdict = object.verdict ?? "";
     return message;
   },
 };
 
 function createBaseSampleRatioCheck(): SampleRatioCheck {
-  return { chiSquare: 0, pValue: 0, mismatch: false, observedUnits: {}, expectedShare: {} };
+  return { chiSquare: 0, pValue: 0, mismatch: false, observedUnits: {}, expectedShare: {}, eras: [] };
 }
 
 export const SampleRatioCheck: MessageFns<SampleRatioCheck> = {
@@ -1207,6 +1428,9 @@ export const SampleRatioCheck: MessageFns<SampleRatioCheck> = {
     globalThis.Object.entries(message.expectedShare).forEach(([key, value]: [string, number]) => {
       SampleRatioCheck_ExpectedShareEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
     });
+    for (const v of message.eras) {
+      SampleRatioEra.encode(v!, writer.uint32(50).fork()).join();
+    }
     return writer;
   },
 
@@ -1267,6 +1491,14 @@ export const SampleRatioCheck: MessageFns<SampleRatioCheck> = {
             if (entry5.value !== undefined) {
               message.expectedShare[entry5.key] = entry5.value;
             }
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.eras.push(SampleRatioEra.decode(reader, reader.uint32()));
             continue;
           }
         }
@@ -1348,6 +1580,9 @@ export const SampleRatioCheck: MessageFns<SampleRatioCheck> = {
           {},
         )
         : {},
+      eras: globalThis.Array.isArray(object?.eras)
+        ? object.eras.map((e: any) => SampleRatioEra.fromJSON(e))
+        : [],
     };
   },
 
@@ -1380,6 +1615,9 @@ export const SampleRatioCheck: MessageFns<SampleRatioCheck> = {
         });
       }
     }
+    if (message.eras?.length) {
+      obj.eras = message.eras.map((e) => SampleRatioEra.toJSON(e));
+    }
     return obj;
   },
 
@@ -1409,6 +1647,7 @@ export const SampleRatioCheck: MessageFns<SampleRatioCheck> = {
       },
       {},
     );
+    message.eras = object.eras?.map((e) => SampleRatioEra.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1591,6 +1830,427 @@ export const SampleRatioCheck_ExpectedShareEntry: MessageFns<SampleRatioCheck_Ex
   },
 };
 
+function createBaseSampleRatioEra(): SampleRatioEra {
+  return { version: 0, since: "", chiSquare: 0, pValue: 0, observedUnits: {}, expectedShare: {} };
+}
+
+export const SampleRatioEra: MessageFns<SampleRatioEra> = {
+  encode(message: SampleRatioEra, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.version !== 0) {
+      writer.uint32(8).int64(message.version);
+    }
+    if (message.since !== "") {
+      writer.uint32(18).string(message.since);
+    }
+    if (message.chiSquare !== 0) {
+      writer.uint32(25).double(message.chiSquare);
+    }
+    if (message.pValue !== 0) {
+      writer.uint32(33).double(message.pValue);
+    }
+    globalThis.Object.entries(message.observedUnits).forEach(([key, value]: [string, number]) => {
+      SampleRatioEra_ObservedUnitsEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
+    });
+    globalThis.Object.entries(message.expectedShare).forEach(([key, value]: [string, number]) => {
+      SampleRatioEra_ExpectedShareEntry.encode({ key: key as any, value }, writer.uint32(50).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SampleRatioEra {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSampleRatioEra();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.version = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.since = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.chiSquare = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.pValue = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const entry5 = SampleRatioEra_ObservedUnitsEntry.decode(reader, reader.uint32());
+            if (entry5.value !== undefined) {
+              message.observedUnits[entry5.key] = entry5.value;
+            }
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            const entry6 = SampleRatioEra_ExpectedShareEntry.decode(reader, reader.uint32());
+            if (entry6.value !== undefined) {
+              message.expectedShare[entry6.key] = entry6.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SampleRatioEra {
+    return {
+      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      since: isSet(object.since) ? globalThis.String(object.since) : "",
+      chiSquare: isSet(object.chiSquare)
+        ? globalThis.Number(object.chiSquare)
+        : isSet(object.chi_square)
+        ? globalThis.Number(object.chi_square)
+        : 0,
+      pValue: isSet(object.pValue)
+        ? globalThis.Number(object.pValue)
+        : isSet(object.p_value)
+        ? globalThis.Number(object.p_value)
+        : 0,
+      observedUnits: isObject(object.observedUnits)
+        ? (globalThis.Object.entries(object.observedUnits) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.observed_units)
+        ? (globalThis.Object.entries(object.observed_units) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      expectedShare: isObject(object.expectedShare)
+        ? (globalThis.Object.entries(object.expectedShare) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.expected_share)
+        ? (globalThis.Object.entries(object.expected_share) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: SampleRatioEra): unknown {
+    const obj: any = {};
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
+    if (message.since !== "") {
+      obj.since = message.since;
+    }
+    if (message.chiSquare !== 0) {
+      obj.chiSquare = floatToJson(message.chiSquare);
+    }
+    if (message.pValue !== 0) {
+      obj.pValue = floatToJson(message.pValue);
+    }
+    if (message.observedUnits) {
+      const entries = globalThis.Object.entries(message.observedUnits) as [string, number][];
+      if (entries.length > 0) {
+        obj.observedUnits = {};
+        entries.forEach(([k, v]) => {
+          obj.observedUnits[k] = Math.round(v);
+        });
+      }
+    }
+    if (message.expectedShare) {
+      const entries = globalThis.Object.entries(message.expectedShare) as [string, number][];
+      if (entries.length > 0) {
+        obj.expectedShare = {};
+        entries.forEach(([k, v]) => {
+          obj.expectedShare[k] = floatToJson(v);
+        });
+      }
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SampleRatioEra>, I>>(base?: I): SampleRatioEra {
+    return SampleRatioEra.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SampleRatioEra>, I>>(object: I): SampleRatioEra {
+    const message = createBaseSampleRatioEra();
+    message.version = object.version ?? 0;
+    message.since = object.since ?? "";
+    message.chiSquare = object.chiSquare ?? 0;
+    message.pValue = object.pValue ?? 0;
+    message.observedUnits = (globalThis.Object.entries(object.observedUnits ?? {}) as [string, number][]).reduce(
+      (acc: { [key: string]: number }, [key, value]: [string, number]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.Number(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.expectedShare = (globalThis.Object.entries(object.expectedShare ?? {}) as [string, number][]).reduce(
+      (acc: { [key: string]: number }, [key, value]: [string, number]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.Number(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseSampleRatioEra_ObservedUnitsEntry(): SampleRatioEra_ObservedUnitsEntry {
+  return { key: "", value: 0 };
+}
+
+export const SampleRatioEra_ObservedUnitsEntry: MessageFns<SampleRatioEra_ObservedUnitsEntry> = {
+  encode(message: SampleRatioEra_ObservedUnitsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(16).int64(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SampleRatioEra_ObservedUnitsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSampleRatioEra_ObservedUnitsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SampleRatioEra_ObservedUnitsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: SampleRatioEra_ObservedUnitsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== 0) {
+      obj.value = Math.round(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SampleRatioEra_ObservedUnitsEntry>, I>>(
+    base?: I,
+  ): SampleRatioEra_ObservedUnitsEntry {
+    return SampleRatioEra_ObservedUnitsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SampleRatioEra_ObservedUnitsEntry>, I>>(
+    object: I,
+  ): SampleRatioEra_ObservedUnitsEntry {
+    const message = createBaseSampleRatioEra_ObservedUnitsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseSampleRatioEra_ExpectedShareEntry(): SampleRatioEra_ExpectedShareEntry {
+  return { key: "", value: 0 };
+}
+
+export const SampleRatioEra_ExpectedShareEntry: MessageFns<SampleRatioEra_ExpectedShareEntry> = {
+  encode(message: SampleRatioEra_ExpectedShareEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(17).double(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SampleRatioEra_ExpectedShareEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSampleRatioEra_ExpectedShareEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.value = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SampleRatioEra_ExpectedShareEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: SampleRatioEra_ExpectedShareEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== 0) {
+      obj.value = floatToJson(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SampleRatioEra_ExpectedShareEntry>, I>>(
+    base?: I,
+  ): SampleRatioEra_ExpectedShareEntry {
+    return SampleRatioEra_ExpectedShareEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SampleRatioEra_ExpectedShareEntry>, I>>(
+    object: I,
+  ): SampleRatioEra_ExpectedShareEntry {
+    const message = createBaseSampleRatioEra_ExpectedShareEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? 0;
+    return message;
+  },
+};
+
 function createBaseSegmentReport(): SegmentReport {
   return { segment: "", units: 0, tooFewUnits: false, variants: [] };
 }
@@ -1715,7 +2375,16 @@ export const SegmentReport: MessageFns<SegmentReport> = {
 };
 
 function createBaseReport(): Report {
-  return { experiment: "", control: "", variants: [], sampleRatio: undefined, segmentBy: "", segments: [] };
+  return {
+    experiment: "",
+    control: "",
+    variants: [],
+    sampleRatio: undefined,
+    segmentBy: "",
+    segments: [],
+    intervals: "",
+    minEffect: 0,
+  };
 }
 
 export const Report: MessageFns<Report> = {
@@ -1737,6 +2406,12 @@ export const Report: MessageFns<Report> = {
     }
     for (const v of message.segments) {
       SegmentReport.encode(v!, writer.uint32(50).fork()).join();
+    }
+    if (message.intervals !== "") {
+      writer.uint32(58).string(message.intervals);
+    }
+    if (message.minEffect !== 0) {
+      writer.uint32(65).double(message.minEffect);
     }
     return writer;
   },
@@ -1802,6 +2477,22 @@ export const Report: MessageFns<Report> = {
             message.segments.push(SegmentReport.decode(reader, reader.uint32()));
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.intervals = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 65) {
+              break;
+            }
+
+            message.minEffect = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1834,6 +2525,12 @@ export const Report: MessageFns<Report> = {
       segments: globalThis.Array.isArray(object?.segments)
         ? object.segments.map((e: any) => SegmentReport.fromJSON(e))
         : [],
+      intervals: isSet(object.intervals) ? globalThis.String(object.intervals) : "",
+      minEffect: isSet(object.minEffect)
+        ? globalThis.Number(object.minEffect)
+        : isSet(object.min_effect)
+        ? globalThis.Number(object.min_effect)
+        : 0,
     };
   },
 
@@ -1857,6 +2554,12 @@ export const Report: MessageFns<Report> = {
     if (message.segments?.length) {
       obj.segments = message.segments.map((e) => SegmentReport.toJSON(e));
     }
+    if (message.intervals !== "") {
+      obj.intervals = message.intervals;
+    }
+    if (message.minEffect !== 0) {
+      obj.minEffect = floatToJson(message.minEffect);
+    }
     return obj;
   },
 
@@ -1873,6 +2576,8 @@ export const Report: MessageFns<Report> = {
       : undefined;
     message.segmentBy = object.segmentBy ?? "";
     message.segments = object.segments?.map((e) => SegmentReport.fromPartial(e)) || [];
+    message.intervals = object.intervals ?? "";
+    message.minEffect = object.minEffect ?? 0;
     return message;
   },
 };

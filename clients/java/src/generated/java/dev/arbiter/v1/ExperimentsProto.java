@@ -70,6 +70,21 @@ public final class ExperimentsProto {
     com.google.protobuf.GeneratedMessageV3.FieldAccessorTable
       internal_static_arbiter_v1_SampleRatioCheck_ExpectedShareEntry_fieldAccessorTable;
   static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_arbiter_v1_SampleRatioEra_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessageV3.FieldAccessorTable
+      internal_static_arbiter_v1_SampleRatioEra_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_arbiter_v1_SampleRatioEra_ObservedUnitsEntry_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessageV3.FieldAccessorTable
+      internal_static_arbiter_v1_SampleRatioEra_ObservedUnitsEntry_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_arbiter_v1_SampleRatioEra_ExpectedShareEntry_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessageV3.FieldAccessorTable
+      internal_static_arbiter_v1_SampleRatioEra_ExpectedShareEntry_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
     internal_static_arbiter_v1_SegmentReport_descriptor;
   static final 
     com.google.protobuf.GeneratedMessageV3.FieldAccessorTable
@@ -135,67 +150,81 @@ public final class ExperimentsProto {
       "perimentsRequest\"F\n\027ListExperimentsRespo" +
       "nse\022+\n\013experiments\030\001 \003(\0132\026.arbiter.v1.Ex" +
       "periment\"*\n\024GetExperimentRequest\022\022\n\nexpe" +
-      "riment\030\001 \001(\t\":\n\020GetReportRequest\022\022\n\nexpe" +
-      "riment\030\001 \001(\t\022\022\n\nsegment_by\030\002 \001(\t\"7\n\010Inte" +
-      "rval\022\020\n\010estimate\030\001 \001(\001\022\013\n\003low\030\002 \001(\001\022\014\n\004h" +
-      "igh\030\003 \001(\001\"\307\002\n\rVariantReport\022\017\n\007variant\030\001" +
-      " \001(\t\022\016\n\006shadow\030\002 \001(\010\022\017\n\007traffic\030\003 \001(\001\022\021\n" +
-      "\tdecisions\030\004 \001(\003\022\r\n\005units\030\005 \001(\003\022\017\n\007rewar" +
-      "ds\030\006 \001(\003\022)\n\013mean_reward\030\007 \001(\0132\024.arbiter." +
-      "v1.Interval\0223\n\025difference_to_control\030\010 \001" +
-      "(\0132\024.arbiter.v1.Interval\022\017\n\007p_value\030\t \001(" +
-      "\001\022\030\n\020probability_best\030\n \001(\001\022!\n\003ips\030\013 \001(\013" +
-      "2\024.arbiter.v1.Interval\022#\n\005snips\030\014 \001(\0132\024." +
-      "arbiter.v1.Interval\"\307\002\n\020SampleRatioCheck" +
-      "\022\022\n\nchi_square\030\001 \001(\001\022\017\n\007p_value\030\002 \001(\001\022\020\n" +
-      "\010mismatch\030\003 \001(\010\022G\n\016observed_units\030\004 \003(\0132" +
-      "/.arbiter.v1.SampleRatioCheck.ObservedUn" +
-      "itsEntry\022G\n\016expected_share\030\005 \003(\0132/.arbit" +
-      "er.v1.SampleRatioCheck.ExpectedShareEntr" +
-      "y\0324\n\022ObservedUnitsEntry\022\013\n\003key\030\001 \001(\t\022\r\n\005" +
-      "value\030\002 \001(\003:\0028\001\0324\n\022ExpectedShareEntry\022\013\n" +
-      "\003key\030\001 \001(\t\022\r\n\005value\030\002 \001(\001:\0028\001\"s\n\rSegment" +
-      "Report\022\017\n\007segment\030\001 \001(\t\022\r\n\005units\030\002 \001(\003\022\025" +
-      "\n\rtoo_few_units\030\003 \001(\010\022+\n\010variants\030\004 \003(\0132" +
-      "\031.arbiter.v1.VariantReport\"\317\001\n\006Report\022\022\n" +
-      "\nexperiment\030\001 \001(\t\022\017\n\007control\030\002 \001(\t\022+\n\010va" +
-      "riants\030\003 \003(\0132\031.arbiter.v1.VariantReport\022" +
-      "2\n\014sample_ratio\030\004 \001(\0132\034.arbiter.v1.Sampl" +
-      "eRatioCheck\022\022\n\nsegment_by\030\005 \001(\t\022+\n\010segme" +
-      "nts\030\006 \003(\0132\031.arbiter.v1.SegmentReport\"\224\001\n" +
-      "\021SetTrafficRequest\022\022\n\nexperiment\030\001 \001(\t\022;" +
-      "\n\007traffic\030\002 \003(\0132*.arbiter.v1.SetTrafficR" +
-      "equest.TrafficEntry\032.\n\014TrafficEntry\022\013\n\003k" +
-      "ey\030\001 \001(\t\022\r\n\005value\030\002 \001(\001:\0028\001\"E\n\016PromoteRe" +
-      "quest\022\022\n\nexperiment\030\001 \001(\t\022\017\n\007variant\030\002 \001" +
-      "(\t\022\016\n\006reason\030\003 \001(\t\"S\n\016SetModeRequest\022\022\n\n" +
-      "experiment\030\001 \001(\t\022\017\n\007variant\030\002 \001(\t\022\014\n\004mod" +
-      "e\030\003 \001(\t\022\016\n\006reason\030\004 \001(\t\"X\n\017PromoteRespon" +
-      "se\022*\n\nexperiment\030\001 \001(\0132\026.arbiter.v1.Expe" +
-      "riment\022\031\n\021previous_champion\030\002 \001(\t\"K\n\020Era" +
-      "seUnitRequest\022\017\n\007unit_id\030\001 \001(\t\022\022\n\nexperi" +
-      "ment\030\002 \001(\t\022\022\n\nrequest_id\030\003 \001(\t\"\307\001\n\021Erase" +
-      "UnitResponse\022\022\n\nrequest_id\030\001 \001(\t\022\031\n\021deci" +
-      "sions_deleted\030\002 \001(\003\022\027\n\017rewards_deleted\030\003" +
-      " \001(\003\022\033\n\023activations_deleted\030\004 \001(\003\022\036\n\026lea" +
-      "rned_events_deleted\030\005 \001(\003\022\033\n\023rebuilt_exp" +
-      "eriments\030\006 \003(\t\022\020\n\010repeated\030\007 \001(\0102\213\004\n\021Exp" +
-      "erimentService\022Z\n\017ListExperiments\022\".arbi" +
-      "ter.v1.ListExperimentsRequest\032#.arbiter." +
-      "v1.ListExperimentsResponse\022I\n\rGetExperim" +
-      "ent\022 .arbiter.v1.GetExperimentRequest\032\026." +
-      "arbiter.v1.Experiment\022=\n\tGetReport\022\034.arb" +
-      "iter.v1.GetReportRequest\032\022.arbiter.v1.Re" +
-      "port\022C\n\nSetTraffic\022\035.arbiter.v1.SetTraff" +
-      "icRequest\032\026.arbiter.v1.Experiment\022B\n\007Pro" +
-      "mote\022\032.arbiter.v1.PromoteRequest\032\033.arbit" +
-      "er.v1.PromoteResponse\022=\n\007SetMode\022\032.arbit" +
-      "er.v1.SetModeRequest\032\026.arbiter.v1.Experi" +
-      "ment\022H\n\tEraseUnit\022\034.arbiter.v1.EraseUnit" +
-      "Request\032\035.arbiter.v1.EraseUnitResponseB_" +
-      "\n\016dev.arbiter.v1B\020ExperimentsProtoP\001Z9gi" +
-      "thub.com/arbiter/arbiter/clients/go/arbi" +
-      "terv1;arbiterv1b\006proto3"
+      "riment\030\001 \001(\t\"N\n\020GetReportRequest\022\022\n\nexpe" +
+      "riment\030\001 \001(\t\022\022\n\nsegment_by\030\002 \001(\t\022\022\n\nmin_" +
+      "effect\030\003 \001(\001\"7\n\010Interval\022\020\n\010estimate\030\001 \001" +
+      "(\001\022\013\n\003low\030\002 \001(\001\022\014\n\004high\030\003 \001(\001\"\316\003\n\rVarian" +
+      "tReport\022\017\n\007variant\030\001 \001(\t\022\016\n\006shadow\030\002 \001(\010" +
+      "\022\017\n\007traffic\030\003 \001(\001\022\021\n\tdecisions\030\004 \001(\003\022\r\n\005" +
+      "units\030\005 \001(\003\022\017\n\007rewards\030\006 \001(\003\022)\n\013mean_rew" +
+      "ard\030\007 \001(\0132\024.arbiter.v1.Interval\0223\n\025diffe" +
+      "rence_to_control\030\010 \001(\0132\024.arbiter.v1.Inte" +
+      "rval\022\017\n\007p_value\030\t \001(\001\022\030\n\020probability_bes" +
+      "t\030\n \001(\001\022!\n\003ips\030\013 \001(\0132\024.arbiter.v1.Interv" +
+      "al\022#\n\005snips\030\014 \001(\0132\024.arbiter.v1.Interval\022" +
+      "\016\n\006scored\030\r \001(\003\022\024\n\014scored_units\030\016 \001(\003\022\035\n" +
+      "\025effective_sample_size\030\017 \001(\001\022\030\n\020unsuppor" +
+      "ted_mass\030\020 \001(\001\022\025\n\rnot_evaluable\030\021 \001(\t\022\017\n" +
+      "\007verdict\030\022 \001(\t\"\361\002\n\020SampleRatioCheck\022\022\n\nc" +
+      "hi_square\030\001 \001(\001\022\017\n\007p_value\030\002 \001(\001\022\020\n\010mism" +
+      "atch\030\003 \001(\010\022G\n\016observed_units\030\004 \003(\0132/.arb" +
+      "iter.v1.SampleRatioCheck.ObservedUnitsEn" +
+      "try\022G\n\016expected_share\030\005 \003(\0132/.arbiter.v1" +
+      ".SampleRatioCheck.ExpectedShareEntry\022(\n\004" +
+      "eras\030\006 \003(\0132\032.arbiter.v1.SampleRatioEra\0324" +
+      "\n\022ObservedUnitsEntry\022\013\n\003key\030\001 \001(\t\022\r\n\005val" +
+      "ue\030\002 \001(\003:\0028\001\0324\n\022ExpectedShareEntry\022\013\n\003ke" +
+      "y\030\001 \001(\t\022\r\n\005value\030\002 \001(\001:\0028\001\"\317\002\n\016SampleRat" +
+      "ioEra\022\017\n\007version\030\001 \001(\003\022\r\n\005since\030\002 \001(\t\022\022\n" +
+      "\nchi_square\030\003 \001(\001\022\017\n\007p_value\030\004 \001(\001\022E\n\016ob" +
+      "served_units\030\005 \003(\0132-.arbiter.v1.SampleRa" +
+      "tioEra.ObservedUnitsEntry\022E\n\016expected_sh" +
+      "are\030\006 \003(\0132-.arbiter.v1.SampleRatioEra.Ex" +
+      "pectedShareEntry\0324\n\022ObservedUnitsEntry\022\013" +
+      "\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001(\003:\0028\001\0324\n\022Expect" +
+      "edShareEntry\022\013\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001(\001" +
+      ":\0028\001\"s\n\rSegmentReport\022\017\n\007segment\030\001 \001(\t\022\r" +
+      "\n\005units\030\002 \001(\003\022\025\n\rtoo_few_units\030\003 \001(\010\022+\n\010" +
+      "variants\030\004 \003(\0132\031.arbiter.v1.VariantRepor" +
+      "t\"\366\001\n\006Report\022\022\n\nexperiment\030\001 \001(\t\022\017\n\007cont" +
+      "rol\030\002 \001(\t\022+\n\010variants\030\003 \003(\0132\031.arbiter.v1" +
+      ".VariantReport\0222\n\014sample_ratio\030\004 \001(\0132\034.a" +
+      "rbiter.v1.SampleRatioCheck\022\022\n\nsegment_by" +
+      "\030\005 \001(\t\022+\n\010segments\030\006 \003(\0132\031.arbiter.v1.Se" +
+      "gmentReport\022\021\n\tintervals\030\007 \001(\t\022\022\n\nmin_ef" +
+      "fect\030\010 \001(\001\"\224\001\n\021SetTrafficRequest\022\022\n\nexpe" +
+      "riment\030\001 \001(\t\022;\n\007traffic\030\002 \003(\0132*.arbiter." +
+      "v1.SetTrafficRequest.TrafficEntry\032.\n\014Tra" +
+      "fficEntry\022\013\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001(\001:\0028" +
+      "\001\"E\n\016PromoteRequest\022\022\n\nexperiment\030\001 \001(\t\022" +
+      "\017\n\007variant\030\002 \001(\t\022\016\n\006reason\030\003 \001(\t\"S\n\016SetM" +
+      "odeRequest\022\022\n\nexperiment\030\001 \001(\t\022\017\n\007varian" +
+      "t\030\002 \001(\t\022\014\n\004mode\030\003 \001(\t\022\016\n\006reason\030\004 \001(\t\"X\n" +
+      "\017PromoteResponse\022*\n\nexperiment\030\001 \001(\0132\026.a" +
+      "rbiter.v1.Experiment\022\031\n\021previous_champio" +
+      "n\030\002 \001(\t\"K\n\020EraseUnitRequest\022\017\n\007unit_id\030\001" +
+      " \001(\t\022\022\n\nexperiment\030\002 \001(\t\022\022\n\nrequest_id\030\003" +
+      " \001(\t\"\307\001\n\021EraseUnitResponse\022\022\n\nrequest_id" +
+      "\030\001 \001(\t\022\031\n\021decisions_deleted\030\002 \001(\003\022\027\n\017rew" +
+      "ards_deleted\030\003 \001(\003\022\033\n\023activations_delete" +
+      "d\030\004 \001(\003\022\036\n\026learned_events_deleted\030\005 \001(\003\022" +
+      "\033\n\023rebuilt_experiments\030\006 \003(\t\022\020\n\010repeated" +
+      "\030\007 \001(\0102\213\004\n\021ExperimentService\022Z\n\017ListExpe" +
+      "riments\022\".arbiter.v1.ListExperimentsRequ" +
+      "est\032#.arbiter.v1.ListExperimentsResponse" +
+      "\022I\n\rGetExperiment\022 .arbiter.v1.GetExperi" +
+      "mentRequest\032\026.arbiter.v1.Experiment\022=\n\tG" +
+      "etReport\022\034.arbiter.v1.GetReportRequest\032\022" +
+      ".arbiter.v1.Report\022C\n\nSetTraffic\022\035.arbit" +
+      "er.v1.SetTrafficRequest\032\026.arbiter.v1.Exp" +
+      "eriment\022B\n\007Promote\022\032.arbiter.v1.PromoteR" +
+      "equest\032\033.arbiter.v1.PromoteResponse\022=\n\007S" +
+      "etMode\022\032.arbiter.v1.SetModeRequest\032\026.arb" +
+      "iter.v1.Experiment\022H\n\tEraseUnit\022\034.arbite" +
+      "r.v1.EraseUnitRequest\032\035.arbiter.v1.Erase" +
+      "UnitResponseB_\n\016dev.arbiter.v1B\020Experime" +
+      "ntsProtoP\001Z9github.com/arbiter/arbiter/c" +
+      "lients/go/arbiterv1;arbiterv1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -236,7 +265,7 @@ public final class ExperimentsProto {
     internal_static_arbiter_v1_GetReportRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_GetReportRequest_descriptor,
-        new java.lang.String[] { "Experiment", "SegmentBy", });
+        new java.lang.String[] { "Experiment", "SegmentBy", "MinEffect", });
     internal_static_arbiter_v1_Interval_descriptor =
       getDescriptor().getMessageTypes().get(6);
     internal_static_arbiter_v1_Interval_fieldAccessorTable = new
@@ -248,13 +277,13 @@ public final class ExperimentsProto {
     internal_static_arbiter_v1_VariantReport_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_VariantReport_descriptor,
-        new java.lang.String[] { "Variant", "Shadow", "Traffic", "Decisions", "Units", "Rewards", "MeanReward", "DifferenceToControl", "PValue", "ProbabilityBest", "Ips", "Snips", });
+        new java.lang.String[] { "Variant", "Shadow", "Traffic", "Decisions", "Units", "Rewards", "MeanReward", "DifferenceToControl", "PValue", "ProbabilityBest", "Ips", "Snips", "Scored", "ScoredUnits", "EffectiveSampleSize", "UnsupportedMass", "NotEvaluable", "Verdict", });
     internal_static_arbiter_v1_SampleRatioCheck_descriptor =
       getDescriptor().getMessageTypes().get(8);
     internal_static_arbiter_v1_SampleRatioCheck_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_SampleRatioCheck_descriptor,
-        new java.lang.String[] { "ChiSquare", "PValue", "Mismatch", "ObservedUnits", "ExpectedShare", });
+        new java.lang.String[] { "ChiSquare", "PValue", "Mismatch", "ObservedUnits", "ExpectedShare", "Eras", });
     internal_static_arbiter_v1_SampleRatioCheck_ObservedUnitsEntry_descriptor =
       internal_static_arbiter_v1_SampleRatioCheck_descriptor.getNestedTypes().get(0);
     internal_static_arbiter_v1_SampleRatioCheck_ObservedUnitsEntry_fieldAccessorTable = new
@@ -267,20 +296,38 @@ public final class ExperimentsProto {
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_SampleRatioCheck_ExpectedShareEntry_descriptor,
         new java.lang.String[] { "Key", "Value", });
-    internal_static_arbiter_v1_SegmentReport_descriptor =
+    internal_static_arbiter_v1_SampleRatioEra_descriptor =
       getDescriptor().getMessageTypes().get(9);
+    internal_static_arbiter_v1_SampleRatioEra_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
+        internal_static_arbiter_v1_SampleRatioEra_descriptor,
+        new java.lang.String[] { "Version", "Since", "ChiSquare", "PValue", "ObservedUnits", "ExpectedShare", });
+    internal_static_arbiter_v1_SampleRatioEra_ObservedUnitsEntry_descriptor =
+      internal_static_arbiter_v1_SampleRatioEra_descriptor.getNestedTypes().get(0);
+    internal_static_arbiter_v1_SampleRatioEra_ObservedUnitsEntry_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
+        internal_static_arbiter_v1_SampleRatioEra_ObservedUnitsEntry_descriptor,
+        new java.lang.String[] { "Key", "Value", });
+    internal_static_arbiter_v1_SampleRatioEra_ExpectedShareEntry_descriptor =
+      internal_static_arbiter_v1_SampleRatioEra_descriptor.getNestedTypes().get(1);
+    internal_static_arbiter_v1_SampleRatioEra_ExpectedShareEntry_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
+        internal_static_arbiter_v1_SampleRatioEra_ExpectedShareEntry_descriptor,
+        new java.lang.String[] { "Key", "Value", });
+    internal_static_arbiter_v1_SegmentReport_descriptor =
+      getDescriptor().getMessageTypes().get(10);
     internal_static_arbiter_v1_SegmentReport_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_SegmentReport_descriptor,
         new java.lang.String[] { "Segment", "Units", "TooFewUnits", "Variants", });
     internal_static_arbiter_v1_Report_descriptor =
-      getDescriptor().getMessageTypes().get(10);
+      getDescriptor().getMessageTypes().get(11);
     internal_static_arbiter_v1_Report_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_Report_descriptor,
-        new java.lang.String[] { "Experiment", "Control", "Variants", "SampleRatio", "SegmentBy", "Segments", });
+        new java.lang.String[] { "Experiment", "Control", "Variants", "SampleRatio", "SegmentBy", "Segments", "Intervals", "MinEffect", });
     internal_static_arbiter_v1_SetTrafficRequest_descriptor =
-      getDescriptor().getMessageTypes().get(11);
+      getDescriptor().getMessageTypes().get(12);
     internal_static_arbiter_v1_SetTrafficRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_SetTrafficRequest_descriptor,
@@ -292,31 +339,31 @@ public final class ExperimentsProto {
         internal_static_arbiter_v1_SetTrafficRequest_TrafficEntry_descriptor,
         new java.lang.String[] { "Key", "Value", });
     internal_static_arbiter_v1_PromoteRequest_descriptor =
-      getDescriptor().getMessageTypes().get(12);
+      getDescriptor().getMessageTypes().get(13);
     internal_static_arbiter_v1_PromoteRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_PromoteRequest_descriptor,
         new java.lang.String[] { "Experiment", "Variant", "Reason", });
     internal_static_arbiter_v1_SetModeRequest_descriptor =
-      getDescriptor().getMessageTypes().get(13);
+      getDescriptor().getMessageTypes().get(14);
     internal_static_arbiter_v1_SetModeRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_SetModeRequest_descriptor,
         new java.lang.String[] { "Experiment", "Variant", "Mode", "Reason", });
     internal_static_arbiter_v1_PromoteResponse_descriptor =
-      getDescriptor().getMessageTypes().get(14);
+      getDescriptor().getMessageTypes().get(15);
     internal_static_arbiter_v1_PromoteResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_PromoteResponse_descriptor,
         new java.lang.String[] { "Experiment", "PreviousChampion", });
     internal_static_arbiter_v1_EraseUnitRequest_descriptor =
-      getDescriptor().getMessageTypes().get(15);
+      getDescriptor().getMessageTypes().get(16);
     internal_static_arbiter_v1_EraseUnitRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_EraseUnitRequest_descriptor,
         new java.lang.String[] { "UnitId", "Experiment", "RequestId", });
     internal_static_arbiter_v1_EraseUnitResponse_descriptor =
-      getDescriptor().getMessageTypes().get(16);
+      getDescriptor().getMessageTypes().get(17);
     internal_static_arbiter_v1_EraseUnitResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_EraseUnitResponse_descriptor,

@@ -131,6 +131,22 @@ private static final long serialVersionUID = 0L;
     }
   }
 
+  public static final int MIN_EFFECT_FIELD_NUMBER = 3;
+  private double minEffect_ = 0D;
+  /**
+   * <pre>
+   * The smallest difference (reward units, &gt;= 0; default 0) worth a verdict: "better" needs the
+   * lower bound of value minus the champion's above it, "worse" the upper bound below -it.
+   * </pre>
+   *
+   * <code>double min_effect = 3;</code>
+   * @return The minEffect.
+   */
+  @java.lang.Override
+  public double getMinEffect() {
+    return minEffect_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -151,6 +167,9 @@ private static final long serialVersionUID = 0L;
     if (!com.google.protobuf.GeneratedMessageV3.isStringEmpty(segmentBy_)) {
       com.google.protobuf.GeneratedMessageV3.writeString(output, 2, segmentBy_);
     }
+    if (java.lang.Double.doubleToRawLongBits(minEffect_) != 0) {
+      output.writeDouble(3, minEffect_);
+    }
     getUnknownFields().writeTo(output);
   }
 
@@ -165,6 +184,10 @@ private static final long serialVersionUID = 0L;
     }
     if (!com.google.protobuf.GeneratedMessageV3.isStringEmpty(segmentBy_)) {
       size += com.google.protobuf.GeneratedMessageV3.computeStringSize(2, segmentBy_);
+    }
+    if (java.lang.Double.doubleToRawLongBits(minEffect_) != 0) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeDoubleSize(3, minEffect_);
     }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
@@ -185,6 +208,9 @@ private static final long serialVersionUID = 0L;
         .equals(other.getExperiment())) return false;
     if (!getSegmentBy()
         .equals(other.getSegmentBy())) return false;
+    if (java.lang.Double.doubleToLongBits(getMinEffect())
+        != java.lang.Double.doubleToLongBits(
+            other.getMinEffect())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -200,6 +226,9 @@ private static final long serialVersionUID = 0L;
     hash = (53 * hash) + getExperiment().hashCode();
     hash = (37 * hash) + SEGMENT_BY_FIELD_NUMBER;
     hash = (53 * hash) + getSegmentBy().hashCode();
+    hash = (37 * hash) + MIN_EFFECT_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        java.lang.Double.doubleToLongBits(getMinEffect()));
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -331,6 +360,7 @@ private static final long serialVersionUID = 0L;
       bitField0_ = 0;
       experiment_ = "";
       segmentBy_ = "";
+      minEffect_ = 0D;
       return this;
     }
 
@@ -369,6 +399,9 @@ private static final long serialVersionUID = 0L;
       }
       if (((from_bitField0_ & 0x00000002) != 0)) {
         result.segmentBy_ = segmentBy_;
+      }
+      if (((from_bitField0_ & 0x00000004) != 0)) {
+        result.minEffect_ = minEffect_;
       }
     }
 
@@ -426,6 +459,9 @@ private static final long serialVersionUID = 0L;
         bitField0_ |= 0x00000002;
         onChanged();
       }
+      if (other.getMinEffect() != 0D) {
+        setMinEffect(other.getMinEffect());
+      }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
       return this;
@@ -462,6 +498,11 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000002;
               break;
             } // case 18
+            case 25: {
+              minEffect_ = input.readDouble();
+              bitField0_ |= 0x00000004;
+              break;
+            } // case 25
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -639,6 +680,53 @@ private static final long serialVersionUID = 0L;
       checkByteStringIsUtf8(value);
       segmentBy_ = value;
       bitField0_ |= 0x00000002;
+      onChanged();
+      return this;
+    }
+
+    private double minEffect_ ;
+    /**
+     * <pre>
+     * The smallest difference (reward units, &gt;= 0; default 0) worth a verdict: "better" needs the
+     * lower bound of value minus the champion's above it, "worse" the upper bound below -it.
+     * </pre>
+     *
+     * <code>double min_effect = 3;</code>
+     * @return The minEffect.
+     */
+    @java.lang.Override
+    public double getMinEffect() {
+      return minEffect_;
+    }
+    /**
+     * <pre>
+     * The smallest difference (reward units, &gt;= 0; default 0) worth a verdict: "better" needs the
+     * lower bound of value minus the champion's above it, "worse" the upper bound below -it.
+     * </pre>
+     *
+     * <code>double min_effect = 3;</code>
+     * @param value The minEffect to set.
+     * @return This builder for chaining.
+     */
+    public Builder setMinEffect(double value) {
+      
+      minEffect_ = value;
+      bitField0_ |= 0x00000004;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The smallest difference (reward units, &gt;= 0; default 0) worth a verdict: "better" needs the
+     * lower bound of value minus the champion's above it, "worse" the upper bound below -it.
+     * </pre>
+     *
+     * <code>double min_effect = 3;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearMinEffect() {
+      bitField0_ = (bitField0_ & ~0x00000004);
+      minEffect_ = 0D;
       onChanged();
       return this;
     }

@@ -38,4 +38,15 @@ public interface GetReportRequestOrBuilder extends
    */
   com.google.protobuf.ByteString
       getSegmentByBytes();
+
+  /**
+   * <pre>
+   * The smallest difference (reward units, &gt;= 0; default 0) worth a verdict: "better" needs the
+   * lower bound of value minus the champion's above it, "worse" the upper bound below -it.
+   * </pre>
+   *
+   * <code>double min_effect = 3;</code>
+   * @return The minEffect.
+   */
+  double getMinEffect();
 }

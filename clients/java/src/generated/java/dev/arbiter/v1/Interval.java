@@ -5,7 +5,8 @@ package dev.arbiter.v1;
 
 /**
  * <pre>
- * An estimate with its 95% confidence interval.
+ * An estimate with its interval. In the live report the interval is an anytime-valid
+ * confidence sequence at 95% (see Report.intervals): it holds at every look at once.
  * </pre>
  *
  * Protobuf type {@code arbiter.v1.Interval}
@@ -265,7 +266,8 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * An estimate with its 95% confidence interval.
+   * An estimate with its interval. In the live report the interval is an anytime-valid
+   * confidence sequence at 95% (see Report.intervals): it holds at every look at once.
    * </pre>
    *
    * Protobuf type {@code arbiter.v1.Interval}

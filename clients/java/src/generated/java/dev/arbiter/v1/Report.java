@@ -21,6 +21,7 @@ private static final long serialVersionUID = 0L;
     variants_ = java.util.Collections.emptyList();
     segmentBy_ = "";
     segments_ = java.util.Collections.emptyList();
+    intervals_ = "";
   }
 
   @java.lang.Override
@@ -273,6 +274,72 @@ private static final long serialVersionUID = 0L;
     return segments_.get(index);
   }
 
+  public static final int INTERVALS_FIELD_NUMBER = 7;
+  @SuppressWarnings("serial")
+  private volatile java.lang.Object intervals_ = "";
+  /**
+   * <pre>
+   * How the intervals are made: "empirical-bernstein" (anytime-valid confidence sequences on the
+   * experiment's reward_range) or "asymptotic" (anytime-valid as counts grow; without a
+   * configured reward_range).
+   * </pre>
+   *
+   * <code>string intervals = 7;</code>
+   * @return The intervals.
+   */
+  @java.lang.Override
+  public java.lang.String getIntervals() {
+    java.lang.Object ref = intervals_;
+    if (ref instanceof java.lang.String) {
+      return (java.lang.String) ref;
+    } else {
+      com.google.protobuf.ByteString bs = 
+          (com.google.protobuf.ByteString) ref;
+      java.lang.String s = bs.toStringUtf8();
+      intervals_ = s;
+      return s;
+    }
+  }
+  /**
+   * <pre>
+   * How the intervals are made: "empirical-bernstein" (anytime-valid confidence sequences on the
+   * experiment's reward_range) or "asymptotic" (anytime-valid as counts grow; without a
+   * configured reward_range).
+   * </pre>
+   *
+   * <code>string intervals = 7;</code>
+   * @return The bytes for intervals.
+   */
+  @java.lang.Override
+  public com.google.protobuf.ByteString
+      getIntervalsBytes() {
+    java.lang.Object ref = intervals_;
+    if (ref instanceof java.lang.String) {
+      com.google.protobuf.ByteString b = 
+          com.google.protobuf.ByteString.copyFromUtf8(
+              (java.lang.String) ref);
+      intervals_ = b;
+      return b;
+    } else {
+      return (com.google.protobuf.ByteString) ref;
+    }
+  }
+
+  public static final int MIN_EFFECT_FIELD_NUMBER = 8;
+  private double minEffect_ = 0D;
+  /**
+   * <pre>
+   * The min_effect the verdicts used.
+   * </pre>
+   *
+   * <code>double min_effect = 8;</code>
+   * @return The minEffect.
+   */
+  @java.lang.Override
+  public double getMinEffect() {
+    return minEffect_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -305,6 +372,12 @@ private static final long serialVersionUID = 0L;
     for (int i = 0; i < segments_.size(); i++) {
       output.writeMessage(6, segments_.get(i));
     }
+    if (!com.google.protobuf.GeneratedMessageV3.isStringEmpty(intervals_)) {
+      com.google.protobuf.GeneratedMessageV3.writeString(output, 7, intervals_);
+    }
+    if (java.lang.Double.doubleToRawLongBits(minEffect_) != 0) {
+      output.writeDouble(8, minEffect_);
+    }
     getUnknownFields().writeTo(output);
   }
 
@@ -334,6 +407,13 @@ private static final long serialVersionUID = 0L;
     for (int i = 0; i < segments_.size(); i++) {
       size += com.google.protobuf.CodedOutputStream
         .computeMessageSize(6, segments_.get(i));
+    }
+    if (!com.google.protobuf.GeneratedMessageV3.isStringEmpty(intervals_)) {
+      size += com.google.protobuf.GeneratedMessageV3.computeStringSize(7, intervals_);
+    }
+    if (java.lang.Double.doubleToRawLongBits(minEffect_) != 0) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeDoubleSize(8, minEffect_);
     }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
@@ -365,6 +445,11 @@ private static final long serialVersionUID = 0L;
         .equals(other.getSegmentBy())) return false;
     if (!getSegmentsList()
         .equals(other.getSegmentsList())) return false;
+    if (!getIntervals()
+        .equals(other.getIntervals())) return false;
+    if (java.lang.Double.doubleToLongBits(getMinEffect())
+        != java.lang.Double.doubleToLongBits(
+            other.getMinEffect())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -394,6 +479,11 @@ private static final long serialVersionUID = 0L;
       hash = (37 * hash) + SEGMENTS_FIELD_NUMBER;
       hash = (53 * hash) + getSegmentsList().hashCode();
     }
+    hash = (37 * hash) + INTERVALS_FIELD_NUMBER;
+    hash = (53 * hash) + getIntervals().hashCode();
+    hash = (37 * hash) + MIN_EFFECT_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        java.lang.Double.doubleToLongBits(getMinEffect()));
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -545,6 +635,8 @@ private static final long serialVersionUID = 0L;
         segmentsBuilder_.clear();
       }
       bitField0_ = (bitField0_ & ~0x00000020);
+      intervals_ = "";
+      minEffect_ = 0D;
       return this;
     }
 
@@ -613,6 +705,12 @@ private static final long serialVersionUID = 0L;
       }
       if (((from_bitField0_ & 0x00000010) != 0)) {
         result.segmentBy_ = segmentBy_;
+      }
+      if (((from_bitField0_ & 0x00000040) != 0)) {
+        result.intervals_ = intervals_;
+      }
+      if (((from_bitField0_ & 0x00000080) != 0)) {
+        result.minEffect_ = minEffect_;
       }
     }
 
@@ -730,6 +828,14 @@ private static final long serialVersionUID = 0L;
           }
         }
       }
+      if (!other.getIntervals().isEmpty()) {
+        intervals_ = other.intervals_;
+        bitField0_ |= 0x00000040;
+        onChanged();
+      }
+      if (other.getMinEffect() != 0D) {
+        setMinEffect(other.getMinEffect());
+      }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
       return this;
@@ -804,6 +910,16 @@ private static final long serialVersionUID = 0L;
               }
               break;
             } // case 50
+            case 58: {
+              intervals_ = input.readStringRequireUtf8();
+              bitField0_ |= 0x00000040;
+              break;
+            } // case 58
+            case 65: {
+              minEffect_ = input.readDouble();
+              bitField0_ |= 0x00000080;
+              break;
+            } // case 65
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1634,6 +1750,152 @@ private static final long serialVersionUID = 0L;
         segments_ = null;
       }
       return segmentsBuilder_;
+    }
+
+    private java.lang.Object intervals_ = "";
+    /**
+     * <pre>
+     * How the intervals are made: "empirical-bernstein" (anytime-valid confidence sequences on the
+     * experiment's reward_range) or "asymptotic" (anytime-valid as counts grow; without a
+     * configured reward_range).
+     * </pre>
+     *
+     * <code>string intervals = 7;</code>
+     * @return The intervals.
+     */
+    public java.lang.String getIntervals() {
+      java.lang.Object ref = intervals_;
+      if (!(ref instanceof java.lang.String)) {
+        com.google.protobuf.ByteString bs =
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        intervals_ = s;
+        return s;
+      } else {
+        return (java.lang.String) ref;
+      }
+    }
+    /**
+     * <pre>
+     * How the intervals are made: "empirical-bernstein" (anytime-valid confidence sequences on the
+     * experiment's reward_range) or "asymptotic" (anytime-valid as counts grow; without a
+     * configured reward_range).
+     * </pre>
+     *
+     * <code>string intervals = 7;</code>
+     * @return The bytes for intervals.
+     */
+    public com.google.protobuf.ByteString
+        getIntervalsBytes() {
+      java.lang.Object ref = intervals_;
+      if (ref instanceof String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        intervals_ = b;
+        return b;
+      } else {
+        return (com.google.protobuf.ByteString) ref;
+      }
+    }
+    /**
+     * <pre>
+     * How the intervals are made: "empirical-bernstein" (anytime-valid confidence sequences on the
+     * experiment's reward_range) or "asymptotic" (anytime-valid as counts grow; without a
+     * configured reward_range).
+     * </pre>
+     *
+     * <code>string intervals = 7;</code>
+     * @param value The intervals to set.
+     * @return This builder for chaining.
+     */
+    public Builder setIntervals(
+        java.lang.String value) {
+      if (value == null) { throw new NullPointerException(); }
+      intervals_ = value;
+      bitField0_ |= 0x00000040;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * How the intervals are made: "empirical-bernstein" (anytime-valid confidence sequences on the
+     * experiment's reward_range) or "asymptotic" (anytime-valid as counts grow; without a
+     * configured reward_range).
+     * </pre>
+     *
+     * <code>string intervals = 7;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearIntervals() {
+      intervals_ = getDefaultInstance().getIntervals();
+      bitField0_ = (bitField0_ & ~0x00000040);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * How the intervals are made: "empirical-bernstein" (anytime-valid confidence sequences on the
+     * experiment's reward_range) or "asymptotic" (anytime-valid as counts grow; without a
+     * configured reward_range).
+     * </pre>
+     *
+     * <code>string intervals = 7;</code>
+     * @param value The bytes for intervals to set.
+     * @return This builder for chaining.
+     */
+    public Builder setIntervalsBytes(
+        com.google.protobuf.ByteString value) {
+      if (value == null) { throw new NullPointerException(); }
+      checkByteStringIsUtf8(value);
+      intervals_ = value;
+      bitField0_ |= 0x00000040;
+      onChanged();
+      return this;
+    }
+
+    private double minEffect_ ;
+    /**
+     * <pre>
+     * The min_effect the verdicts used.
+     * </pre>
+     *
+     * <code>double min_effect = 8;</code>
+     * @return The minEffect.
+     */
+    @java.lang.Override
+    public double getMinEffect() {
+      return minEffect_;
+    }
+    /**
+     * <pre>
+     * The min_effect the verdicts used.
+     * </pre>
+     *
+     * <code>double min_effect = 8;</code>
+     * @param value The minEffect to set.
+     * @return This builder for chaining.
+     */
+    public Builder setMinEffect(double value) {
+      
+      minEffect_ = value;
+      bitField0_ |= 0x00000080;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The min_effect the verdicts used.
+     * </pre>
+     *
+     * <code>double min_effect = 8;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearMinEffect() {
+      bitField0_ = (bitField0_ & ~0x00000080);
+      minEffect_ = 0D;
+      onChanged();
+      return this;
     }
     @java.lang.Override
     public final Builder setUnknownFields(

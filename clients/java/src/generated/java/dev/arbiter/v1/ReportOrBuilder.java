@@ -105,4 +105,38 @@ public interface ReportOrBuilder extends
    */
   dev.arbiter.v1.SegmentReportOrBuilder getSegmentsOrBuilder(
       int index);
+
+  /**
+   * <pre>
+   * How the intervals are made: "empirical-bernstein" (anytime-valid confidence sequences on the
+   * experiment's reward_range) or "asymptotic" (anytime-valid as counts grow; without a
+   * configured reward_range).
+   * </pre>
+   *
+   * <code>string intervals = 7;</code>
+   * @return The intervals.
+   */
+  java.lang.String getIntervals();
+  /**
+   * <pre>
+   * How the intervals are made: "empirical-bernstein" (anytime-valid confidence sequences on the
+   * experiment's reward_range) or "asymptotic" (anytime-valid as counts grow; without a
+   * configured reward_range).
+   * </pre>
+   *
+   * <code>string intervals = 7;</code>
+   * @return The bytes for intervals.
+   */
+  com.google.protobuf.ByteString
+      getIntervalsBytes();
+
+  /**
+   * <pre>
+   * The min_effect the verdicts used.
+   * </pre>
+   *
+   * <code>double min_effect = 8;</code>
+   * @return The minEffect.
+   */
+  double getMinEffect();
 }

@@ -16,6 +16,7 @@ private static final long serialVersionUID = 0L;
     super(builder);
   }
   private SampleRatioCheck() {
+    eras_ = java.util.Collections.emptyList();
   }
 
   @java.lang.Override
@@ -121,6 +122,11 @@ private static final long serialVersionUID = 0L;
     return internalGetObservedUnits().getMap().size();
   }
   /**
+   * <pre>
+   * Units per serving variant, summed over the eras; expected_share: the share each era's
+   * weights give it, weighted by the era's units (the current weights when there is one era).
+   * </pre>
+   *
    * <code>map&lt;string, int64&gt; observed_units = 4;</code>
    */
   @java.lang.Override
@@ -138,6 +144,11 @@ private static final long serialVersionUID = 0L;
     return getObservedUnitsMap();
   }
   /**
+   * <pre>
+   * Units per serving variant, summed over the eras; expected_share: the share each era's
+   * weights give it, weighted by the era's units (the current weights when there is one era).
+   * </pre>
+   *
    * <code>map&lt;string, int64&gt; observed_units = 4;</code>
    */
   @java.lang.Override
@@ -145,6 +156,11 @@ private static final long serialVersionUID = 0L;
     return internalGetObservedUnits().getMap();
   }
   /**
+   * <pre>
+   * Units per serving variant, summed over the eras; expected_share: the share each era's
+   * weights give it, weighted by the era's units (the current weights when there is one era).
+   * </pre>
+   *
    * <code>map&lt;string, int64&gt; observed_units = 4;</code>
    */
   @java.lang.Override
@@ -157,6 +173,11 @@ private static final long serialVersionUID = 0L;
     return map.containsKey(key) ? map.get(key) : defaultValue;
   }
   /**
+   * <pre>
+   * Units per serving variant, summed over the eras; expected_share: the share each era's
+   * weights give it, weighted by the era's units (the current weights when there is one era).
+   * </pre>
+   *
    * <code>map&lt;string, int64&gt; observed_units = 4;</code>
    */
   @java.lang.Override
@@ -248,6 +269,72 @@ private static final long serialVersionUID = 0L;
     return map.get(key);
   }
 
+  public static final int ERAS_FIELD_NUMBER = 6;
+  @SuppressWarnings("serial")
+  private java.util.List<dev.arbiter.v1.SampleRatioEra> eras_;
+  /**
+   * <pre>
+   * One check per traffic version (era): units assigned while it was in force against its
+   * weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.SampleRatioEra eras = 6;</code>
+   */
+  @java.lang.Override
+  public java.util.List<dev.arbiter.v1.SampleRatioEra> getErasList() {
+    return eras_;
+  }
+  /**
+   * <pre>
+   * One check per traffic version (era): units assigned while it was in force against its
+   * weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.SampleRatioEra eras = 6;</code>
+   */
+  @java.lang.Override
+  public java.util.List<? extends dev.arbiter.v1.SampleRatioEraOrBuilder> 
+      getErasOrBuilderList() {
+    return eras_;
+  }
+  /**
+   * <pre>
+   * One check per traffic version (era): units assigned while it was in force against its
+   * weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.SampleRatioEra eras = 6;</code>
+   */
+  @java.lang.Override
+  public int getErasCount() {
+    return eras_.size();
+  }
+  /**
+   * <pre>
+   * One check per traffic version (era): units assigned while it was in force against its
+   * weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.SampleRatioEra eras = 6;</code>
+   */
+  @java.lang.Override
+  public dev.arbiter.v1.SampleRatioEra getEras(int index) {
+    return eras_.get(index);
+  }
+  /**
+   * <pre>
+   * One check per traffic version (era): units assigned while it was in force against its
+   * weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.SampleRatioEra eras = 6;</code>
+   */
+  @java.lang.Override
+  public dev.arbiter.v1.SampleRatioEraOrBuilder getErasOrBuilder(
+      int index) {
+    return eras_.get(index);
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -283,6 +370,9 @@ private static final long serialVersionUID = 0L;
         internalGetExpectedShare(),
         ExpectedShareDefaultEntryHolder.defaultEntry,
         5);
+    for (int i = 0; i < eras_.size(); i++) {
+      output.writeMessage(6, eras_.get(i));
+    }
     getUnknownFields().writeTo(output);
   }
 
@@ -324,6 +414,10 @@ private static final long serialVersionUID = 0L;
       size += com.google.protobuf.CodedOutputStream
           .computeMessageSize(5, expectedShare__);
     }
+    for (int i = 0; i < eras_.size(); i++) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(6, eras_.get(i));
+    }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
     return size;
@@ -351,6 +445,8 @@ private static final long serialVersionUID = 0L;
         other.internalGetObservedUnits())) return false;
     if (!internalGetExpectedShare().equals(
         other.internalGetExpectedShare())) return false;
+    if (!getErasList()
+        .equals(other.getErasList())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -378,6 +474,10 @@ private static final long serialVersionUID = 0L;
     if (!internalGetExpectedShare().getMap().isEmpty()) {
       hash = (37 * hash) + EXPECTED_SHARE_FIELD_NUMBER;
       hash = (53 * hash) + internalGetExpectedShare().hashCode();
+    }
+    if (getErasCount() > 0) {
+      hash = (37 * hash) + ERAS_FIELD_NUMBER;
+      hash = (53 * hash) + getErasList().hashCode();
     }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
@@ -539,6 +639,13 @@ private static final long serialVersionUID = 0L;
       mismatch_ = false;
       internalGetMutableObservedUnits().clear();
       internalGetMutableExpectedShare().clear();
+      if (erasBuilder_ == null) {
+        eras_ = java.util.Collections.emptyList();
+      } else {
+        eras_ = null;
+        erasBuilder_.clear();
+      }
+      bitField0_ = (bitField0_ & ~0x00000020);
       return this;
     }
 
@@ -565,9 +672,22 @@ private static final long serialVersionUID = 0L;
     @java.lang.Override
     public dev.arbiter.v1.SampleRatioCheck buildPartial() {
       dev.arbiter.v1.SampleRatioCheck result = new dev.arbiter.v1.SampleRatioCheck(this);
+      buildPartialRepeatedFields(result);
       if (bitField0_ != 0) { buildPartial0(result); }
       onBuilt();
       return result;
+    }
+
+    private void buildPartialRepeatedFields(dev.arbiter.v1.SampleRatioCheck result) {
+      if (erasBuilder_ == null) {
+        if (((bitField0_ & 0x00000020) != 0)) {
+          eras_ = java.util.Collections.unmodifiableList(eras_);
+          bitField0_ = (bitField0_ & ~0x00000020);
+        }
+        result.eras_ = eras_;
+      } else {
+        result.eras_ = erasBuilder_.build();
+      }
     }
 
     private void buildPartial0(dev.arbiter.v1.SampleRatioCheck result) {
@@ -650,6 +770,32 @@ private static final long serialVersionUID = 0L;
       internalGetMutableExpectedShare().mergeFrom(
           other.internalGetExpectedShare());
       bitField0_ |= 0x00000010;
+      if (erasBuilder_ == null) {
+        if (!other.eras_.isEmpty()) {
+          if (eras_.isEmpty()) {
+            eras_ = other.eras_;
+            bitField0_ = (bitField0_ & ~0x00000020);
+          } else {
+            ensureErasIsMutable();
+            eras_.addAll(other.eras_);
+          }
+          onChanged();
+        }
+      } else {
+        if (!other.eras_.isEmpty()) {
+          if (erasBuilder_.isEmpty()) {
+            erasBuilder_.dispose();
+            erasBuilder_ = null;
+            eras_ = other.eras_;
+            bitField0_ = (bitField0_ & ~0x00000020);
+            erasBuilder_ = 
+              com.google.protobuf.GeneratedMessageV3.alwaysUseFieldBuilders ?
+                 getErasFieldBuilder() : null;
+          } else {
+            erasBuilder_.addAllMessages(other.eras_);
+          }
+        }
+      }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
       return this;
@@ -709,6 +855,19 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000010;
               break;
             } // case 42
+            case 50: {
+              dev.arbiter.v1.SampleRatioEra m =
+                  input.readMessage(
+                      dev.arbiter.v1.SampleRatioEra.parser(),
+                      extensionRegistry);
+              if (erasBuilder_ == null) {
+                ensureErasIsMutable();
+                eras_.add(m);
+              } else {
+                erasBuilder_.addMessage(m);
+              }
+              break;
+            } // case 50
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -861,6 +1020,11 @@ private static final long serialVersionUID = 0L;
       return internalGetObservedUnits().getMap().size();
     }
     /**
+     * <pre>
+     * Units per serving variant, summed over the eras; expected_share: the share each era's
+     * weights give it, weighted by the era's units (the current weights when there is one era).
+     * </pre>
+     *
      * <code>map&lt;string, int64&gt; observed_units = 4;</code>
      */
     @java.lang.Override
@@ -878,6 +1042,11 @@ private static final long serialVersionUID = 0L;
       return getObservedUnitsMap();
     }
     /**
+     * <pre>
+     * Units per serving variant, summed over the eras; expected_share: the share each era's
+     * weights give it, weighted by the era's units (the current weights when there is one era).
+     * </pre>
+     *
      * <code>map&lt;string, int64&gt; observed_units = 4;</code>
      */
     @java.lang.Override
@@ -885,6 +1054,11 @@ private static final long serialVersionUID = 0L;
       return internalGetObservedUnits().getMap();
     }
     /**
+     * <pre>
+     * Units per serving variant, summed over the eras; expected_share: the share each era's
+     * weights give it, weighted by the era's units (the current weights when there is one era).
+     * </pre>
+     *
      * <code>map&lt;string, int64&gt; observed_units = 4;</code>
      */
     @java.lang.Override
@@ -897,6 +1071,11 @@ private static final long serialVersionUID = 0L;
       return map.containsKey(key) ? map.get(key) : defaultValue;
     }
     /**
+     * <pre>
+     * Units per serving variant, summed over the eras; expected_share: the share each era's
+     * weights give it, weighted by the era's units (the current weights when there is one era).
+     * </pre>
+     *
      * <code>map&lt;string, int64&gt; observed_units = 4;</code>
      */
     @java.lang.Override
@@ -917,6 +1096,11 @@ private static final long serialVersionUID = 0L;
       return this;
     }
     /**
+     * <pre>
+     * Units per serving variant, summed over the eras; expected_share: the share each era's
+     * weights give it, weighted by the era's units (the current weights when there is one era).
+     * </pre>
+     *
      * <code>map&lt;string, int64&gt; observed_units = 4;</code>
      */
     public Builder removeObservedUnits(
@@ -936,6 +1120,11 @@ private static final long serialVersionUID = 0L;
       return internalGetMutableObservedUnits().getMutableMap();
     }
     /**
+     * <pre>
+     * Units per serving variant, summed over the eras; expected_share: the share each era's
+     * weights give it, weighted by the era's units (the current weights when there is one era).
+     * </pre>
+     *
      * <code>map&lt;string, int64&gt; observed_units = 4;</code>
      */
     public Builder putObservedUnits(
@@ -949,6 +1138,11 @@ private static final long serialVersionUID = 0L;
       return this;
     }
     /**
+     * <pre>
+     * Units per serving variant, summed over the eras; expected_share: the share each era's
+     * weights give it, weighted by the era's units (the current weights when there is one era).
+     * </pre>
+     *
      * <code>map&lt;string, int64&gt; observed_units = 4;</code>
      */
     public Builder putAllObservedUnits(
@@ -1082,6 +1276,336 @@ private static final long serialVersionUID = 0L;
           .putAll(values);
       bitField0_ |= 0x00000010;
       return this;
+    }
+
+    private java.util.List<dev.arbiter.v1.SampleRatioEra> eras_ =
+      java.util.Collections.emptyList();
+    private void ensureErasIsMutable() {
+      if (!((bitField0_ & 0x00000020) != 0)) {
+        eras_ = new java.util.ArrayList<dev.arbiter.v1.SampleRatioEra>(eras_);
+        bitField0_ |= 0x00000020;
+       }
+    }
+
+    private com.google.protobuf.RepeatedFieldBuilderV3<
+        dev.arbiter.v1.SampleRatioEra, dev.arbiter.v1.SampleRatioEra.Builder, dev.arbiter.v1.SampleRatioEraOrBuilder> erasBuilder_;
+
+    /**
+     * <pre>
+     * One check per traffic version (era): units assigned while it was in force against its
+     * weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.SampleRatioEra eras = 6;</code>
+     */
+    public java.util.List<dev.arbiter.v1.SampleRatioEra> getErasList() {
+      if (erasBuilder_ == null) {
+        return java.util.Collections.unmodifiableList(eras_);
+      } else {
+        return erasBuilder_.getMessageList();
+      }
+    }
+    /**
+     * <pre>
+     * One check per traffic version (era): units assigned while it was in force against its
+     * weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.SampleRatioEra eras = 6;</code>
+     */
+    public int getErasCount() {
+      if (erasBuilder_ == null) {
+        return eras_.size();
+      } else {
+        return erasBuilder_.getCount();
+      }
+    }
+    /**
+     * <pre>
+     * One check per traffic version (era): units assigned while it was in force against its
+     * weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.SampleRatioEra eras = 6;</code>
+     */
+    public dev.arbiter.v1.SampleRatioEra getEras(int index) {
+      if (erasBuilder_ == null) {
+        return eras_.get(index);
+      } else {
+        return erasBuilder_.getMessage(index);
+      }
+    }
+    /**
+     * <pre>
+     * One check per traffic version (era): units assigned while it was in force against its
+     * weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.SampleRatioEra eras = 6;</code>
+     */
+    public Builder setEras(
+        int index, dev.arbiter.v1.SampleRatioEra value) {
+      if (erasBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureErasIsMutable();
+        eras_.set(index, value);
+        onChanged();
+      } else {
+        erasBuilder_.setMessage(index, value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * One check per traffic version (era): units assigned while it was in force against its
+     * weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.SampleRatioEra eras = 6;</code>
+     */
+    public Builder setEras(
+        int index, dev.arbiter.v1.SampleRatioEra.Builder builderForValue) {
+      if (erasBuilder_ == null) {
+        ensureErasIsMutable();
+        eras_.set(index, builderForValue.build());
+        onChanged();
+      } else {
+        erasBuilder_.setMessage(index, builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * One check per traffic version (era): units assigned while it was in force against its
+     * weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.SampleRatioEra eras = 6;</code>
+     */
+    public Builder addEras(dev.arbiter.v1.SampleRatioEra value) {
+      if (erasBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureErasIsMutable();
+        eras_.add(value);
+        onChanged();
+      } else {
+        erasBuilder_.addMessage(value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * One check per traffic version (era): units assigned while it was in force against its
+     * weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.SampleRatioEra eras = 6;</code>
+     */
+    public Builder addEras(
+        int index, dev.arbiter.v1.SampleRatioEra value) {
+      if (erasBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureErasIsMutable();
+        eras_.add(index, value);
+        onChanged();
+      } else {
+        erasBuilder_.addMessage(index, value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * One check per traffic version (era): units assigned while it was in force against its
+     * weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.SampleRatioEra eras = 6;</code>
+     */
+    public Builder addEras(
+        dev.arbiter.v1.SampleRatioEra.Builder builderForValue) {
+      if (erasBuilder_ == null) {
+        ensureErasIsMutable();
+        eras_.add(builderForValue.build());
+        onChanged();
+      } else {
+        erasBuilder_.addMessage(builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * One check per traffic version (era): units assigned while it was in force against its
+     * weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.SampleRatioEra eras = 6;</code>
+     */
+    public Builder addEras(
+        int index, dev.arbiter.v1.SampleRatioEra.Builder builderForValue) {
+      if (erasBuilder_ == null) {
+        ensureErasIsMutable();
+        eras_.add(index, builderForValue.build());
+        onChanged();
+      } else {
+        erasBuilder_.addMessage(index, builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * One check per traffic version (era): units assigned while it was in force against its
+     * weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.SampleRatioEra eras = 6;</code>
+     */
+    public Builder addAllEras(
+        java.lang.Iterable<? extends dev.arbiter.v1.SampleRatioEra> values) {
+      if (erasBuilder_ == null) {
+        ensureErasIsMutable();
+        com.google.protobuf.AbstractMessageLite.Builder.addAll(
+            values, eras_);
+        onChanged();
+      } else {
+        erasBuilder_.addAllMessages(values);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * One check per traffic version (era): units assigned while it was in force against its
+     * weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.SampleRatioEra eras = 6;</code>
+     */
+    public Builder clearEras() {
+      if (erasBuilder_ == null) {
+        eras_ = java.util.Collections.emptyList();
+        bitField0_ = (bitField0_ & ~0x00000020);
+        onChanged();
+      } else {
+        erasBuilder_.clear();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * One check per traffic version (era): units assigned while it was in force against its
+     * weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.SampleRatioEra eras = 6;</code>
+     */
+    public Builder removeEras(int index) {
+      if (erasBuilder_ == null) {
+        ensureErasIsMutable();
+        eras_.remove(index);
+        onChanged();
+      } else {
+        erasBuilder_.remove(index);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * One check per traffic version (era): units assigned while it was in force against its
+     * weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.SampleRatioEra eras = 6;</code>
+     */
+    public dev.arbiter.v1.SampleRatioEra.Builder getErasBuilder(
+        int index) {
+      return getErasFieldBuilder().getBuilder(index);
+    }
+    /**
+     * <pre>
+     * One check per traffic version (era): units assigned while it was in force against its
+     * weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.SampleRatioEra eras = 6;</code>
+     */
+    public dev.arbiter.v1.SampleRatioEraOrBuilder getErasOrBuilder(
+        int index) {
+      if (erasBuilder_ == null) {
+        return eras_.get(index);  } else {
+        return erasBuilder_.getMessageOrBuilder(index);
+      }
+    }
+    /**
+     * <pre>
+     * One check per traffic version (era): units assigned while it was in force against its
+     * weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.SampleRatioEra eras = 6;</code>
+     */
+    public java.util.List<? extends dev.arbiter.v1.SampleRatioEraOrBuilder> 
+         getErasOrBuilderList() {
+      if (erasBuilder_ != null) {
+        return erasBuilder_.getMessageOrBuilderList();
+      } else {
+        return java.util.Collections.unmodifiableList(eras_);
+      }
+    }
+    /**
+     * <pre>
+     * One check per traffic version (era): units assigned while it was in force against its
+     * weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.SampleRatioEra eras = 6;</code>
+     */
+    public dev.arbiter.v1.SampleRatioEra.Builder addErasBuilder() {
+      return getErasFieldBuilder().addBuilder(
+          dev.arbiter.v1.SampleRatioEra.getDefaultInstance());
+    }
+    /**
+     * <pre>
+     * One check per traffic version (era): units assigned while it was in force against its
+     * weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.SampleRatioEra eras = 6;</code>
+     */
+    public dev.arbiter.v1.SampleRatioEra.Builder addErasBuilder(
+        int index) {
+      return getErasFieldBuilder().addBuilder(
+          index, dev.arbiter.v1.SampleRatioEra.getDefaultInstance());
+    }
+    /**
+     * <pre>
+     * One check per traffic version (era): units assigned while it was in force against its
+     * weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.SampleRatioEra eras = 6;</code>
+     */
+    public java.util.List<dev.arbiter.v1.SampleRatioEra.Builder> 
+         getErasBuilderList() {
+      return getErasFieldBuilder().getBuilderList();
+    }
+    private com.google.protobuf.RepeatedFieldBuilderV3<
+        dev.arbiter.v1.SampleRatioEra, dev.arbiter.v1.SampleRatioEra.Builder, dev.arbiter.v1.SampleRatioEraOrBuilder> 
+        getErasFieldBuilder() {
+      if (erasBuilder_ == null) {
+        erasBuilder_ = new com.google.protobuf.RepeatedFieldBuilderV3<
+            dev.arbiter.v1.SampleRatioEra, dev.arbiter.v1.SampleRatioEra.Builder, dev.arbiter.v1.SampleRatioEraOrBuilder>(
+                eras_,
+                ((bitField0_ & 0x00000020) != 0),
+                getParentForChildren(),
+                isClean());
+        eras_ = null;
+      }
+      return erasBuilder_;
     }
     @java.lang.Override
     public final Builder setUnknownFields(

@@ -30,10 +30,20 @@ public interface SampleRatioCheckOrBuilder extends
   boolean getMismatch();
 
   /**
+   * <pre>
+   * Units per serving variant, summed over the eras; expected_share: the share each era's
+   * weights give it, weighted by the era's units (the current weights when there is one era).
+   * </pre>
+   *
    * <code>map&lt;string, int64&gt; observed_units = 4;</code>
    */
   int getObservedUnitsCount();
   /**
+   * <pre>
+   * Units per serving variant, summed over the eras; expected_share: the share each era's
+   * weights give it, weighted by the era's units (the current weights when there is one era).
+   * </pre>
+   *
    * <code>map&lt;string, int64&gt; observed_units = 4;</code>
    */
   boolean containsObservedUnits(
@@ -45,17 +55,32 @@ public interface SampleRatioCheckOrBuilder extends
   java.util.Map<java.lang.String, java.lang.Long>
   getObservedUnits();
   /**
+   * <pre>
+   * Units per serving variant, summed over the eras; expected_share: the share each era's
+   * weights give it, weighted by the era's units (the current weights when there is one era).
+   * </pre>
+   *
    * <code>map&lt;string, int64&gt; observed_units = 4;</code>
    */
   java.util.Map<java.lang.String, java.lang.Long>
   getObservedUnitsMap();
   /**
+   * <pre>
+   * Units per serving variant, summed over the eras; expected_share: the share each era's
+   * weights give it, weighted by the era's units (the current weights when there is one era).
+   * </pre>
+   *
    * <code>map&lt;string, int64&gt; observed_units = 4;</code>
    */
   long getObservedUnitsOrDefault(
       java.lang.String key,
       long defaultValue);
   /**
+   * <pre>
+   * Units per serving variant, summed over the eras; expected_share: the share each era's
+   * weights give it, weighted by the era's units (the current weights when there is one era).
+   * </pre>
+   *
    * <code>map&lt;string, int64&gt; observed_units = 4;</code>
    */
   long getObservedUnitsOrThrow(
@@ -92,4 +117,53 @@ public interface SampleRatioCheckOrBuilder extends
    */
   double getExpectedShareOrThrow(
       java.lang.String key);
+
+  /**
+   * <pre>
+   * One check per traffic version (era): units assigned while it was in force against its
+   * weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.SampleRatioEra eras = 6;</code>
+   */
+  java.util.List<dev.arbiter.v1.SampleRatioEra> 
+      getErasList();
+  /**
+   * <pre>
+   * One check per traffic version (era): units assigned while it was in force against its
+   * weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.SampleRatioEra eras = 6;</code>
+   */
+  dev.arbiter.v1.SampleRatioEra getEras(int index);
+  /**
+   * <pre>
+   * One check per traffic version (era): units assigned while it was in force against its
+   * weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.SampleRatioEra eras = 6;</code>
+   */
+  int getErasCount();
+  /**
+   * <pre>
+   * One check per traffic version (era): units assigned while it was in force against its
+   * weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.SampleRatioEra eras = 6;</code>
+   */
+  java.util.List<? extends dev.arbiter.v1.SampleRatioEraOrBuilder> 
+      getErasOrBuilderList();
+  /**
+   * <pre>
+   * One check per traffic version (era): units assigned while it was in force against its
+   * weights. chi_square and p_value above combine them (chi-squares and degrees of freedom add).
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.SampleRatioEra eras = 6;</code>
+   */
+  dev.arbiter.v1.SampleRatioEraOrBuilder getErasOrBuilder(
+      int index);
 }

@@ -4,6 +4,11 @@
 package dev.arbiter.v1;
 
 /**
+ * <pre>
+ * Counts are by variant, whatever its role now or then: a variant that served and later
+ * became a shadow (or the reverse) keeps both its served and its scored decisions.
+ * </pre>
+ *
  * Protobuf type {@code arbiter.v1.VariantReport}
  */
 public final class VariantReport extends
@@ -17,6 +22,8 @@ private static final long serialVersionUID = 0L;
   }
   private VariantReport() {
     variant_ = "";
+    notEvaluable_ = "";
+    verdict_ = "";
   }
 
   @java.lang.Override
@@ -108,6 +115,11 @@ private static final long serialVersionUID = 0L;
   public static final int DECISIONS_FIELD_NUMBER = 4;
   private long decisions_ = 0L;
   /**
+   * <pre>
+   * Decisions the variant served (in any role), distinct units among them, and the learned
+   * rewards among them (the n behind mean_reward).
+   * </pre>
+   *
    * <code>int64 decisions = 4;</code>
    * @return The decisions.
    */
@@ -142,7 +154,7 @@ private static final long serialVersionUID = 0L;
   private dev.arbiter.v1.Interval meanReward_;
   /**
    * <pre>
-   * Serving variants: observed mean reward of their learned events.
+   * Mean reward of the learned events of the decisions it served.
    * </pre>
    *
    * <code>.arbiter.v1.Interval mean_reward = 7;</code>
@@ -154,7 +166,7 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Serving variants: observed mean reward of their learned events.
+   * Mean reward of the learned events of the decisions it served.
    * </pre>
    *
    * <code>.arbiter.v1.Interval mean_reward = 7;</code>
@@ -166,7 +178,7 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Serving variants: observed mean reward of their learned events.
+   * Mean reward of the learned events of the decisions it served.
    * </pre>
    *
    * <code>.arbiter.v1.Interval mean_reward = 7;</code>
@@ -180,7 +192,9 @@ private static final long serialVersionUID = 0L;
   private dev.arbiter.v1.Interval differenceToControl_;
   /**
    * <pre>
-   * Mean reward minus the control's, Welch interval and two-sided p-value.
+   * Value (ips) minus the champion's: [low - champion's high, high - champion's low], from the
+   * two confidence sequences (each bound at 95%); anytime-valid p-value: 1 - the highest
+   * confidence at which the interval excludes 0 (1 for the champion itself).
    * </pre>
    *
    * <code>.arbiter.v1.Interval difference_to_control = 8;</code>
@@ -192,7 +206,9 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Mean reward minus the control's, Welch interval and two-sided p-value.
+   * Value (ips) minus the champion's: [low - champion's high, high - champion's low], from the
+   * two confidence sequences (each bound at 95%); anytime-valid p-value: 1 - the highest
+   * confidence at which the interval excludes 0 (1 for the champion itself).
    * </pre>
    *
    * <code>.arbiter.v1.Interval difference_to_control = 8;</code>
@@ -204,7 +220,9 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Mean reward minus the control's, Welch interval and two-sided p-value.
+   * Value (ips) minus the champion's: [low - champion's high, high - champion's low], from the
+   * two confidence sequences (each bound at 95%); anytime-valid p-value: 1 - the highest
+   * confidence at which the interval excludes 0 (1 for the champion itself).
    * </pre>
    *
    * <code>.arbiter.v1.Interval difference_to_control = 8;</code>
@@ -229,7 +247,7 @@ private static final long serialVersionUID = 0L;
   private double probabilityBest_ = 0D;
   /**
    * <pre>
-   * Posterior probability (normal approximation) that this variant has the highest value.
+   * Posterior probability (normal approximation) that this variant has the highest value (ips).
    * </pre>
    *
    * <code>double probability_best = 10;</code>
@@ -244,7 +262,8 @@ private static final long serialVersionUID = 0L;
   private dev.arbiter.v1.Interval ips_;
   /**
    * <pre>
-   * Off-policy estimates from the logged decisions (shadows; also given for serving ones).
+   * Off-policy estimates over every learned decision whose distribution of this variant is
+   * known: those it served (weight 1) and those it scored as a shadow.
    * </pre>
    *
    * <code>.arbiter.v1.Interval ips = 11;</code>
@@ -256,7 +275,8 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Off-policy estimates from the logged decisions (shadows; also given for serving ones).
+   * Off-policy estimates over every learned decision whose distribution of this variant is
+   * known: those it served (weight 1) and those it scored as a shadow.
    * </pre>
    *
    * <code>.arbiter.v1.Interval ips = 11;</code>
@@ -268,7 +288,8 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Off-policy estimates from the logged decisions (shadows; also given for serving ones).
+   * Off-policy estimates over every learned decision whose distribution of this variant is
+   * known: those it served (weight 1) and those it scored as a shadow.
    * </pre>
    *
    * <code>.arbiter.v1.Interval ips = 11;</code>
@@ -302,6 +323,161 @@ private static final long serialVersionUID = 0L;
   @java.lang.Override
   public dev.arbiter.v1.IntervalOrBuilder getSnipsOrBuilder() {
     return snips_ == null ? dev.arbiter.v1.Interval.getDefaultInstance() : snips_;
+  }
+
+  public static final int SCORED_FIELD_NUMBER = 13;
+  private long scored_ = 0L;
+  /**
+   * <pre>
+   * Decisions it scored as a shadow (in any role), and distinct units among them.
+   * </pre>
+   *
+   * <code>int64 scored = 13;</code>
+   * @return The scored.
+   */
+  @java.lang.Override
+  public long getScored() {
+    return scored_;
+  }
+
+  public static final int SCORED_UNITS_FIELD_NUMBER = 14;
+  private long scoredUnits_ = 0L;
+  /**
+   * <code>int64 scored_units = 14;</code>
+   * @return The scoredUnits.
+   */
+  @java.lang.Override
+  public long getScoredUnits() {
+    return scoredUnits_;
+  }
+
+  public static final int EFFECTIVE_SAMPLE_SIZE_FIELD_NUMBER = 15;
+  private double effectiveSampleSize_ = 0D;
+  /**
+   * <pre>
+   * Effective sample size (sum w)^2 / sum w^2 of the importance weights behind ips.
+   * </pre>
+   *
+   * <code>double effective_sample_size = 15;</code>
+   * @return The effectiveSampleSize.
+   */
+  @java.lang.Override
+  public double getEffectiveSampleSize() {
+    return effectiveSampleSize_;
+  }
+
+  public static final int UNSUPPORTED_MASS_FIELD_NUMBER = 16;
+  private double unsupportedMass_ = 0D;
+  /**
+   * <pre>
+   * Estimated share of this variant's probability mass on actions the log gave near-zero
+   * probability (below 0.1/k of k actions): mean of w over the decisions logged that way.
+   * </pre>
+   *
+   * <code>double unsupported_mass = 16;</code>
+   * @return The unsupportedMass.
+   */
+  @java.lang.Override
+  public double getUnsupportedMass() {
+    return unsupportedMass_;
+  }
+
+  public static final int NOT_EVALUABLE_FIELD_NUMBER = 17;
+  @SuppressWarnings("serial")
+  private volatile java.lang.Object notEvaluable_ = "";
+  /**
+   * <pre>
+   * Empty when the weights allow a verdict; else why not and what to change.
+   * </pre>
+   *
+   * <code>string not_evaluable = 17;</code>
+   * @return The notEvaluable.
+   */
+  @java.lang.Override
+  public java.lang.String getNotEvaluable() {
+    java.lang.Object ref = notEvaluable_;
+    if (ref instanceof java.lang.String) {
+      return (java.lang.String) ref;
+    } else {
+      com.google.protobuf.ByteString bs = 
+          (com.google.protobuf.ByteString) ref;
+      java.lang.String s = bs.toStringUtf8();
+      notEvaluable_ = s;
+      return s;
+    }
+  }
+  /**
+   * <pre>
+   * Empty when the weights allow a verdict; else why not and what to change.
+   * </pre>
+   *
+   * <code>string not_evaluable = 17;</code>
+   * @return The bytes for notEvaluable.
+   */
+  @java.lang.Override
+  public com.google.protobuf.ByteString
+      getNotEvaluableBytes() {
+    java.lang.Object ref = notEvaluable_;
+    if (ref instanceof java.lang.String) {
+      com.google.protobuf.ByteString b = 
+          com.google.protobuf.ByteString.copyFromUtf8(
+              (java.lang.String) ref);
+      notEvaluable_ = b;
+      return b;
+    } else {
+      return (com.google.protobuf.ByteString) ref;
+    }
+  }
+
+  public static final int VERDICT_FIELD_NUMBER = 18;
+  @SuppressWarnings("serial")
+  private volatile java.lang.Object verdict_ = "";
+  /**
+   * <pre>
+   * Against the champion: "better" (difference_to_control.low &gt; min_effect), "worse"
+   * (difference_to_control.high &lt; -min_effect), "no difference yet", "not evaluable"; empty for
+   * the champion. Auto-promotion promotes what is "better" at min_effect 0.
+   * </pre>
+   *
+   * <code>string verdict = 18;</code>
+   * @return The verdict.
+   */
+  @java.lang.Override
+  public java.lang.String getVerdict() {
+    java.lang.Object ref = verdict_;
+    if (ref instanceof java.lang.String) {
+      return (java.lang.String) ref;
+    } else {
+      com.google.protobuf.ByteString bs = 
+          (com.google.protobuf.ByteString) ref;
+      java.lang.String s = bs.toStringUtf8();
+      verdict_ = s;
+      return s;
+    }
+  }
+  /**
+   * <pre>
+   * Against the champion: "better" (difference_to_control.low &gt; min_effect), "worse"
+   * (difference_to_control.high &lt; -min_effect), "no difference yet", "not evaluable"; empty for
+   * the champion. Auto-promotion promotes what is "better" at min_effect 0.
+   * </pre>
+   *
+   * <code>string verdict = 18;</code>
+   * @return The bytes for verdict.
+   */
+  @java.lang.Override
+  public com.google.protobuf.ByteString
+      getVerdictBytes() {
+    java.lang.Object ref = verdict_;
+    if (ref instanceof java.lang.String) {
+      com.google.protobuf.ByteString b = 
+          com.google.protobuf.ByteString.copyFromUtf8(
+              (java.lang.String) ref);
+      verdict_ = b;
+      return b;
+    } else {
+      return (com.google.protobuf.ByteString) ref;
+    }
   }
 
   private byte memoizedIsInitialized = -1;
@@ -353,6 +529,24 @@ private static final long serialVersionUID = 0L;
     }
     if (snips_ != null) {
       output.writeMessage(12, getSnips());
+    }
+    if (scored_ != 0L) {
+      output.writeInt64(13, scored_);
+    }
+    if (scoredUnits_ != 0L) {
+      output.writeInt64(14, scoredUnits_);
+    }
+    if (java.lang.Double.doubleToRawLongBits(effectiveSampleSize_) != 0) {
+      output.writeDouble(15, effectiveSampleSize_);
+    }
+    if (java.lang.Double.doubleToRawLongBits(unsupportedMass_) != 0) {
+      output.writeDouble(16, unsupportedMass_);
+    }
+    if (!com.google.protobuf.GeneratedMessageV3.isStringEmpty(notEvaluable_)) {
+      com.google.protobuf.GeneratedMessageV3.writeString(output, 17, notEvaluable_);
+    }
+    if (!com.google.protobuf.GeneratedMessageV3.isStringEmpty(verdict_)) {
+      com.google.protobuf.GeneratedMessageV3.writeString(output, 18, verdict_);
     }
     getUnknownFields().writeTo(output);
   }
@@ -410,6 +604,28 @@ private static final long serialVersionUID = 0L;
       size += com.google.protobuf.CodedOutputStream
         .computeMessageSize(12, getSnips());
     }
+    if (scored_ != 0L) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeInt64Size(13, scored_);
+    }
+    if (scoredUnits_ != 0L) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeInt64Size(14, scoredUnits_);
+    }
+    if (java.lang.Double.doubleToRawLongBits(effectiveSampleSize_) != 0) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeDoubleSize(15, effectiveSampleSize_);
+    }
+    if (java.lang.Double.doubleToRawLongBits(unsupportedMass_) != 0) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeDoubleSize(16, unsupportedMass_);
+    }
+    if (!com.google.protobuf.GeneratedMessageV3.isStringEmpty(notEvaluable_)) {
+      size += com.google.protobuf.GeneratedMessageV3.computeStringSize(17, notEvaluable_);
+    }
+    if (!com.google.protobuf.GeneratedMessageV3.isStringEmpty(verdict_)) {
+      size += com.google.protobuf.GeneratedMessageV3.computeStringSize(18, verdict_);
+    }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
     return size;
@@ -464,6 +680,20 @@ private static final long serialVersionUID = 0L;
       if (!getSnips()
           .equals(other.getSnips())) return false;
     }
+    if (getScored()
+        != other.getScored()) return false;
+    if (getScoredUnits()
+        != other.getScoredUnits()) return false;
+    if (java.lang.Double.doubleToLongBits(getEffectiveSampleSize())
+        != java.lang.Double.doubleToLongBits(
+            other.getEffectiveSampleSize())) return false;
+    if (java.lang.Double.doubleToLongBits(getUnsupportedMass())
+        != java.lang.Double.doubleToLongBits(
+            other.getUnsupportedMass())) return false;
+    if (!getNotEvaluable()
+        .equals(other.getNotEvaluable())) return false;
+    if (!getVerdict()
+        .equals(other.getVerdict())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -514,6 +744,22 @@ private static final long serialVersionUID = 0L;
       hash = (37 * hash) + SNIPS_FIELD_NUMBER;
       hash = (53 * hash) + getSnips().hashCode();
     }
+    hash = (37 * hash) + SCORED_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        getScored());
+    hash = (37 * hash) + SCORED_UNITS_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        getScoredUnits());
+    hash = (37 * hash) + EFFECTIVE_SAMPLE_SIZE_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        java.lang.Double.doubleToLongBits(getEffectiveSampleSize()));
+    hash = (37 * hash) + UNSUPPORTED_MASS_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        java.lang.Double.doubleToLongBits(getUnsupportedMass()));
+    hash = (37 * hash) + NOT_EVALUABLE_FIELD_NUMBER;
+    hash = (53 * hash) + getNotEvaluable().hashCode();
+    hash = (37 * hash) + VERDICT_FIELD_NUMBER;
+    hash = (53 * hash) + getVerdict().hashCode();
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -610,6 +856,11 @@ private static final long serialVersionUID = 0L;
     return builder;
   }
   /**
+   * <pre>
+   * Counts are by variant, whatever its role now or then: a variant that served and later
+   * became a shadow (or the reverse) keeps both its served and its scored decisions.
+   * </pre>
+   *
    * Protobuf type {@code arbiter.v1.VariantReport}
    */
   public static final class Builder extends
@@ -671,6 +922,12 @@ private static final long serialVersionUID = 0L;
         snipsBuilder_.dispose();
         snipsBuilder_ = null;
       }
+      scored_ = 0L;
+      scoredUnits_ = 0L;
+      effectiveSampleSize_ = 0D;
+      unsupportedMass_ = 0D;
+      notEvaluable_ = "";
+      verdict_ = "";
       return this;
     }
 
@@ -747,6 +1004,24 @@ private static final long serialVersionUID = 0L;
         result.snips_ = snipsBuilder_ == null
             ? snips_
             : snipsBuilder_.build();
+      }
+      if (((from_bitField0_ & 0x00001000) != 0)) {
+        result.scored_ = scored_;
+      }
+      if (((from_bitField0_ & 0x00002000) != 0)) {
+        result.scoredUnits_ = scoredUnits_;
+      }
+      if (((from_bitField0_ & 0x00004000) != 0)) {
+        result.effectiveSampleSize_ = effectiveSampleSize_;
+      }
+      if (((from_bitField0_ & 0x00008000) != 0)) {
+        result.unsupportedMass_ = unsupportedMass_;
+      }
+      if (((from_bitField0_ & 0x00010000) != 0)) {
+        result.notEvaluable_ = notEvaluable_;
+      }
+      if (((from_bitField0_ & 0x00020000) != 0)) {
+        result.verdict_ = verdict_;
       }
     }
 
@@ -831,6 +1106,28 @@ private static final long serialVersionUID = 0L;
       }
       if (other.hasSnips()) {
         mergeSnips(other.getSnips());
+      }
+      if (other.getScored() != 0L) {
+        setScored(other.getScored());
+      }
+      if (other.getScoredUnits() != 0L) {
+        setScoredUnits(other.getScoredUnits());
+      }
+      if (other.getEffectiveSampleSize() != 0D) {
+        setEffectiveSampleSize(other.getEffectiveSampleSize());
+      }
+      if (other.getUnsupportedMass() != 0D) {
+        setUnsupportedMass(other.getUnsupportedMass());
+      }
+      if (!other.getNotEvaluable().isEmpty()) {
+        notEvaluable_ = other.notEvaluable_;
+        bitField0_ |= 0x00010000;
+        onChanged();
+      }
+      if (!other.getVerdict().isEmpty()) {
+        verdict_ = other.verdict_;
+        bitField0_ |= 0x00020000;
+        onChanged();
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -926,6 +1223,36 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000800;
               break;
             } // case 98
+            case 104: {
+              scored_ = input.readInt64();
+              bitField0_ |= 0x00001000;
+              break;
+            } // case 104
+            case 112: {
+              scoredUnits_ = input.readInt64();
+              bitField0_ |= 0x00002000;
+              break;
+            } // case 112
+            case 121: {
+              effectiveSampleSize_ = input.readDouble();
+              bitField0_ |= 0x00004000;
+              break;
+            } // case 121
+            case 129: {
+              unsupportedMass_ = input.readDouble();
+              bitField0_ |= 0x00008000;
+              break;
+            } // case 129
+            case 138: {
+              notEvaluable_ = input.readStringRequireUtf8();
+              bitField0_ |= 0x00010000;
+              break;
+            } // case 138
+            case 146: {
+              verdict_ = input.readStringRequireUtf8();
+              bitField0_ |= 0x00020000;
+              break;
+            } // case 146
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1081,6 +1408,11 @@ private static final long serialVersionUID = 0L;
 
     private long decisions_ ;
     /**
+     * <pre>
+     * Decisions the variant served (in any role), distinct units among them, and the learned
+     * rewards among them (the n behind mean_reward).
+     * </pre>
+     *
      * <code>int64 decisions = 4;</code>
      * @return The decisions.
      */
@@ -1089,6 +1421,11 @@ private static final long serialVersionUID = 0L;
       return decisions_;
     }
     /**
+     * <pre>
+     * Decisions the variant served (in any role), distinct units among them, and the learned
+     * rewards among them (the n behind mean_reward).
+     * </pre>
+     *
      * <code>int64 decisions = 4;</code>
      * @param value The decisions to set.
      * @return This builder for chaining.
@@ -1101,6 +1438,11 @@ private static final long serialVersionUID = 0L;
       return this;
     }
     /**
+     * <pre>
+     * Decisions the variant served (in any role), distinct units among them, and the learned
+     * rewards among them (the n behind mean_reward).
+     * </pre>
+     *
      * <code>int64 decisions = 4;</code>
      * @return This builder for chaining.
      */
@@ -1180,7 +1522,7 @@ private static final long serialVersionUID = 0L;
         dev.arbiter.v1.Interval, dev.arbiter.v1.Interval.Builder, dev.arbiter.v1.IntervalOrBuilder> meanRewardBuilder_;
     /**
      * <pre>
-     * Serving variants: observed mean reward of their learned events.
+     * Mean reward of the learned events of the decisions it served.
      * </pre>
      *
      * <code>.arbiter.v1.Interval mean_reward = 7;</code>
@@ -1191,7 +1533,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Serving variants: observed mean reward of their learned events.
+     * Mean reward of the learned events of the decisions it served.
      * </pre>
      *
      * <code>.arbiter.v1.Interval mean_reward = 7;</code>
@@ -1206,7 +1548,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Serving variants: observed mean reward of their learned events.
+     * Mean reward of the learned events of the decisions it served.
      * </pre>
      *
      * <code>.arbiter.v1.Interval mean_reward = 7;</code>
@@ -1226,7 +1568,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Serving variants: observed mean reward of their learned events.
+     * Mean reward of the learned events of the decisions it served.
      * </pre>
      *
      * <code>.arbiter.v1.Interval mean_reward = 7;</code>
@@ -1244,7 +1586,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Serving variants: observed mean reward of their learned events.
+     * Mean reward of the learned events of the decisions it served.
      * </pre>
      *
      * <code>.arbiter.v1.Interval mean_reward = 7;</code>
@@ -1267,7 +1609,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Serving variants: observed mean reward of their learned events.
+     * Mean reward of the learned events of the decisions it served.
      * </pre>
      *
      * <code>.arbiter.v1.Interval mean_reward = 7;</code>
@@ -1284,7 +1626,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Serving variants: observed mean reward of their learned events.
+     * Mean reward of the learned events of the decisions it served.
      * </pre>
      *
      * <code>.arbiter.v1.Interval mean_reward = 7;</code>
@@ -1296,7 +1638,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Serving variants: observed mean reward of their learned events.
+     * Mean reward of the learned events of the decisions it served.
      * </pre>
      *
      * <code>.arbiter.v1.Interval mean_reward = 7;</code>
@@ -1311,7 +1653,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Serving variants: observed mean reward of their learned events.
+     * Mean reward of the learned events of the decisions it served.
      * </pre>
      *
      * <code>.arbiter.v1.Interval mean_reward = 7;</code>
@@ -1335,7 +1677,9 @@ private static final long serialVersionUID = 0L;
         dev.arbiter.v1.Interval, dev.arbiter.v1.Interval.Builder, dev.arbiter.v1.IntervalOrBuilder> differenceToControlBuilder_;
     /**
      * <pre>
-     * Mean reward minus the control's, Welch interval and two-sided p-value.
+     * Value (ips) minus the champion's: [low - champion's high, high - champion's low], from the
+     * two confidence sequences (each bound at 95%); anytime-valid p-value: 1 - the highest
+     * confidence at which the interval excludes 0 (1 for the champion itself).
      * </pre>
      *
      * <code>.arbiter.v1.Interval difference_to_control = 8;</code>
@@ -1346,7 +1690,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Mean reward minus the control's, Welch interval and two-sided p-value.
+     * Value (ips) minus the champion's: [low - champion's high, high - champion's low], from the
+     * two confidence sequences (each bound at 95%); anytime-valid p-value: 1 - the highest
+     * confidence at which the interval excludes 0 (1 for the champion itself).
      * </pre>
      *
      * <code>.arbiter.v1.Interval difference_to_control = 8;</code>
@@ -1361,7 +1707,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Mean reward minus the control's, Welch interval and two-sided p-value.
+     * Value (ips) minus the champion's: [low - champion's high, high - champion's low], from the
+     * two confidence sequences (each bound at 95%); anytime-valid p-value: 1 - the highest
+     * confidence at which the interval excludes 0 (1 for the champion itself).
      * </pre>
      *
      * <code>.arbiter.v1.Interval difference_to_control = 8;</code>
@@ -1381,7 +1729,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Mean reward minus the control's, Welch interval and two-sided p-value.
+     * Value (ips) minus the champion's: [low - champion's high, high - champion's low], from the
+     * two confidence sequences (each bound at 95%); anytime-valid p-value: 1 - the highest
+     * confidence at which the interval excludes 0 (1 for the champion itself).
      * </pre>
      *
      * <code>.arbiter.v1.Interval difference_to_control = 8;</code>
@@ -1399,7 +1749,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Mean reward minus the control's, Welch interval and two-sided p-value.
+     * Value (ips) minus the champion's: [low - champion's high, high - champion's low], from the
+     * two confidence sequences (each bound at 95%); anytime-valid p-value: 1 - the highest
+     * confidence at which the interval excludes 0 (1 for the champion itself).
      * </pre>
      *
      * <code>.arbiter.v1.Interval difference_to_control = 8;</code>
@@ -1422,7 +1774,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Mean reward minus the control's, Welch interval and two-sided p-value.
+     * Value (ips) minus the champion's: [low - champion's high, high - champion's low], from the
+     * two confidence sequences (each bound at 95%); anytime-valid p-value: 1 - the highest
+     * confidence at which the interval excludes 0 (1 for the champion itself).
      * </pre>
      *
      * <code>.arbiter.v1.Interval difference_to_control = 8;</code>
@@ -1439,7 +1793,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Mean reward minus the control's, Welch interval and two-sided p-value.
+     * Value (ips) minus the champion's: [low - champion's high, high - champion's low], from the
+     * two confidence sequences (each bound at 95%); anytime-valid p-value: 1 - the highest
+     * confidence at which the interval excludes 0 (1 for the champion itself).
      * </pre>
      *
      * <code>.arbiter.v1.Interval difference_to_control = 8;</code>
@@ -1451,7 +1807,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Mean reward minus the control's, Welch interval and two-sided p-value.
+     * Value (ips) minus the champion's: [low - champion's high, high - champion's low], from the
+     * two confidence sequences (each bound at 95%); anytime-valid p-value: 1 - the highest
+     * confidence at which the interval excludes 0 (1 for the champion itself).
      * </pre>
      *
      * <code>.arbiter.v1.Interval difference_to_control = 8;</code>
@@ -1466,7 +1824,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Mean reward minus the control's, Welch interval and two-sided p-value.
+     * Value (ips) minus the champion's: [low - champion's high, high - champion's low], from the
+     * two confidence sequences (each bound at 95%); anytime-valid p-value: 1 - the highest
+     * confidence at which the interval excludes 0 (1 for the champion itself).
      * </pre>
      *
      * <code>.arbiter.v1.Interval difference_to_control = 8;</code>
@@ -1520,7 +1880,7 @@ private static final long serialVersionUID = 0L;
     private double probabilityBest_ ;
     /**
      * <pre>
-     * Posterior probability (normal approximation) that this variant has the highest value.
+     * Posterior probability (normal approximation) that this variant has the highest value (ips).
      * </pre>
      *
      * <code>double probability_best = 10;</code>
@@ -1532,7 +1892,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Posterior probability (normal approximation) that this variant has the highest value.
+     * Posterior probability (normal approximation) that this variant has the highest value (ips).
      * </pre>
      *
      * <code>double probability_best = 10;</code>
@@ -1548,7 +1908,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Posterior probability (normal approximation) that this variant has the highest value.
+     * Posterior probability (normal approximation) that this variant has the highest value (ips).
      * </pre>
      *
      * <code>double probability_best = 10;</code>
@@ -1566,7 +1926,8 @@ private static final long serialVersionUID = 0L;
         dev.arbiter.v1.Interval, dev.arbiter.v1.Interval.Builder, dev.arbiter.v1.IntervalOrBuilder> ipsBuilder_;
     /**
      * <pre>
-     * Off-policy estimates from the logged decisions (shadows; also given for serving ones).
+     * Off-policy estimates over every learned decision whose distribution of this variant is
+     * known: those it served (weight 1) and those it scored as a shadow.
      * </pre>
      *
      * <code>.arbiter.v1.Interval ips = 11;</code>
@@ -1577,7 +1938,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Off-policy estimates from the logged decisions (shadows; also given for serving ones).
+     * Off-policy estimates over every learned decision whose distribution of this variant is
+     * known: those it served (weight 1) and those it scored as a shadow.
      * </pre>
      *
      * <code>.arbiter.v1.Interval ips = 11;</code>
@@ -1592,7 +1954,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Off-policy estimates from the logged decisions (shadows; also given for serving ones).
+     * Off-policy estimates over every learned decision whose distribution of this variant is
+     * known: those it served (weight 1) and those it scored as a shadow.
      * </pre>
      *
      * <code>.arbiter.v1.Interval ips = 11;</code>
@@ -1612,7 +1975,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Off-policy estimates from the logged decisions (shadows; also given for serving ones).
+     * Off-policy estimates over every learned decision whose distribution of this variant is
+     * known: those it served (weight 1) and those it scored as a shadow.
      * </pre>
      *
      * <code>.arbiter.v1.Interval ips = 11;</code>
@@ -1630,7 +1994,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Off-policy estimates from the logged decisions (shadows; also given for serving ones).
+     * Off-policy estimates over every learned decision whose distribution of this variant is
+     * known: those it served (weight 1) and those it scored as a shadow.
      * </pre>
      *
      * <code>.arbiter.v1.Interval ips = 11;</code>
@@ -1653,7 +2018,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Off-policy estimates from the logged decisions (shadows; also given for serving ones).
+     * Off-policy estimates over every learned decision whose distribution of this variant is
+     * known: those it served (weight 1) and those it scored as a shadow.
      * </pre>
      *
      * <code>.arbiter.v1.Interval ips = 11;</code>
@@ -1670,7 +2036,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Off-policy estimates from the logged decisions (shadows; also given for serving ones).
+     * Off-policy estimates over every learned decision whose distribution of this variant is
+     * known: those it served (weight 1) and those it scored as a shadow.
      * </pre>
      *
      * <code>.arbiter.v1.Interval ips = 11;</code>
@@ -1682,7 +2049,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Off-policy estimates from the logged decisions (shadows; also given for serving ones).
+     * Off-policy estimates over every learned decision whose distribution of this variant is
+     * known: those it served (weight 1) and those it scored as a shadow.
      * </pre>
      *
      * <code>.arbiter.v1.Interval ips = 11;</code>
@@ -1697,7 +2065,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Off-policy estimates from the logged decisions (shadows; also given for serving ones).
+     * Off-policy estimates over every learned decision whose distribution of this variant is
+     * known: those it served (weight 1) and those it scored as a shadow.
      * </pre>
      *
      * <code>.arbiter.v1.Interval ips = 11;</code>
@@ -1833,6 +2202,367 @@ private static final long serialVersionUID = 0L;
         snips_ = null;
       }
       return snipsBuilder_;
+    }
+
+    private long scored_ ;
+    /**
+     * <pre>
+     * Decisions it scored as a shadow (in any role), and distinct units among them.
+     * </pre>
+     *
+     * <code>int64 scored = 13;</code>
+     * @return The scored.
+     */
+    @java.lang.Override
+    public long getScored() {
+      return scored_;
+    }
+    /**
+     * <pre>
+     * Decisions it scored as a shadow (in any role), and distinct units among them.
+     * </pre>
+     *
+     * <code>int64 scored = 13;</code>
+     * @param value The scored to set.
+     * @return This builder for chaining.
+     */
+    public Builder setScored(long value) {
+      
+      scored_ = value;
+      bitField0_ |= 0x00001000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Decisions it scored as a shadow (in any role), and distinct units among them.
+     * </pre>
+     *
+     * <code>int64 scored = 13;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearScored() {
+      bitField0_ = (bitField0_ & ~0x00001000);
+      scored_ = 0L;
+      onChanged();
+      return this;
+    }
+
+    private long scoredUnits_ ;
+    /**
+     * <code>int64 scored_units = 14;</code>
+     * @return The scoredUnits.
+     */
+    @java.lang.Override
+    public long getScoredUnits() {
+      return scoredUnits_;
+    }
+    /**
+     * <code>int64 scored_units = 14;</code>
+     * @param value The scoredUnits to set.
+     * @return This builder for chaining.
+     */
+    public Builder setScoredUnits(long value) {
+      
+      scoredUnits_ = value;
+      bitField0_ |= 0x00002000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>int64 scored_units = 14;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearScoredUnits() {
+      bitField0_ = (bitField0_ & ~0x00002000);
+      scoredUnits_ = 0L;
+      onChanged();
+      return this;
+    }
+
+    private double effectiveSampleSize_ ;
+    /**
+     * <pre>
+     * Effective sample size (sum w)^2 / sum w^2 of the importance weights behind ips.
+     * </pre>
+     *
+     * <code>double effective_sample_size = 15;</code>
+     * @return The effectiveSampleSize.
+     */
+    @java.lang.Override
+    public double getEffectiveSampleSize() {
+      return effectiveSampleSize_;
+    }
+    /**
+     * <pre>
+     * Effective sample size (sum w)^2 / sum w^2 of the importance weights behind ips.
+     * </pre>
+     *
+     * <code>double effective_sample_size = 15;</code>
+     * @param value The effectiveSampleSize to set.
+     * @return This builder for chaining.
+     */
+    public Builder setEffectiveSampleSize(double value) {
+      
+      effectiveSampleSize_ = value;
+      bitField0_ |= 0x00004000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Effective sample size (sum w)^2 / sum w^2 of the importance weights behind ips.
+     * </pre>
+     *
+     * <code>double effective_sample_size = 15;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearEffectiveSampleSize() {
+      bitField0_ = (bitField0_ & ~0x00004000);
+      effectiveSampleSize_ = 0D;
+      onChanged();
+      return this;
+    }
+
+    private double unsupportedMass_ ;
+    /**
+     * <pre>
+     * Estimated share of this variant's probability mass on actions the log gave near-zero
+     * probability (below 0.1/k of k actions): mean of w over the decisions logged that way.
+     * </pre>
+     *
+     * <code>double unsupported_mass = 16;</code>
+     * @return The unsupportedMass.
+     */
+    @java.lang.Override
+    public double getUnsupportedMass() {
+      return unsupportedMass_;
+    }
+    /**
+     * <pre>
+     * Estimated share of this variant's probability mass on actions the log gave near-zero
+     * probability (below 0.1/k of k actions): mean of w over the decisions logged that way.
+     * </pre>
+     *
+     * <code>double unsupported_mass = 16;</code>
+     * @param value The unsupportedMass to set.
+     * @return This builder for chaining.
+     */
+    public Builder setUnsupportedMass(double value) {
+      
+      unsupportedMass_ = value;
+      bitField0_ |= 0x00008000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Estimated share of this variant's probability mass on actions the log gave near-zero
+     * probability (below 0.1/k of k actions): mean of w over the decisions logged that way.
+     * </pre>
+     *
+     * <code>double unsupported_mass = 16;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearUnsupportedMass() {
+      bitField0_ = (bitField0_ & ~0x00008000);
+      unsupportedMass_ = 0D;
+      onChanged();
+      return this;
+    }
+
+    private java.lang.Object notEvaluable_ = "";
+    /**
+     * <pre>
+     * Empty when the weights allow a verdict; else why not and what to change.
+     * </pre>
+     *
+     * <code>string not_evaluable = 17;</code>
+     * @return The notEvaluable.
+     */
+    public java.lang.String getNotEvaluable() {
+      java.lang.Object ref = notEvaluable_;
+      if (!(ref instanceof java.lang.String)) {
+        com.google.protobuf.ByteString bs =
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        notEvaluable_ = s;
+        return s;
+      } else {
+        return (java.lang.String) ref;
+      }
+    }
+    /**
+     * <pre>
+     * Empty when the weights allow a verdict; else why not and what to change.
+     * </pre>
+     *
+     * <code>string not_evaluable = 17;</code>
+     * @return The bytes for notEvaluable.
+     */
+    public com.google.protobuf.ByteString
+        getNotEvaluableBytes() {
+      java.lang.Object ref = notEvaluable_;
+      if (ref instanceof String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        notEvaluable_ = b;
+        return b;
+      } else {
+        return (com.google.protobuf.ByteString) ref;
+      }
+    }
+    /**
+     * <pre>
+     * Empty when the weights allow a verdict; else why not and what to change.
+     * </pre>
+     *
+     * <code>string not_evaluable = 17;</code>
+     * @param value The notEvaluable to set.
+     * @return This builder for chaining.
+     */
+    public Builder setNotEvaluable(
+        java.lang.String value) {
+      if (value == null) { throw new NullPointerException(); }
+      notEvaluable_ = value;
+      bitField0_ |= 0x00010000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Empty when the weights allow a verdict; else why not and what to change.
+     * </pre>
+     *
+     * <code>string not_evaluable = 17;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearNotEvaluable() {
+      notEvaluable_ = getDefaultInstance().getNotEvaluable();
+      bitField0_ = (bitField0_ & ~0x00010000);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Empty when the weights allow a verdict; else why not and what to change.
+     * </pre>
+     *
+     * <code>string not_evaluable = 17;</code>
+     * @param value The bytes for notEvaluable to set.
+     * @return This builder for chaining.
+     */
+    public Builder setNotEvaluableBytes(
+        com.google.protobuf.ByteString value) {
+      if (value == null) { throw new NullPointerException(); }
+      checkByteStringIsUtf8(value);
+      notEvaluable_ = value;
+      bitField0_ |= 0x00010000;
+      onChanged();
+      return this;
+    }
+
+    private java.lang.Object verdict_ = "";
+    /**
+     * <pre>
+     * Against the champion: "better" (difference_to_control.low &gt; min_effect), "worse"
+     * (difference_to_control.high &lt; -min_effect), "no difference yet", "not evaluable"; empty for
+     * the champion. Auto-promotion promotes what is "better" at min_effect 0.
+     * </pre>
+     *
+     * <code>string verdict = 18;</code>
+     * @return The verdict.
+     */
+    public java.lang.String getVerdict() {
+      java.lang.Object ref = verdict_;
+      if (!(ref instanceof java.lang.String)) {
+        com.google.protobuf.ByteString bs =
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        verdict_ = s;
+        return s;
+      } else {
+        return (java.lang.String) ref;
+      }
+    }
+    /**
+     * <pre>
+     * Against the champion: "better" (difference_to_control.low &gt; min_effect), "worse"
+     * (difference_to_control.high &lt; -min_effect), "no difference yet", "not evaluable"; empty for
+     * the champion. Auto-promotion promotes what is "better" at min_effect 0.
+     * </pre>
+     *
+     * <code>string verdict = 18;</code>
+     * @return The bytes for verdict.
+     */
+    public com.google.protobuf.ByteString
+        getVerdictBytes() {
+      java.lang.Object ref = verdict_;
+      if (ref instanceof String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        verdict_ = b;
+        return b;
+      } else {
+        return (com.google.protobuf.ByteString) ref;
+      }
+    }
+    /**
+     * <pre>
+     * Against the champion: "better" (difference_to_control.low &gt; min_effect), "worse"
+     * (difference_to_control.high &lt; -min_effect), "no difference yet", "not evaluable"; empty for
+     * the champion. Auto-promotion promotes what is "better" at min_effect 0.
+     * </pre>
+     *
+     * <code>string verdict = 18;</code>
+     * @param value The verdict to set.
+     * @return This builder for chaining.
+     */
+    public Builder setVerdict(
+        java.lang.String value) {
+      if (value == null) { throw new NullPointerException(); }
+      verdict_ = value;
+      bitField0_ |= 0x00020000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Against the champion: "better" (difference_to_control.low &gt; min_effect), "worse"
+     * (difference_to_control.high &lt; -min_effect), "no difference yet", "not evaluable"; empty for
+     * the champion. Auto-promotion promotes what is "better" at min_effect 0.
+     * </pre>
+     *
+     * <code>string verdict = 18;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearVerdict() {
+      verdict_ = getDefaultInstance().getVerdict();
+      bitField0_ = (bitField0_ & ~0x00020000);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Against the champion: "better" (difference_to_control.low &gt; min_effect), "worse"
+     * (difference_to_control.high &lt; -min_effect), "no difference yet", "not evaluable"; empty for
+     * the champion. Auto-promotion promotes what is "better" at min_effect 0.
+     * </pre>
+     *
+     * <code>string verdict = 18;</code>
+     * @param value The bytes for verdict to set.
+     * @return This builder for chaining.
+     */
+    public Builder setVerdictBytes(
+        com.google.protobuf.ByteString value) {
+      if (value == null) { throw new NullPointerException(); }
+      checkByteStringIsUtf8(value);
+      verdict_ = value;
+      bitField0_ |= 0x00020000;
+      onChanged();
+      return this;
     }
     @java.lang.Override
     public final Builder setUnknownFields(

@@ -32,6 +32,11 @@ public interface VariantReportOrBuilder extends
   double getTraffic();
 
   /**
+   * <pre>
+   * Decisions the variant served (in any role), distinct units among them, and the learned
+   * rewards among them (the n behind mean_reward).
+   * </pre>
+   *
    * <code>int64 decisions = 4;</code>
    * @return The decisions.
    */
@@ -51,7 +56,7 @@ public interface VariantReportOrBuilder extends
 
   /**
    * <pre>
-   * Serving variants: observed mean reward of their learned events.
+   * Mean reward of the learned events of the decisions it served.
    * </pre>
    *
    * <code>.arbiter.v1.Interval mean_reward = 7;</code>
@@ -60,7 +65,7 @@ public interface VariantReportOrBuilder extends
   boolean hasMeanReward();
   /**
    * <pre>
-   * Serving variants: observed mean reward of their learned events.
+   * Mean reward of the learned events of the decisions it served.
    * </pre>
    *
    * <code>.arbiter.v1.Interval mean_reward = 7;</code>
@@ -69,7 +74,7 @@ public interface VariantReportOrBuilder extends
   dev.arbiter.v1.Interval getMeanReward();
   /**
    * <pre>
-   * Serving variants: observed mean reward of their learned events.
+   * Mean reward of the learned events of the decisions it served.
    * </pre>
    *
    * <code>.arbiter.v1.Interval mean_reward = 7;</code>
@@ -78,7 +83,9 @@ public interface VariantReportOrBuilder extends
 
   /**
    * <pre>
-   * Mean reward minus the control's, Welch interval and two-sided p-value.
+   * Value (ips) minus the champion's: [low - champion's high, high - champion's low], from the
+   * two confidence sequences (each bound at 95%); anytime-valid p-value: 1 - the highest
+   * confidence at which the interval excludes 0 (1 for the champion itself).
    * </pre>
    *
    * <code>.arbiter.v1.Interval difference_to_control = 8;</code>
@@ -87,7 +94,9 @@ public interface VariantReportOrBuilder extends
   boolean hasDifferenceToControl();
   /**
    * <pre>
-   * Mean reward minus the control's, Welch interval and two-sided p-value.
+   * Value (ips) minus the champion's: [low - champion's high, high - champion's low], from the
+   * two confidence sequences (each bound at 95%); anytime-valid p-value: 1 - the highest
+   * confidence at which the interval excludes 0 (1 for the champion itself).
    * </pre>
    *
    * <code>.arbiter.v1.Interval difference_to_control = 8;</code>
@@ -96,7 +105,9 @@ public interface VariantReportOrBuilder extends
   dev.arbiter.v1.Interval getDifferenceToControl();
   /**
    * <pre>
-   * Mean reward minus the control's, Welch interval and two-sided p-value.
+   * Value (ips) minus the champion's: [low - champion's high, high - champion's low], from the
+   * two confidence sequences (each bound at 95%); anytime-valid p-value: 1 - the highest
+   * confidence at which the interval excludes 0 (1 for the champion itself).
    * </pre>
    *
    * <code>.arbiter.v1.Interval difference_to_control = 8;</code>
@@ -111,7 +122,7 @@ public interface VariantReportOrBuilder extends
 
   /**
    * <pre>
-   * Posterior probability (normal approximation) that this variant has the highest value.
+   * Posterior probability (normal approximation) that this variant has the highest value (ips).
    * </pre>
    *
    * <code>double probability_best = 10;</code>
@@ -121,7 +132,8 @@ public interface VariantReportOrBuilder extends
 
   /**
    * <pre>
-   * Off-policy estimates from the logged decisions (shadows; also given for serving ones).
+   * Off-policy estimates over every learned decision whose distribution of this variant is
+   * known: those it served (weight 1) and those it scored as a shadow.
    * </pre>
    *
    * <code>.arbiter.v1.Interval ips = 11;</code>
@@ -130,7 +142,8 @@ public interface VariantReportOrBuilder extends
   boolean hasIps();
   /**
    * <pre>
-   * Off-policy estimates from the logged decisions (shadows; also given for serving ones).
+   * Off-policy estimates over every learned decision whose distribution of this variant is
+   * known: those it served (weight 1) and those it scored as a shadow.
    * </pre>
    *
    * <code>.arbiter.v1.Interval ips = 11;</code>
@@ -139,7 +152,8 @@ public interface VariantReportOrBuilder extends
   dev.arbiter.v1.Interval getIps();
   /**
    * <pre>
-   * Off-policy estimates from the logged decisions (shadows; also given for serving ones).
+   * Off-policy estimates over every learned decision whose distribution of this variant is
+   * known: those it served (weight 1) and those it scored as a shadow.
    * </pre>
    *
    * <code>.arbiter.v1.Interval ips = 11;</code>
@@ -160,4 +174,85 @@ public interface VariantReportOrBuilder extends
    * <code>.arbiter.v1.Interval snips = 12;</code>
    */
   dev.arbiter.v1.IntervalOrBuilder getSnipsOrBuilder();
+
+  /**
+   * <pre>
+   * Decisions it scored as a shadow (in any role), and distinct units among them.
+   * </pre>
+   *
+   * <code>int64 scored = 13;</code>
+   * @return The scored.
+   */
+  long getScored();
+
+  /**
+   * <code>int64 scored_units = 14;</code>
+   * @return The scoredUnits.
+   */
+  long getScoredUnits();
+
+  /**
+   * <pre>
+   * Effective sample size (sum w)^2 / sum w^2 of the importance weights behind ips.
+   * </pre>
+   *
+   * <code>double effective_sample_size = 15;</code>
+   * @return The effectiveSampleSize.
+   */
+  double getEffectiveSampleSize();
+
+  /**
+   * <pre>
+   * Estimated share of this variant's probability mass on actions the log gave near-zero
+   * probability (below 0.1/k of k actions): mean of w over the decisions logged that way.
+   * </pre>
+   *
+   * <code>double unsupported_mass = 16;</code>
+   * @return The unsupportedMass.
+   */
+  double getUnsupportedMass();
+
+  /**
+   * <pre>
+   * Empty when the weights allow a verdict; else why not and what to change.
+   * </pre>
+   *
+   * <code>string not_evaluable = 17;</code>
+   * @return The notEvaluable.
+   */
+  java.lang.String getNotEvaluable();
+  /**
+   * <pre>
+   * Empty when the weights allow a verdict; else why not and what to change.
+   * </pre>
+   *
+   * <code>string not_evaluable = 17;</code>
+   * @return The bytes for notEvaluable.
+   */
+  com.google.protobuf.ByteString
+      getNotEvaluableBytes();
+
+  /**
+   * <pre>
+   * Against the champion: "better" (difference_to_control.low &gt; min_effect), "worse"
+   * (difference_to_control.high &lt; -min_effect), "no difference yet", "not evaluable"; empty for
+   * the champion. Auto-promotion promotes what is "better" at min_effect 0.
+   * </pre>
+   *
+   * <code>string verdict = 18;</code>
+   * @return The verdict.
+   */
+  java.lang.String getVerdict();
+  /**
+   * <pre>
+   * Against the champion: "better" (difference_to_control.low &gt; min_effect), "worse"
+   * (difference_to_control.high &lt; -min_effect), "no difference yet", "not evaluable"; empty for
+   * the champion. Auto-promotion promotes what is "better" at min_effect 0.
+   * </pre>
+   *
+   * <code>string verdict = 18;</code>
+   * @return The bytes for verdict.
+   */
+  com.google.protobuf.ByteString
+      getVerdictBytes();
 }

@@ -48,7 +48,7 @@ from arbiter.server.loop import DEFAULT_CACHE_BYTES, DecisionLoop
 from arbiter.server.metrics import SAMPLE_RATIO_SECONDS, Endpoint, Metrics
 from arbiter.server.privacy import load_secret
 from arbiter.server.promotion import Controller
-from arbiter.server.report import recent_units, sample_ratio_of
+from arbiter.server.report import eras_of, recent_units, sample_ratio_of
 from arbiter.server.retention import Retention
 from arbiter.server.servicer import DecisionServicer
 from arbiter.server.snapshots import Snapshotter, restore_stats
@@ -207,9 +207,9 @@ class App:
         assert self.metrics is not None
         with self.engine.connect() as connection:
             for name, experiment in self.experiments.items():
-                units = recent_units(connection, experiment.config, experiment.since)
-                self.metrics.sample_ratio_checked(
-                    name, sample_ratio_of(units.srm, experiment.config).p_value)
+                eras = eras_of(connection, experiment.config)
+                units = recent_units(connection, experiment.config, eras)
+                self.metrics.sample_ratio_checked(name, sample_ratio_of(units.eras, eras).p_value)
 
     def _configs(self) -> dict[str, ExperimentConfig]:
         return {name: experiment.config for name, experiment in self.experiments.items()}

@@ -112,7 +112,7 @@ def test_experiments_name_shows_variants_roles_policies_params_and_traffic(runni
     variants = {v["name"]: v for v in experiment["variants"]}
     assert variants["champion"] == {"name": "champion", "role": "champion", "policy": "linucb",
                                     "params": {"alpha": 0.5}, "traffic": pytest.approx(0.8),
-                                    "shadow": False}
+                                    "shadow": False, "mode": "online"}
     assert (variants["holdout"]["role"], variants["holdout"]["traffic"]) == ("challenger",
                                                                              pytest.approx(0.2))
     assert (variants["candidate"]["role"], variants["candidate"]["policy"]) == ("shadow", "lints")

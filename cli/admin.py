@@ -112,6 +112,20 @@ def verdicts(report: pb.Report) -> list[str]:
     return lines
 
 
+def apprentices(report: pb.Report) -> list[str]:
+    """One line per variant that served in apprentice mode: how often its policy agreed with
+    the caller's baseline, and what the baseline earned beside the policy's own value."""
+    lines = []
+    for v in report.variants:
+        if not v.apprentice_decisions:
+            continue
+        value = f"; its policy's value (ips) {v.ips.estimate:.3f}" if v.HasField("ips") else ""
+        lines.append(f"{v.variant} (apprentice): its policy chose the baseline in "
+                     f"{v.agreement:.1%} of {v.apprentice_decisions} learned decisions; the "
+                     f"baseline earned {v.baseline_reward:.3f}{value}")
+    return lines
+
+
 def srm_verdict(srm: pb.SampleRatioCheck) -> str:
     observed = ", ".join(f"{name} {count}" for name, count in sorted(srm.observed_units.items()))
     expected = ", ".join(f"{name} {share:.1%}" for name, share in
@@ -154,7 +168,7 @@ def report(target: str, experiment: str, segment_by: str = "", *, min_effect: fl
                                        answer.min_effect))
     console.print(f"intervals: {INTERVALS.get(answer.intervals, answer.intervals)}",
                   highlight=False, markup=False)
-    for line in verdicts(answer):
+    for line in verdicts(answer) + apprentices(answer):
         console.print(line, highlight=False, markup=False)
     console.print(srm_verdict(answer.sample_ratio), highlight=False, markup=False)
     for line in srm_eras(answer.sample_ratio):

@@ -196,6 +196,8 @@ def _variant_report(v: pb.VariantReport, control: str) -> dict[str, Any]:
         "effective_sample_size": _number(v.effective_sample_size),
         "unsupported_mass": _number(v.unsupported_mass),
         "not_evaluable": v.not_evaluable or None, "verdict": v.verdict or None,
+        "apprentice_decisions": v.apprentice_decisions,
+        "agreement": _number(v.agreement), "baseline_reward": _number(v.baseline_reward),
     }
 
 

@@ -127,7 +127,9 @@ def variant_message(fig: reports.VariantFigures) -> pb.VariantReport:
         probability_best=fig.probability_best, ips=_interval(fig.ips),
         snips=_interval(fig.snips), scored=fig.scored, scored_units=fig.scored_units,
         effective_sample_size=fig.effective_sample_size, unsupported_mass=fig.unsupported_mass,
-        not_evaluable=fig.not_evaluable, verdict=fig.verdict)
+        not_evaluable=fig.not_evaluable, verdict=fig.verdict,
+        apprentice_decisions=fig.apprentice_decisions, agreement=fig.agreement,
+        baseline_reward=fig.baseline_reward)
 
 
 def _finite(value: float) -> float:

@@ -130,6 +130,11 @@ class VariantFigures:
     not_evaluable: str = ""
     verdict: str = ""
     ips_se: float = math.nan  # the normal standard error of ips (for the posterior draws)
+    # apprentice mode: learned decisions it served the baseline for, the share its policy
+    # would have chosen the baseline too, and the baseline's mean learned reward (NaN: none)
+    apprentice_decisions: int = 0
+    agreement: float = math.nan
+    baseline_reward: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -541,6 +546,10 @@ def figures_of(stats: ExperimentStats, config: ExperimentConfig, *, confidence: 
                              scored_units=units.scored.get(name, 0) if units is not None else 0,
                              effective_sample_size=ess, unsupported_mass=unsupported,
                              not_evaluable=why)
+        if mine.baseline.n:
+            fig.apprentice_decisions = mine.baseline.n
+            fig.agreement = mine.agreed / mine.baseline.n
+            fig.baseline_reward = mine.baseline.mean
         fig.mean_reward = interval(Sums.served(mine), confidence, intervals)
         value = Sums.value(mine)
         fig.ips = interval(value, confidence, intervals)

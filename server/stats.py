@@ -26,6 +26,10 @@ time, not at learn time, exactly what a scan of the log sees):
   (``x = (r - lo)/(hi - lo)``, a logged value outside clipped to its edge): n, Σ and
   Σ(value - predictable centre)² of the served ``x``, and of ``w·x`` and ``w·(1 - x)`` over the
   IPS terms. They depend on the order of the events (the centres do): the learning order.
+- ``baseline``, ``agreed`` — apprentice mode (the variant served the caller's baseline with
+  probability 1 and logged its own distribution beside it): the learned values of those
+  decisions (what the baseline earns) and how many of them the policy's own most probable
+  action was the baseline (first maximum).
 - ``near_zero`` — Σw over the scored decisions whose logged probability was below
   ``NEAR_ZERO/k`` (k actions): divided by the IPS count it estimates, without bias, the
   variant's mass on actions the log gave near-zero probability (evaluability).
@@ -171,6 +175,10 @@ class VariantStats:
     # Σ w over the IPS terms whose logged probability was near zero (below NEAR_ZERO/k): its
     # mean estimates the variant's probability mass on actions the log (almost) never takes
     near_zero: float = 0.0
+    # apprentice mode: the learned values of the decisions it served the caller's baseline
+    # for (what the baseline earns), and how many of them its policy would have chosen too
+    baseline: Moments = field(default_factory=Moments)
+    agreed: int = 0
 
     def add(self, weight: float, value: float, x: float, *, served: bool,
             near_zero: bool = False) -> None:
@@ -200,7 +208,9 @@ class VariantStats:
                 "bounded": [self.bounded.n, self.bounded.total, self.bounded.v],
                 "ips_low": [self.ips_low.n, self.ips_low.total, self.ips_low.v],
                 "ips_high": [self.ips_high.n, self.ips_high.total, self.ips_high.v],
-                "near_zero": self.near_zero}
+                "near_zero": self.near_zero,
+                "baseline": [self.baseline.n, self.baseline.mean, self.baseline.m2],
+                "agreed": self.agreed}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any],
@@ -212,6 +222,7 @@ class VariantStats:
             return None
         served, ips, snips = data["served"], data["ips"], data["snips"]
         bounded, low, high = data["bounded"], data["ips_low"], data["ips_high"]
+        baseline = data.get("baseline", [0, 0.0, 0.0])  # (written before modes: none)
         return cls(position=int(data["position"]),
                    served=Moments(int(served[0]), float(served[1]), float(served[2])),
                    scored=int(data["scored"]),
@@ -220,7 +231,9 @@ class VariantStats:
                    bounded=Bernstein(int(bounded[0]), float(bounded[1]), float(bounded[2])),
                    ips_low=Bernstein(int(low[0]), float(low[1]), float(low[2])),
                    ips_high=Bernstein(int(high[0]), float(high[1]), float(high[2])),
-                   near_zero=float(data["near_zero"]))
+                   near_zero=float(data["near_zero"]),
+                   baseline=Moments(int(baseline[0]), float(baseline[1]), float(baseline[2])),
+                   agreed=int(data.get("agreed", 0)))
 
 
 @dataclass(slots=True)
@@ -249,6 +262,11 @@ class ExperimentStats:
         if mine is not None and seq > mine.position:
             mine.add(1.0, value, x, served=True)
             mine.position = seq
+            own = shadow.get(served_by) if shadow else None
+            if own is not None and probability == 1.0 and 0 <= chosen < len(own):
+                # apprentice: the baseline was served for sure; its own choice was logged
+                mine.baseline.add(value)
+                mine.agreed += int(list(own).index(max(own)) == chosen)
         if not shadow or not (probability > 0 and math.isfinite(probability)):
             return
         for name, distribution in shadow.items():

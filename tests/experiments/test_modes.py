@@ -18,7 +18,7 @@ from arbiter.log.engine import create_engine
 from arbiter.log.schema import decisions, experiment_states
 from arbiter.server.app import App
 from tests.cli.helpers import arbiter
-from tests.experiments.helpers import target
+from tests.experiments.helpers import report, target
 from tests.process import ServerProcess
 from tests.replay import latest_snapshots, replayed_states
 
@@ -143,3 +143,30 @@ def test_set_mode_switches_at_one_event_is_audited_and_recovers_exactly(
     for key, (state, _, updates) in replay.items():
         stored = snapshots[key]
         assert stored is not None and stored[0] == state and stored[2] == updates, key
+
+
+def test_the_report_says_how_often_an_apprentice_agrees_and_what_the_baseline_earns(
+        start_server: Callable[..., App], db_url: str) -> None:
+    """Figures recomputed from what the client sent and what the log holds."""
+    app = start_server({"experiments": {"shop": {"policy": "linucb", "mode": "apprentice"}}})
+    rng = random.Random(5)
+    values: dict[str, float] = {}
+    with DecisionClient(target(app)) as client:
+        for _ in range(60):
+            tier = rng.choice(["a", "b"])
+            baseline = "y" if tier == "a" else "z"  # the caller's rule
+            choice = client.choose("shop", actions=ACTIONS, baseline_action_id=baseline,
+                                   context={"user": {"tier": tier}})
+            values[choice.event_id] = float(rng.random() < (0.7 if tier == "a" else 0.2))
+            client.reward(choice.event_id, values[choice.event_id])
+    logged = {row["event_id"]: row for row in _logged(db_url)}
+    agreed = sum(own.index(max(own)) == row["chosen_index"]
+                 for row in logged.values() for own in [row["shadow"]["default"]])
+    figures = report(app, "shop").variants[0]
+    assert figures.apprentice_decisions == 60
+    assert figures.agreement == pytest.approx(agreed / 60)
+    assert figures.baseline_reward == pytest.approx(sum(values.values()) / 60)
+    printed = arbiter("report", "--target", target(app), "--experiment", "shop")
+    assert printed.returncode == 0, printed.stderr
+    assert (f"default (apprentice): its policy chose the baseline in {agreed / 60:.1%} of 60 "
+            "learned decisions") in printed.stdout

@@ -239,6 +239,9 @@ class VariantReport(_message.Message):
     UNSUPPORTED_MASS_FIELD_NUMBER: _builtins.int
     NOT_EVALUABLE_FIELD_NUMBER: _builtins.int
     VERDICT_FIELD_NUMBER: _builtins.int
+    APPRENTICE_DECISIONS_FIELD_NUMBER: _builtins.int
+    AGREEMENT_FIELD_NUMBER: _builtins.int
+    BASELINE_REWARD_FIELD_NUMBER: _builtins.int
     variant: _builtins.str
     shadow: _builtins.bool
     traffic: _builtins.float
@@ -267,6 +270,14 @@ class VariantReport(_message.Message):
     (difference_to_control.high < -min_effect), "no difference yet", "not evaluable"; empty for
     the champion. Auto-promotion promotes what is "better" at min_effect 0.
     """
+    apprentice_decisions: _builtins.int
+    """Apprentice mode: the learned decisions it served the caller's baseline for; the share of
+    them its policy would have chosen the baseline too; the baseline's mean learned reward
+    (NaN when there are none). When agreement is high and the policy's value (ips) beats the
+    baseline's reward, the policy is ready to serve.
+    """
+    agreement: _builtins.float
+    baseline_reward: _builtins.float
     @_builtins.property
     def mean_reward(self) -> Global___Interval:
         """Mean reward of the learned events of the decisions it served."""
@@ -307,10 +318,13 @@ class VariantReport(_message.Message):
         unsupported_mass: _builtins.float = ...,
         not_evaluable: _builtins.str = ...,
         verdict: _builtins.str = ...,
+        apprentice_decisions: _builtins.int = ...,
+        agreement: _builtins.float = ...,
+        baseline_reward: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["difference_to_control", b"difference_to_control", "ips", b"ips", "mean_reward", b"mean_reward", "snips", b"snips"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decisions", b"decisions", "difference_to_control", b"difference_to_control", "effective_sample_size", b"effective_sample_size", "ips", b"ips", "mean_reward", b"mean_reward", "not_evaluable", b"not_evaluable", "p_value", b"p_value", "probability_best", b"probability_best", "rewards", b"rewards", "scored", b"scored", "scored_units", b"scored_units", "shadow", b"shadow", "snips", b"snips", "traffic", b"traffic", "units", b"units", "unsupported_mass", b"unsupported_mass", "variant", b"variant", "verdict", b"verdict"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreement", b"agreement", "apprentice_decisions", b"apprentice_decisions", "baseline_reward", b"baseline_reward", "decisions", b"decisions", "difference_to_control", b"difference_to_control", "effective_sample_size", b"effective_sample_size", "ips", b"ips", "mean_reward", b"mean_reward", "not_evaluable", b"not_evaluable", "p_value", b"p_value", "probability_best", b"probability_best", "rewards", b"rewards", "scored", b"scored", "scored_units", b"scored_units", "shadow", b"shadow", "snips", b"snips", "traffic", b"traffic", "units", b"units", "unsupported_mass", b"unsupported_mass", "variant", b"variant", "verdict", b"verdict"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -140,6 +140,15 @@ export interface VariantReport {
    * the champion. Auto-promotion promotes what is "better" at min_effect 0.
    */
   verdict: string;
+  /**
+   * Apprentice mode: the learned decisions it served the caller's baseline for; the share of
+   * them its policy would have chosen the baseline too; the baseline's mean learned reward
+   * (NaN when there are none). When agreement is high and the policy's value (ips) beats the
+   * baseline's reward, the policy is ready to serve.
+   */
+  apprenticeDecisions: number;
+  agreement: number;
+  baselineReward: number;
 }
 
 export interface SampleRatioCheck {
@@ -1029,6 +1038,9 @@ function createBaseVariantReport(): VariantReport {
     unsupportedMass: 0,
     notEvaluable: "",
     verdict: "",
+    apprenticeDecisions: 0,
+    agreement: 0,
+    baselineReward: 0,
   };
 }
 
@@ -1087,6 +1099,15 @@ export const VariantReport: MessageFns<VariantReport> = {
     }
     if (message.verdict !== "") {
       writer.uint32(146).string(message.verdict);
+    }
+    if (message.apprenticeDecisions !== 0) {
+      writer.uint32(152).int64(message.apprenticeDecisions);
+    }
+    if (message.agreement !== 0) {
+      writer.uint32(161).double(message.agreement);
+    }
+    if (message.baselineReward !== 0) {
+      writer.uint32(169).double(message.baselineReward);
     }
     return writer;
   },
@@ -1248,6 +1269,30 @@ export const VariantReport: MessageFns<VariantReport> = {
             message.verdict = reader.string();
             continue;
           }
+          case 19: {
+            if (tag !== 152) {
+              break;
+            }
+
+            message.apprenticeDecisions = longToNumber(reader.int64());
+            continue;
+          }
+          case 20: {
+            if (tag !== 161) {
+              break;
+            }
+
+            message.agreement = reader.double();
+            continue;
+          }
+          case 21: {
+            if (tag !== 169) {
+              break;
+            }
+
+            message.baselineReward = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1312,6 +1357,17 @@ export const VariantReport: MessageFns<VariantReport> = {
         ? globalThis.String(object.not_evaluable)
         : "",
       verdict: isSet(object.verdict) ? globalThis.String(object.verdict) : "",
+      apprenticeDecisions: isSet(object.apprenticeDecisions)
+        ? globalThis.Number(object.apprenticeDecisions)
+        : isSet(object.apprentice_decisions)
+        ? globalThis.Number(object.apprentice_decisions)
+        : 0,
+      agreement: isSet(object.agreement) ? globalThis.Number(object.agreement) : 0,
+      baselineReward: isSet(object.baselineReward)
+        ? globalThis.Number(object.baselineReward)
+        : isSet(object.baseline_reward)
+        ? globalThis.Number(object.baseline_reward)
+        : 0,
     };
   },
 
@@ -1371,6 +1427,15 @@ export const VariantReport: MessageFns<VariantReport> = {
     if (message.verdict !== "") {
       obj.verdict = message.verdict;
     }
+    if (message.apprenticeDecisions !== 0) {
+      obj.apprenticeDecisions = Math.round(message.apprenticeDecisions);
+    }
+    if (message.agreement !== 0) {
+      obj.agreement = floatToJson(message.agreement);
+    }
+    if (message.baselineReward !== 0) {
+      obj.baselineReward = floatToJson(message.baselineReward);
+    }
     return obj;
   },
 
@@ -1403,6 +1468,9 @@ export const VariantReport: MessageFns<VariantReport> = {
     message.unsupportedMass = object.unsupportedMass ?? 0;
     message.notEvaluable = object.notEvaluable ?? "";
     message.verdict = object.verdict ?? "";
+    message.apprenticeDecisions = object.apprenticeDecisions ?? 0;
+    message.agreement = object.agreement ?? 0;
+    message.baselineReward = object.baselineReward ?? 0;
     return message;
   },
 };

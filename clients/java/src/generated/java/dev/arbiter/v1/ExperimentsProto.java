@@ -153,7 +153,7 @@ public final class ExperimentsProto {
       "riment\030\001 \001(\t\"N\n\020GetReportRequest\022\022\n\nexpe" +
       "riment\030\001 \001(\t\022\022\n\nsegment_by\030\002 \001(\t\022\022\n\nmin_" +
       "effect\030\003 \001(\001\"7\n\010Interval\022\020\n\010estimate\030\001 \001" +
-      "(\001\022\013\n\003low\030\002 \001(\001\022\014\n\004high\030\003 \001(\001\"\316\003\n\rVarian" +
+      "(\001\022\013\n\003low\030\002 \001(\001\022\014\n\004high\030\003 \001(\001\"\230\004\n\rVarian" +
       "tReport\022\017\n\007variant\030\001 \001(\t\022\016\n\006shadow\030\002 \001(\010" +
       "\022\017\n\007traffic\030\003 \001(\001\022\021\n\tdecisions\030\004 \001(\003\022\r\n\005" +
       "units\030\005 \001(\003\022\017\n\007rewards\030\006 \001(\003\022)\n\013mean_rew" +
@@ -165,66 +165,68 @@ public final class ExperimentsProto {
       "\016\n\006scored\030\r \001(\003\022\024\n\014scored_units\030\016 \001(\003\022\035\n" +
       "\025effective_sample_size\030\017 \001(\001\022\030\n\020unsuppor" +
       "ted_mass\030\020 \001(\001\022\025\n\rnot_evaluable\030\021 \001(\t\022\017\n" +
-      "\007verdict\030\022 \001(\t\"\361\002\n\020SampleRatioCheck\022\022\n\nc" +
-      "hi_square\030\001 \001(\001\022\017\n\007p_value\030\002 \001(\001\022\020\n\010mism" +
-      "atch\030\003 \001(\010\022G\n\016observed_units\030\004 \003(\0132/.arb" +
-      "iter.v1.SampleRatioCheck.ObservedUnitsEn" +
-      "try\022G\n\016expected_share\030\005 \003(\0132/.arbiter.v1" +
-      ".SampleRatioCheck.ExpectedShareEntry\022(\n\004" +
-      "eras\030\006 \003(\0132\032.arbiter.v1.SampleRatioEra\0324" +
-      "\n\022ObservedUnitsEntry\022\013\n\003key\030\001 \001(\t\022\r\n\005val" +
-      "ue\030\002 \001(\003:\0028\001\0324\n\022ExpectedShareEntry\022\013\n\003ke" +
-      "y\030\001 \001(\t\022\r\n\005value\030\002 \001(\001:\0028\001\"\317\002\n\016SampleRat" +
-      "ioEra\022\017\n\007version\030\001 \001(\003\022\r\n\005since\030\002 \001(\t\022\022\n" +
-      "\nchi_square\030\003 \001(\001\022\017\n\007p_value\030\004 \001(\001\022E\n\016ob" +
-      "served_units\030\005 \003(\0132-.arbiter.v1.SampleRa" +
-      "tioEra.ObservedUnitsEntry\022E\n\016expected_sh" +
-      "are\030\006 \003(\0132-.arbiter.v1.SampleRatioEra.Ex" +
-      "pectedShareEntry\0324\n\022ObservedUnitsEntry\022\013" +
-      "\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001(\003:\0028\001\0324\n\022Expect" +
-      "edShareEntry\022\013\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001(\001" +
-      ":\0028\001\"s\n\rSegmentReport\022\017\n\007segment\030\001 \001(\t\022\r" +
-      "\n\005units\030\002 \001(\003\022\025\n\rtoo_few_units\030\003 \001(\010\022+\n\010" +
-      "variants\030\004 \003(\0132\031.arbiter.v1.VariantRepor" +
-      "t\"\366\001\n\006Report\022\022\n\nexperiment\030\001 \001(\t\022\017\n\007cont" +
-      "rol\030\002 \001(\t\022+\n\010variants\030\003 \003(\0132\031.arbiter.v1" +
-      ".VariantReport\0222\n\014sample_ratio\030\004 \001(\0132\034.a" +
-      "rbiter.v1.SampleRatioCheck\022\022\n\nsegment_by" +
-      "\030\005 \001(\t\022+\n\010segments\030\006 \003(\0132\031.arbiter.v1.Se" +
-      "gmentReport\022\021\n\tintervals\030\007 \001(\t\022\022\n\nmin_ef" +
-      "fect\030\010 \001(\001\"\224\001\n\021SetTrafficRequest\022\022\n\nexpe" +
-      "riment\030\001 \001(\t\022;\n\007traffic\030\002 \003(\0132*.arbiter." +
-      "v1.SetTrafficRequest.TrafficEntry\032.\n\014Tra" +
-      "fficEntry\022\013\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001(\001:\0028" +
-      "\001\"E\n\016PromoteRequest\022\022\n\nexperiment\030\001 \001(\t\022" +
-      "\017\n\007variant\030\002 \001(\t\022\016\n\006reason\030\003 \001(\t\"S\n\016SetM" +
-      "odeRequest\022\022\n\nexperiment\030\001 \001(\t\022\017\n\007varian" +
-      "t\030\002 \001(\t\022\014\n\004mode\030\003 \001(\t\022\016\n\006reason\030\004 \001(\t\"X\n" +
-      "\017PromoteResponse\022*\n\nexperiment\030\001 \001(\0132\026.a" +
-      "rbiter.v1.Experiment\022\031\n\021previous_champio" +
-      "n\030\002 \001(\t\"K\n\020EraseUnitRequest\022\017\n\007unit_id\030\001" +
-      " \001(\t\022\022\n\nexperiment\030\002 \001(\t\022\022\n\nrequest_id\030\003" +
-      " \001(\t\"\307\001\n\021EraseUnitResponse\022\022\n\nrequest_id" +
-      "\030\001 \001(\t\022\031\n\021decisions_deleted\030\002 \001(\003\022\027\n\017rew" +
-      "ards_deleted\030\003 \001(\003\022\033\n\023activations_delete" +
-      "d\030\004 \001(\003\022\036\n\026learned_events_deleted\030\005 \001(\003\022" +
-      "\033\n\023rebuilt_experiments\030\006 \003(\t\022\020\n\010repeated" +
-      "\030\007 \001(\0102\213\004\n\021ExperimentService\022Z\n\017ListExpe" +
-      "riments\022\".arbiter.v1.ListExperimentsRequ" +
-      "est\032#.arbiter.v1.ListExperimentsResponse" +
-      "\022I\n\rGetExperiment\022 .arbiter.v1.GetExperi" +
-      "mentRequest\032\026.arbiter.v1.Experiment\022=\n\tG" +
-      "etReport\022\034.arbiter.v1.GetReportRequest\032\022" +
-      ".arbiter.v1.Report\022C\n\nSetTraffic\022\035.arbit" +
-      "er.v1.SetTrafficRequest\032\026.arbiter.v1.Exp" +
-      "eriment\022B\n\007Promote\022\032.arbiter.v1.PromoteR" +
-      "equest\032\033.arbiter.v1.PromoteResponse\022=\n\007S" +
-      "etMode\022\032.arbiter.v1.SetModeRequest\032\026.arb" +
-      "iter.v1.Experiment\022H\n\tEraseUnit\022\034.arbite" +
-      "r.v1.EraseUnitRequest\032\035.arbiter.v1.Erase" +
-      "UnitResponseB_\n\016dev.arbiter.v1B\020Experime" +
-      "ntsProtoP\001Z9github.com/arbiter/arbiter/c" +
-      "lients/go/arbiterv1;arbiterv1b\006proto3"
+      "\007verdict\030\022 \001(\t\022\034\n\024apprentice_decisions\030\023" +
+      " \001(\003\022\021\n\tagreement\030\024 \001(\001\022\027\n\017baseline_rewa" +
+      "rd\030\025 \001(\001\"\361\002\n\020SampleRatioCheck\022\022\n\nchi_squ" +
+      "are\030\001 \001(\001\022\017\n\007p_value\030\002 \001(\001\022\020\n\010mismatch\030\003" +
+      " \001(\010\022G\n\016observed_units\030\004 \003(\0132/.arbiter.v" +
+      "1.SampleRatioCheck.ObservedUnitsEntry\022G\n" +
+      "\016expected_share\030\005 \003(\0132/.arbiter.v1.Sampl" +
+      "eRatioCheck.ExpectedShareEntry\022(\n\004eras\030\006" +
+      " \003(\0132\032.arbiter.v1.SampleRatioEra\0324\n\022Obse" +
+      "rvedUnitsEntry\022\013\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001" +
+      "(\003:\0028\001\0324\n\022ExpectedShareEntry\022\013\n\003key\030\001 \001(" +
+      "\t\022\r\n\005value\030\002 \001(\001:\0028\001\"\317\002\n\016SampleRatioEra\022" +
+      "\017\n\007version\030\001 \001(\003\022\r\n\005since\030\002 \001(\t\022\022\n\nchi_s" +
+      "quare\030\003 \001(\001\022\017\n\007p_value\030\004 \001(\001\022E\n\016observed" +
+      "_units\030\005 \003(\0132-.arbiter.v1.SampleRatioEra" +
+      ".ObservedUnitsEntry\022E\n\016expected_share\030\006 " +
+      "\003(\0132-.arbiter.v1.SampleRatioEra.Expected" +
+      "ShareEntry\0324\n\022ObservedUnitsEntry\022\013\n\003key\030" +
+      "\001 \001(\t\022\r\n\005value\030\002 \001(\003:\0028\001\0324\n\022ExpectedShar" +
+      "eEntry\022\013\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001(\001:\0028\001\"s" +
+      "\n\rSegmentReport\022\017\n\007segment\030\001 \001(\t\022\r\n\005unit" +
+      "s\030\002 \001(\003\022\025\n\rtoo_few_units\030\003 \001(\010\022+\n\010varian" +
+      "ts\030\004 \003(\0132\031.arbiter.v1.VariantReport\"\366\001\n\006" +
+      "Report\022\022\n\nexperiment\030\001 \001(\t\022\017\n\007control\030\002 " +
+      "\001(\t\022+\n\010variants\030\003 \003(\0132\031.arbiter.v1.Varia" +
+      "ntReport\0222\n\014sample_ratio\030\004 \001(\0132\034.arbiter" +
+      ".v1.SampleRatioCheck\022\022\n\nsegment_by\030\005 \001(\t" +
+      "\022+\n\010segments\030\006 \003(\0132\031.arbiter.v1.SegmentR" +
+      "eport\022\021\n\tintervals\030\007 \001(\t\022\022\n\nmin_effect\030\010" +
+      " \001(\001\"\224\001\n\021SetTrafficRequest\022\022\n\nexperiment" +
+      "\030\001 \001(\t\022;\n\007traffic\030\002 \003(\0132*.arbiter.v1.Set" +
+      "TrafficRequest.TrafficEntry\032.\n\014TrafficEn" +
+      "try\022\013\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001(\001:\0028\001\"E\n\016P" +
+      "romoteRequest\022\022\n\nexperiment\030\001 \001(\t\022\017\n\007var" +
+      "iant\030\002 \001(\t\022\016\n\006reason\030\003 \001(\t\"S\n\016SetModeReq" +
+      "uest\022\022\n\nexperiment\030\001 \001(\t\022\017\n\007variant\030\002 \001(" +
+      "\t\022\014\n\004mode\030\003 \001(\t\022\016\n\006reason\030\004 \001(\t\"X\n\017Promo" +
+      "teResponse\022*\n\nexperiment\030\001 \001(\0132\026.arbiter" +
+      ".v1.Experiment\022\031\n\021previous_champion\030\002 \001(" +
+      "\t\"K\n\020EraseUnitRequest\022\017\n\007unit_id\030\001 \001(\t\022\022" +
+      "\n\nexperiment\030\002 \001(\t\022\022\n\nrequest_id\030\003 \001(\t\"\307" +
+      "\001\n\021EraseUnitResponse\022\022\n\nrequest_id\030\001 \001(\t" +
+      "\022\031\n\021decisions_deleted\030\002 \001(\003\022\027\n\017rewards_d" +
+      "eleted\030\003 \001(\003\022\033\n\023activations_deleted\030\004 \001(" +
+      "\003\022\036\n\026learned_events_deleted\030\005 \001(\003\022\033\n\023reb" +
+      "uilt_experiments\030\006 \003(\t\022\020\n\010repeated\030\007 \001(\010" +
+      "2\213\004\n\021ExperimentService\022Z\n\017ListExperiment" +
+      "s\022\".arbiter.v1.ListExperimentsRequest\032#." +
+      "arbiter.v1.ListExperimentsResponse\022I\n\rGe" +
+      "tExperiment\022 .arbiter.v1.GetExperimentRe" +
+      "quest\032\026.arbiter.v1.Experiment\022=\n\tGetRepo" +
+      "rt\022\034.arbiter.v1.GetReportRequest\032\022.arbit" +
+      "er.v1.Report\022C\n\nSetTraffic\022\035.arbiter.v1." +
+      "SetTrafficRequest\032\026.arbiter.v1.Experimen" +
+      "t\022B\n\007Promote\022\032.arbiter.v1.PromoteRequest" +
+      "\032\033.arbiter.v1.PromoteResponse\022=\n\007SetMode" +
+      "\022\032.arbiter.v1.SetModeRequest\032\026.arbiter.v" +
+      "1.Experiment\022H\n\tEraseUnit\022\034.arbiter.v1.E" +
+      "raseUnitRequest\032\035.arbiter.v1.EraseUnitRe" +
+      "sponseB_\n\016dev.arbiter.v1B\020ExperimentsPro" +
+      "toP\001Z9github.com/arbiter/arbiter/clients" +
+      "/go/arbiterv1;arbiterv1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -277,7 +279,7 @@ public final class ExperimentsProto {
     internal_static_arbiter_v1_VariantReport_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_VariantReport_descriptor,
-        new java.lang.String[] { "Variant", "Shadow", "Traffic", "Decisions", "Units", "Rewards", "MeanReward", "DifferenceToControl", "PValue", "ProbabilityBest", "Ips", "Snips", "Scored", "ScoredUnits", "EffectiveSampleSize", "UnsupportedMass", "NotEvaluable", "Verdict", });
+        new java.lang.String[] { "Variant", "Shadow", "Traffic", "Decisions", "Units", "Rewards", "MeanReward", "DifferenceToControl", "PValue", "ProbabilityBest", "Ips", "Snips", "Scored", "ScoredUnits", "EffectiveSampleSize", "UnsupportedMass", "NotEvaluable", "Verdict", "ApprenticeDecisions", "Agreement", "BaselineReward", });
     internal_static_arbiter_v1_SampleRatioCheck_descriptor =
       getDescriptor().getMessageTypes().get(8);
     internal_static_arbiter_v1_SampleRatioCheck_fieldAccessorTable = new

@@ -480,6 +480,46 @@ private static final long serialVersionUID = 0L;
     }
   }
 
+  public static final int APPRENTICE_DECISIONS_FIELD_NUMBER = 19;
+  private long apprenticeDecisions_ = 0L;
+  /**
+   * <pre>
+   * Apprentice mode: the learned decisions it served the caller's baseline for; the share of
+   * them its policy would have chosen the baseline too; the baseline's mean learned reward
+   * (NaN when there are none). When agreement is high and the policy's value (ips) beats the
+   * baseline's reward, the policy is ready to serve.
+   * </pre>
+   *
+   * <code>int64 apprentice_decisions = 19;</code>
+   * @return The apprenticeDecisions.
+   */
+  @java.lang.Override
+  public long getApprenticeDecisions() {
+    return apprenticeDecisions_;
+  }
+
+  public static final int AGREEMENT_FIELD_NUMBER = 20;
+  private double agreement_ = 0D;
+  /**
+   * <code>double agreement = 20;</code>
+   * @return The agreement.
+   */
+  @java.lang.Override
+  public double getAgreement() {
+    return agreement_;
+  }
+
+  public static final int BASELINE_REWARD_FIELD_NUMBER = 21;
+  private double baselineReward_ = 0D;
+  /**
+   * <code>double baseline_reward = 21;</code>
+   * @return The baselineReward.
+   */
+  @java.lang.Override
+  public double getBaselineReward() {
+    return baselineReward_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -547,6 +587,15 @@ private static final long serialVersionUID = 0L;
     }
     if (!com.google.protobuf.GeneratedMessageV3.isStringEmpty(verdict_)) {
       com.google.protobuf.GeneratedMessageV3.writeString(output, 18, verdict_);
+    }
+    if (apprenticeDecisions_ != 0L) {
+      output.writeInt64(19, apprenticeDecisions_);
+    }
+    if (java.lang.Double.doubleToRawLongBits(agreement_) != 0) {
+      output.writeDouble(20, agreement_);
+    }
+    if (java.lang.Double.doubleToRawLongBits(baselineReward_) != 0) {
+      output.writeDouble(21, baselineReward_);
     }
     getUnknownFields().writeTo(output);
   }
@@ -626,6 +675,18 @@ private static final long serialVersionUID = 0L;
     if (!com.google.protobuf.GeneratedMessageV3.isStringEmpty(verdict_)) {
       size += com.google.protobuf.GeneratedMessageV3.computeStringSize(18, verdict_);
     }
+    if (apprenticeDecisions_ != 0L) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeInt64Size(19, apprenticeDecisions_);
+    }
+    if (java.lang.Double.doubleToRawLongBits(agreement_) != 0) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeDoubleSize(20, agreement_);
+    }
+    if (java.lang.Double.doubleToRawLongBits(baselineReward_) != 0) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeDoubleSize(21, baselineReward_);
+    }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
     return size;
@@ -694,6 +755,14 @@ private static final long serialVersionUID = 0L;
         .equals(other.getNotEvaluable())) return false;
     if (!getVerdict()
         .equals(other.getVerdict())) return false;
+    if (getApprenticeDecisions()
+        != other.getApprenticeDecisions()) return false;
+    if (java.lang.Double.doubleToLongBits(getAgreement())
+        != java.lang.Double.doubleToLongBits(
+            other.getAgreement())) return false;
+    if (java.lang.Double.doubleToLongBits(getBaselineReward())
+        != java.lang.Double.doubleToLongBits(
+            other.getBaselineReward())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -760,6 +829,15 @@ private static final long serialVersionUID = 0L;
     hash = (53 * hash) + getNotEvaluable().hashCode();
     hash = (37 * hash) + VERDICT_FIELD_NUMBER;
     hash = (53 * hash) + getVerdict().hashCode();
+    hash = (37 * hash) + APPRENTICE_DECISIONS_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        getApprenticeDecisions());
+    hash = (37 * hash) + AGREEMENT_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        java.lang.Double.doubleToLongBits(getAgreement()));
+    hash = (37 * hash) + BASELINE_REWARD_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        java.lang.Double.doubleToLongBits(getBaselineReward()));
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -928,6 +1006,9 @@ private static final long serialVersionUID = 0L;
       unsupportedMass_ = 0D;
       notEvaluable_ = "";
       verdict_ = "";
+      apprenticeDecisions_ = 0L;
+      agreement_ = 0D;
+      baselineReward_ = 0D;
       return this;
     }
 
@@ -1022,6 +1103,15 @@ private static final long serialVersionUID = 0L;
       }
       if (((from_bitField0_ & 0x00020000) != 0)) {
         result.verdict_ = verdict_;
+      }
+      if (((from_bitField0_ & 0x00040000) != 0)) {
+        result.apprenticeDecisions_ = apprenticeDecisions_;
+      }
+      if (((from_bitField0_ & 0x00080000) != 0)) {
+        result.agreement_ = agreement_;
+      }
+      if (((from_bitField0_ & 0x00100000) != 0)) {
+        result.baselineReward_ = baselineReward_;
       }
     }
 
@@ -1128,6 +1218,15 @@ private static final long serialVersionUID = 0L;
         verdict_ = other.verdict_;
         bitField0_ |= 0x00020000;
         onChanged();
+      }
+      if (other.getApprenticeDecisions() != 0L) {
+        setApprenticeDecisions(other.getApprenticeDecisions());
+      }
+      if (other.getAgreement() != 0D) {
+        setAgreement(other.getAgreement());
+      }
+      if (other.getBaselineReward() != 0D) {
+        setBaselineReward(other.getBaselineReward());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -1253,6 +1352,21 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00020000;
               break;
             } // case 146
+            case 152: {
+              apprenticeDecisions_ = input.readInt64();
+              bitField0_ |= 0x00040000;
+              break;
+            } // case 152
+            case 161: {
+              agreement_ = input.readDouble();
+              bitField0_ |= 0x00080000;
+              break;
+            } // case 161
+            case 169: {
+              baselineReward_ = input.readDouble();
+              bitField0_ |= 0x00100000;
+              break;
+            } // case 169
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -2561,6 +2675,123 @@ private static final long serialVersionUID = 0L;
       checkByteStringIsUtf8(value);
       verdict_ = value;
       bitField0_ |= 0x00020000;
+      onChanged();
+      return this;
+    }
+
+    private long apprenticeDecisions_ ;
+    /**
+     * <pre>
+     * Apprentice mode: the learned decisions it served the caller's baseline for; the share of
+     * them its policy would have chosen the baseline too; the baseline's mean learned reward
+     * (NaN when there are none). When agreement is high and the policy's value (ips) beats the
+     * baseline's reward, the policy is ready to serve.
+     * </pre>
+     *
+     * <code>int64 apprentice_decisions = 19;</code>
+     * @return The apprenticeDecisions.
+     */
+    @java.lang.Override
+    public long getApprenticeDecisions() {
+      return apprenticeDecisions_;
+    }
+    /**
+     * <pre>
+     * Apprentice mode: the learned decisions it served the caller's baseline for; the share of
+     * them its policy would have chosen the baseline too; the baseline's mean learned reward
+     * (NaN when there are none). When agreement is high and the policy's value (ips) beats the
+     * baseline's reward, the policy is ready to serve.
+     * </pre>
+     *
+     * <code>int64 apprentice_decisions = 19;</code>
+     * @param value The apprenticeDecisions to set.
+     * @return This builder for chaining.
+     */
+    public Builder setApprenticeDecisions(long value) {
+      
+      apprenticeDecisions_ = value;
+      bitField0_ |= 0x00040000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Apprentice mode: the learned decisions it served the caller's baseline for; the share of
+     * them its policy would have chosen the baseline too; the baseline's mean learned reward
+     * (NaN when there are none). When agreement is high and the policy's value (ips) beats the
+     * baseline's reward, the policy is ready to serve.
+     * </pre>
+     *
+     * <code>int64 apprentice_decisions = 19;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearApprenticeDecisions() {
+      bitField0_ = (bitField0_ & ~0x00040000);
+      apprenticeDecisions_ = 0L;
+      onChanged();
+      return this;
+    }
+
+    private double agreement_ ;
+    /**
+     * <code>double agreement = 20;</code>
+     * @return The agreement.
+     */
+    @java.lang.Override
+    public double getAgreement() {
+      return agreement_;
+    }
+    /**
+     * <code>double agreement = 20;</code>
+     * @param value The agreement to set.
+     * @return This builder for chaining.
+     */
+    public Builder setAgreement(double value) {
+      
+      agreement_ = value;
+      bitField0_ |= 0x00080000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>double agreement = 20;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearAgreement() {
+      bitField0_ = (bitField0_ & ~0x00080000);
+      agreement_ = 0D;
+      onChanged();
+      return this;
+    }
+
+    private double baselineReward_ ;
+    /**
+     * <code>double baseline_reward = 21;</code>
+     * @return The baselineReward.
+     */
+    @java.lang.Override
+    public double getBaselineReward() {
+      return baselineReward_;
+    }
+    /**
+     * <code>double baseline_reward = 21;</code>
+     * @param value The baselineReward to set.
+     * @return This builder for chaining.
+     */
+    public Builder setBaselineReward(double value) {
+      
+      baselineReward_ = value;
+      bitField0_ |= 0x00100000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>double baseline_reward = 21;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearBaselineReward() {
+      bitField0_ = (bitField0_ & ~0x00100000);
+      baselineReward_ = 0D;
       onChanged();
       return this;
     }

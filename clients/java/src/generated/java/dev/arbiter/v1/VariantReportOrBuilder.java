@@ -255,4 +255,29 @@ public interface VariantReportOrBuilder extends
    */
   com.google.protobuf.ByteString
       getVerdictBytes();
+
+  /**
+   * <pre>
+   * Apprentice mode: the learned decisions it served the caller's baseline for; the share of
+   * them its policy would have chosen the baseline too; the baseline's mean learned reward
+   * (NaN when there are none). When agreement is high and the policy's value (ips) beats the
+   * baseline's reward, the policy is ready to serve.
+   * </pre>
+   *
+   * <code>int64 apprentice_decisions = 19;</code>
+   * @return The apprenticeDecisions.
+   */
+  long getApprenticeDecisions();
+
+  /**
+   * <code>double agreement = 20;</code>
+   * @return The agreement.
+   */
+  double getAgreement();
+
+  /**
+   * <code>double baseline_reward = 21;</code>
+   * @return The baselineReward.
+   */
+  double getBaselineReward();
 }

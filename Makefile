@@ -12,7 +12,7 @@ DB ?= sqlite:///arbiter.db
 CONFIG ?= examples/experiments.toml
 BENCH_ARGS ?=
 
-.PHONY: help install deps run test test-clients protos check-protos lint typecheck bench bench-lag bench-soak bench-quality bench-policies bench-evaluate bench-evaluability bench-promotion clients clean
+.PHONY: help install deps run test test-clients protos check-protos lint typecheck bench bench-lag bench-soak bench-quality bench-policies bench-drift bench-evaluate bench-evaluability bench-promotion clients clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ bench-quality: $(STAMP) ## progressive reward of every policy on the digits band
 
 bench-policies: $(STAMP) ## per-decision cost of every policy, side by side with baselines
 	$(PY) -m bench.policies
+
+bench-drift: $(STAMP) ## forgetting and drift alarms: reward before/after an abrupt, a gradual and no change (linucb, lints)
+	$(PY) -m bench.drift $(BENCH_ARGS)
 
 bench-evaluate: $(STAMP) ## offline replay of a 1M-decision synthetic log (uniform + linucb candidates)
 	$(PY) -m bench.evaluate --rows 1000000

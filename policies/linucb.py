@@ -13,7 +13,8 @@ action, so that logged decisions keep a positive propensity for offline evaluati
 With ``hybrid = true`` the model is the paper's hybrid one (:mod:`policies.hybrid`): the row is
 scored with shared coefficients plus the action's own, ``x_k . (beta + theta_k)``, and the width
 uses the joint posterior variance. It pools what actions have in common, so a new action starts
-from the shared estimate instead of zero, at about 2.5 times the cost per decision.
+from the shared estimate instead of zero, at about 2.5 times the cost per decision; it does not
+take ``decay`` < 1.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from arbiter.policies import params as check
+from arbiter.policies.base import PolicyConfigError
 from arbiter.policies.explore import greedy_with_floor
 from arbiter.policies.hybrid import HybridRidge
 from arbiter.policies.linear import LinearPolicy
@@ -54,9 +56,11 @@ class LinUCB(LinearPolicy):
         self.epsilon = check.real("epsilon", self.epsilon, low=0.0, high=1.0)
         self.hybrid = check.flag("hybrid", self.hybrid)
         super().__post_init__()
+        if self.hybrid and self.decay != 1.0:
+            raise PolicyConfigError(f"`decay` must be 1 with `hybrid` = true, got {self.decay!r}")
 
     def _new_ridge(self) -> RidgeModels:
-        return HybridRidge(self.l2) if self.hybrid else RidgeModels(self.l2)
+        return HybridRidge(self.l2) if self.hybrid else RidgeModels(self.l2, self.decay)
 
     def _choose(self, design: Design, rng: np.random.Generator) -> NDArray[np.float64]:
         scores = self._ridge.mean(design)

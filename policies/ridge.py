@@ -19,6 +19,22 @@ yet has ``A^{-1}`` entries ``1/l2`` on the diagonal and 0 elsewhere, so growing 
 feature) or ``N`` (a new action id, which starts from the prior) is an exact block-diagonal
 extension, and a design row padded with zeros gives the same estimates at any capacity.
 
+Forgetting (``decay`` = g in (0, 1], default 1: none). Each learned event discounts the
+evidence of the model it updates — the chosen action's — before adding its own::
+
+    A_a <- g A_a + (1 - g) l2 I + x x^T        b_a <- g b_a + r x
+
+that is, after the model's updates ``1..n``::
+
+    A_a = l2 I + sum_i g^(n-i) x_i x_i^T        b_a = sum_i g^(n-i) r_i x_i
+
+so an event seen ``m`` updates ago weighs ``g^m``; the evidence ``A_a - l2 I`` shrinks while the
+prior ``l2 I`` stays (the discount's fixed point): a model that forgets returns to the prior,
+never below it, so ``A_a^{-1}`` stays bounded by ``1 / l2``. The
+discounted ``A`` is not a rank-1 change of the old one, so with ``g < 1`` the models also keep
+``A`` (array ``a``, in snapshots too) and recompute ``A^{-1}`` over the used columns, ``O(d^3)``
+per update instead of Sherman-Morrison's ``O(d^2)``. ``g = 1`` is exactly the path above.
+
 An update is all or nothing: it is computed aside and stored only if every new value is finite
 (a finite but huge reward or feature can overflow ``r x``, ``x^T u`` or ``A^{-1} b``); otherwise
 it raises :class:`~policies.base.SkippedUpdate` and the models are exactly as before.
@@ -86,8 +102,10 @@ class RidgeModels:
     prior_variance = 1.0
     """Variance (times ``l2``, over the noise variance) that a unit feature without history adds."""
 
-    def __init__(self, l2: float) -> None:
+    def __init__(self, l2: float, decay: float = 1.0) -> None:
         self.l2 = l2
+        self.decay = decay
+        self._a = np.zeros((0, 0, 0))  # A itself, kept only when decay < 1
         self._slots: dict[str, int] = {}
         self._dim = 0
         self._ainv = np.zeros((0, 0, 0))
@@ -157,6 +175,8 @@ class RidgeModels:
         self._ainv = self._ainv[:rows, :width, :width].copy()
         self._b = self._b[:rows, :width].copy()
         self._theta = self._theta[:rows, :width].copy()
+        if self.decay < 1.0:
+            self._a = self._a[:rows, :width, :width].copy()
 
     def _resize(self, rows: int, width: int) -> None:
         old_rows, old_width = self._b.shape
@@ -168,6 +188,11 @@ class RidgeModels:
         theta = np.zeros((rows, width))
         theta[:old_rows, :old_width] = self._theta
         self._ainv, self._b, self._theta = ainv, b, theta
+        if self.decay < 1.0:
+            a = np.zeros((rows, width, width))
+            a[:, np.arange(width), np.arange(width)] = self.l2
+            a[:old_rows, :old_width, :old_width] = self._a
+            self._a = a
 
     def _gather(self, stack: NDArray[np.float64], slots: NDArray[np.intp]) -> NDArray[np.float64]:
         """``stack[slots]``; a view, not a copy, when the slots are ``0..K-1``."""
@@ -193,6 +218,9 @@ class RidgeModels:
     def update(self, x: NDArray[np.float64], slot: int, reward: float) -> None:
         """Learn ``(x, reward)``, ``x`` of shape ``(D,)``, in the model at ``slot``; raises
         :class:`SkippedUpdate`, changing nothing, if a new value would not be finite."""
+        if self.decay < 1.0:
+            self._decayed_update(x, slot, reward)
+            return
         ainv = self._ainv[slot]
         with np.errstate(over="ignore", invalid="ignore"):
             u = ainv @ x
@@ -207,6 +235,33 @@ class RidgeModels:
         ainv[...] = new_ainv
         self._b[slot] = b
         self._theta[slot] = theta
+
+    def _decayed_update(self, x: NDArray[np.float64], slot: int, reward: float) -> None:
+        """:meth:`update` with ``decay < 1`` (module doc): discount, add, re-invert the used
+        ``d x d`` block (the unused columns stay at the prior, the fixed point of the discount)."""
+        d, g = self._dim, self.decay
+        xd = x[:d]
+        with np.errstate(over="ignore", invalid="ignore"):
+            a = g * self._a[slot, :d, :d]
+            a[np.arange(d), np.arange(d)] += (1.0 - g) * self.l2
+            a += np.outer(xd, xd)
+            b = g * self._b[slot, :d] + reward * xd
+            ok = finite(a, b)
+            if ok:
+                try:
+                    ainv = np.asarray(np.linalg.inv(a), dtype=np.float64)
+                except np.linalg.LinAlgError:
+                    ok = False
+            if ok:
+                theta = ainv @ b
+                ok = finite(ainv, theta)
+        if not ok:
+            raise SkippedUpdate(f"the update with reward {reward:g} and features of norm "
+                                f"{magnitude(x):g} would make the model non-finite")
+        self._a[slot, :d, :d] = a
+        self._ainv[slot, :d, :d] = ainv
+        self._b[slot, :d] = b
+        self._theta[slot, :d] = theta
 
     def estimate(self, action_id: str) -> NDArray[np.float64]:
         """``theta`` of ``action_id`` over the used columns, shape ``(d,)`` (zeros if unseen)."""
@@ -231,6 +286,8 @@ class RidgeModels:
             "b": self._b[:n, :d],
             "theta": self._theta[:n, :d],
         }
+        if self.decay < 1.0:
+            arrays["a"] = self._a[:n, :d, :d]
         return state, arrays
 
     def restore(self, state: Mapping[str, Any], arrays: Mapping[str, NDArray[Any]]) -> None:
@@ -242,6 +299,8 @@ class RidgeModels:
         self._ainv[:n, :d, :d] = arrays["ainv"]
         self._b[:n, :d] = arrays["b"]
         self._theta[:n, :d] = arrays["theta"]
+        if self.decay < 1.0:
+            self._a[:n, :d, :d] = arrays["a"]
 
 
 def magnitude(x: NDArray[np.float64]) -> float:

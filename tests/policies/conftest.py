@@ -14,7 +14,11 @@ from arbiter.policies import Decision, Namespace
 PARAMS: dict[str, dict[str, object]] = {"fixed": {"action": "a0", "floor": 0.1}}
 """Hyperparameters the contract suite needs beyond the defaults (``fixed`` needs an action)."""
 
-VARIANTS: list[tuple[str, dict[str, object]]] = [("linucb", {"hybrid": True})]
+VARIANTS: list[tuple[str, dict[str, object]]] = [
+    ("linucb", {"hybrid": True}),
+    ("linucb", {"decay": 0.9}),
+    ("lints", {"decay": 0.95}),
+]
 """Configurations that take another code path, run through the contract suite as well."""
 
 BASELINES = {"uniform", "fixed"}

@@ -17,6 +17,7 @@ import pytest
 from conftest import PARAMS, VARIANTS, decision
 
 from arbiter.policies import POLICIES, Decision, Namespace, Policy, create, restore
+from arbiter.policies.linear import LinearPolicy
 
 VW_VARIANTS: list[tuple[str, dict[str, object]]] = [
     ("vw", {"args": "--cb_explore_adf --squarecb -q sa"}),
@@ -24,7 +25,14 @@ VW_VARIANTS: list[tuple[str, dict[str, object]]] = [
 ]
 """Other VW reductions, and plain SGD, whose learning rate reads VW's counter ``t``."""
 
-CONFIGS = [(name, PARAMS.get(name, {})) for name in sorted(POLICIES)] + VARIANTS + VW_VARIANTS
+DRIFT_VARIANTS: list[tuple[str, dict[str, object]]] = [
+    ("lints", {"decay": 0.95, "drift_threshold": 3.0}),
+    ("linucb", {"drift_threshold": 3.0}),
+]
+"""A drift test so touchy that these reset their models now and then within the events."""
+
+CONFIGS = ([(name, PARAMS.get(name, {})) for name in sorted(POLICIES)] + VARIANTS + VW_VARIANTS
+           + DRIFT_VARIANTS)
 IDS = [name + "".join(f"-{k}={v}" for k, v in params.items()) for name, params in CONFIGS]
 
 EVENTS = 240
@@ -124,6 +132,10 @@ def test_state_is_a_pure_fold_of_the_learned_events(
         checks += 1
         assert other.to_bytes() == folded.to_bytes(), f"to_bytes differs after {checks * CHECK_EVERY} events"
     assert checks == EVENTS // CHECK_EVERY
+    if (name, params) in DRIFT_VARIANTS:
+        assert isinstance(folded, LinearPolicy) and isinstance(other, LinearPolicy)
+        assert folded.resets > 0, "the drift test never reset the models: no reset was folded"
+        assert other.resets == folded.resets
 
     # Later distributions (themselves predictions, on seen and unseen parts) are bit-identical, and
     # learning more after them still gives the same state.

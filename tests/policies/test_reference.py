@@ -39,6 +39,9 @@ def boundaries(parameter: Parameter) -> tuple[list[Any], list[Any]]:
     if m := re.fullmatch(rf"\[({NUMBER}), ({NUMBER})\]", text):
         low, high = float(m[1]), float(m[2])
         return [low, high], [_just_below(low), _just_above(high), True]
+    if m := re.fullmatch(rf"\(({NUMBER}), ({NUMBER})\]", text):
+        low, high = float(m[1]), float(m[2])
+        return [_just_above(low), high], [low, _just_below(low), _just_above(high), True]
     if text == "true or false":
         return [True, False], [1, "true"]
     assert parameter.type == "str", f"range {text!r} of `{parameter.name}` is not one this test reads"

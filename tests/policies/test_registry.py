@@ -63,7 +63,8 @@ def test_integers_are_accepted_for_real_parameters() -> None:
 
 def test_params_report_every_hyperparameter() -> None:
     assert create("linucb", {"alpha": 0.5}).params() == {
-        "l2": 1.0, "max_features": 256, "alpha": 0.5, "epsilon": 0.01, "hybrid": False
+        "l2": 1.0, "max_features": 256, "decay": 1.0, "reset_on_drift": True, "drift_delta": 0.1,
+        "drift_threshold": 50.0, "alpha": 0.5, "epsilon": 0.01, "hybrid": False
     }  # fmt: skip
     assert create("fixed", {"action": "a"}).params() == {"action": "a", "floor": 0.0}
 

@@ -40,6 +40,7 @@ from arbiter.server.convert import DEFAULT_LIMITS, DEFAULT_MAX_ACTIONS, Limits
 from arbiter.server.coordinator import Coordinator
 from arbiter.server.dbfile import DatabaseFile
 from arbiter.server.decoding import DecodingServer
+from arbiter.server.drift import DriftMonitor
 from arbiter.server.erasure import Eraser
 from arbiter.server.experiments import Experiment
 from arbiter.server.fold import Fold, Tail
@@ -146,6 +147,8 @@ class App:
         self.fold = Fold(self.engine, self.experiments, settings.clock)
         self.stats = Stats.of(self.experiments)  # the live report's sums, kept with the fold
         self.fold.on_apply(self.stats.on_apply)
+        self.drift = DriftMonitor()  # drift alarms per variant, for the report
+        self.fold.on_apply(self.drift.on_apply)
         self.fold.stats = self.stats  # an erasure rebuilds them with the models
         self.writer = GroupCommitWriter(self.write_engine, self._transaction,
                                         on_learned=self._committed,

@@ -1,0 +1,133 @@
+"""Forgetting and drift alarms end to end: a real server, a real channel, SQLite and PostgreSQL.
+
+A variant with ``decay`` serves a world where action ``a`` pays, then, abruptly, ``b``: the
+server's drift monitor raises the reward-drop alarm after the change, the policy's own drift
+test resets its models so it serves ``b`` afterwards, and the models — decay, reset and all —
+equal a from-scratch replay of the log and survive a restart from their snapshots bit for bit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import tomllib
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from arbiter.client import DecisionClient
+from arbiter.log.store import LearnedEvent
+from arbiter.policies import Decision
+from arbiter.policies.linear import LinearPolicy
+from arbiter.server.app import App
+from arbiter.server.config import parse_config
+from arbiter.server.drift import WINDOW, DriftMonitor
+from arbiter.server.experiments import Experiment
+from tests.replay import State, replayed_states
+
+CONFIG_TOML = """
+[experiments.drift]
+[[experiments.drift.variants]]
+name = "forget"
+policy = "linucb"
+params = { decay = 0.95, epsilon = 0.2 }
+traffic = 1.0
+[[experiments.drift.variants]]
+name = "shadow"
+policy = "lints"
+params = { decay = 0.9 }
+shadow = true
+"""
+CONFIG = tomllib.loads(CONFIG_TOML)
+PHASE = 300
+
+
+def live_states(app: App) -> dict[tuple[str, str], State]:
+    with app.fold.lock:
+        return {(e.name, v.name): v.state() for e in app.experiments.values()
+                for v in e.variants.values()}
+
+
+def feed(client: DecisionClient, start: int, paying: str) -> Counter[str]:
+    """``PHASE`` decisions with fixed ids from ``start``; reward 1 when the action is ``paying``."""
+    served: Counter[str] = Counter()
+    for i in range(start, start + PHASE):
+        choice = client.choose("drift", context={"user": {"x": (i % 7) / 7}},
+                               actions=["a", "b", "c"], unit_id=f"u{i % 11}", event_id=f"d{i:05d}")
+        client.reward(choice.event_id, float(choice.action_id == paying))
+        served[choice.action_id] += 1
+    return served
+
+
+def folded(app: App, learned: int) -> int:
+    """Wait until the fold has applied ``learned`` decisions; its position then."""
+    deadline = time.monotonic() + 30
+    while app.fold.learned_events < learned and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert app.fold.learned_events == learned
+    return app.fold.applied
+
+
+def test_a_decaying_variant_raises_the_drift_alarm_recovers_and_replays_bit_identically(
+        start_server: Callable[..., App], db_url: str, tmp_path: Path) -> None:
+    config_file = tmp_path / "experiments.toml"
+    config_file.write_text(CONFIG_TOML)
+    app = start_server(CONFIG, snapshot_every=70)
+    with DecisionClient(f"127.0.0.1:{app.port}") as client:
+        before = feed(client, 0, "a")
+        change = folded(app, PHASE)
+        assert app.drift.alarms("drift")["forget"].reward_drop_seq is None
+        after = feed(client, PHASE, "b")
+        folded(app, 2 * PHASE)
+        late = feed(client, 2 * PHASE, "b")
+        folded(app, 3 * PHASE)
+
+    assert before.most_common(1)[0][0] == "a"
+    alarm = app.drift.alarms("drift")["forget"]
+    assert alarm.reward_drop_seq is not None and alarm.reward_drop_seq > change
+    assert alarm.reward_drops == 1
+    assert alarm.collapse_seq is None and alarm.effective_actions is not None
+    assert alarm.effective_actions > 1.1  # a 20% floor over 3 actions: about 1.3
+    policy = app.experiments["drift"].variants["forget"].policy
+    assert isinstance(policy, LinearPolicy) and policy.resets >= 1
+    assert after["b"] > after["a"] and late["b"] > 0.6 * PHASE  # it recovered: b wins now
+
+    kept = live_states(app)
+    assert replayed_states(db_url, config_file) == kept
+    app.stop(grace=1)
+    restarted = start_server(CONFIG, snapshot_every=70)
+    assert live_states(restarted) == kept
+
+
+def test_exploration_collapse_is_raised_once_when_the_window_fills_and_cleared_after(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Served with probability 0.99 (1.01 effective actions): raised at the event that fills
+    the window, logged once; once the window holds only 0.5s (2 effective actions), cleared."""
+    experiment = Experiment(parse_config(CONFIG)["drift"])
+    monitor = DriftMonitor()
+    decision = Decision(context=(), action_ids=("a", "b"), action_features=((), ()))
+    seq = 0
+
+    def serve(n: int, probability: float) -> None:
+        nonlocal seq
+        for _ in range(n):
+            seq += 1
+            monitor.on_apply(experiment, LearnedEvent(seq, "drift", 1.0, variant="forget",
+                                                      decision=decision, probability=probability))
+
+    with caplog.at_level(logging.WARNING, logger="arbiter.server.drift"):
+        serve(WINDOW - 1, 0.99)
+        assert monitor.alarms("drift")["forget"].collapse_seq is None
+        serve(WINDOW, 0.99)
+    alarm = monitor.alarms("drift")["forget"]
+    assert alarm.collapse_seq == WINDOW and alarm.raised
+    assert alarm.effective_actions == pytest.approx(1 / 0.99)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"drift alarm: experiment drift variant forget: exploration collapsed (1.010 effective "
+        f"actions over the last {WINDOW} decisions) at seq {WINDOW}"]
+    serve(WINDOW, 0.5)
+    alarm = monitor.alarms("drift")["forget"]
+    assert alarm.collapse_seq is None and alarm.effective_actions == pytest.approx(2.0)
+    assert alarm.reward_drop_seq is None  # constant rewards: no drop

@@ -36,7 +36,11 @@ from arbiter.policies.vw import DEFAULT_ARGS
 D, K = 64, 10
 ACTIONS = tuple(str(i) for i in range(K))
 PARAMS: dict[str, dict[str, object]] = {"fixed": {"action": "3"}}
-VARIANTS: dict[str, tuple[str, dict[str, object]]] = {"linucb hybrid": ("linucb", {"hybrid": True})}
+VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
+    "linucb hybrid": ("linucb", {"hybrid": True}),
+    "linucb decay": ("linucb", {"decay": 0.99}),
+    "lints decay": ("lints", {"decay": 0.99}),
+}
 """Non-default configurations timed as well: label → (registry name, hyperparameters)."""
 
 

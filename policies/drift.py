@@ -19,11 +19,10 @@ state is five numbers, a deterministic function of the rewards in order (:meth:`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 
 @dataclass(slots=True)
@@ -44,17 +43,15 @@ class PageHinkley:
         reward so large that a sum would overflow is passed over (the state stays finite)."""
         was = self.raised
         count = self.count + 1
-        with np.errstate(over="ignore", invalid="ignore"):
-            step = np.float64(reward) - self.mean
-            mean = self.mean + step / count
-            squares = self.squares + step * (reward - mean)
-            spread = np.sqrt(squares / count)
-            deviation = (reward - mean) / spread if spread > 0.0 else 0.0
-            cumulative = self.cumulative + deviation + self.delta
-        if not np.isfinite([mean, squares, cumulative]).all():
+        step = reward - self.mean  # Python floats overflow to inf / nan, never raise
+        mean = self.mean + step / count
+        squares = self.squares + step * (reward - mean)
+        spread = math.sqrt(squares / count) if squares > 0.0 else 0.0
+        deviation = (reward - mean) / spread if spread > 0.0 else 0.0
+        cumulative = self.cumulative + deviation + self.delta
+        if not (math.isfinite(mean) and math.isfinite(squares) and math.isfinite(cumulative)):
             return False
-        self.count, self.mean, self.squares = count, float(mean), float(squares)
-        self.cumulative = float(cumulative)
+        self.count, self.mean, self.squares, self.cumulative = count, mean, squares, cumulative
         self.peak = max(self.peak, self.cumulative)
         return self.raised and not was
 

@@ -22,10 +22,23 @@ from tests.process import ServerProcess
 from tests.replay import latest_snapshots, replayed_states
 
 CONFIG = """
-[experiments.homepage]
+[[experiments.homepage.variants]]
+name = "default"
 policy = "linucb"
 params = { alpha = 0.5 }
+traffic = 1.0
+[[experiments.homepage.variants]]
+name = "forgetting"
+policy = "linucb"
+params = { decay = 0.9, drift_threshold = 3.0 }
+shadow = true
+[[experiments.homepage.variants]]
+name = "forgetting-ts"
+policy = "lints"
+params = { decay = 0.95 }
+shadow = true
 """
+"""The shadows forget (``decay``) and reset on drift (a touchy test: often), also exactly."""
 ACTIONS = [f"item-{i}" for i in range(5)]
 
 

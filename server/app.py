@@ -228,6 +228,7 @@ class App:
                         "every method, the admin ones included", self.settings.listen)
         clean = self.fold.log_position()  # erasures before it are in everything read below
         restore_stats(self.engine, self.stats)  # before the fold replays the log after them
+        self.drift.rebuild(self.engine, through=clean)  # the alarms: the whole log up to it
         self.fold.restore(clean_through=clean)
         self.controller.seed()  # the TOML's changes to the set-up, in the learning order
         if self.coordinator.acquire():

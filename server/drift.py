@@ -16,8 +16,11 @@ For each variant, over the learned decisions it served (in seq order):
 Each raise is logged once (experiment, variant, kind, seq) and kept for :meth:`alarms`, which
 ``arbiter report`` reads. Everything is a function of the learned events in order, so every
 process that folded the same events raises the same alarm at the same seq. The monitor keeps
-no snapshot: after a restart it starts from the events the fold replays (those after the
-models' snapshots), and an erasure's rebuild does not rewind it.
+no snapshot: at start-up :meth:`rebuild` folds the log's outcomes (seq, variant, reward,
+probability — no decision is decoded) up to the position the fold restores from, and the
+listener passes over those seqs when the fold replays them; so a restarted process holds the
+same alarms as one that ran throughout. (Events that retention or an erasure deleted are not
+read again: a process started after that folds the log without them.)
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field, replace
 
+import sqlalchemy as sa
+
+from arbiter.log import store
 from arbiter.log.store import LearnedEvent
 from arbiter.policies.drift import PageHinkley
 from arbiter.policies.linear import DRIFT_DELTA, DRIFT_THRESHOLD
@@ -72,32 +78,56 @@ class DriftMonitor:
         self._delta, self._threshold = delta, threshold
         self._variants: dict[tuple[str, str], _Variant] = {}
         self._lock = threading.Lock()
+        self.position = 0  # every seq <= position is folded (by rebuild)
+
+    def rebuild(self, engine: sa.Engine, through: int) -> int:
+        """Fold the log's learned decisions with ``seq <= through`` (before the fold restores);
+        returns how many. Alarms raised on the way are logged again, marked as rebuilt."""
+        folded = 0
+        with engine.connect() as connection:
+            while True:
+                chunk = store.outcomes_after(connection, self.position, through)
+                for seq, experiment, variant, value, probability in chunk:
+                    self._observe(experiment, variant, seq, value, probability, "rebuilt ")
+                    self.position = seq
+                folded += len(chunk)
+                if not chunk:
+                    break
+        self.position = max(self.position, through)
+        return folded
 
     def on_apply(self, experiment: Experiment, event: LearnedEvent) -> None:
-        """One learned decision, served by ``event.variant``."""
-        key = (experiment.name, event.variant)
+        """One learned decision, served by ``event.variant`` (passed over if :meth:`rebuild`
+        folded it already)."""
+        if event.seq > self.position:
+            self._observe(experiment.name, event.variant, event.seq, event.value,
+                          event.probability)
+
+    def _observe(self, experiment: str, variant: str, seq: int, value: float,
+                 probability: float, rebuilt: str = "") -> None:
+        key = (experiment, variant)
         with self._lock:
             state = self._variants.get(key)
             if state is None:
                 state = self._variants[key] = _Variant(PageHinkley(self._delta, self._threshold),
                                                        deque(maxlen=self._window))
             alarm = state.alarm
-            if state.drop.add(event.value):
+            if state.drop.add(value):
                 state.drop.restart()
-                alarm = replace(alarm, reward_drop_seq=event.seq, reward_drops=alarm.reward_drops + 1)
-                log.warning("drift alarm: experiment %s variant %s: learned rewards dropped "
-                            "(Page-Hinkley) at seq %d", experiment.name, event.variant, event.seq)
-            state.window.append(event.probability)
+                alarm = replace(alarm, reward_drop_seq=seq, reward_drops=alarm.reward_drops + 1)
+                log.warning("%sdrift alarm: experiment %s variant %s: learned rewards dropped "
+                            "(Page-Hinkley) at seq %d", rebuilt, experiment, variant, seq)
+            state.window.append(probability)
             if len(state.window) == self._window:
                 effective = self._window / sum(state.window)
                 since = alarm.collapse_seq
                 if effective >= self._collapse_below:
                     since = None
                 elif since is None:
-                    since = event.seq
-                    log.warning("drift alarm: experiment %s variant %s: exploration collapsed "
+                    since = seq
+                    log.warning("%sdrift alarm: experiment %s variant %s: exploration collapsed "
                                 "(%.3f effective actions over the last %d decisions) at seq %d",
-                                experiment.name, event.variant, effective, self._window, event.seq)
+                                rebuilt, experiment, variant, effective, self._window, seq)
                 alarm = replace(alarm, effective_actions=effective, collapse_seq=since)
             state.alarm = alarm
 

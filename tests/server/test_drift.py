@@ -76,6 +76,7 @@ def test_a_decaying_variant_raises_the_drift_alarm_recovers_and_replays_bit_iden
     config_file = tmp_path / "experiments.toml"
     config_file.write_text(CONFIG_TOML)
     app = start_server(CONFIG, snapshot_every=70)
+    replica = start_server(CONFIG, snapshot_every=70)  # a second process: folds what app logs
     with DecisionClient(f"127.0.0.1:{app.port}") as client:
         before = feed(client, 0, "a")
         change = folded(app, PHASE)
@@ -97,6 +98,12 @@ def test_a_decaying_variant_raises_the_drift_alarm_recovers_and_replays_bit_iden
 
     kept, alarms = live_states(app), app.drift.alarms("drift")
     assert replayed_states(db_url, config_file) == kept
+    deadline = time.monotonic() + 30
+    while replica.fold.applied < app.fold.applied and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert replica.drift.alarms("drift") == alarms  # the same alarms at the same seqs
+    assert live_states(replica) == kept
+    replica.stop(grace=1)
     app.stop(grace=1)
     restarted = start_server(CONFIG, snapshot_every=70)
     assert live_states(restarted) == kept

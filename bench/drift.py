@@ -129,7 +129,7 @@ def main() -> None:
     print(f"{n} decisions per run, change at {half}, {args.seeds} seeds; uniform earns "
           f"{LOW + (args.high - LOW) / K:.3f}; reward per decision (mean over seeds)\n")
     print(f"{'policy':8} {'config':12} {'world':11} {'before':>7} {'after':>7} {'after/before':>12} "
-          f"{'alarm delay (per seed)':>24} {'alarms':>7} {'resets':>7}")
+          f"{'alarm delay (per seed)':>40} {'alarms':>7} {'resets':>7}")
     stationary: dict[tuple[str, str], float] = {}
     false_alarms = quiet_decisions = 0
     for policy_name in ("linucb", "lints"):
@@ -145,7 +145,7 @@ def main() -> None:
                 shown = "-" if world == "stationary" else ",".join(
                     "none" if d is None else str(d) for d in delays)
                 print(f"{policy_name:8} {label:12} {world:11} {before:7.3f} {after:7.3f} "
-                      f"{after / before:12.2f} {shown:>24} {alarms:7d} {resets:7d}")
+                      f"{after / before:12.2f} {shown:>40} {alarms:7d} {resets:7d}")
                 if world == "stationary":
                     stationary[policy_name, label] = float(np.mean([r.rewards.mean() for r in runs]))
                     false_alarms += alarms

@@ -126,6 +126,22 @@ def apprentices(report: pb.Report) -> list[str]:
     return lines
 
 
+def drift_alarms(report: pb.Report) -> list[str]:
+    """One line per variant with a drift alarm raised."""
+    lines = []
+    for v in report.variants:
+        if v.drift_reward_drop_seq:
+            lines.append(f"{v.variant}: DRIFT: its learned rewards dropped (last detected at "
+                         f"learned event {v.drift_reward_drop_seq}, {v.drift_reward_drops} "
+                         "time(s)); with reset_on_drift its models restarted there")
+        if v.exploration_collapse_seq:
+            lines.append(f"{v.variant}: EXPLORATION COLLAPSED since learned event "
+                         f"{v.exploration_collapse_seq} (effective actions "
+                         f"{v.effective_actions:.2f}): its log will not evaluate other policies; "
+                         "raise its exploration (epsilon)")
+    return lines
+
+
 def srm_verdict(srm: pb.SampleRatioCheck) -> str:
     observed = ", ".join(f"{name} {count}" for name, count in sorted(srm.observed_units.items()))
     expected = ", ".join(f"{name} {share:.1%}" for name, share in
@@ -168,7 +184,7 @@ def report(target: str, experiment: str, segment_by: str = "", *, min_effect: fl
                                        answer.min_effect))
     console.print(f"intervals: {INTERVALS.get(answer.intervals, answer.intervals)}",
                   highlight=False, markup=False)
-    for line in verdicts(answer) + apprentices(answer):
+    for line in verdicts(answer) + apprentices(answer) + drift_alarms(answer):
         console.print(line, highlight=False, markup=False)
     console.print(srm_verdict(answer.sample_ratio), highlight=False, markup=False)
     for line in srm_eras(answer.sample_ratio):

@@ -198,6 +198,10 @@ def _variant_report(v: pb.VariantReport, control: str) -> dict[str, Any]:
         "not_evaluable": v.not_evaluable or None, "verdict": v.verdict or None,
         "apprentice_decisions": v.apprentice_decisions,
         "agreement": _number(v.agreement), "baseline_reward": _number(v.baseline_reward),
+        "drift_reward_drop_seq": v.drift_reward_drop_seq or None,
+        "drift_reward_drops": v.drift_reward_drops,
+        "exploration_collapse_seq": v.exploration_collapse_seq or None,
+        "effective_actions": v.effective_actions or None,
     }
 
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from typing import Any
 
 import grpc
 
 from arbiter.server import report as reports
 from arbiter.server.auth import Principal, check_visible
+from arbiter.server.drift import Alarm
 from arbiter.server.erasure import Eraser, EraseRequest
 from arbiter.server.errors import Unavailable
 from arbiter.server.experiments import Experiment
@@ -129,7 +131,17 @@ def variant_message(fig: reports.VariantFigures) -> pb.VariantReport:
         effective_sample_size=fig.effective_sample_size, unsupported_mass=fig.unsupported_mass,
         not_evaluable=fig.not_evaluable, verdict=fig.verdict,
         apprentice_decisions=fig.apprentice_decisions, agreement=fig.agreement,
-        baseline_reward=fig.baseline_reward)
+        baseline_reward=fig.baseline_reward, **_drift(fig.drift))
+
+
+def _drift(alarm: Alarm | None) -> dict[str, Any]:
+    """The drift fields of a VariantReport (0: none)."""
+    if alarm is None:
+        return {}
+    return {"drift_reward_drop_seq": alarm.reward_drop_seq or 0,
+            "drift_reward_drops": alarm.reward_drops,
+            "exploration_collapse_seq": alarm.collapse_seq or 0,
+            "effective_actions": alarm.effective_actions or 0.0}
 
 
 def _finite(value: float) -> float:

@@ -175,7 +175,7 @@ class App:
                                    clock=settings.clock, checkpoint_engine=self.engine)
         self._next_retention = 0.0
         self.controller = Controller(self.engine, self.writer, self.experiments, self.fold,
-                                     self.stats)
+                                     self.stats, drift=self.drift)
         self.coordinator = Coordinator(self.write_engine)
         self.tail = Tail(self.fold, interval=settings.tail_seconds)
         self._next_auto_promote = 0.0
@@ -204,6 +204,8 @@ class App:
         assert self.metrics is not None
         self.metrics.state(queue_depth=self.writer.pending, queue_capacity=self.writer.capacity,
                            database_up=self._db_ok, experiments=self.experiments.values())
+        for name in self.experiments:
+            self.metrics.drift(name, self.drift.alarms(name))
 
     def _check_sample_ratio(self) -> None:
         """The coordinator's ``arbiter_sample_ratio_p_value``: the live report's check."""

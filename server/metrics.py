@@ -55,6 +55,9 @@ processes count):
   serving variant since the current set-up, against the traffic weights; ``server.report``):
   its p-value, computed by the coordinator every :data:`SAMPLE_RATIO_SECONDS` (min). A
   mismatch is p < 0.001.
+- ``arbiter_drift_alarm{experiment,variant,kind}`` — 1 while a drift alarm of the variant
+  (:mod:`server.drift`) is raised: ``reward_drop`` (its learned rewards dropped, ever) or
+  ``exploration_collapse`` (its recent distributions are nearly deterministic, now).
 
 Under ``--processes`` prometheus-client's multi-process mode holds the values: the supervisor
 sets ``PROMETHEUS_MULTIPROC_DIR`` to a fresh folder before it forks, each server writes its
@@ -72,7 +75,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -86,6 +89,7 @@ if TYPE_CHECKING:
 
     from prometheus_client.metrics_core import Metric
 
+    from arbiter.server.drift import Alarm
     from arbiter.server.experiments import Experiment
 
 log = logging.getLogger(__name__)
@@ -185,6 +189,11 @@ class Metrics:
         self.sample_ratio = Gauge("arbiter_sample_ratio_p_value", "p-value of the live report's "
                                   "sample-ratio check (mismatch below 0.001).", ["experiment"],
                                   registry=r, multiprocess_mode="livemin")
+        self.drift_alarm = Gauge("arbiter_drift_alarm", "1 while a drift alarm of the variant is "
+                                 "raised: kind reward_drop (its learned rewards dropped: "
+                                 "Page-Hinkley, ever) or exploration_collapse (now).",
+                                 ["experiment", "variant", "kind"], registry=r,
+                                 multiprocess_mode="livemax")
         self._served: dict[tuple[str, str], _Served] = {}
         self._rewarded: dict[tuple[str, str, bool], Counter] = {}
         self._learned: dict[tuple[str, str], Counter] = {}
@@ -258,6 +267,14 @@ class Metrics:
         for experiment in experiments:
             for variant in list(experiment.variants.values()):
                 self.model_position.labels(experiment.name, variant.name).set(variant.position)
+
+    def drift(self, experiment: str, alarms: Mapping[str, Alarm]) -> None:
+        """The drift gauges of ``experiment``'s variants (``DriftMonitor.alarms``)."""
+        for variant, alarm in alarms.items():
+            self.drift_alarm.labels(experiment, variant, "reward_drop").set(
+                1 if alarm.reward_drop_seq is not None else 0)
+            self.drift_alarm.labels(experiment, variant, "exploration_collapse").set(
+                1 if alarm.collapse_seq is not None else 0)
 
     def sample_ratio_checked(self, experiment: str, p_value: float) -> None:
         self.sample_ratio.labels(experiment).set(p_value)

@@ -58,6 +58,7 @@ from arbiter.server.assignment import allocate
 from arbiter.server.clock import utc_now
 from arbiter.server.commit import Conflict, Op, StateChange
 from arbiter.server.config import MODES, ExperimentConfig
+from arbiter.server.drift import DriftMonitor
 from arbiter.server.errors import FailedPrecondition, InvalidArgument, NotFound
 from arbiter.server.experiments import Experiment
 from arbiter.server.fold import Fold
@@ -76,13 +77,15 @@ class Controller:
 
     def __init__(self, engine: sa.Engine, writer: GroupCommitWriter,
                  experiments: Mapping[str, Experiment], fold: Fold, stats: Stats, *,
-                 units_horizon: int = reports.UNITS_HORIZON) -> None:
+                 units_horizon: int = reports.UNITS_HORIZON,
+                 drift: DriftMonitor | None = None) -> None:
         self._engine = engine
         self._units_horizon = units_horizon  # decisions among which the report counts units
         self._writer = writer
         self.experiments = experiments
         self._fold = fold
         self._stats = stats  # the report's accumulators, kept by the fold
+        self._drift = drift  # the variants' drift alarms, kept by the fold
         self._locks = {name: threading.Lock() for name in experiments}
 
     def seed(self) -> None:
@@ -115,9 +118,13 @@ class Controller:
         if segment_by and "." not in segment_by:
             raise InvalidArgument("segment_by", f"must look like \"namespace.feature\", "
                                                 f"got {segment_by!r}")
-        return reports.build(self._engine, self._fold, self._stats, experiment.config,
-                             segment_by=segment_by, units_horizon=self._units_horizon,
-                             min_effect=min_effect)
+        report = reports.build(self._engine, self._fold, self._stats, experiment.config,
+                               segment_by=segment_by, units_horizon=self._units_horizon,
+                               min_effect=min_effect)
+        alarms = self._drift.alarms(name) if self._drift is not None else {}
+        for figures in report.variants:
+            figures.drift = alarms.get(figures.variant)
+        return report
 
     # ------------------------------------------------------------------ traffic
     def set_traffic(self, name: str, weights: Mapping[str, float], *,

@@ -85,6 +85,7 @@ from arbiter.log.schema import activations, decisions, experiment_states, learni
 from arbiter.log.store import as_utc
 from arbiter.server import anytime
 from arbiter.server.config import DEFAULT_REWARD_RANGE, ExperimentConfig
+from arbiter.server.drift import Alarm
 from arbiter.server.fold import Fold
 from arbiter.server.stats import ExperimentStats, Stats, VariantStats
 
@@ -135,6 +136,7 @@ class VariantFigures:
     apprentice_decisions: int = 0
     agreement: float = math.nan
     baseline_reward: float = math.nan
+    drift: Alarm | None = None  # its drift alarms (set by the controller, from the monitor)
 
 
 @dataclass(frozen=True)

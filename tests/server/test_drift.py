@@ -26,6 +26,8 @@ from arbiter.server.app import App
 from arbiter.server.config import parse_config
 from arbiter.server.drift import WINDOW, DriftMonitor
 from arbiter.server.experiments import Experiment
+from tests.cli.helpers import arbiter
+from tests.experiments.helpers import report, target
 from tests.replay import State, replayed_states
 
 CONFIG_TOML = """
@@ -97,6 +99,14 @@ def test_a_decaying_variant_raises_the_drift_alarm_recovers_and_replays_bit_iden
     assert after["b"] > after["a"] and late["b"] > 0.6 * PHASE  # it recovered: b wins now
 
     kept, alarms = live_states(app), app.drift.alarms("drift")
+    shown = {v.variant: v for v in report(app, "drift").variants}["forget"]  # over gRPC
+    assert (shown.drift_reward_drop_seq, shown.drift_reward_drops) == (alarm.reward_drop_seq, 1)
+    assert shown.exploration_collapse_seq == 0
+    assert shown.effective_actions == pytest.approx(alarm.effective_actions)
+    printed = arbiter("report", "--target", target(app), "--experiment", "drift")
+    assert printed.returncode == 0, printed.stderr
+    assert (f"forget: DRIFT: its learned rewards dropped (last detected at learned event "
+            f"{alarm.reward_drop_seq}, 1 time(s))") in printed.stdout
     assert replayed_states(db_url, config_file) == kept
     deadline = time.monotonic() + 30
     while replica.fold.applied < app.fold.applied and time.monotonic() < deadline:

@@ -242,6 +242,10 @@ class VariantReport(_message.Message):
     APPRENTICE_DECISIONS_FIELD_NUMBER: _builtins.int
     AGREEMENT_FIELD_NUMBER: _builtins.int
     BASELINE_REWARD_FIELD_NUMBER: _builtins.int
+    DRIFT_REWARD_DROP_SEQ_FIELD_NUMBER: _builtins.int
+    DRIFT_REWARD_DROPS_FIELD_NUMBER: _builtins.int
+    EXPLORATION_COLLAPSE_SEQ_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_ACTIONS_FIELD_NUMBER: _builtins.int
     variant: _builtins.str
     shadow: _builtins.bool
     traffic: _builtins.float
@@ -278,6 +282,15 @@ class VariantReport(_message.Message):
     """
     agreement: _builtins.float
     baseline_reward: _builtins.float
+    drift_reward_drop_seq: _builtins.int
+    """Drift alarms (the same on every server: a fold of the learned events): the seq of the last
+    detected drop of its learned rewards (Page-Hinkley; 0: never) and how many; the seq where
+    its exploration collapsed (0: not collapsed now) and the effective number of actions of its
+    recent distributions (1 / mean logged probability; 0 until enough decisions).
+    """
+    drift_reward_drops: _builtins.int
+    exploration_collapse_seq: _builtins.int
+    effective_actions: _builtins.float
     @_builtins.property
     def mean_reward(self) -> Global___Interval:
         """Mean reward of the learned events of the decisions it served."""
@@ -321,10 +334,14 @@ class VariantReport(_message.Message):
         apprentice_decisions: _builtins.int = ...,
         agreement: _builtins.float = ...,
         baseline_reward: _builtins.float = ...,
+        drift_reward_drop_seq: _builtins.int = ...,
+        drift_reward_drops: _builtins.int = ...,
+        exploration_collapse_seq: _builtins.int = ...,
+        effective_actions: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["difference_to_control", b"difference_to_control", "ips", b"ips", "mean_reward", b"mean_reward", "snips", b"snips"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreement", b"agreement", "apprentice_decisions", b"apprentice_decisions", "baseline_reward", b"baseline_reward", "decisions", b"decisions", "difference_to_control", b"difference_to_control", "effective_sample_size", b"effective_sample_size", "ips", b"ips", "mean_reward", b"mean_reward", "not_evaluable", b"not_evaluable", "p_value", b"p_value", "probability_best", b"probability_best", "rewards", b"rewards", "scored", b"scored", "scored_units", b"scored_units", "shadow", b"shadow", "snips", b"snips", "traffic", b"traffic", "units", b"units", "unsupported_mass", b"unsupported_mass", "variant", b"variant", "verdict", b"verdict"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreement", b"agreement", "apprentice_decisions", b"apprentice_decisions", "baseline_reward", b"baseline_reward", "decisions", b"decisions", "difference_to_control", b"difference_to_control", "drift_reward_drop_seq", b"drift_reward_drop_seq", "drift_reward_drops", b"drift_reward_drops", "effective_actions", b"effective_actions", "effective_sample_size", b"effective_sample_size", "exploration_collapse_seq", b"exploration_collapse_seq", "ips", b"ips", "mean_reward", b"mean_reward", "not_evaluable", b"not_evaluable", "p_value", b"p_value", "probability_best", b"probability_best", "rewards", b"rewards", "scored", b"scored", "scored_units", b"scored_units", "shadow", b"shadow", "snips", b"snips", "traffic", b"traffic", "units", b"units", "unsupported_mass", b"unsupported_mass", "variant", b"variant", "verdict", b"verdict"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

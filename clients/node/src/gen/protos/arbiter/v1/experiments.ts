@@ -149,6 +149,16 @@ export interface VariantReport {
   apprenticeDecisions: number;
   agreement: number;
   baselineReward: number;
+  /**
+   * Drift alarms (the same on every server: a fold of the learned events): the seq of the last
+   * detected drop of its learned rewards (Page-Hinkley; 0: never) and how many; the seq where
+   * its exploration collapsed (0: not collapsed now) and the effective number of actions of its
+   * recent distributions (1 / mean logged probability; 0 until enough decisions).
+   */
+  driftRewardDropSeq: number;
+  driftRewardDrops: number;
+  explorationCollapseSeq: number;
+  effectiveActions: number;
 }
 
 export interface SampleRatioCheck {
@@ -1041,6 +1051,10 @@ function createBaseVariantReport(): VariantReport {
     apprenticeDecisions: 0,
     agreement: 0,
     baselineReward: 0,
+    driftRewardDropSeq: 0,
+    driftRewardDrops: 0,
+    explorationCollapseSeq: 0,
+    effectiveActions: 0,
   };
 }
 
@@ -1108,6 +1122,18 @@ export const VariantReport: MessageFns<VariantReport> = {
     }
     if (message.baselineReward !== 0) {
       writer.uint32(169).double(message.baselineReward);
+    }
+    if (message.driftRewardDropSeq !== 0) {
+      writer.uint32(176).int64(message.driftRewardDropSeq);
+    }
+    if (message.driftRewardDrops !== 0) {
+      writer.uint32(184).int64(message.driftRewardDrops);
+    }
+    if (message.explorationCollapseSeq !== 0) {
+      writer.uint32(192).int64(message.explorationCollapseSeq);
+    }
+    if (message.effectiveActions !== 0) {
+      writer.uint32(201).double(message.effectiveActions);
     }
     return writer;
   },
@@ -1293,6 +1319,38 @@ export const VariantReport: MessageFns<VariantReport> = {
             message.baselineReward = reader.double();
             continue;
           }
+          case 22: {
+            if (tag !== 176) {
+              break;
+            }
+
+            message.driftRewardDropSeq = longToNumber(reader.int64());
+            continue;
+          }
+          case 23: {
+            if (tag !== 184) {
+              break;
+            }
+
+            message.driftRewardDrops = longToNumber(reader.int64());
+            continue;
+          }
+          case 24: {
+            if (tag !== 192) {
+              break;
+            }
+
+            message.explorationCollapseSeq = longToNumber(reader.int64());
+            continue;
+          }
+          case 25: {
+            if (tag !== 201) {
+              break;
+            }
+
+            message.effectiveActions = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1368,6 +1426,26 @@ export const VariantReport: MessageFns<VariantReport> = {
         : isSet(object.baseline_reward)
         ? globalThis.Number(object.baseline_reward)
         : 0,
+      driftRewardDropSeq: isSet(object.driftRewardDropSeq)
+        ? globalThis.Number(object.driftRewardDropSeq)
+        : isSet(object.drift_reward_drop_seq)
+        ? globalThis.Number(object.drift_reward_drop_seq)
+        : 0,
+      driftRewardDrops: isSet(object.driftRewardDrops)
+        ? globalThis.Number(object.driftRewardDrops)
+        : isSet(object.drift_reward_drops)
+        ? globalThis.Number(object.drift_reward_drops)
+        : 0,
+      explorationCollapseSeq: isSet(object.explorationCollapseSeq)
+        ? globalThis.Number(object.explorationCollapseSeq)
+        : isSet(object.exploration_collapse_seq)
+        ? globalThis.Number(object.exploration_collapse_seq)
+        : 0,
+      effectiveActions: isSet(object.effectiveActions)
+        ? globalThis.Number(object.effectiveActions)
+        : isSet(object.effective_actions)
+        ? globalThis.Number(object.effective_actions)
+        : 0,
     };
   },
 
@@ -1436,6 +1514,18 @@ export const VariantReport: MessageFns<VariantReport> = {
     if (message.baselineReward !== 0) {
       obj.baselineReward = floatToJson(message.baselineReward);
     }
+    if (message.driftRewardDropSeq !== 0) {
+      obj.driftRewardDropSeq = Math.round(message.driftRewardDropSeq);
+    }
+    if (message.driftRewardDrops !== 0) {
+      obj.driftRewardDrops = Math.round(message.driftRewardDrops);
+    }
+    if (message.explorationCollapseSeq !== 0) {
+      obj.explorationCollapseSeq = Math.round(message.explorationCollapseSeq);
+    }
+    if (message.effectiveActions !== 0) {
+      obj.effectiveActions = floatToJson(message.effectiveActions);
+    }
     return obj;
   },
 
@@ -1471,6 +1561,10 @@ export const VariantReport: MessageFns<VariantReport> = {
     message.apprenticeDecisions = object.apprenticeDecisions ?? 0;
     message.agreement = object.agreement ?? 0;
     message.baselineReward = object.baselineReward ?? 0;
+    message.driftRewardDropSeq = object.driftRewardDropSeq ?? 0;
+    message.driftRewardDrops = object.driftRewardDrops ?? 0;
+    message.explorationCollapseSeq = object.explorationCollapseSeq ?? 0;
+    message.effectiveActions = object.effectiveActions ?? 0;
     return message;
   },
 };

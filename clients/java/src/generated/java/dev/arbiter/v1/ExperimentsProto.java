@@ -153,7 +153,7 @@ public final class ExperimentsProto {
       "riment\030\001 \001(\t\"N\n\020GetReportRequest\022\022\n\nexpe" +
       "riment\030\001 \001(\t\022\022\n\nsegment_by\030\002 \001(\t\022\022\n\nmin_" +
       "effect\030\003 \001(\001\"7\n\010Interval\022\020\n\010estimate\030\001 \001" +
-      "(\001\022\013\n\003low\030\002 \001(\001\022\014\n\004high\030\003 \001(\001\"\230\004\n\rVarian" +
+      "(\001\022\013\n\003low\030\002 \001(\001\022\014\n\004high\030\003 \001(\001\"\220\005\n\rVarian" +
       "tReport\022\017\n\007variant\030\001 \001(\t\022\016\n\006shadow\030\002 \001(\010" +
       "\022\017\n\007traffic\030\003 \001(\001\022\021\n\tdecisions\030\004 \001(\003\022\r\n\005" +
       "units\030\005 \001(\003\022\017\n\007rewards\030\006 \001(\003\022)\n\013mean_rew" +
@@ -167,7 +167,10 @@ public final class ExperimentsProto {
       "ted_mass\030\020 \001(\001\022\025\n\rnot_evaluable\030\021 \001(\t\022\017\n" +
       "\007verdict\030\022 \001(\t\022\034\n\024apprentice_decisions\030\023" +
       " \001(\003\022\021\n\tagreement\030\024 \001(\001\022\027\n\017baseline_rewa" +
-      "rd\030\025 \001(\001\"\361\002\n\020SampleRatioCheck\022\022\n\nchi_squ" +
+      "rd\030\025 \001(\001\022\035\n\025drift_reward_drop_seq\030\026 \001(\003\022" +
+      "\032\n\022drift_reward_drops\030\027 \001(\003\022 \n\030explorati" +
+      "on_collapse_seq\030\030 \001(\003\022\031\n\021effective_actio" +
+      "ns\030\031 \001(\001\"\361\002\n\020SampleRatioCheck\022\022\n\nchi_squ" +
       "are\030\001 \001(\001\022\017\n\007p_value\030\002 \001(\001\022\020\n\010mismatch\030\003" +
       " \001(\010\022G\n\016observed_units\030\004 \003(\0132/.arbiter.v" +
       "1.SampleRatioCheck.ObservedUnitsEntry\022G\n" +
@@ -279,7 +282,7 @@ public final class ExperimentsProto {
     internal_static_arbiter_v1_VariantReport_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_VariantReport_descriptor,
-        new java.lang.String[] { "Variant", "Shadow", "Traffic", "Decisions", "Units", "Rewards", "MeanReward", "DifferenceToControl", "PValue", "ProbabilityBest", "Ips", "Snips", "Scored", "ScoredUnits", "EffectiveSampleSize", "UnsupportedMass", "NotEvaluable", "Verdict", "ApprenticeDecisions", "Agreement", "BaselineReward", });
+        new java.lang.String[] { "Variant", "Shadow", "Traffic", "Decisions", "Units", "Rewards", "MeanReward", "DifferenceToControl", "PValue", "ProbabilityBest", "Ips", "Snips", "Scored", "ScoredUnits", "EffectiveSampleSize", "UnsupportedMass", "NotEvaluable", "Verdict", "ApprenticeDecisions", "Agreement", "BaselineReward", "DriftRewardDropSeq", "DriftRewardDrops", "ExplorationCollapseSeq", "EffectiveActions", });
     internal_static_arbiter_v1_SampleRatioCheck_descriptor =
       getDescriptor().getMessageTypes().get(8);
     internal_static_arbiter_v1_SampleRatioCheck_fieldAccessorTable = new

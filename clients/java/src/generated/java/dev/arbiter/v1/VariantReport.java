@@ -520,6 +520,57 @@ private static final long serialVersionUID = 0L;
     return baselineReward_;
   }
 
+  public static final int DRIFT_REWARD_DROP_SEQ_FIELD_NUMBER = 22;
+  private long driftRewardDropSeq_ = 0L;
+  /**
+   * <pre>
+   * Drift alarms (the same on every server: a fold of the learned events): the seq of the last
+   * detected drop of its learned rewards (Page-Hinkley; 0: never) and how many; the seq where
+   * its exploration collapsed (0: not collapsed now) and the effective number of actions of its
+   * recent distributions (1 / mean logged probability; 0 until enough decisions).
+   * </pre>
+   *
+   * <code>int64 drift_reward_drop_seq = 22;</code>
+   * @return The driftRewardDropSeq.
+   */
+  @java.lang.Override
+  public long getDriftRewardDropSeq() {
+    return driftRewardDropSeq_;
+  }
+
+  public static final int DRIFT_REWARD_DROPS_FIELD_NUMBER = 23;
+  private long driftRewardDrops_ = 0L;
+  /**
+   * <code>int64 drift_reward_drops = 23;</code>
+   * @return The driftRewardDrops.
+   */
+  @java.lang.Override
+  public long getDriftRewardDrops() {
+    return driftRewardDrops_;
+  }
+
+  public static final int EXPLORATION_COLLAPSE_SEQ_FIELD_NUMBER = 24;
+  private long explorationCollapseSeq_ = 0L;
+  /**
+   * <code>int64 exploration_collapse_seq = 24;</code>
+   * @return The explorationCollapseSeq.
+   */
+  @java.lang.Override
+  public long getExplorationCollapseSeq() {
+    return explorationCollapseSeq_;
+  }
+
+  public static final int EFFECTIVE_ACTIONS_FIELD_NUMBER = 25;
+  private double effectiveActions_ = 0D;
+  /**
+   * <code>double effective_actions = 25;</code>
+   * @return The effectiveActions.
+   */
+  @java.lang.Override
+  public double getEffectiveActions() {
+    return effectiveActions_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -596,6 +647,18 @@ private static final long serialVersionUID = 0L;
     }
     if (java.lang.Double.doubleToRawLongBits(baselineReward_) != 0) {
       output.writeDouble(21, baselineReward_);
+    }
+    if (driftRewardDropSeq_ != 0L) {
+      output.writeInt64(22, driftRewardDropSeq_);
+    }
+    if (driftRewardDrops_ != 0L) {
+      output.writeInt64(23, driftRewardDrops_);
+    }
+    if (explorationCollapseSeq_ != 0L) {
+      output.writeInt64(24, explorationCollapseSeq_);
+    }
+    if (java.lang.Double.doubleToRawLongBits(effectiveActions_) != 0) {
+      output.writeDouble(25, effectiveActions_);
     }
     getUnknownFields().writeTo(output);
   }
@@ -687,6 +750,22 @@ private static final long serialVersionUID = 0L;
       size += com.google.protobuf.CodedOutputStream
         .computeDoubleSize(21, baselineReward_);
     }
+    if (driftRewardDropSeq_ != 0L) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeInt64Size(22, driftRewardDropSeq_);
+    }
+    if (driftRewardDrops_ != 0L) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeInt64Size(23, driftRewardDrops_);
+    }
+    if (explorationCollapseSeq_ != 0L) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeInt64Size(24, explorationCollapseSeq_);
+    }
+    if (java.lang.Double.doubleToRawLongBits(effectiveActions_) != 0) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeDoubleSize(25, effectiveActions_);
+    }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
     return size;
@@ -763,6 +842,15 @@ private static final long serialVersionUID = 0L;
     if (java.lang.Double.doubleToLongBits(getBaselineReward())
         != java.lang.Double.doubleToLongBits(
             other.getBaselineReward())) return false;
+    if (getDriftRewardDropSeq()
+        != other.getDriftRewardDropSeq()) return false;
+    if (getDriftRewardDrops()
+        != other.getDriftRewardDrops()) return false;
+    if (getExplorationCollapseSeq()
+        != other.getExplorationCollapseSeq()) return false;
+    if (java.lang.Double.doubleToLongBits(getEffectiveActions())
+        != java.lang.Double.doubleToLongBits(
+            other.getEffectiveActions())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -838,6 +926,18 @@ private static final long serialVersionUID = 0L;
     hash = (37 * hash) + BASELINE_REWARD_FIELD_NUMBER;
     hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
         java.lang.Double.doubleToLongBits(getBaselineReward()));
+    hash = (37 * hash) + DRIFT_REWARD_DROP_SEQ_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        getDriftRewardDropSeq());
+    hash = (37 * hash) + DRIFT_REWARD_DROPS_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        getDriftRewardDrops());
+    hash = (37 * hash) + EXPLORATION_COLLAPSE_SEQ_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        getExplorationCollapseSeq());
+    hash = (37 * hash) + EFFECTIVE_ACTIONS_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        java.lang.Double.doubleToLongBits(getEffectiveActions()));
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -1009,6 +1109,10 @@ private static final long serialVersionUID = 0L;
       apprenticeDecisions_ = 0L;
       agreement_ = 0D;
       baselineReward_ = 0D;
+      driftRewardDropSeq_ = 0L;
+      driftRewardDrops_ = 0L;
+      explorationCollapseSeq_ = 0L;
+      effectiveActions_ = 0D;
       return this;
     }
 
@@ -1112,6 +1216,18 @@ private static final long serialVersionUID = 0L;
       }
       if (((from_bitField0_ & 0x00100000) != 0)) {
         result.baselineReward_ = baselineReward_;
+      }
+      if (((from_bitField0_ & 0x00200000) != 0)) {
+        result.driftRewardDropSeq_ = driftRewardDropSeq_;
+      }
+      if (((from_bitField0_ & 0x00400000) != 0)) {
+        result.driftRewardDrops_ = driftRewardDrops_;
+      }
+      if (((from_bitField0_ & 0x00800000) != 0)) {
+        result.explorationCollapseSeq_ = explorationCollapseSeq_;
+      }
+      if (((from_bitField0_ & 0x01000000) != 0)) {
+        result.effectiveActions_ = effectiveActions_;
       }
     }
 
@@ -1227,6 +1343,18 @@ private static final long serialVersionUID = 0L;
       }
       if (other.getBaselineReward() != 0D) {
         setBaselineReward(other.getBaselineReward());
+      }
+      if (other.getDriftRewardDropSeq() != 0L) {
+        setDriftRewardDropSeq(other.getDriftRewardDropSeq());
+      }
+      if (other.getDriftRewardDrops() != 0L) {
+        setDriftRewardDrops(other.getDriftRewardDrops());
+      }
+      if (other.getExplorationCollapseSeq() != 0L) {
+        setExplorationCollapseSeq(other.getExplorationCollapseSeq());
+      }
+      if (other.getEffectiveActions() != 0D) {
+        setEffectiveActions(other.getEffectiveActions());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -1367,6 +1495,26 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00100000;
               break;
             } // case 169
+            case 176: {
+              driftRewardDropSeq_ = input.readInt64();
+              bitField0_ |= 0x00200000;
+              break;
+            } // case 176
+            case 184: {
+              driftRewardDrops_ = input.readInt64();
+              bitField0_ |= 0x00400000;
+              break;
+            } // case 184
+            case 192: {
+              explorationCollapseSeq_ = input.readInt64();
+              bitField0_ |= 0x00800000;
+              break;
+            } // case 192
+            case 201: {
+              effectiveActions_ = input.readDouble();
+              bitField0_ |= 0x01000000;
+              break;
+            } // case 201
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -2792,6 +2940,155 @@ private static final long serialVersionUID = 0L;
     public Builder clearBaselineReward() {
       bitField0_ = (bitField0_ & ~0x00100000);
       baselineReward_ = 0D;
+      onChanged();
+      return this;
+    }
+
+    private long driftRewardDropSeq_ ;
+    /**
+     * <pre>
+     * Drift alarms (the same on every server: a fold of the learned events): the seq of the last
+     * detected drop of its learned rewards (Page-Hinkley; 0: never) and how many; the seq where
+     * its exploration collapsed (0: not collapsed now) and the effective number of actions of its
+     * recent distributions (1 / mean logged probability; 0 until enough decisions).
+     * </pre>
+     *
+     * <code>int64 drift_reward_drop_seq = 22;</code>
+     * @return The driftRewardDropSeq.
+     */
+    @java.lang.Override
+    public long getDriftRewardDropSeq() {
+      return driftRewardDropSeq_;
+    }
+    /**
+     * <pre>
+     * Drift alarms (the same on every server: a fold of the learned events): the seq of the last
+     * detected drop of its learned rewards (Page-Hinkley; 0: never) and how many; the seq where
+     * its exploration collapsed (0: not collapsed now) and the effective number of actions of its
+     * recent distributions (1 / mean logged probability; 0 until enough decisions).
+     * </pre>
+     *
+     * <code>int64 drift_reward_drop_seq = 22;</code>
+     * @param value The driftRewardDropSeq to set.
+     * @return This builder for chaining.
+     */
+    public Builder setDriftRewardDropSeq(long value) {
+      
+      driftRewardDropSeq_ = value;
+      bitField0_ |= 0x00200000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Drift alarms (the same on every server: a fold of the learned events): the seq of the last
+     * detected drop of its learned rewards (Page-Hinkley; 0: never) and how many; the seq where
+     * its exploration collapsed (0: not collapsed now) and the effective number of actions of its
+     * recent distributions (1 / mean logged probability; 0 until enough decisions).
+     * </pre>
+     *
+     * <code>int64 drift_reward_drop_seq = 22;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearDriftRewardDropSeq() {
+      bitField0_ = (bitField0_ & ~0x00200000);
+      driftRewardDropSeq_ = 0L;
+      onChanged();
+      return this;
+    }
+
+    private long driftRewardDrops_ ;
+    /**
+     * <code>int64 drift_reward_drops = 23;</code>
+     * @return The driftRewardDrops.
+     */
+    @java.lang.Override
+    public long getDriftRewardDrops() {
+      return driftRewardDrops_;
+    }
+    /**
+     * <code>int64 drift_reward_drops = 23;</code>
+     * @param value The driftRewardDrops to set.
+     * @return This builder for chaining.
+     */
+    public Builder setDriftRewardDrops(long value) {
+      
+      driftRewardDrops_ = value;
+      bitField0_ |= 0x00400000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>int64 drift_reward_drops = 23;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearDriftRewardDrops() {
+      bitField0_ = (bitField0_ & ~0x00400000);
+      driftRewardDrops_ = 0L;
+      onChanged();
+      return this;
+    }
+
+    private long explorationCollapseSeq_ ;
+    /**
+     * <code>int64 exploration_collapse_seq = 24;</code>
+     * @return The explorationCollapseSeq.
+     */
+    @java.lang.Override
+    public long getExplorationCollapseSeq() {
+      return explorationCollapseSeq_;
+    }
+    /**
+     * <code>int64 exploration_collapse_seq = 24;</code>
+     * @param value The explorationCollapseSeq to set.
+     * @return This builder for chaining.
+     */
+    public Builder setExplorationCollapseSeq(long value) {
+      
+      explorationCollapseSeq_ = value;
+      bitField0_ |= 0x00800000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>int64 exploration_collapse_seq = 24;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearExplorationCollapseSeq() {
+      bitField0_ = (bitField0_ & ~0x00800000);
+      explorationCollapseSeq_ = 0L;
+      onChanged();
+      return this;
+    }
+
+    private double effectiveActions_ ;
+    /**
+     * <code>double effective_actions = 25;</code>
+     * @return The effectiveActions.
+     */
+    @java.lang.Override
+    public double getEffectiveActions() {
+      return effectiveActions_;
+    }
+    /**
+     * <code>double effective_actions = 25;</code>
+     * @param value The effectiveActions to set.
+     * @return This builder for chaining.
+     */
+    public Builder setEffectiveActions(double value) {
+      
+      effectiveActions_ = value;
+      bitField0_ |= 0x01000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>double effective_actions = 25;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearEffectiveActions() {
+      bitField0_ = (bitField0_ & ~0x01000000);
+      effectiveActions_ = 0D;
       onChanged();
       return this;
     }

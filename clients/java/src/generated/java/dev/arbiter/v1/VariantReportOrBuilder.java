@@ -280,4 +280,35 @@ public interface VariantReportOrBuilder extends
    * @return The baselineReward.
    */
   double getBaselineReward();
+
+  /**
+   * <pre>
+   * Drift alarms (the same on every server: a fold of the learned events): the seq of the last
+   * detected drop of its learned rewards (Page-Hinkley; 0: never) and how many; the seq where
+   * its exploration collapsed (0: not collapsed now) and the effective number of actions of its
+   * recent distributions (1 / mean logged probability; 0 until enough decisions).
+   * </pre>
+   *
+   * <code>int64 drift_reward_drop_seq = 22;</code>
+   * @return The driftRewardDropSeq.
+   */
+  long getDriftRewardDropSeq();
+
+  /**
+   * <code>int64 drift_reward_drops = 23;</code>
+   * @return The driftRewardDrops.
+   */
+  long getDriftRewardDrops();
+
+  /**
+   * <code>int64 exploration_collapse_seq = 24;</code>
+   * @return The explorationCollapseSeq.
+   */
+  long getExplorationCollapseSeq();
+
+  /**
+   * <code>double effective_actions = 25;</code>
+   * @return The effectiveActions.
+   */
+  double getEffectiveActions();
 }

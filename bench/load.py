@@ -9,7 +9,16 @@ from a separate load-generator process that keeps ``--concurrency`` calls in fli
 1. Choose: ``--warmup`` seconds of calls, a pause until the server is idle, then ``--seconds``
    of measured calls (10 actions x 20 features, random units);
 2. Reward, once per event id the Choose phase got back, the same way (the warm-up gets its
-   share of the event ids instead of the time).
+   share of the event ids instead of the time);
+3. ChooseBatch (Arbiter rows of this build): the same requests in batches of ``--batch-size``
+   (100), ``--batch-concurrency`` (8) batches in flight; its rate and CPU are per decision, so
+   the ratio below the table, ChooseBatch decisions/s over Choose calls/s of the same row, is
+   the issue's batch goal (>= 5 x);
+4. Choose again, then Explain (rows whose policy explains): plain Choose once more, then
+   Choose with ``explain = true``, like phase 1 — on the same database and the same learned
+   model, so that Explain over Choose again is the cost of explaining alone (the first Choose
+   phase ran on an empty log and an unlearned model); the issue's goal is an overhead under
+   20% (>= 0.83).
 
 QPS is the measured calls over the time from the first of them until the server is idle again
 -- so work a server defers past its answer (relaxed durability: the commit, the learning) is
@@ -66,7 +75,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import cycle, islice
 from multiprocessing import get_context
 from pathlib import Path
@@ -218,12 +227,18 @@ def runs(processes: Sequence[int], short: bool, bases: Sequence[tuple[str, str]]
 
 @dataclass(frozen=True)
 class Ratio:
-    """``numerator / denominator`` QPS of one phase, with the issue's goal if it sets one."""
+    """``numerator / denominator`` QPS of one phase (``of``: the denominator's, if another),
+    with the issue's goal if it sets one."""
 
     phase: str
     numerator: Run
     denominator: Run
     goal: float | None = None
+    of: str | None = None
+
+    @property
+    def denominator_phase(self) -> str:
+        return self.of or self.phase
 
 
 def ratios(rows: Sequence[Run]) -> list[Ratio]:
@@ -237,6 +252,9 @@ def ratios(rows: Sequence[Run]) -> list[Ratio]:
         Ratio("Reward", strict, Run("linucb", "relaxed"), goal=0.8),
         Ratio("Reward", strict, Run()),
         Ratio("Choose", Run("uniform", "strict"), Run()),
+        Ratio("ChooseBatch", strict, strict, goal=5.0, of="Choose"),
+        Ratio("ChooseBatch", strict, strict, of="Choose again"),
+        Ratio("Explain", strict, strict, goal=0.83, of="Choose again"),
     ]
     for run in rows:
         if run.base is not None:
@@ -250,11 +268,14 @@ def ratios(rows: Sequence[Run]) -> list[Ratio]:
             one = Run(run.policy, run.durability, run.stack)
             wanted += [Ratio("Choose", run, one, goal=goal), Ratio("Reward", run, one)]
             if run.policy is not None:
-                wanted.append(Ratio("Choose", run, Run(processes=run.processes)))
+                wanted += [Ratio("Choose", run, Run(processes=run.processes)),
+                           Ratio("ChooseBatch", run, run, of="Choose")]
     return [ratio for ratio in wanted if ratio.numerator in rows and ratio.denominator in rows]
 
 
-PHASES = ("Choose", "Reward")
+PHASES = ("Choose", "Reward", "ChooseBatch", "Choose again", "Explain")
+EXPLAINING = ("linucb", "lints", "epsilon_greedy")
+"""The policies that explain their scores: the Explain phase runs for their rows only."""
 
 
 @dataclass(frozen=True)
@@ -267,6 +288,8 @@ class Settings:
     seconds: float
     seed: int
     channels: int = 2
+    batch_size: int = 100
+    batch_concurrency: int = 8
 
 
 @dataclass(frozen=True)
@@ -285,29 +308,39 @@ class Stats:
     generator_cpu: float
     machine_idle: float
     others: float = 0.0
+    per_call: int = 1  # decisions per call: ChooseBatch's batch size
 
     @property
     def qps(self) -> float:
-        return self.calls / self.seconds if self.seconds > 0 else math.nan
+        """Decisions (or calls) per second."""
+        return self.calls * self.per_call / self.seconds if self.seconds > 0 else math.nan
 
     @property
     def cpu_ms(self) -> float:
-        """Server CPU milliseconds per call (summed over the server's processes)."""
-        return 1e3 * self.server_cpu / self.calls if self.calls else math.nan
+        """Server CPU milliseconds per decision or call (summed over the server's processes)."""
+        return 1e3 * self.server_cpu / (self.calls * self.per_call) if self.calls else math.nan
 
     @property
     def generator_cpu_ms(self) -> float:
-        """Load-generator CPU milliseconds per call."""
-        return 1e3 * self.generator_cpu / self.calls if self.calls else math.nan
+        """Load-generator CPU milliseconds per decision or call."""
+        return 1e3 * self.generator_cpu / (self.calls * self.per_call) if self.calls else math.nan
 
 
 @dataclass(frozen=True)
 class Measured:
-    """One run of one round: both phases, and how many connections each server process held."""
+    """One run of one round: the phases, and how many connections each server process held;
+    ``batch`` is None where ChooseBatch was not measured (echo, other builds)."""
 
     choose: Stats
     reward: Stats
     spread: tuple[int, ...] = field(default=())
+    batch: Stats | None = None
+    again: Stats | None = None
+    explain: Stats | None = None
+
+    def phase(self, name: str) -> Stats | None:
+        return {"Choose": self.choose, "Reward": self.reward, "ChooseBatch": self.batch,
+                "Choose again": self.again, "Explain": self.explain}[name]
 
 
 # ------------------------------------------------------------------------------ the workload
@@ -332,6 +365,13 @@ def choose_requests(seed: int) -> list[pb.ChooseRequest]:
                      for k in range(ACTIONS)])
         for _ in range(REQUEST_POOL)
     ]
+
+
+def batch_requests(requests: Sequence[pb.ChooseRequest], size: int) -> list[pb.ChooseBatchRequest]:
+    """``requests`` in ChooseBatchRequests of ``size`` (cycling through them to fill the last)."""
+    pool = cycle(requests)
+    count = max(1, len(requests) // size)
+    return [pb.ChooseBatchRequest(requests=list(islice(pool, size))) for _ in range(count)]
 
 
 def reward_requests(event_ids: Iterable[str], seed: int) -> Iterator[pb.RewardRequest]:
@@ -519,14 +559,17 @@ async def open_channels(address: str, server: Sequence[int], processes: int,
     return kept, tuple(counts)
 
 
-def drive(address: str, server: Sequence[int], processes: int, settings: Settings) -> Measured:
-    """The load-generator process: the Choose phase, then Reward on the event ids it got."""
-    return asyncio.run(_drive(address, server, processes, settings))
+def drive(address: str, server: Sequence[int], processes: int, settings: Settings,
+          batch: bool = False, explain: bool = False) -> Measured:
+    """The load-generator process: the Choose phase, then Reward on the event ids it got, then
+    (``batch``) ChooseBatch, then (``explain``) Choose with explanations."""
+    return asyncio.run(_drive(address, server, processes, settings, batch, explain))
 
 
 async def _drive(address: str, server: Sequence[int], processes: int,
-                 settings: Settings) -> Measured:
-    chooses = cycle(choose_requests(settings.seed))
+                 settings: Settings, batch: bool, explain: bool) -> Measured:
+    pool = choose_requests(settings.seed)
+    chooses = cycle(pool)
     channels, spread = await open_channels(address, server, processes, settings.channels)
     try:
         stubs = [decision_pb2_grpc.DecisionServiceStub(channel) for channel in channels]
@@ -538,10 +581,43 @@ async def _drive(address: str, server: Sequence[int], processes: int,
         warmup = round(len(event_ids) * settings.warmup / (settings.warmup + settings.seconds))
         reward = await pump([stub.Reward for stub in stubs], islice(rewards, warmup), rewards,
                             server, settings)
+        batches = again = explained = None
+        if batch:
+            requests = cycle(batch_requests(pool, settings.batch_size))
+            batches = await pump([stub.ChooseBatch for stub in stubs], requests, requests, server,
+                                 replace(settings, concurrency=settings.batch_concurrency),
+                                 on_response=_check_batch)
+            batches = replace(batches, per_call=settings.batch_size)
+        if explain:
+            again = await pump([stub.Choose for stub in stubs], chooses, chooses, server, settings)
+            explaining = cycle([explained_request(request) for request in pool])
+            explained = await pump([stub.Choose for stub in stubs], explaining, explaining, server,
+                                   settings, on_response=_check_explained)
     finally:
         for channel in channels:
             await channel.close()
-    return Measured(choose, reward, spread)
+    return Measured(choose, reward, spread, batches, again, explained)
+
+
+def explained_request(request: pb.ChooseRequest) -> pb.ChooseRequest:
+    """``request`` asking for explanations."""
+    copy = pb.ChooseRequest()
+    copy.CopyFrom(request)
+    copy.explain = True
+    return copy
+
+
+def _check_explained(response: pb.ChooseResponse) -> None:
+    """The Explain phase measures nothing if the server does not explain (an older build)."""
+    if not response.explanations:
+        raise RuntimeError("a Choose with explain = true came back without explanations")
+
+
+def _check_batch(response: pb.ChooseBatchResponse) -> None:
+    """A ChooseBatch with a failed decision would measure less work than it claims: stop."""
+    failed = [result for result in response.results if result.code]
+    if failed:
+        raise RuntimeError(f"{len(failed)} decisions of a batch failed: {failed[0].message}")
 
 
 # ------------------------------------------------------------------------- orchestration
@@ -628,18 +704,38 @@ def measure(run: Run, workdir: Path, settings: Settings, backend: Backend) -> Me
             serving(run.commands(tmp, db, listen, supervisor), run.cwd, run.env, tmp))
         generator = stack.enter_context(
             ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")))
-        measured = generator.submit(drive, address, pids, run.processes, settings).result()
-        if measured.choose.errors or measured.reward.errors:  # say why, before the logs go
+        batch = run.policy is not None and run.build is None  # this build serves ChooseBatch
+        explain = batch and run.policy in EXPLAINING
+        measured = generator.submit(drive, address, pids, run.processes, settings, batch,
+                                    explain).result()
+        if errors(measured):  # say why, before the logs go
             for log in sorted(tmp.glob("server-*.log")):
                 tail = log.read_text(errors="replace").splitlines()[-20:]
-                print(f"{run.label}: {measured.choose.errors + measured.reward.errors} calls "
-                      f"failed; {log.name} ends:", *tail, sep="\n  ", file=sys.stderr)
+                print(f"{run.label}: {errors(measured)} calls failed; {log.name} ends:", *tail,
+                      sep="\n  ", file=sys.stderr)
         return measured
+
+
+def errors(measured: Measured) -> int:
+    """Calls that failed in any phase."""
+    return sum(stats.errors for stats in (measured.choose, measured.reward, measured.batch,
+                                          measured.again, measured.explain) if stats is not None)
 
 
 def best(rounds: Sequence[Stats]) -> Stats:
     """The round with the highest QPS: the one least disturbed by the rest of the machine."""
     return max(rounds, key=lambda stats: stats.qps)
+
+
+def best_of(rounds: Sequence[Measured]) -> Measured:
+    """Per phase, the best of ``rounds``."""
+    optional = [[m.phase(phase) for m in rounds] for phase in ("ChooseBatch", "Choose again",
+                                                                 "Explain")]
+    batches, again, explained = [best([s for s in stats if s is not None])
+                                 if any(s is not None for s in stats) else None
+                                 for stats in optional]
+    return Measured(best([m.choose for m in rounds]), best([m.reward for m in rounds]),
+                    rounds[-1].spread, batches, again, explained)
 
 
 def supports_processes() -> bool:
@@ -661,7 +757,9 @@ def table(results: dict[Run, Measured], backend: str) -> Table:
     """One row per run: per phase QPS, latency percentiles (ms), server CPU ms per call."""
     log = "SQLite" if backend == "sqlite" else "PostgreSQL"
     out = Table(title=f"Arbiter vs echo: 10 actions x 20 features, {log} log, 127.0.0.1",
-                caption="Choose, Reward: calls/s; p50, p99: latency ms; cpu: server CPU ms/call "
+                caption="Choose, Reward: calls/s; ChooseBatch: decisions/s (p50, p99: of a "
+                        "batch); Explain: Choose with explain = true, calls/s; p50, p99: "
+                        "latency ms; cpu: server CPU ms/call or decision "
                         "(all its processes); xN: N processes on one port",
                 box=box.SIMPLE_HEAD, padding=(0, 0, 0, 1), show_edge=False)
     out.add_column("server", no_wrap=True)
@@ -673,7 +771,8 @@ def table(results: dict[Run, Measured], backend: str) -> Table:
     out.add_column("errors", justify="right")
     for run, measured in results.items():
         out.add_row(run.label, *cells(measured.choose), *cells(measured.reward),
-                    str(measured.choose.errors + measured.reward.errors))
+                    *(cell for phase in PHASES[2:] for cell in optional_cells(measured.phase(phase))),
+                    str(errors(measured)))
     return out
 
 
@@ -696,6 +795,11 @@ def budget_table(results: dict[Run, Measured]) -> Table:
     return out
 
 
+def optional_cells(stats: Stats | None) -> list[str]:
+    """:func:`cells`, or dashes for a phase the row did not run."""
+    return cells(stats) if stats is not None else ["-"] * 4
+
+
 def cells(stats: Stats) -> list[str]:
     return [f"{stats.qps:,.0f}", f"{stats.p50_ms:.1f}", f"{stats.p99_ms:.1f}", f"{stats.cpu_ms:.2f}"]
 
@@ -703,11 +807,21 @@ def cells(stats: Stats) -> list[str]:
 def ratio_lines(results: dict[Run, Measured]) -> Iterator[str]:
     """One line per ratio whose rows ran, with the verdict where the issue sets a goal."""
     for ratio in ratios(list(results)):
-        phase = PHASES.index(ratio.phase)
-        numerator, denominator = results[ratio.numerator], results[ratio.denominator]
-        value = ((numerator.choose, numerator.reward)[phase].qps
-                 / (denominator.choose, denominator.reward)[phase].qps)
-        line = f"{ratio.phase} QPS {ratio.numerator.label} / {ratio.denominator.label}: {value:.2f}"
+        numerator = results[ratio.numerator].phase(ratio.phase)
+        denominator = results[ratio.denominator].phase(ratio.denominator_phase)
+        if numerator is None or denominator is None:
+            continue
+        value = numerator.qps / denominator.qps
+        if ratio.of is None:
+            line = (f"{ratio.phase} QPS {ratio.numerator.label} / {ratio.denominator.label}: "
+                    f"{value:.2f}")
+        else:
+            unit = "decisions/s" if ratio.phase == "ChooseBatch" else "QPS"
+            # Server CPU per call (decision) of the two phases: what other processes on the
+            # machine move least.
+            line = (f"{ratio.phase} {unit} / {ratio.of} QPS, {ratio.numerator.label}: "
+                    f"{value:.2f} (server CPU per call: {ratio.of} / {ratio.phase} "
+                    f"{denominator.cpu_ms / numerator.cpu_ms:.2f})")
         if ratio.goal is not None:
             verdict = "[green]met[/]" if value >= ratio.goal else "[red]not met[/]"
             line += f"  (goal >= {ratio.goal}: {verdict})"
@@ -717,10 +831,14 @@ def ratio_lines(results: dict[Run, Measured]) -> Iterator[str]:
 def round_lines(rounds: dict[Run, list[Measured]]) -> Iterator[str]:
     """Every round's QPS per row (the table shows the best): how much the machine moved them."""
     for run, measured in rounds.items():
-        choose = ", ".join(f"{m.choose.qps:,.0f} ({m.choose.others:.0%})" for m in measured)
-        reward = ", ".join(f"{m.reward.qps:,.0f} ({m.reward.others:.0%})" for m in measured)
-        errors = sum(m.choose.errors + m.reward.errors for m in measured)
-        yield f"  {run.label}: Choose {choose}; Reward {reward}" + (f"; {errors} errors" if errors else "")
+        parts = []
+        for phase in PHASES:
+            stats = [m.phase(phase) for m in measured]
+            if all(s is not None for s in stats):
+                parts.append(f"{phase} " + ", ".join(f"{s.qps:,.0f} ({s.others:.0%})"
+                                                      for s in stats if s is not None))
+        failed = sum(errors(m) for m in measured)
+        yield f"  {run.label}: " + "; ".join(parts) + (f"; {failed} errors" if failed else "")
 
 
 def process_counts(text: str) -> list[int]:
@@ -743,6 +861,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated workload")
     parser.add_argument("--processes", type=process_counts, default=[1, 2], metavar="N,N,...",
                         help="server processes per row (default 1,2); 1 is always measured")
+    parser.add_argument("--batch-size", type=int, default=100,
+                        help="decisions per ChooseBatch call")
+    parser.add_argument("--batch-concurrency", type=int, default=8,
+                        help="ChooseBatch calls in flight")
     parser.add_argument("--channels", type=int, default=2,
                         help="connections from the load generator per server process")
     parser.add_argument("--launch", choices=("auto", "supervisor", "separate"), default="auto",
@@ -764,7 +886,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "the cost of recording Prometheus metrics")
     args = parser.parse_args(argv)
     settings = Settings(concurrency=args.concurrency, warmup=args.warmup, seconds=args.seconds,
-                        seed=args.seed, channels=args.channels)
+                        seed=args.seed, channels=args.channels, batch_size=args.batch_size,
+                        batch_concurrency=args.batch_concurrency)
     console = Console() if sys.stdout.isatty() else Console(width=120)
     bases = [(str(Path(directory).resolve()), revision(directory)) for directory in args.baseline]
     if args.build:
@@ -785,9 +908,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for run in rows:
                 with console.status(f"round {round_}/{args.rounds}: {run.label}"):
                     rounds[run].append(measure(run, tmp, settings, backend))
-    results = {run: Measured(best([m.choose for m in measured]), best([m.reward for m in measured]),
-                             measured[-1].spread)
-               for run, measured in rounds.items()}
+    results = {run: best_of(measured) for run, measured in rounds.items()}
     console.print(table(results, args.db))
     console.print(budget_table(results))
     how = ("`arbiter serve --processes N`" if supervisor
@@ -798,7 +919,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{settings.channels} connections per server process; "
                   f"{settings.warmup:g} s warm-up + {settings.seconds:g} s measured per phase, "
                   f"best of {args.rounds} interleaved rounds; one Reward per event id the Choose "
-                  f"phase returned. xN rows: {how}; echo xN: N echo processes; one database.")
+                  f"phase returned; ChooseBatch: batches of {settings.batch_size}, "
+                  f"{settings.batch_concurrency} in flight. xN rows: {how}; echo xN: N echo "
+                  "processes; one database.")
     console.print("QPS of every round (in brackets: the share of the cores other processes used):")
     for line in round_lines(rounds):
         console.print(line)

@@ -346,6 +346,7 @@ def _metrics_problem(args: argparse.Namespace) -> Problem | None:
 def _limit_arguments(serve: argparse.ArgumentParser) -> None:
     """The limits on what one call may hold or the server may queue (README: Limits)."""
     from arbiter.server.convert import DEFAULT_LIMITS as limits
+    from arbiter.server.convert import DEFAULT_MAX_BATCH
 
     group = serve.add_argument_group("limits (README: Limits); a call over one is refused")
     group.add_argument("--max-name-length", type=int, default=limits.max_name_length,
@@ -359,6 +360,8 @@ def _limit_arguments(serve: argparse.ArgumentParser) -> None:
                        help="namespaces of one Choose: the context's and every action's")
     group.add_argument("--max-features", type=int, default=limits.max_features,
                        help="features of one Choose: the context's and every action's")
+    group.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH,
+                       help="requests of one ChooseBatch; more: the call is INVALID_ARGUMENT")
     group.add_argument("--max-concurrent-rpcs", type=int, default=1000,
                        help="calls in flight beyond this are answered RESOURCE_EXHAUSTED at once "
                             "(0: no cap)")
@@ -375,6 +378,7 @@ def _limits(args: argparse.Namespace) -> dict[str, Any]:
                              max_value_length=args.max_value_length,
                              max_features_per_namespace=args.max_features_per_namespace,
                              max_namespaces=args.max_namespaces, max_features=args.max_features),
+            "max_batch": args.max_batch,
             "max_concurrent_rpcs": args.max_concurrent_rpcs,
             "max_queued_writes": args.max_queued_writes}
 

@@ -4,8 +4,18 @@ numpy, msgspec (the decision types) and vowpal_wabbit_next; never imports grpc, 
 protos or server.
 """
 
-from arbiter.policies.base import Decision, Namespace, Policy, PolicyConfigError, SkippedUpdate
+from arbiter.policies.base import (
+    BlockScoring,
+    Decision,
+    Explaining,
+    Explanation,
+    Namespace,
+    Policy,
+    PolicyConfigError,
+    Scores,
+    SkippedUpdate,
+)
 from arbiter.policies.registry import POLICIES, create, restore
 
-__all__ = ["POLICIES", "Decision", "Namespace", "Policy", "PolicyConfigError", "SkippedUpdate", "create",
-           "restore"]
+__all__ = ["POLICIES", "BlockScoring", "Decision", "Explaining", "Explanation", "Namespace",
+           "Policy", "PolicyConfigError", "Scores", "SkippedUpdate", "create", "restore"]

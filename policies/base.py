@@ -11,8 +11,8 @@ Policies are not thread-safe; the server holds one lock per policy instance arou
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, ClassVar, Protocol, Self
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import msgspec
 import numpy as np
@@ -53,6 +53,53 @@ class Decision(msgspec.Struct, frozen=True, gc=False):
     def size(self) -> int:
         """K, the number of offered actions."""
         return len(self.action_ids)
+
+    def subset(self, keep: Sequence[int]) -> Decision:
+        """The same context offering only the actions at indices ``keep`` (in that order)."""
+        return Decision(self.context, tuple([self.action_ids[k] for k in keep]),
+                        tuple([self.action_features[k] for k in keep]))
+
+
+class Scores(Protocol):
+    """A block of decisions scored together (:meth:`BlockScoring.score`): the part of each
+    distribution that needs the learned state, computed once for the block; ``distribution(i,
+    rng)`` finishes decision ``i`` with its own RNG (the random part, if any), reading no
+    learned state. Same formulas as :meth:`Policy.distribution` and the same draws from
+    ``rng``."""
+
+    def distribution(self, index: int, rng: np.random.Generator) -> NDArray[np.float64]: ...
+
+
+@runtime_checkable
+class BlockScoring(Protocol):
+    """What a policy that scores many decisions at once adds to :class:`Policy`."""
+
+    def score(self, decisions: Sequence[Decision]) -> Scores:
+        """The decisions' scores as one block (vectorized); changes no learned state."""
+        ...
+
+
+class Explanation(msgspec.Struct, frozen=True, gc=False):
+    """Why ``action_id`` scored ``score``: ``contributions``, ``(feature, contribution)`` by
+    decreasing magnitude, then ``("exploration", value)`` where the policy has one."""
+
+    action_id: str
+    score: float
+    contributions: tuple[tuple[str, float], ...]
+
+
+@runtime_checkable
+class Explaining(Protocol):
+    """What a policy that can explain its scores adds to :class:`BlockScoring`."""
+
+    def score(self, decisions: Sequence[Decision]) -> Scores: ...
+
+    def explain(self, scores: Scores, decision: Decision, index: int,
+                top: int) -> list[Explanation]:
+        """One explanation per action of ``decision``, decision ``index`` of the block that
+        ``score`` made ``scores`` of (with no update in between), each with its ``top``
+        largest contributions; changes no learned state."""
+        ...
 
 
 class PolicyConfigError(ValueError):

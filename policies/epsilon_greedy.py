@@ -14,9 +14,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from arbiter.policies import params as check
-from arbiter.policies.explore import greedy_with_floor
+from arbiter.policies.explore import greedy_with_floor, greedy_with_floor_blocks
 from arbiter.policies.linear import LinearPolicy
-from arbiter.policies.ridge import Design
 
 
 @dataclass(kw_only=True)
@@ -34,5 +33,13 @@ class EpsilonGreedy(LinearPolicy):
         self.epsilon = check.real("epsilon", self.epsilon, low=0.0, high=1.0)
         super().__post_init__()
 
-    def _choose(self, design: Design, rng: np.random.Generator) -> NDArray[np.float64]:
-        return greedy_with_floor(self._ridge.mean(design), self.epsilon)
+    def _needs_variance(self) -> bool:
+        return False
+
+    def _finish_block(self, mean: NDArray[np.float64], variance: NDArray[np.float64] | None,
+                      offsets: NDArray[np.intp]) -> NDArray[np.float64]:
+        return greedy_with_floor_blocks(mean, offsets, self.epsilon)
+
+    def _from_scores(self, mean: NDArray[np.float64], variance: NDArray[np.float64] | None,
+                     rng: np.random.Generator) -> NDArray[np.float64]:
+        return greedy_with_floor(mean, self.epsilon)

@@ -37,6 +37,20 @@ def greedy_with_floor(scores: NDArray[np.float64], epsilon: float) -> NDArray[np
     return probabilities + epsilon / len(scores)
 
 
+def greedy_with_floor_blocks(scores: NDArray[np.float64], offsets: NDArray[np.intp],
+                             epsilon: float) -> NDArray[np.float64]:
+    """:func:`greedy_with_floor` of every segment ``offsets[i]:offsets[i + 1]`` of ``scores``
+    (shape ``(N,)``, segments non-empty), concatenated: the same arithmetic, element by
+    element, in a few array operations for the whole block."""
+    starts, sizes = offsets[:-1], np.diff(offsets)
+    if np.isnan(scores).any():  # a NaN score counts as -inf
+        scores = np.where(np.isnan(scores), -np.inf, scores)
+    best = scores == np.repeat(np.maximum.reduceat(scores, starts), sizes)
+    share = (1.0 - epsilon) / np.add.reduceat(best, starts)
+    probabilities: NDArray[np.float64] = best * np.repeat(share, sizes)
+    return probabilities + np.repeat(epsilon / sizes, sizes)
+
+
 def argmax_frequencies(draws: NDArray[np.float64]) -> NDArray[np.float64]:
     """Share of rows in which each column is the argmax, for ``draws`` of ``(M, K)`` → ``(K,)``.
 

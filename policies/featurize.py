@@ -18,7 +18,7 @@ collide after hashing add up.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from typing import NamedTuple
@@ -50,6 +50,15 @@ def feature_items(role: str, namespace: Namespace) -> Iterator[tuple[str, float]
         yield prefix + name, float(value)
     for name, category in namespace.categories.items():
         yield f"{prefix}{name}={category}", 1.0
+
+
+def feature_name(key: str) -> str:
+    """A feature key as people read it: ``"s|user|age"`` → ``"user.age"``, ``"a|item|kind=x"``
+    → ``"item.kind=x"``, :data:`INTERCEPT` → ``"intercept"``."""
+    if key == INTERCEPT:
+        return "intercept"
+    _, namespace, name = key.split("|", 2)
+    return f"{namespace}.{name}"
 
 
 class Vocabulary:
@@ -307,3 +316,39 @@ class DesignRows:
             base += np.bincount(np.array(columns, dtype=np.intp), values, minlength=width)
         base[0] += 1.0
         return base
+
+def block_matrix(blocks: Sequence[DesignRows], width: int) -> NDArray[np.float64]:
+    """The design matrices of several decisions stacked, shape ``(sum K, width)``, with two
+    ``bincount``s for the whole block: one for the shared rows (one per decision, the intercept
+    added), repeated for each decision's actions, and one for every action's features — the
+    same sums, in the same order, as :meth:`DesignRows.matrix` of each."""
+    sizes = [len(rows.actions) for rows in blocks]
+    shared: list[int] = []
+    shared_values: list[float] = []
+    flat: list[int] = []
+    weights: list[float] = []
+    row = 0
+    for i, rows in enumerate(blocks):
+        if rows.shared is not None:
+            offset = i * width
+            shared += [column + offset for column in rows.shared[0]]
+            shared_values += rows.shared[1]
+        for features in rows.actions:
+            if features is not None:
+                offset = row * width
+                flat += [column + offset for column in features[0]]
+                weights += features[1]
+            row += 1
+    base = _counts(shared, shared_values, len(blocks) * width).reshape(len(blocks), width)
+    base[:, 0] += 1.0
+    matrix: NDArray[np.float64] = (_counts(flat, weights, row * width).reshape(row, width)
+                                   + np.repeat(base, sizes, axis=0))
+    return matrix
+
+
+def _counts(indices: list[int], weights: list[float], size: int) -> NDArray[np.float64]:
+    """``weights`` summed per index into ``size`` floats."""
+    if not indices:
+        return np.zeros(size)
+    return np.asarray(np.bincount(np.array(indices, dtype=np.intp), np.array(weights),
+                                  minlength=size), dtype=np.float64)

@@ -71,6 +71,9 @@ class HybridRidge(RidgeModels):
         own = self._b[slots] - self._gather(self._cross, slots) @ beta
         return beta + matvec(self._gather(self._ainv, slots), own)
 
+    def coefficients(self, slots: NDArray[np.intp]) -> NDArray[np.float64]:
+        return self._theta_of(slots)
+
     def mean(self, design: Design) -> NDArray[np.float64]:
         """``x_k . (beta + theta_k)``, shape ``(K,)``."""
         return rowdot(self._theta_of(design.slots), design.x)
@@ -82,6 +85,10 @@ class HybridRidge(RidgeModels):
         g = x - np.einsum("kij,ki->kj", self._gather(self._cross, slots), u)
         shared: NDArray[np.float64] = np.einsum("kd,kd->k", g @ self._a0inv, g)
         return self._with_unseen(shared + rowdot(u, x), design)
+
+    def block_variance(self, design: Design) -> NDArray[np.float64]:
+        """:meth:`variance`, row by row (the shared part couples every model)."""
+        return self.variance(design)
 
     def update(self, x: NDArray[np.float64], slot: int, reward: float) -> None:
         """Learn ``(x, reward)`` for the action at ``slot`` (the shared part learns too); raises

@@ -1,8 +1,14 @@
 """The common face of the ridge-backed policies (LinUCB, linear Thompson sampling, ε-greedy).
 
-A subclass adds its hyperparameters as dataclass fields and implements one hook::
+A subclass adds its hyperparameters as dataclass fields and implements one hook, from the
+ridge estimates ``mean_k = x_k . theta_k`` and (when :meth:`_needs_variance`) their variances
+``x_k^T A_k^{-1} x_k`` to the distribution::
 
-    _choose(x (K, D), slots (K,), rng) -> (K,) distribution
+    _from_scores(mean (K,), variance (K,) or None, rng) -> (K,) distribution
+
+:meth:`score` does the same for many decisions at once: their design rows stacked into one
+``(sum K, D)`` block, the means and variances computed for the whole block, and each
+decision's distribution finished from its slice with its own RNG.
 
 Everything else — featurization, learning, validation, snapshots — lives here. Learning is a
 plain ridge regression of the observed reward on the chosen action's design row; the logged
@@ -18,7 +24,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import ClassVar, Self
 
 import numpy as np
@@ -26,15 +34,25 @@ from numpy.typing import NDArray
 
 from arbiter.policies import params as check
 from arbiter.policies import serialize
-from arbiter.policies.base import Decision, SkippedUpdate
+from arbiter.policies.base import Decision, Explanation, Namespace, Scores, SkippedUpdate
 from arbiter.policies.drift import PageHinkley
 from arbiter.policies.explore import checked
-from arbiter.policies.featurize import DesignRows, Featurizer, Vocabulary
+from arbiter.policies.featurize import (
+    DesignRows,
+    Featurizer,
+    Vocabulary,
+    block_matrix,
+    feature_items,
+    feature_name,
+)
 from arbiter.policies.params import Hyperparameters
 from arbiter.policies.ridge import Design, RidgeModels
 
 DRIFT_DELTA = 0.1
 DRIFT_THRESHOLD = 50.0
+NAME_CACHE = 4096
+"""Namespace shapes whose feature names and columns :meth:`LinearPolicy.explain` keeps (a
+memory bound only)."""
 
 
 @dataclass(kw_only=True)
@@ -74,6 +92,8 @@ class LinearPolicy(Hyperparameters, ABC):
     _drift: PageHinkley = field(init=False, repr=False)
     resets: int = field(init=False, default=0)
     """Models reset by a drift alarm so far."""
+    _names: dict[tuple[object, ...], tuple[list[str], list[int]]] = field(
+        init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.l2 = check.positive("l2", self.l2)
@@ -114,11 +134,145 @@ class LinearPolicy(Hyperparameters, ABC):
         at the prior without being recorded (:mod:`policies.ridge`), so the model, and its
         snapshot, are a function of the learned events alone — what crash recovery replays.
         """
-        return checked(self._choose(self._design(decision, learn=False), rng))
+        design = self._design(decision, learn=False)
+        variance = self._ridge.variance(design) if self._needs_variance() else None
+        return checked(self._from_scores(self._ridge.mean(design), variance, rng))
+
+    def score(self, decisions: Sequence[Decision]) -> LinearScores:
+        """The distributions of ``decisions`` as one block (:class:`LinearScores`); like
+        :meth:`distribution`, never changes the learned state.
+
+        Shapes: the block's design matrix is ``(N, D)`` with ``N = sum K`` (one bincount for
+        all of it, :func:`~policies.featurize.block_matrix`), ``mean`` and ``variance`` are
+        ``(N,)``, computed once; :meth:`_finish_block` may turn them into every decision's
+        distribution at once too."""
+        encode, slots = self._featurizer.encode, self._ridge.slots
+        rows = [encode(decision, grow=False) for decision in decisions]
+        sizes = [decision.size for decision in decisions]
+        unseen = None
+        if any(row.unseen is not None for row in rows):
+            unseen = np.concatenate([row.unseen if row.unseen is not None else np.zeros(k)
+                                     for row, k in zip(rows, sizes, strict=True)])
+        block = Design(block_matrix(rows, self._ridge.width),
+                       np.concatenate([slots(decision.action_ids, learn=False)
+                                       for decision in decisions]), unseen)
+        mean = self._ridge.mean(block)
+        variance = None
+        if self._needs_variance():  # one decision: as distribution() computes it
+            variance = (self._ridge.variance(block) if len(decisions) == 1
+                        else self._ridge.block_variance(block))
+        offsets = np.cumsum([0, *sizes])
+        return LinearScores(self, offsets, block.slots, mean, variance,
+                            self._finish_block(mean, variance, offsets))
+
+    def _finish_block(self, mean: NDArray[np.float64], variance: NDArray[np.float64] | None,
+                      offsets: NDArray[np.intp]) -> NDArray[np.float64] | None:
+        """Every decision's :meth:`_from_scores` at once, concatenated, shape ``(N,)`` — for a
+        policy whose distribution draws nothing from its RNG; None: one at a time."""
+        return None
+
+    def _needs_variance(self) -> bool:
+        """Whether :meth:`_from_scores` uses the variances (else they are not computed)."""
+        return True
+
+    def _exploration(self, variance: NDArray[np.float64]) -> tuple[NDArray[np.float64], bool] | None:
+        """The exploration part of each action's score from its variance, and whether it is
+        added to the score (:meth:`explain`); None: the policy has none."""
+        return None
+
+    def explain(self, scores: Scores, decision: Decision, index: int,
+                top: int) -> list[Explanation]:
+        """Per action ``k``: ``score_k = sum_f theta_k[col(f)] v_f`` over its features ``f``
+        (the context's, its own and the intercept; a feature without a column adds 0), each
+        term one contribution — exact, also where features share a hashed column — the
+        ``top`` largest by magnitude kept, then the exploration part (:meth:`_exploration`),
+        added to the score where the policy adds it (LinUCB's bonus). The estimates and
+        variances are the ones ``scores`` holds, the distribution's own."""
+        assert isinstance(scores, LinearScores)
+        block = slice(scores.offsets[index], scores.offsets[index + 1])
+        theta = self._ridge.coefficients(scores.slots[block])  # (K, D)
+        mean = scores.mean[block]
+        explore = self._exploration(scores.variance[block]) \
+            if scores.variance is not None else None
+        names, columns, values = self._terms("s", decision.context)
+        names.insert(0, "intercept")
+        columns.insert(0, 0)
+        values.insert(0, 1.0)
+        # One (K, n) matrix of every action's terms, its own features after the context's,
+        # padded with 0s (named "") to the longest; the top of each row by one argsort.
+        own = [self._terms("a", features) for features in decision.action_features]
+        width = len(names) + max(len(o[0]) for o in own)
+        k = decision.size
+        rows = np.repeat(np.arange(k), width).reshape(k, width)
+        cols = np.zeros((k, width), dtype=np.intp)
+        vals = np.zeros((k, width))
+        cols[:, :len(names)] = columns
+        vals[:, :len(names)] = values
+        labels = []
+        for a, (own_names, own_columns, own_values) in enumerate(own):
+            end = len(names) + len(own_names)
+            cols[a, len(names):end] = own_columns
+            vals[a, len(names):end] = own_values
+            labels.append(names + own_names)
+        terms = theta[rows, cols] * vals
+        order = np.argsort(-np.abs(terms), axis=1, kind="stable")[:, :top].tolist()
+        out = []
+        for a, action_id in enumerate(decision.action_ids):
+            label, row = labels[a], terms[a].tolist()
+            ranked = [(label[i], row[i]) for i in order[a] if i < len(label)]
+            score = float(mean[a])
+            if explore is not None:
+                bonus, added = explore
+                ranked.append(("exploration", float(bonus[a])))
+                score += float(bonus[a]) if added else 0.0
+            out.append(Explanation(action_id, score, tuple(ranked)))
+        return out
+
+    def _terms(self, role: str, namespaces: tuple[Namespace, ...]
+               ) -> tuple[list[str], list[int], list[float]]:
+        """The features of ``namespaces`` that have a column: names, columns, values. A
+        namespace all of whose features have one is looked up once per shape (names and
+        columns never change once assigned)."""
+        labels: list[str] = []
+        columns: list[int] = []
+        values: list[float] = []
+        for namespace in namespaces:
+            numbers, categories = namespace.numbers, namespace.categories
+            shape = (role, namespace.name, tuple(numbers), tuple(categories.items()))
+            known = self._names.get(shape)
+            if known is None:
+                found = self._look_up(role, namespace)
+                if len(found[0]) < len(numbers) + len(categories):  # some without a column
+                    labels += found[0]
+                    columns += found[1]
+                    values += found[2]
+                    continue
+                if len(self._names) >= NAME_CACHE:
+                    self._names.clear()
+                known = self._names[shape] = (found[0], found[1])
+            labels += known[0]
+            columns += known[1]
+            values += [*numbers.values(), *repeat(1.0, len(categories))]
+        return labels, columns, values
+
+    def _look_up(self, role: str, namespace: Namespace
+                 ) -> tuple[list[str], list[int], list[float]]:
+        """Names, columns and values of the features of ``namespace`` that have a column."""
+        peek = self._featurizer.vocabulary.peek
+        labels, columns, values = [], [], []
+        for key, value in feature_items(role, namespace):
+            column = peek(key)
+            if column is not None:
+                labels.append(feature_name(key))
+                columns.append(column)
+                values.append(value)
+        return labels, columns, values
 
     @abstractmethod
-    def _choose(self, design: Design, rng: np.random.Generator) -> NDArray[np.float64]:
-        """The distribution over the ``K`` actions of ``design``, shape ``(K,)``."""
+    def _from_scores(self, mean: NDArray[np.float64], variance: NDArray[np.float64] | None,
+                     rng: np.random.Generator) -> NDArray[np.float64]:
+        """The distribution over ``K`` actions from their estimates ``mean`` and variances
+        ``variance`` (each of shape ``(K,)``; ``None`` unless :meth:`_needs_variance`)."""
 
     def update(self, decision: Decision, chosen: int, reward: float, probability: float) -> None:
         """Add ``(x_chosen, reward)`` to the chosen action's ridge model; all or nothing."""
@@ -131,6 +285,7 @@ class LinearPolicy(Hyperparameters, ABC):
             self._featurizer.truncate(columns)
             self._ridge.truncate(models)
             self._last = None
+            self._names.clear()  # it may name columns forgotten now
             raise
         if self._drift.add(float(reward)) and self.reset_on_drift:
             self._drift.restart()
@@ -179,3 +334,25 @@ def check_feedback(decision: Decision, chosen: int, reward: float) -> None:
         raise ValueError(f"`chosen` must be in [0, {decision.size}), got {chosen}")
     if not math.isfinite(reward):
         raise ValueError(f"`reward` must be finite, got {reward}")
+
+
+class LinearScores:
+    """A block of decisions scored by a linear policy: decision ``i`` is rows
+    ``offsets[i]:offsets[i + 1]`` of ``slots`` (its actions' models), ``mean`` and
+    ``variance`` (shape ``(N,)``), and of ``finished``, their distributions if the policy made
+    them all at once."""
+
+    def __init__(self, policy: LinearPolicy, offsets: NDArray[np.intp], slots: NDArray[np.intp],
+                 mean: NDArray[np.float64], variance: NDArray[np.float64] | None,
+                 finished: NDArray[np.float64] | None = None) -> None:
+        self._policy, self.offsets, self.slots = policy, offsets, slots
+        self.mean, self.variance, self._finished = mean, variance, finished
+
+    def distribution(self, index: int, rng: np.random.Generator) -> NDArray[np.float64]:
+        """Decision ``index``'s distribution, shape ``(K,)``, drawing from ``rng`` as
+        :meth:`LinearPolicy.distribution` does."""
+        rows = slice(self.offsets[index], self.offsets[index + 1])
+        if self._finished is not None:
+            return checked(self._finished[rows])
+        variance = self.variance[rows] if self.variance is not None else None
+        return checked(self._policy._from_scores(self.mean[rows], variance, rng))

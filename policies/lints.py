@@ -29,7 +29,6 @@ from numpy.typing import NDArray
 from arbiter.policies import params as check
 from arbiter.policies.explore import argmax_frequencies
 from arbiter.policies.linear import LinearPolicy
-from arbiter.policies.ridge import Design
 
 
 @dataclass(kw_only=True)
@@ -54,8 +53,12 @@ class LinTS(LinearPolicy):
         self.samples = check.count("samples", self.samples)
         super().__post_init__()
 
-    def _choose(self, design: Design, rng: np.random.Generator) -> NDArray[np.float64]:
-        mean = self._ridge.mean(design)
-        scale = self.v * np.sqrt(self._ridge.variance(design))
+    def _exploration(self, variance: NDArray[np.float64]) -> tuple[NDArray[np.float64], bool]:
+        return self.v * np.sqrt(variance), False
+
+    def _from_scores(self, mean: NDArray[np.float64], variance: NDArray[np.float64] | None,
+                     rng: np.random.Generator) -> NDArray[np.float64]:
+        assert variance is not None
+        scale = self.v * np.sqrt(variance)
         draws = mean + scale * rng.standard_normal((self.samples, len(mean)))
         return argmax_frequencies(draws)

@@ -27,10 +27,10 @@ from numpy.typing import NDArray
 
 from arbiter.policies import params as check
 from arbiter.policies.base import PolicyConfigError
-from arbiter.policies.explore import greedy_with_floor
+from arbiter.policies.explore import greedy_with_floor, greedy_with_floor_blocks
 from arbiter.policies.hybrid import HybridRidge
 from arbiter.policies.linear import LinearPolicy
-from arbiter.policies.ridge import Design, RidgeModels
+from arbiter.policies.ridge import RidgeModels
 
 
 @dataclass(kw_only=True)
@@ -62,8 +62,18 @@ class LinUCB(LinearPolicy):
     def _new_ridge(self) -> RidgeModels:
         return HybridRidge(self.l2) if self.hybrid else RidgeModels(self.l2, self.decay)
 
-    def _choose(self, design: Design, rng: np.random.Generator) -> NDArray[np.float64]:
-        scores = self._ridge.mean(design)
-        if self.alpha:
-            scores = scores + self.alpha * np.sqrt(self._ridge.variance(design))
+    def _needs_variance(self) -> bool:
+        return bool(self.alpha)
+
+    def _finish_block(self, mean: NDArray[np.float64], variance: NDArray[np.float64] | None,
+                      offsets: NDArray[np.intp]) -> NDArray[np.float64]:
+        scores = mean if variance is None else mean + self.alpha * np.sqrt(variance)
+        return greedy_with_floor_blocks(scores, offsets, self.epsilon)
+
+    def _exploration(self, variance: NDArray[np.float64]) -> tuple[NDArray[np.float64], bool]:
+        return self.alpha * np.sqrt(variance), True
+
+    def _from_scores(self, mean: NDArray[np.float64], variance: NDArray[np.float64] | None,
+                     rng: np.random.Generator) -> NDArray[np.float64]:
+        scores = mean if variance is None else mean + self.alpha * np.sqrt(variance)
         return greedy_with_floor(scores, self.epsilon)

@@ -200,6 +200,10 @@ class RidgeModels:
             return stack[: len(slots)]
         return stack[slots]
 
+    def coefficients(self, slots: NDArray[np.intp]) -> NDArray[np.float64]:
+        """What multiplies each row in :meth:`mean`: ``theta`` of each slot, shape ``(K, D)``."""
+        return self._theta[slots]
+
     def mean(self, design: Design) -> NDArray[np.float64]:
         """Estimated rewards ``x_k . theta_{slot_k}``, shape ``(K,)``."""
         return rowdot(self._theta[design.slots], design.x)
@@ -208,6 +212,19 @@ class RidgeModels:
         """``x_k^T A_{slot_k}^{-1} x_k``, shape ``(K,)``: estimate variance / noise variance."""
         x = design.x
         return self._with_unseen(rowdot(matvec(self._gather(self._ainv, design.slots), x), x), design)
+
+    def block_variance(self, design: Design) -> NDArray[np.float64]:
+        """:meth:`variance` of a block of many decisions' rows (``x`` of ``(N, D)``): rows
+        grouped by model, one ``(n, D) @ (D, D)`` product per model instead of gathering an
+        ``(N, D, D)`` stack; the same values up to rounding."""
+        x, slots = design.x, design.slots
+        order = np.argsort(slots, kind="stable")
+        bounds = np.flatnonzero(np.diff(slots[order])) + 1
+        variance = np.empty(len(slots))
+        for group in np.split(order, bounds):
+            rows = x[group]
+            variance[group] = np.einsum("nd,nd->n", rows @ self._ainv[slots[group[0]]], rows)
+        return self._with_unseen(variance, design)
 
     def _with_unseen(self, variance: NDArray[np.float64], design: Design) -> NDArray[np.float64]:
         """``variance`` plus what features without a column add, clipped at 0 (rounding)."""

@@ -36,7 +36,7 @@ from arbiter.server.auth import TokenFileError, Tokens, load_tokens
 from arbiter.server.clock import Clock, utc_now
 from arbiter.server.commit import Op, commit_batch
 from arbiter.server.config import ExperimentConfig
-from arbiter.server.convert import DEFAULT_LIMITS, DEFAULT_MAX_ACTIONS, Limits
+from arbiter.server.convert import DEFAULT_LIMITS, DEFAULT_MAX_ACTIONS, DEFAULT_MAX_BATCH, Limits
 from arbiter.server.coordinator import Coordinator
 from arbiter.server.dbfile import DatabaseFile
 from arbiter.server.decoding import DecodingServer
@@ -78,6 +78,7 @@ class Settings:
     listen: str = "127.0.0.1:50051"
     db: str = "sqlite:///arbiter.db"
     max_actions: int = DEFAULT_MAX_ACTIONS
+    max_batch: int = DEFAULT_MAX_BATCH  # requests of one ChooseBatch
     workers: int = 8  # threads for blocking work off the event loop: cache-miss reads, admin calls
     reuse_port: bool = False
     durability: str = "strict"
@@ -267,7 +268,8 @@ class App:
         auth = self if self.tokens is not None else None  # the guard reads self.tokens per call
         decision_pb2_grpc.add_DecisionServiceServicer_to_server(
             guard(DecisionServicer(self.loop, max_actions=self.settings.max_actions,
-                                   limits=self.settings.limits),
+                                   limits=self.settings.limits,
+                                   max_batch=self.settings.max_batch),
                   DECISION_SERVICE, auth, self.metrics), server)
         experiments_pb2_grpc.add_ExperimentServiceServicer_to_server(
             guard(ExperimentServicer(self.controller, self.eraser),

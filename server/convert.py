@@ -16,12 +16,13 @@ from dataclasses import dataclass
 
 from arbiter.policies import Decision, Namespace
 from arbiter.server.domain import ChooseInput, ChooseOutcome, RewardOutcome
-from arbiter.server.errors import InvalidArgument
+from arbiter.server.errors import ArbiterError, InvalidArgument, shortened, status_of
 from arbiter.v1 import decision_pb2 as pb
 
 MAX_ID_LENGTH = 128
 MAX_ACTION_ID_LENGTH = 256
 DEFAULT_MAX_ACTIONS = 1000
+DEFAULT_MAX_BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,17 +72,60 @@ def choose_input(request: pb.ChooseRequest, *, max_actions: int = DEFAULT_MAX_AC
     budget = _Budget(limits)
     decision = Decision(
         context=namespaces(request.context, "context", budget), action_ids=action_ids,
-        action_features=tuple([namespaces(action.features, f"actions[{k}].features", budget)
-                               for k, action in enumerate(actions)]))
-    baseline = 0
-    if request.baseline_action_id:
-        try:
-            baseline = action_ids.index(request.baseline_action_id)
-        except ValueError:
-            raise InvalidArgument("baseline_action_id", f"{request.baseline_action_id!r} is "
-                                  "not one of the offered actions") from None
+        action_features=tuple([namespaces(features, k, budget) if (features := action.features)
+                               else () for k, action in enumerate(actions)]))
+    excluded = _excluded(request.excluded_action_ids, action_ids) \
+        if request.excluded_action_ids else ()
     return ChooseInput(experiment=experiment, event_id=event_id, unit_id=unit_id,
-                       decision=decision, deferred=request.deferred, baseline=baseline)
+                       decision=decision, deferred=request.deferred, excluded=excluded,
+                       explain=request.explain,
+                       baseline=_baseline(request.baseline_action_id, action_ids, excluded))
+
+
+def _baseline(baseline_id: str, action_ids: tuple[str, ...], excluded: tuple[int, ...]) -> int:
+    """The index of the baseline action: the one named, which must be offered and not
+    excluded, or else the first action not excluded."""
+    if not baseline_id:
+        return next(k for k in range(len(action_ids)) if k not in excluded)
+    try:
+        baseline = action_ids.index(baseline_id)
+    except ValueError:
+        raise InvalidArgument("baseline_action_id", f"{baseline_id!r} is not one of the offered "
+                              "actions") from None
+    if baseline in excluded:
+        raise InvalidArgument("baseline_action_id", f"{baseline_id!r} is excluded "
+                              "(excluded_action_ids)")
+    return baseline
+
+
+def _excluded(excluded_ids: Sequence[str], action_ids: tuple[str, ...]) -> tuple[int, ...]:
+    """Indices of the excluded actions, increasing: each id must name an offered action, once,
+    and at least one action must remain."""
+    index = {action_id: k for k, action_id in enumerate(action_ids)}
+    found: set[int] = set()
+    for i, action_id in enumerate(excluded_ids):
+        where = f"excluded_action_ids[{i}]"
+        k = index.get(action_id)
+        if k is None:
+            if len(action_id) > MAX_ACTION_ID_LENGTH:
+                raise InvalidArgument(where, f"must be at most {MAX_ACTION_ID_LENGTH} characters")
+            raise InvalidArgument(where, f"names no offered action: {action_id!r}")
+        if k in found:
+            raise InvalidArgument(where, f"repeats the action id {action_id!r}")
+        found.add(k)
+    if len(found) == len(action_ids):
+        raise InvalidArgument("excluded_action_ids", f"excludes all {len(action_ids)} offered "
+                                                     "actions; at least one must remain")
+    return tuple(sorted(found))
+
+
+def batch_size(request: pb.ChooseBatchRequest, max_batch: int) -> int:
+    """The number of requests of a ChooseBatch, at most ``max_batch`` (``--max-batch``)."""
+    size = len(request.requests)
+    if size > max_batch:
+        raise InvalidArgument("requests", f"has {size} entries, more than the cap of {max_batch} "
+                                          "(--max-batch)")
+    return size
 
 
 def _name_bad_action_id(action_ids: tuple[str, ...]) -> None:
@@ -109,22 +153,26 @@ class _Budget:
         self.features = limits.max_features
 
 
-def namespaces(items: Sequence[pb.Namespace], where: str,
+def namespaces(items: Sequence[pb.Namespace], where: str | int,
                budget: _Budget | None = None) -> tuple[Namespace, ...]:
-    """Validated namespaces: non-empty unique names, finite numbers, within the limits."""
+    """Validated namespaces: non-empty unique names, finite numbers, within the limits.
+
+    ``where`` names them in messages: a field, or the index of the action they belong to
+    (its name is only built for a message)."""
     budget = budget or _Budget(DEFAULT_LIMITS)
     limits = budget.limits
     budget.namespaces -= len(items)
     if budget.namespaces < 0:
-        raise InvalidArgument(where, f"brings the request over {limits.max_namespaces} namespaces "
-                                     "(--max-namespaces)")
+        raise InvalidArgument(_field(where), f"brings the request over {limits.max_namespaces} "
+                                             "namespaces (--max-namespaces)")
     result: list[Namespace] = []
     most, longest, longest_value = (limits.max_features_per_namespace, limits.max_name_length,
                                     limits.max_value_length)
     for item in items:
-        numbers = {key: item.numbers[key] for key in item.numbers}  # one copy, checked and kept
+        given = item.numbers
+        numbers = {key: given[key] for key in given}  # one copy, checked and kept
         if not math.isfinite(sum(numbers.values())):  # a NaN or an infinity makes it so
-            _name_non_finite(numbers, f"{where}[{len(result)}]")
+            _name_non_finite(numbers, f"{_field(where)}[{len(result)}]")
         source = item.categories
         categories = {key: source[key] for key in source}
         count = len(numbers) + len(categories)
@@ -133,11 +181,17 @@ def namespaces(items: Sequence[pb.Namespace], where: str,
         if count > most or budget.features < 0 \
                 or len(item.name) + len("".join(numbers)) + len("".join(categories)) > longest \
                 or len("".join(categories.values())) > longest_value:
-            _name_over_limit(item.name, numbers, categories, f"{where}[{len(result)}]", budget)
+            _name_over_limit(item.name, numbers, categories, f"{_field(where)}[{len(result)}]",
+                             budget)
         result.append(Namespace(item.name, numbers, categories))
     if len(result) > 1 or (result and not result[0].name):
-        _check_names(result, where)
+        _check_names(result, _field(where))
     return tuple(result)
+
+
+def _field(where: str | int) -> str:
+    """The field of :func:`namespaces`' ``where``: itself, or action ``where``'s features."""
+    return where if isinstance(where, str) else f"actions[{where}].features"
 
 
 def _name_over_limit(name: str, numbers: dict[str, float], categories: dict[str, str],
@@ -196,13 +250,39 @@ def activate_input(request: pb.ActivateRequest) -> str:
     return _required_id(request.event_id, "event_id")
 
 
-def choose_response(outcome: ChooseOutcome) -> pb.ChooseResponse:
-    response = pb.ChooseResponse(event_id=outcome.event_id, action_id=outcome.action_id,
-                                 probability=outcome.probability, variant=outcome.variant,
-                                 model_version=outcome.model_version)
+def choose_response(outcome: ChooseOutcome,
+                    response: pb.ChooseResponse | None = None) -> pb.ChooseResponse:
+    """``outcome`` as a ChooseResponse, written into ``response`` if given (a batch's result:
+    in place, not copied into it)."""
+    if response is None:
+        response = pb.ChooseResponse()
+    response.event_id = outcome.event_id
+    response.action_id = outcome.action_id
+    response.probability = outcome.probability
+    response.variant = outcome.variant
+    response.model_version = outcome.model_version
     add = response.ranking.add  # in place: a third cheaper than building RankedActions first
     for action_id, probability in outcome.ranking():
         add(action_id=action_id, probability=probability)
+    for explanation in outcome.explanations:
+        explained = response.explanations.add(action_id=explanation.action_id,
+                                               score=explanation.score)
+        contribute = explained.contributions.add
+        for feature, contribution in explanation.contributions:
+            contribute(feature=feature, contribution=contribution)
+    return response
+
+
+def batch_response(results: Sequence[ChooseOutcome | ArbiterError]) -> pb.ChooseBatchResponse:
+    """One result per request, in order: the response, or the status code and message a
+    unary Choose would have answered."""
+    response = pb.ChooseBatchResponse()
+    add = response.results.add
+    for result in results:
+        if isinstance(result, ArbiterError):
+            add(code=status_of(result).value[0], message=shortened(str(result)))
+        else:
+            choose_response(result, add().response)
     return response
 
 

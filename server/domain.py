@@ -4,24 +4,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from arbiter.policies import Decision
+from arbiter.policies import Decision, Explanation
 
 
 @dataclass(frozen=True, slots=True)
 class ChooseInput:
-    """A validated Choose. ``event_id`` is empty when the client left it to the server."""
+    """A validated Choose. ``event_id`` is empty when the client left it to the server;
+    ``excluded``: indices of the offered actions that get probability 0 (increasing, never
+    all of them); ``explain``: answer with explanations."""
 
     experiment: str
     event_id: str
     unit_id: str
     decision: Decision
     deferred: bool = False
+    excluded: tuple[int, ...] = ()
+    explain: bool = False
     baseline: int = 0  # index of the caller's baseline action (apprentice and logging modes)
 
 
 @dataclass(frozen=True, slots=True)
 class ChooseOutcome:
-    """What Choose answers: ``distribution[k]`` is the probability of ``action_ids[k]``."""
+    """What Choose answers: ``distribution[k]`` is the probability of ``action_ids[k]``;
+    ``explanations``: the serving policy's, when asked for (and it can)."""
 
     event_id: str
     action_ids: tuple[str, ...]
@@ -29,6 +34,7 @@ class ChooseOutcome:
     chosen: int
     variant: str
     model_version: str
+    explanations: tuple[Explanation, ...] = ()
 
     @property
     def action_id(self) -> str:

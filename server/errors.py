@@ -67,3 +67,12 @@ def status_of(error: ArbiterError) -> grpc.StatusCode:
         if cls in STATUS_BY_ERROR:
             return STATUS_BY_ERROR[cls]
     return grpc.StatusCode.INTERNAL
+
+
+MAX_DETAILS = 1000  # characters of a status message
+
+
+def shortened(message: str) -> str:
+    """At most :data:`MAX_DETAILS` characters: a message may quote a caller's value, and the
+    status travels in a trailer that HTTP/2 header limits would otherwise break."""
+    return message if len(message) <= MAX_DETAILS else message[:MAX_DETAILS - 1] + "…"

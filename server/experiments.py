@@ -11,7 +11,15 @@ from datetime import datetime
 import numpy as np
 from numpy.typing import NDArray
 
-from arbiter.policies import Decision, Policy, create
+from arbiter.policies import (
+    BlockScoring,
+    Decision,
+    Explaining,
+    Explanation,
+    Policy,
+    Scores,
+    create,
+)
 from arbiter.server.assignment import allocate, bucket
 from arbiter.server.config import ExperimentConfig, VariantConfig
 
@@ -75,6 +83,25 @@ class Variant:
         with self.lock:
             return self.policy.distribution(decision, rng)
 
+    def score(self, decisions: Sequence[Decision], explain: Sequence[int] = (),
+              top: int = 10) -> tuple[Scores, str, dict[int, tuple[Explanation, ...]]]:
+        """``decisions`` scored together, the model version they are scored with, and the
+        explanations of those at the indices ``explain`` (each with its ``top`` largest
+        contributions; none from a policy that cannot explain itself,
+        :class:`~policies.base.Explaining`). One vectorized block when the policy can
+        (:class:`~policies.base.BlockScoring`) and there is more than one decision or an
+        explanation to give (from the block's own estimates), else each decision on its own
+        when its distribution is asked for."""
+        with self.lock:
+            policy = self.policy
+            if explain and isinstance(policy, Explaining):
+                scores = policy.score(decisions)
+                return scores, self.model_version, {
+                    i: tuple(policy.explain(scores, decisions[i], i, top)) for i in explain}
+            if len(decisions) > 1 and isinstance(policy, BlockScoring):
+                return policy.score(decisions), self.model_version, {}
+            return _OneByOne(self, decisions), self.model_version, {}
+
     def learn(self, decision: Decision, chosen: int, reward: float, probability: float,
               seq: int, event_id: str | None = None) -> None:
         """Apply learned event ``seq`` (of decision ``event_id``, which the log line names). A
@@ -99,6 +126,16 @@ class Variant:
         """The serialized policy, the position and the updates it reflects, read consistently."""
         with self.lock:
             return self.policy.to_bytes(), self.position, self.updates
+
+
+class _OneByOne:
+    """:class:`~policies.base.Scores` of a policy that scores one decision at a time."""
+
+    def __init__(self, variant: Variant, decisions: Sequence[Decision]) -> None:
+        self._variant, self._decisions = variant, decisions
+
+    def distribution(self, index: int, rng: np.random.Generator) -> NDArray[np.float64]:
+        return self._variant.distribution(self._decisions[index], rng)
 
 
 class Experiment:

@@ -28,12 +28,17 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from arbiter.server.auth import Principal, Tokens, required_role
 from arbiter.server.decoding import MESSAGE, UNDECODABLE
-from arbiter.server.errors import ArbiterError, InvalidArgument, Unauthenticated, status_of
+from arbiter.server.errors import (
+    ArbiterError,
+    InvalidArgument,
+    Unauthenticated,
+    shortened,
+    status_of,
+)
 from arbiter.server.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-MAX_DETAILS = 1000  # characters of a status message
 S = TypeVar("S")
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 # A servicer method: (request, context, the caller or None on an open server).
@@ -96,7 +101,7 @@ def _guarded(inner: Inner, method: str, auth: TokenSource | None, role: str) -> 
         except grpc.aio.AbortError:  # the handler chose its status itself
             raise
         except ArbiterError as error:
-            status, details = status_of(error), _shortened(str(error))
+            status, details = status_of(error), shortened(str(error))
         except Exception:
             log.exception("unexpected error in %s", method)
             status, details = grpc.StatusCode.INTERNAL, "internal error"
@@ -107,9 +112,3 @@ def _guarded(inner: Inner, method: str, auth: TokenSource | None, role: str) -> 
         await context.abort(status, details)
 
     return guarded
-
-
-def _shortened(message: str) -> str:
-    """At most :data:`MAX_DETAILS` characters: a message may quote a caller's value, and the
-    status travels in a trailer that HTTP/2 header limits would otherwise break."""
-    return message if len(message) <= MAX_DETAILS else message[:MAX_DETAILS - 1] + "…"

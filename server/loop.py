@@ -33,9 +33,11 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 import uuid_utils
+from numpy.typing import NDArray
 
 from arbiter.log import store
 from arbiter.log.store import ActivationRecord, DecisionRecord, RewardRecord
+from arbiter.policies import Decision, Explanation, Scores
 from arbiter.server.assignment import pseudonym
 from arbiter.server.cache import Cached, DecisionCache
 from arbiter.server.clock import Clock, utc_now
@@ -44,18 +46,20 @@ from arbiter.server.config import VariantConfig
 from arbiter.server.domain import ChooseInput, ChooseOutcome, RewardOutcome
 from arbiter.server.errors import (
     AlreadyExists,
+    ArbiterError,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     Unavailable,
 )
-from arbiter.server.experiments import Experiment, rng_for
+from arbiter.server.experiments import Experiment, Variant, rng_for
 from arbiter.server.metrics import Metrics
 from arbiter.server.privacy import hash_features, hashed_table
 from arbiter.server.rewards import Verdict
 from arbiter.server.writer import GroupCommitWriter, Write, waiter
 
 CLOSE_BATCH = 1000  # windows closed per transaction
+EXPLAINED_FEATURES = 10  # contributions per explained action (the largest), then exploration
 DEFAULT_CACHE_BYTES = 64 * 2**20
 
 
@@ -93,10 +97,46 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-def outcome_of(record: DecisionRecord) -> ChooseOutcome:
+def _kept(size: int, excluded: tuple[int, ...]) -> list[int]:
+    """The indices of ``size`` actions that are not ``excluded``."""
+    out = set(excluded)
+    return [k for k in range(size) if k not in out]
+
+
+def _offered(distribution: NDArray[np.float64] | Sequence[float],
+             request: ChooseInput) -> tuple[float, ...]:
+    """A distribution over the request's remaining actions as one over every offered action:
+    0 for each excluded one."""
+    if not request.excluded:
+        return tuple(np.asarray(distribution).tolist())
+    full = np.zeros(request.decision.size)
+    full[_kept(request.decision.size, request.excluded)] = distribution
+    return tuple(full.tolist())
+
+
+def _served(config: VariantConfig, request: ChooseInput) -> tuple[float, ...]:
+    """What a variant not ``online`` serves (:func:`served_by_mode`) over the request's
+    remaining actions (its baseline is one of them), 0 for each excluded one."""
+    kept = _kept(request.decision.size, request.excluded)
+    return _offered(served_by_mode(config, len(kept), kept.index(request.baseline)), request)
+
+
+def _answer(cached: Cached, experiment: str) -> ChooseOutcome | ArbiterError:
+    """What a retried Choose of ``experiment`` answers for a logged decision: its outcome, or
+    ALREADY_EXISTS when the event id belongs to another experiment (not named: the caller may
+    not see it)."""
+    if cached.record.experiment != experiment:
+        return AlreadyExists(f"event_id {cached.record.event_id!r} is already used by another "
+                             "experiment")
+    return outcome_of(cached.record)
+
+
+def outcome_of(record: DecisionRecord,
+               explanations: tuple[Explanation, ...] = ()) -> ChooseOutcome:
     return ChooseOutcome(event_id=record.event_id, action_ids=record.decision.action_ids,
                          distribution=tuple(record.distribution), chosen=record.chosen,
-                         variant=record.variant, model_version=record.model_version)
+                         variant=record.variant, model_version=record.model_version,
+                         explanations=explanations)
 
 
 class DecisionLoop:
@@ -125,83 +165,202 @@ class DecisionLoop:
     # ---------------------------------------------------------------- Choose
     async def choose(self, request: ChooseInput, allowed: Set[str] | None = None) -> ChooseOutcome:
         """``allowed``: the experiments the caller may see (None: all); any other is NOT_FOUND."""
-        experiment = self._experiment(request.experiment, allowed)
-        self._check_available()
-        if not request.event_id:
-            return await self._decide(experiment, request, new_event_id())
-        event_id = request.event_id
-        cached = self.cache.get(event_id)
-        if cached is not None:
-            return outcome_of(self._same_experiment(cached, request.experiment).record)
-        pending = self._inflight.get(event_id)  # only the event loop's thread touches it
-        if pending is not None:  # a concurrent retry: answer what the first call answers
-            return await asyncio.shield(pending)
-        mine: asyncio.Future[ChooseOutcome] = asyncio.get_running_loop().create_future()
-        mine.add_done_callback(_retrieve)
-        self._inflight[event_id] = mine
+        [result] = await self.choose_batch([request], allowed)
+        if isinstance(result, ArbiterError):
+            raise result
+        return result
+
+    async def choose_batch(self, requests: Sequence[ChooseInput | ArbiterError],
+                           allowed: Set[str] | None = None) -> list[ChooseOutcome | ArbiterError]:
+        """Each request decided as a Choose of its own; the answer, or the error, of each in
+        order (an error given in ``requests`` is passed through). An unknown experiment fails
+        its request alone; a database known to be down fails the call (UNAVAILABLE).
+
+        A retried event id answers what was logged — found in this process's cache, or turned
+        away by the log's unique key when another process logged it, and then read back — and
+        one that another call, or an earlier request of this batch, is deciding answers what
+        that call answers. The new decisions are made together by :meth:`_decide`."""
+        results: list[ChooseOutcome | ArbiterError | None] = [None] * len(requests)
+        valid: list[tuple[int, Experiment, ChooseInput]] = []
+        for i, request in enumerate(requests):
+            if isinstance(request, ArbiterError):
+                results[i] = request
+                continue
+            try:
+                valid.append((i, self._experiment(request.experiment, allowed), request))
+            except NotFound as error:
+                results[i] = error
+        if valid:
+            self._check_available()
+        new: list[tuple[int, Experiment, ChooseInput, str]] = []
+        waiting: list[tuple[int, asyncio.Future[ChooseOutcome]]] = []
+        mine: dict[str, asyncio.Future[ChooseOutcome]] = {}
+        for i, experiment, request in valid:
+            event_id = request.event_id
+            if not event_id:
+                new.append((i, experiment, request, new_event_id()))
+                continue
+            cached = self.cache.get(event_id)
+            if cached is not None:
+                results[i] = _answer(cached, request.experiment)
+                continue
+            pending = self._inflight.get(event_id)  # only the event loop's thread touches it
+            if pending is not None:
+                waiting.append((i, pending))
+                continue
+            future: asyncio.Future[ChooseOutcome] = asyncio.get_running_loop().create_future()
+            future.add_done_callback(_retrieve)  # nobody may be waiting for it
+            self._inflight[event_id] = mine[event_id] = future
+            new.append((i, experiment, request, event_id))
         try:
-            # Relaxed answers before its commit, so it must look the event id up first; strict
-            # lets the log's unique key decide (a logged decision comes back as a Conflict).
-            logged = await asyncio.to_thread(self._load, event_id) if self._relaxed else None
-            outcome = (outcome_of(self._same_experiment(logged, request.experiment).record)
-                       if logged is not None else await self._decide(experiment, request, event_id))
+            if self._relaxed and mine:
+                # Relaxed answers before its commit, so it must look the event ids up first;
+                # strict lets the log's unique key decide (a logged one comes back a Conflict).
+                logged = await asyncio.to_thread(self._load_many, list(mine))
+                for i, _, request, event_id in new:
+                    if event_id in logged:
+                        results[i] = _answer(logged[event_id], request.experiment)
+                new = [item for item in new if results[item[0]] is None]
+            decided = await self._decide([item[1:] for item in new])
         except asyncio.CancelledError:
-            mine.cancel()
+            for future in mine.values():
+                future.cancel()
             raise
         except BaseException as error:
-            mine.set_exception(error)
+            for future in mine.values():
+                future.set_exception(error)
             raise
         finally:
-            del self._inflight[event_id]
-        mine.set_result(outcome)
-        return outcome
+            for event_id in mine:
+                del self._inflight[event_id]
+        for (i, *_), result in zip(new, decided, strict=True):
+            results[i] = result
+        for i, _, request in valid:  # answer the calls that wait for this one's event ids
+            own = mine.get(request.event_id)
+            if own is not None and not own.done():
+                answer = results[i]
+                if isinstance(answer, ChooseOutcome):
+                    own.set_result(answer)
+                elif answer is not None:
+                    own.set_exception(answer)
+        for i, pending in waiting:
+            try:
+                results[i] = await asyncio.shield(pending)
+            except ArbiterError as error:
+                results[i] = error
+        answered = [result for result in results if result is not None]
+        assert len(answered) == len(requests)
+        return answered
 
-    async def _decide(self, experiment: Experiment, request: ChooseInput,
-                      event_id: str) -> ChooseOutcome:
-        config = experiment.config
-        decision = request.decision
-        if config.hashed_features:  # before anything scores, caches or logs it
-            decision = hash_features(decision, hashed_table(config.hashed_features), self._key,
-                                     config.salt)
-        variant = experiment.serving(request.unit_id, event_id)
-        rng = rng_for(event_id)
-        own = variant.distribution(decision, rng).tolist()
-        shadow = {v.name: v.distribution(decision, rng_for(event_id, v.name)).tolist()
-                  for v in experiment.shadows()}
-        distribution = tuple(own)
-        if variant.config.mode != "online":  # the baseline is served; the policy's is logged
-            distribution = served_by_mode(variant.config, len(own), request.baseline)
-            shadow[variant.name] = own
-        chosen = draw(distribution, rng)
-        now = self._clock()
-        record = DecisionRecord(
-            event_id=event_id, experiment=experiment.name, variant=variant.name,
-            model_version=variant.model_version,
-            unit_hash=(pseudonym(self._key, config.salt, request.unit_id) if request.unit_id
-                       else None),
-            decision=decision, distribution=distribution, chosen=chosen, shadow=shadow,
-            deferred=request.deferred, created_at=now)
-        op = Op(record)
+    async def _decide(self, items: Sequence[tuple[Experiment, ChooseInput, str]]
+                      ) -> list[ChooseOutcome | ArbiterError]:
+        """Decide ``(experiment, request, event_id)`` of each item, log them in one write and
+        answer each: its decision, or — when the log already holds its event id — what was
+        logged (ALREADY_EXISTS if another experiment's)."""
+        if not items:
+            return []
+        records, explanations = self._records(items)
+        ops = [Op(record) for record in records]
         if self._relaxed:
-            self._writer.offer(Write([op]))  # a full queue: RESOURCE_EXHAUSTED, nothing cached
-            self.cache.put(record)
-            self._decided(record)
-            return outcome_of(record)
+            self._writer.offer(Write(ops))  # a full queue: RESOURCE_EXHAUSTED, nothing cached
+            for record in records:
+                self.cache.put(record)
+                self._decided(record)
+            return [outcome_of(record, explained)
+                    for record, explained in zip(records, explanations, strict=True)]
 
         def remember() -> None:
-            if op.outcome is True:
-                self.cache.put(record)
+            for op, record in zip(ops, records, strict=True):
+                if op.outcome is True:
+                    self.cache.put(record)
 
         done = waiter()
-        self._writer.offer(Write([op], after_commit=remember, done=done))
+        self._writer.offer(Write(ops, after_commit=remember, done=done))
         await done
-        if isinstance(op.outcome, Conflict):  # logged before (here or by another process)
-            logged = await asyncio.to_thread(self._load, event_id)
-            if logged is None:
-                raise Unavailable("the decision log did not return a logged event; retry")
-            return outcome_of(self._same_experiment(logged, request.experiment).record)
-        self._decided(record)
-        return outcome_of(record)
+        results: list[ChooseOutcome | ArbiterError] = [
+            outcome_of(record, explained)
+            for record, explained in zip(records, explanations, strict=True)]
+        conflicts = [k for k, op in enumerate(ops) if isinstance(op.outcome, Conflict)]
+        for k, record in enumerate(records):
+            if k not in conflicts:
+                self._decided(record)
+        if conflicts:  # logged before (here or by another process)
+            logged = await asyncio.to_thread(self._load_many,
+                                             [records[k].event_id for k in conflicts])
+            for k in conflicts:
+                found = logged.get(records[k].event_id)
+                results[k] = (_answer(found, items[k][1].experiment) if found is not None else
+                              Unavailable("the decision log did not return a logged event; "
+                                          "retry"))
+        return results
+
+    def _records(self, items: Sequence[tuple[Experiment, ChooseInput, str]]
+                 ) -> tuple[list[DecisionRecord], list[tuple[Explanation, ...]]]:
+        """The decisions of ``items``: each variant scores all of its items as one block
+        (the serving variant those it serves, every shadow all of its experiment's), then each
+        item's distributions are finished and its action drawn with the RNG of its event id.
+
+        An item's excluded actions are not shown to the policies: they score the remaining
+        actions, and the excluded ones are logged with probability 0. The explanations of an
+        item that asks for them come from its serving variant (nothing is computed for the
+        others)."""
+        decisions: list[Decision] = []  # as logged: hashed features, every offered action
+        scored: list[Decision] = []  # as the policies see them: without the excluded actions
+        serving: list[Variant] = []  # of each item
+        served: dict[Variant, list[int]] = {}  # the items each serving variant decides
+        members: dict[str, list[int]] = {}  # the items of each experiment
+        place: list[tuple[int, int]] = []  # each item's index in its two lists
+        for n, (experiment, request, event_id) in enumerate(items):
+            config = experiment.config
+            decision = request.decision
+            if config.hashed_features:  # before anything scores, caches or logs it
+                decision = hash_features(decision, hashed_table(config.hashed_features),
+                                         self._key, config.salt)
+            decisions.append(decision)
+            scored.append(decision.subset(_kept(decision.size, request.excluded))
+                          if request.excluded else decision)
+            variant = experiment.serving(request.unit_id, event_id)
+            serving.append(variant)
+            mine, peers = served.setdefault(variant, []), members.setdefault(experiment.name, [])
+            place.append((len(mine), len(peers)))
+            mine.append(n)
+            peers.append(n)
+        blocks = {variant: variant.score([scored[n] for n in indices],
+                                         [j for j, n in enumerate(indices) if items[n][1].explain],
+                                         EXPLAINED_FEATURES)
+                  for variant, indices in served.items()}
+        shadows: dict[str, list[tuple[Variant, Scores]]] = {}
+        for experiment, _, _ in items:
+            if experiment.name not in shadows:
+                indices = members[experiment.name]
+                shadows[experiment.name] = [(v, v.score([scored[n] for n in indices])[0])
+                                            for v in experiment.shadows()]
+        explanations = [blocks[serving[n]][2].get(place[n][0], ()) for n in range(len(items))]
+        now = self._clock()
+        records = []
+        for n, (experiment, request, event_id) in enumerate(items):
+            variant = serving[n]
+            scores, version, _ = blocks[variant]
+            at, among = place[n]
+            rng = rng_for(event_id)
+            own = _offered(scores.distribution(at, rng), request)
+            mode = variant.config.mode
+            distribution = own if mode == "online" else _served(variant.config, request)
+            chosen = draw(distribution, rng)
+            shadow = {v.name: list(_offered(block.distribution(among, rng_for(event_id, v.name)),
+                                            request))
+                      for v, block in shadows[experiment.name]}
+            if mode != "online":  # the baseline is served; the policy's distribution is logged
+                shadow[variant.name] = list(own)
+            config = experiment.config
+            records.append(DecisionRecord(
+                event_id=event_id, experiment=experiment.name, variant=variant.name,
+                model_version=version,
+                unit_hash=(pseudonym(self._key, config.salt, request.unit_id)
+                           if request.unit_id else None),
+                decision=decisions[n], distribution=distribution, chosen=chosen, shadow=shadow,
+                deferred=request.deferred, created_at=now))
+        return records, explanations
 
     def _decided(self, record: DecisionRecord) -> None:
         if self._metrics is not None:
@@ -286,6 +445,15 @@ class DecisionLoop:
             return None
         return self.cache.put(logged.record, logged.activated)
 
+    def _load_many(self, event_ids: Sequence[str]) -> dict[str, Cached]:
+        """The logged decisions of ``event_ids`` (see :meth:`_load`) that are in the log."""
+        found = {}
+        for event_id in event_ids:
+            cached = self._load(event_id)
+            if cached is not None:
+                found[event_id] = cached
+        return found
+
     def _check_available(self) -> None:
         if not self._available():
             raise Unavailable("the database is unavailable; retry later")
@@ -296,9 +464,3 @@ class DecisionLoop:
             raise NotFound(f"experiment {name!r} is not configured")
         return experiment
 
-    @staticmethod
-    def _same_experiment(cached: Cached, experiment: str) -> Cached:
-        if cached.record.experiment != experiment:  # not named: the caller may not see it
-            raise AlreadyExists(f"event_id {cached.record.event_id!r} is already used by "
-                                "another experiment")
-        return cached

@@ -9,6 +9,8 @@ import grpc
 
 from arbiter.server import convert
 from arbiter.server.auth import Principal
+from arbiter.server.domain import ChooseInput
+from arbiter.server.errors import ArbiterError, InvalidArgument
 from arbiter.server.loop import DecisionLoop
 from arbiter.v1 import decision_pb2 as pb
 from arbiter.v1 import decision_pb2_grpc
@@ -16,8 +18,10 @@ from arbiter.v1 import decision_pb2_grpc
 
 class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
     def __init__(self, loop: DecisionLoop, *, max_actions: int = convert.DEFAULT_MAX_ACTIONS,
-                 limits: convert.Limits = convert.DEFAULT_LIMITS) -> None:
+                 limits: convert.Limits = convert.DEFAULT_LIMITS,
+                 max_batch: int = convert.DEFAULT_MAX_BATCH) -> None:
         self._loop = loop
+        self._max_batch = max_batch
         self._max_actions = max_actions
         self._limits = limits
 
@@ -26,6 +30,21 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
         choose = convert.choose_input(request, max_actions=self._max_actions, limits=self._limits)
         allowed = principal.experiments if principal is not None else None
         return convert.choose_response(await self._loop.choose(choose, allowed))
+
+    async def ChooseBatch(self, request: pb.ChooseBatchRequest, context: grpc.aio.ServicerContext,
+                          principal: Principal | None = None) -> pb.ChooseBatchResponse:
+        convert.batch_size(request, self._max_batch)
+        allowed = principal.experiments if principal is not None else None
+        return convert.batch_response(await self._loop.choose_batch(
+            [self._each(item) for item in request.requests], allowed))
+
+    def _each(self, request: pb.ChooseRequest) -> ChooseInput | ArbiterError:
+        """One request of a batch, validated; its error if it is invalid."""
+        try:
+            return convert.choose_input(request, max_actions=self._max_actions,
+                                        limits=self._limits)
+        except InvalidArgument as error:
+            return error
 
     async def Reward(self, request: pb.RewardRequest, context: grpc.aio.ServicerContext,
                      principal: Principal | None = None) -> pb.RewardResponse:

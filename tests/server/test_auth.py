@@ -171,6 +171,11 @@ def test_each_method_needs_its_role(channel: grpc.Channel) -> None:
         return decisions.Activate(decision_pb2.ActivateRequest(event_id="nosuch"),
                                   metadata=bearer(token), timeout=10)
 
+    def choose_batch(token: str) -> object:
+        return decisions.ChooseBatch(decision_pb2.ChooseBatchRequest(requests=[
+            decision_pb2.ChooseRequest(experiment="secret", actions=ACTIONS)]),
+            metadata=bearer(token), timeout=10)
+
     def listing(token: str) -> object:
         return experiments.ListExperiments(experiments_pb2.ListExperimentsRequest(),
                                            metadata=bearer(token), timeout=10)
@@ -195,12 +200,13 @@ def test_each_method_needs_its_role(channel: grpc.Channel) -> None:
     denied, allowed = grpc.StatusCode.PERMISSION_DENIED, {
         grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND}  # NOT_FOUND: the event/variant "nosuch"
     expected = {  # token -> what each method answers
-        "t-decide-all": [allowed, allowed, allowed, denied, denied, denied, denied, denied],
-        "t-read": [denied, denied, denied, allowed, allowed, allowed, denied, denied],
-        "t-admin": [denied, denied, denied, allowed, allowed, allowed, allowed, allowed],
+        "t-decide-all": [allowed, allowed, allowed, allowed, denied, denied, denied, denied,
+                         denied],
+        "t-read": [denied, denied, denied, denied, allowed, allowed, allowed, denied, denied],
+        "t-admin": [denied, denied, denied, denied, allowed, allowed, allowed, allowed, allowed],
     }
-    methods = [lambda t: choose(channel, "secret", bearer(t)), reward, activate, listing, get,
-               report, set_traffic, promote]
+    methods = [lambda t: choose(channel, "secret", bearer(t)), choose_batch, reward, activate,
+               listing, get, report, set_traffic, promote]
     for token, answers in expected.items():
         for method, answer in zip(methods, answers, strict=True):
             code, details = code_of(lambda m=method, t=token: m(t))  # type: ignore[misc]
@@ -221,7 +227,17 @@ def test_an_experiment_outside_the_tokens_list_is_not_found_like_an_unknown_one(
     assert hidden[0] == unknown[0] == grpc.StatusCode.NOT_FOUND
     assert hidden[1].replace("secret", "X") == unknown[1].replace("nosuch", "X")
     assert choose(channel, "homepage", bearer("t-decide-home")).action_id in {"a", "b"}
-    assert count_rows(sqlite_url)["decisions"] == 1
+    # In a batch: the hidden experiment's request fails alone, with the same answer.
+    batch = decision_pb2_grpc.DecisionServiceStub(channel).ChooseBatch(
+        decision_pb2.ChooseBatchRequest(requests=[
+            decision_pb2.ChooseRequest(experiment=name, actions=ACTIONS)
+            for name in ("secret", "homepage", "nosuch")]),
+        metadata=bearer("t-decide-home"), timeout=10)
+    hidden_in_batch, served, unknown_in_batch = batch.results
+    assert (hidden_in_batch.code, hidden_in_batch.message) == (hidden[0].value[0], hidden[1])
+    assert (unknown_in_batch.code, unknown_in_batch.message) == (unknown[0].value[0], unknown[1])
+    assert served.code == 0 and served.response.action_id in {"a", "b"}
+    assert count_rows(sqlite_url)["decisions"] == 2
 
 
 def test_an_event_of_a_hidden_experiment_is_not_found_like_an_unknown_one_and_changes_nothing(

@@ -9,6 +9,13 @@
 //	})
 //	learned, err := c.Reward(ctx, d.EventID, 1.0)
 //
+// Many decisions in one call (one result per choice, in order; a refused one fails alone):
+//
+//	results, err := c.ChooseBatch(ctx, []arbiter.Choice{a, b})
+//	for _, r := range results {
+//		if r.Err != nil { /* status.Code(r.Err), the message names the field */ }
+//	}
+//
 // A server with TLS and tokens:
 //
 //	c, err := arbiter.Connect("arbiter.internal:50051", arbiter.Options{
@@ -30,7 +37,9 @@ import (
 	"os"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
 	arbiterv1 "github.com/arbiter/arbiter/clients/go/arbiterv1"
 )
@@ -151,6 +160,20 @@ type Choice struct {
 	Actions []*arbiterv1.Action
 	// Deferred decisions are not learned until Activate is called.
 	Deferred bool
+	// ExcludedActionIDs are offered actions that must not be chosen: probability 0.
+	ExcludedActionIDs []string
+}
+
+func (choice Choice) request() *arbiterv1.ChooseRequest {
+	return &arbiterv1.ChooseRequest{
+		Experiment:        choice.Experiment,
+		EventId:           choice.EventID,
+		UnitId:            choice.UnitID,
+		Context:           choice.Context,
+		Actions:           choice.Actions,
+		Deferred:          choice.Deferred,
+		ExcludedActionIds: choice.ExcludedActionIDs,
+	}
 }
 
 // Ranked is one action of the distribution a decision was drawn from.
@@ -173,18 +196,41 @@ type Decision struct {
 
 // Choose picks one of the offered actions; the server logs the decision before answering.
 func (c *Client) Choose(ctx context.Context, choice Choice, opts ...grpc.CallOption) (*Decision, error) {
-	resp, err := c.rpc.Choose(ctx, &arbiterv1.ChooseRequest{
-		Experiment: choice.Experiment,
-		EventId:    choice.EventID,
-		UnitId:     choice.UnitID,
-		Context:    choice.Context,
-		Actions:    choice.Actions,
-		Deferred:   choice.Deferred,
-	}, opts...)
+	resp, err := c.rpc.Choose(ctx, choice.request(), opts...)
 	if err != nil {
 		return nil, err
 	}
 	return decisionFrom(resp), nil
+}
+
+// BatchResult is one result of ChooseBatch: the Decision, or Err, the gRPC status error
+// (status.Code(Err), a message naming the field) that Choose would have returned for it.
+type BatchResult struct {
+	Decision *Decision
+	Err      error
+}
+
+// ChooseBatch makes many decisions in one call (the server caps the count, --max-batch, default
+// 1000). Each is decided, logged and rewardable exactly as with Choose; a choice the server
+// refuses fails alone, in its BatchResult. err is non-nil only when the call as a whole fails.
+func (c *Client) ChooseBatch(ctx context.Context, choices []Choice, opts ...grpc.CallOption) ([]BatchResult, error) {
+	req := &arbiterv1.ChooseBatchRequest{Requests: make([]*arbiterv1.ChooseRequest, len(choices))}
+	for i, choice := range choices {
+		req.Requests[i] = choice.request()
+	}
+	resp, err := c.rpc.ChooseBatch(ctx, req, opts...)
+	if err != nil {
+		return nil, err
+	}
+	results := make([]BatchResult, len(resp.GetResults()))
+	for i, r := range resp.GetResults() {
+		if r.GetCode() == 0 {
+			results[i].Decision = decisionFrom(r.GetResponse())
+		} else {
+			results[i].Err = status.Error(codes.Code(r.GetCode()), r.GetMessage())
+		}
+	}
+	return results, nil
 }
 
 func decisionFrom(resp *arbiterv1.ChooseResponse) *Decision {

@@ -18,6 +18,7 @@ type fakeServer struct {
 	arbiterv1.UnimplementedDecisionServiceServer
 	lastChoose *arbiterv1.ChooseRequest
 	lastReward *arbiterv1.RewardRequest
+	lastBatch  *arbiterv1.ChooseBatchRequest
 	rewarded   map[string]bool
 }
 
@@ -40,6 +41,20 @@ func (f *fakeServer) Reward(_ context.Context, req *arbiterv1.RewardRequest) (*a
 	}
 	f.rewarded[req.GetEventId()] = true
 	return &arbiterv1.RewardResponse{Learned: true}, nil
+}
+
+func (f *fakeServer) ChooseBatch(ctx context.Context, req *arbiterv1.ChooseBatchRequest) (*arbiterv1.ChooseBatchResponse, error) {
+	f.lastBatch = req
+	resp := &arbiterv1.ChooseBatchResponse{}
+	for _, one := range req.GetRequests() {
+		answer, err := f.Choose(ctx, one)
+		result := &arbiterv1.ChooseBatchResult{Response: answer}
+		if err != nil {
+			result = &arbiterv1.ChooseBatchResult{Code: int32(status.Code(err)), Message: status.Convert(err).Message()}
+		}
+		resp.Results = append(resp.Results, result)
+	}
+	return resp, nil
 }
 
 func startFake(t *testing.T) (*Client, *fakeServer) {
@@ -131,5 +146,26 @@ func TestRewardWithoutEventIDFailsBeforeCallingTheServer(t *testing.T) {
 
 	if err == nil {
 		t.Fatal("Reward with an empty event id succeeded")
+	}
+}
+
+func TestChooseBatchAnswersEachChoiceInOrderARefusedOneAsItsStatus(t *testing.T) {
+	c, fake := startFake(t)
+	ctx := context.Background()
+	results, err := c.ChooseBatch(ctx, []Choice{
+		{Experiment: "homepage", Actions: []*arbiterv1.Action{NewAction("a")}, ExcludedActionIDs: []string{"b"}},
+		{Experiment: "homepage"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 2 || results[0].Err != nil || results[0].Decision.ActionID != "a" {
+		t.Fatalf("first result: %+v", results)
+	}
+	if status.Code(results[1].Err) != codes.InvalidArgument || status.Convert(results[1].Err).Message() != "`actions` must not be empty" {
+		t.Fatalf("second result: %v", results[1].Err)
+	}
+	if got := fake.lastBatch.GetRequests()[0].GetExcludedActionIds(); len(got) != 1 || got[0] != "b" {
+		t.Fatalf("the first choice sent exclusions %v, want [b]", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,6 +109,55 @@ func TestLiveServer(t *testing.T) {
 		}
 		if took := time.Since(began); took > 10*time.Second {
 			t.Fatalf("plaintext Choose took %s", took)
+		}
+	})
+
+	t.Run("ChooseBatchDecidesEachAndABadOneFailsAlone", func(t *testing.T) {
+		bad := choice
+		bad.Actions = nil
+		results, err := c.ChooseBatch(ctx, []Choice{choice, bad, choice})
+		if err != nil {
+			t.Fatalf("ChooseBatch: %v", err)
+		}
+		if len(results) != 3 || results[0].Err != nil || results[2].Err != nil {
+			t.Fatalf("want two decisions around a failure, got %+v", results)
+		}
+		for _, r := range []BatchResult{results[0], results[2]} {
+			if problem := invalidDecision(r.Decision, offered); problem != "" {
+				t.Fatalf("invalid decision %+v: %s", r.Decision, problem)
+			}
+		}
+		if results[0].Decision.EventID == results[2].Decision.EventID {
+			t.Fatalf("two decisions share the event id %s", results[0].Decision.EventID)
+		}
+		if status.Code(results[1].Err) != codes.InvalidArgument || !strings.Contains(results[1].Err.Error(), "`actions`") {
+			t.Fatalf("the choice without actions: got %v, want INVALID_ARGUMENT naming actions", results[1].Err)
+		}
+		if _, err := c.Reward(ctx, results[0].Decision.EventID, 1.0); err != nil {
+			t.Fatalf("Reward of a batch decision: %v", err)
+		}
+	})
+
+	t.Run("AnExcludedActionIsNeverChosen", func(t *testing.T) {
+		excluding := choice
+		excluding.ExcludedActionIDs = []string{"hero-b"}
+		choices := make([]Choice, 20)
+		for i := range choices {
+			choices[i] = excluding
+		}
+		results, err := c.ChooseBatch(ctx, choices)
+		if err != nil {
+			t.Fatalf("ChooseBatch: %v", err)
+		}
+		for _, r := range results {
+			if r.Err != nil || r.Decision.ActionID == "hero-b" {
+				t.Fatalf("want a decision other than hero-b, got %+v", r)
+			}
+			for _, x := range r.Decision.Ranking {
+				if x.ActionID == "hero-b" && x.Probability != 0 {
+					t.Fatalf("hero-b has probability %v, want 0", x.Probability)
+				}
+			}
 		}
 	})
 

@@ -19,6 +19,10 @@ const _ = grpc.SupportPackageIsVersion7
 type DecisionServiceClient interface {
 	// Picks one of the offered actions and logs the decision with its exact probability.
 	Choose(ctx context.Context, in *ChooseRequest, opts ...grpc.CallOption) (*ChooseResponse, error)
+	// Many decisions in one call (at most `--max-batch`, default 1000; more: INVALID_ARGUMENT).
+	// Each is decided, logged and answerable by Reward exactly as a Choose of its own; one that
+	// fails (a bad request, an unknown experiment) fails alone, in its result.
+	ChooseBatch(ctx context.Context, in *ChooseBatchRequest, opts ...grpc.CallOption) (*ChooseBatchResponse, error)
 	// Joins a reward to a logged decision; the policy learns from it.
 	Reward(ctx context.Context, in *RewardRequest, opts ...grpc.CallOption) (*RewardResponse, error)
 	// Starts the reward window of a deferred decision (one that was actually shown).
@@ -36,6 +40,15 @@ func NewDecisionServiceClient(cc grpc.ClientConnInterface) DecisionServiceClient
 func (c *decisionServiceClient) Choose(ctx context.Context, in *ChooseRequest, opts ...grpc.CallOption) (*ChooseResponse, error) {
 	out := new(ChooseResponse)
 	err := c.cc.Invoke(ctx, "/arbiter.v1.DecisionService/Choose", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *decisionServiceClient) ChooseBatch(ctx context.Context, in *ChooseBatchRequest, opts ...grpc.CallOption) (*ChooseBatchResponse, error) {
+	out := new(ChooseBatchResponse)
+	err := c.cc.Invoke(ctx, "/arbiter.v1.DecisionService/ChooseBatch", in, out, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -66,6 +79,10 @@ func (c *decisionServiceClient) Activate(ctx context.Context, in *ActivateReques
 type DecisionServiceServer interface {
 	// Picks one of the offered actions and logs the decision with its exact probability.
 	Choose(context.Context, *ChooseRequest) (*ChooseResponse, error)
+	// Many decisions in one call (at most `--max-batch`, default 1000; more: INVALID_ARGUMENT).
+	// Each is decided, logged and answerable by Reward exactly as a Choose of its own; one that
+	// fails (a bad request, an unknown experiment) fails alone, in its result.
+	ChooseBatch(context.Context, *ChooseBatchRequest) (*ChooseBatchResponse, error)
 	// Joins a reward to a logged decision; the policy learns from it.
 	Reward(context.Context, *RewardRequest) (*RewardResponse, error)
 	// Starts the reward window of a deferred decision (one that was actually shown).
@@ -79,6 +96,9 @@ type UnimplementedDecisionServiceServer struct {
 
 func (UnimplementedDecisionServiceServer) Choose(context.Context, *ChooseRequest) (*ChooseResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Choose not implemented")
+}
+func (UnimplementedDecisionServiceServer) ChooseBatch(context.Context, *ChooseBatchRequest) (*ChooseBatchResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ChooseBatch not implemented")
 }
 func (UnimplementedDecisionServiceServer) Reward(context.Context, *RewardRequest) (*RewardResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Reward not implemented")
@@ -113,6 +133,24 @@ func _DecisionService_Choose_Handler(srv interface{}, ctx context.Context, dec f
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(DecisionServiceServer).Choose(ctx, req.(*ChooseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DecisionService_ChooseBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ChooseBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DecisionServiceServer).ChooseBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/arbiter.v1.DecisionService/ChooseBatch",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DecisionServiceServer).ChooseBatch(ctx, req.(*ChooseBatchRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -160,6 +198,10 @@ var _DecisionService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Choose",
 			Handler:    _DecisionService_Choose_Handler,
+		},
+		{
+			MethodName: "ChooseBatch",
+			Handler:    _DecisionService_ChooseBatch_Handler,
 		},
 		{
 			MethodName: "Reward",

@@ -10,6 +10,9 @@
  *   actions: [{ id: "hero-a" }, { id: "hero-b" }],
  * });
  * const { learned } = await client.reward(decision.eventId, 1.0);
+ * // Many decisions in one call: one result per choice, in order.
+ * const results = await client.chooseBatch([choiceA, choiceB]);
+ * for (const r of results) if (r.ok) use(r.decision); else console.warn(r.code, r.message);
  * client.close();
  * ```
  *
@@ -36,9 +39,11 @@ import {
 
 import {
   type ActivateResponse,
+  type ChooseBatchResponse,
   type ChooseResponse,
   type RewardResponse,
   DecisionServiceClient,
+  ChooseBatchRequest,
   ChooseRequest,
   RewardRequest,
   ActivateRequest,
@@ -71,6 +76,8 @@ export interface Choice {
   actions: ActionInput[];
   /** A decision that may never be shown: not learned until `activate` is called. */
   deferred?: boolean;
+  /** Offered actions that must not be chosen: probability 0 (logged, never drawn). */
+  excludedActionIds?: string[];
 }
 
 /** One action of the distribution a decision was drawn from. */
@@ -90,6 +97,14 @@ export interface Decision {
   variant: string;
   modelVersion: string;
 }
+
+/**
+ * One result of `chooseBatch`, in the order of the choices: the decision, or the gRPC status
+ * (`code`, `message` naming the field) that `choose` would have rejected that choice with.
+ */
+export type BatchResult =
+  | { ok: true; decision: Decision }
+  | { ok: false; code: status; message: string };
 
 /** What `reward` answers. */
 export interface RewardResult {
@@ -149,20 +164,31 @@ export class DecisionClient {
 
   /** Picks one of the offered actions; the server logs the decision before answering. */
   async choose(choice: Choice, settings: CallSettings = {}): Promise<Decision> {
-    const request = ChooseRequest.fromPartial({
-      experiment: choice.experiment,
-      eventId: choice.eventId ?? "",
-      unitId: choice.unitId ?? "",
-      context: (choice.context ?? []).map(toNamespace),
-      actions: choice.actions.map((a) => ({ id: a.id, features: (a.features ?? []).map(toNamespace) })),
-      deferred: choice.deferred ?? false,
-    });
     const response = await this.unary<ChooseRequest, ChooseResponse>(
       (req, md, opts, cb) => this.rpc.choose(req, md, opts, cb),
-      request,
+      toChooseRequest(choice),
       settings,
     );
     return toDecision(response);
+  }
+
+  /**
+   * Many decisions in one call (ChooseBatch; the server caps the count, `--max-batch`, default
+   * 1000). Each is decided, logged and rewardable exactly as with `choose`; a choice the server
+   * refuses fails alone, as a `{ ok: false, code, message }` result. The promise itself rejects
+   * only when the call as a whole fails (too many choices, UNAVAILABLE, ...).
+   */
+  async chooseBatch(choices: Choice[], settings: CallSettings = {}): Promise<BatchResult[]> {
+    const response = await this.unary<ChooseBatchRequest, ChooseBatchResponse>(
+      (req, md, opts, cb) => this.rpc.chooseBatch(req, md, opts, cb),
+      ChooseBatchRequest.fromPartial({ requests: choices.map(toChooseRequest) }),
+      settings,
+    );
+    return response.results.map((r): BatchResult =>
+      r.code === 0 && r.response
+        ? { ok: true, decision: toDecision(r.response) }
+        : { ok: false, code: r.code as status, message: r.message },
+    );
   }
 
   /**
@@ -227,6 +253,18 @@ export function channelCredentials(tls?: TlsOptions | boolean): ChannelCredentia
   }
   const read = (path?: string) => (path ? readFileSync(path) : null);
   return credentials.createSsl(read(files.caFile), read(files.keyFile), read(files.certFile));
+}
+
+function toChooseRequest(choice: Choice): ChooseRequest {
+  return ChooseRequest.fromPartial({
+    experiment: choice.experiment,
+    eventId: choice.eventId ?? "",
+    unitId: choice.unitId ?? "",
+    context: (choice.context ?? []).map(toNamespace),
+    actions: choice.actions.map((a) => ({ id: a.id, features: (a.features ?? []).map(toNamespace) })),
+    deferred: choice.deferred ?? false,
+    excludedActionIds: choice.excludedActionIds ?? [],
+  });
 }
 
 function toNamespace(f: Features) {

@@ -29,7 +29,7 @@ before(async () => {
       if (!first) return cb(fail(status.INVALID_ARGUMENT, "`actions` must not be empty"));
       cb(null, {
         eventId: "ev-1", actionId: first.id, probability: 1,
-        ranking: [{ actionId: first.id, probability: 1 }], variant: "main", modelVersion: "0",
+        ranking: [{ actionId: first.id, probability: 1 }], variant: "main", modelVersion: "0", explanations: [],
       });
     },
     reward: (call, cb) => {
@@ -39,6 +39,17 @@ before(async () => {
       cb(null, { learned: true });
     },
     activate: (_call, cb) => cb(null, {}),
+    chooseBatch: (call, cb) => {
+      cb(null, {
+        results: call.request.requests.map((r) => {
+          const first = r.actions[0];
+          return first
+            ? { code: 0, message: "", response: { eventId: `ev-${r.unitId}`, actionId: first.id, probability: 1,
+                ranking: [{ actionId: first.id, probability: 1 }], variant: "main", modelVersion: "0", explanations: [] } }
+            : { code: status.INVALID_ARGUMENT, message: "`actions` must not be empty", response: undefined };
+        }),
+      });
+    },
   };
   server.addService(DecisionServiceService, impl);
   const port = await new Promise<number>((resolve, reject) =>
@@ -101,4 +112,16 @@ test("reward sends the idempotency key", async () => {
 
 test("reward without an event id fails before calling the server", async () => {
   await assert.rejects(client.reward("", 1), TypeError);
+});
+
+test("chooseBatch sends every choice and answers each in order, a refused one as its status", async () => {
+  const results = await client.chooseBatch([
+    { experiment: "homepage", unitId: "u1", actions: [{ id: "a" }], excludedActionIds: ["b"] },
+    { experiment: "homepage", unitId: "u2", actions: [] },
+  ]);
+  assert.deepEqual(results, [
+    { ok: true, decision: { eventId: "ev-u1", actionId: "a", probability: 1,
+      ranking: [{ actionId: "a", probability: 1 }], variant: "main", modelVersion: "0" } },
+    { ok: false, code: Status.INVALID_ARGUMENT, message: "`actions` must not be empty" },
+  ]);
 });

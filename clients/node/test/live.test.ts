@@ -79,6 +79,31 @@ describe("live server", { skip }, () => {
     }
   });
 
+  test("chooseBatch decides each choice; a bad one fails alone", async () => {
+    const good = { experiment, unitId: "node-batch-user", actions: offered.map((id) => ({ id })) };
+    const results = await client.chooseBatch([good, { ...good, actions: [] }, good]);
+    assert.equal(results.length, 3);
+    const [first, bad, third] = results;
+    assert.ok(first.ok && third.ok, `want two decisions, got ${JSON.stringify(results)}`);
+    assert.equal(invalidDecision(first.decision, offered), null);
+    assert.notEqual(first.decision.eventId, third.decision.eventId);
+    assert.ok(!bad.ok && bad.code === Status.INVALID_ARGUMENT && bad.message.includes("`actions`"),
+      `want INVALID_ARGUMENT naming actions, got ${JSON.stringify(bad)}`);
+    const result = await client.reward(first.decision.eventId, 1.0);
+    assert.equal(typeof result.learned, "boolean");
+  });
+
+  test("an excluded action is never chosen and has probability 0", async () => {
+    const choices = Array.from({ length: 20 }, () => ({
+      experiment, actions: offered.map((id) => ({ id })), excludedActionIds: ["hero-b"],
+    }));
+    for (const r of await client.chooseBatch(choices)) {
+      assert.ok(r.ok, `want a decision, got ${JSON.stringify(r)}`);
+      assert.notEqual(r.decision.actionId, "hero-b");
+      assert.equal(r.decision.ranking.find((x) => x.actionId === "hero-b")?.probability, 0);
+    }
+  });
+
   test("choose without actions gets INVALID_ARGUMENT", async () => {
     await assert.rejects(client.choose({ experiment, unitId: "node-client-user", actions: [] }), (e) => {
       assert.ok(hasStatus(e, Status.INVALID_ARGUMENT), `want INVALID_ARGUMENT, got ${e}`);

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61rbiter/v1/decision.proto\x12\narbiter.v1\"\xec\x01\n\tNamespace\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x33\n\x07numbers\x18\x02 \x03(\x0b\x32\".arbiter.v1.Namespace.NumbersEntry\x12\x39\n\ncategories\x18\x03 \x03(\x0b\x32%.arbiter.v1.Namespace.CategoriesEntry\x1a.\n\x0cNumbersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x31\n\x0f\x43\x61tegoriesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"=\n\x06\x41\x63tion\x12\n\n\x02id\x18\x01 \x01(\t\x12\'\n\x08\x66\x65\x61tures\x18\x02 \x03(\x0b\x32\x15.arbiter.v1.Namespace\"\xc1\x01\n\rChooseRequest\x12\x12\n\nexperiment\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x0f\n\x07unit_id\x18\x03 \x01(\t\x12&\n\x07\x63ontext\x18\x04 \x03(\x0b\x32\x15.arbiter.v1.Namespace\x12#\n\x07\x61\x63tions\x18\x05 \x03(\x0b\x32\x12.arbiter.v1.Action\x12\x10\n\x08\x64\x65\x66\x65rred\x18\x06 \x01(\x08\x12\x1a\n\x12\x62\x61seline_action_id\x18\t \x01(\t\"6\n\x0cRankedAction\x12\x11\n\taction_id\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x01\"\x9d\x01\n\x0e\x43hooseResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\taction_id\x18\x02 \x01(\t\x12\x13\n\x0bprobability\x18\x03 \x01(\x01\x12)\n\x07ranking\x18\x04 \x03(\x0b\x32\x18.arbiter.v1.RankedAction\x12\x0f\n\x07variant\x18\x05 \x01(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\t\"C\n\rRewardRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x11\n\treward_id\x18\x03 \x01(\t\"!\n\x0eRewardResponse\x12\x0f\n\x07learned\x18\x01 \x01(\x08\"#\n\x0f\x41\x63tivateRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"\x12\n\x10\x41\x63tivateResponse2\xda\x01\n\x0f\x44\x65\x63isionService\x12?\n\x06\x43hoose\x12\x19.arbiter.v1.ChooseRequest\x1a\x1a.arbiter.v1.ChooseResponse\x12?\n\x06Reward\x12\x19.arbiter.v1.RewardRequest\x1a\x1a.arbiter.v1.RewardResponse\x12\x45\n\x08\x41\x63tivate\x12\x1b.arbiter.v1.ActivateRequest\x1a\x1c.arbiter.v1.ActivateResponseB\\\n\x0e\x64\x65v.arbiter.v1B\rDecisionProtoP\x01Z9github.com/arbiter/arbiter/clients/go/arbiterv1;arbiterv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61rbiter/v1/decision.proto\x12\narbiter.v1\"\xec\x01\n\tNamespace\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x33\n\x07numbers\x18\x02 \x03(\x0b\x32\".arbiter.v1.Namespace.NumbersEntry\x12\x39\n\ncategories\x18\x03 \x03(\x0b\x32%.arbiter.v1.Namespace.CategoriesEntry\x1a.\n\x0cNumbersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x31\n\x0f\x43\x61tegoriesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"=\n\x06\x41\x63tion\x12\n\n\x02id\x18\x01 \x01(\t\x12\'\n\x08\x66\x65\x61tures\x18\x02 \x03(\x0b\x32\x15.arbiter.v1.Namespace\"\xef\x01\n\rChooseRequest\x12\x12\n\nexperiment\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x0f\n\x07unit_id\x18\x03 \x01(\t\x12&\n\x07\x63ontext\x18\x04 \x03(\x0b\x32\x15.arbiter.v1.Namespace\x12#\n\x07\x61\x63tions\x18\x05 \x03(\x0b\x32\x12.arbiter.v1.Action\x12\x10\n\x08\x64\x65\x66\x65rred\x18\x06 \x01(\x08\x12\x1b\n\x13\x65xcluded_action_ids\x18\x07 \x03(\t\x12\x0f\n\x07\x65xplain\x18\x08 \x01(\x08\x12\x1a\n\x12\x62\x61seline_action_id\x18\t \x01(\t\"6\n\x0cRankedAction\x12\x11\n\taction_id\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x01\"\xd2\x01\n\x0e\x43hooseResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\taction_id\x18\x02 \x01(\t\x12\x13\n\x0bprobability\x18\x03 \x01(\x01\x12)\n\x07ranking\x18\x04 \x03(\x0b\x32\x18.arbiter.v1.RankedAction\x12\x0f\n\x07variant\x18\x05 \x01(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\t\x12\x33\n\x0c\x65xplanations\x18\x07 \x03(\x0b\x32\x1d.arbiter.v1.ActionExplanation\"m\n\x11\x41\x63tionExplanation\x12\x11\n\taction_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x36\n\rcontributions\x18\x03 \x03(\x0b\x32\x1f.arbiter.v1.FeatureContribution\"<\n\x13\x46\x65\x61tureContribution\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontribution\x18\x02 \x01(\x01\"C\n\rRewardRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x11\n\treward_id\x18\x03 \x01(\t\"!\n\x0eRewardResponse\x12\x0f\n\x07learned\x18\x01 \x01(\x08\"#\n\x0f\x41\x63tivateRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"\x12\n\x10\x41\x63tivateResponse\"A\n\x12\x43hooseBatchRequest\x12+\n\x08requests\x18\x01 \x03(\x0b\x32\x19.arbiter.v1.ChooseRequest\"`\n\x11\x43hooseBatchResult\x12,\n\x08response\x18\x01 \x01(\x0b\x32\x1a.arbiter.v1.ChooseResponse\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\"E\n\x13\x43hooseBatchResponse\x12.\n\x07results\x18\x02 \x03(\x0b\x32\x1d.arbiter.v1.ChooseBatchResult2\xaa\x02\n\x0f\x44\x65\x63isionService\x12?\n\x06\x43hoose\x12\x19.arbiter.v1.ChooseRequest\x1a\x1a.arbiter.v1.ChooseResponse\x12N\n\x0b\x43hooseBatch\x12\x1e.arbiter.v1.ChooseBatchRequest\x1a\x1f.arbiter.v1.ChooseBatchResponse\x12?\n\x06Reward\x12\x19.arbiter.v1.RewardRequest\x1a\x1a.arbiter.v1.RewardResponse\x12\x45\n\x08\x41\x63tivate\x12\x1b.arbiter.v1.ActivateRequest\x1a\x1c.arbiter.v1.ActivateResponseB\\\n\x0e\x64\x65v.arbiter.v1B\rDecisionProtoP\x01Z9github.com/arbiter/arbiter/clients/go/arbiterv1;arbiterv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,19 +45,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACTION']._serialized_start=280
   _globals['_ACTION']._serialized_end=341
   _globals['_CHOOSEREQUEST']._serialized_start=344
-  _globals['_CHOOSEREQUEST']._serialized_end=537
-  _globals['_RANKEDACTION']._serialized_start=539
-  _globals['_RANKEDACTION']._serialized_end=593
-  _globals['_CHOOSERESPONSE']._serialized_start=596
-  _globals['_CHOOSERESPONSE']._serialized_end=753
-  _globals['_REWARDREQUEST']._serialized_start=755
-  _globals['_REWARDREQUEST']._serialized_end=822
-  _globals['_REWARDRESPONSE']._serialized_start=824
-  _globals['_REWARDRESPONSE']._serialized_end=857
-  _globals['_ACTIVATEREQUEST']._serialized_start=859
-  _globals['_ACTIVATEREQUEST']._serialized_end=894
-  _globals['_ACTIVATERESPONSE']._serialized_start=896
-  _globals['_ACTIVATERESPONSE']._serialized_end=914
-  _globals['_DECISIONSERVICE']._serialized_start=917
-  _globals['_DECISIONSERVICE']._serialized_end=1135
+  _globals['_CHOOSEREQUEST']._serialized_end=583
+  _globals['_RANKEDACTION']._serialized_start=585
+  _globals['_RANKEDACTION']._serialized_end=639
+  _globals['_CHOOSERESPONSE']._serialized_start=642
+  _globals['_CHOOSERESPONSE']._serialized_end=852
+  _globals['_ACTIONEXPLANATION']._serialized_start=854
+  _globals['_ACTIONEXPLANATION']._serialized_end=963
+  _globals['_FEATURECONTRIBUTION']._serialized_start=965
+  _globals['_FEATURECONTRIBUTION']._serialized_end=1025
+  _globals['_REWARDREQUEST']._serialized_start=1027
+  _globals['_REWARDREQUEST']._serialized_end=1094
+  _globals['_REWARDRESPONSE']._serialized_start=1096
+  _globals['_REWARDRESPONSE']._serialized_end=1129
+  _globals['_ACTIVATEREQUEST']._serialized_start=1131
+  _globals['_ACTIVATEREQUEST']._serialized_end=1166
+  _globals['_ACTIVATERESPONSE']._serialized_start=1168
+  _globals['_ACTIVATERESPONSE']._serialized_end=1186
+  _globals['_CHOOSEBATCHREQUEST']._serialized_start=1188
+  _globals['_CHOOSEBATCHREQUEST']._serialized_end=1253
+  _globals['_CHOOSEBATCHRESULT']._serialized_start=1255
+  _globals['_CHOOSEBATCHRESULT']._serialized_end=1351
+  _globals['_CHOOSEBATCHRESPONSE']._serialized_start=1353
+  _globals['_CHOOSEBATCHRESPONSE']._serialized_end=1422
+  _globals['_DECISIONSERVICE']._serialized_start=1425
+  _globals['_DECISIONSERVICE']._serialized_end=1723
 # @@protoc_insertion_point(module_scope)

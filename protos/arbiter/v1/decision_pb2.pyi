@@ -128,6 +128,8 @@ class ChooseRequest(_message.Message):
     CONTEXT_FIELD_NUMBER: _builtins.int
     ACTIONS_FIELD_NUMBER: _builtins.int
     DEFERRED_FIELD_NUMBER: _builtins.int
+    EXCLUDED_ACTION_IDS_FIELD_NUMBER: _builtins.int
+    EXPLAIN_FIELD_NUMBER: _builtins.int
     BASELINE_ACTION_ID_FIELD_NUMBER: _builtins.int
     experiment: _builtins.str
     event_id: _builtins.str
@@ -136,15 +138,25 @@ class ChooseRequest(_message.Message):
     """The user or session the decision is for; assignment to variants is sticky per unit."""
     deferred: _builtins.bool
     """A decision that may never be shown: not learned until Activate is called."""
+    explain: _builtins.bool
+    """Ask for `ChooseResponse.explanations`: why each action scored as it did (costs a little)."""
     baseline_action_id: _builtins.str
     """The action the caller would take without Arbiter (its current rule). A variant in
     `apprentice` mode serves it (and its policy learns from the outcome); one in `logging` mode
-    serves it with an exploration floor. Empty: the first action. Must name an offered action.
+    serves it with an exploration floor (over the actions not excluded). Empty: the first
+    action not excluded. Must name an offered action that is not excluded.
     """
     @_builtins.property
     def context(self) -> _containers.RepeatedCompositeFieldContainer[Global___Namespace]: ...
     @_builtins.property
     def actions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Action]: ...
+    @_builtins.property
+    def excluded_action_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Offered (logged, reported) but never chosen: probability 0; the policy's distribution is
+        over the remaining actions. Each must name an offered action, once; excluding every
+        action is INVALID_ARGUMENT.
+        """
+
     def __init__(
         self,
         *,
@@ -154,11 +166,13 @@ class ChooseRequest(_message.Message):
         context: _abc.Iterable[Global___Namespace] | None = ...,
         actions: _abc.Iterable[Global___Action] | None = ...,
         deferred: _builtins.bool = ...,
+        excluded_action_ids: _abc.Iterable[_builtins.str] | None = ...,
+        explain: _builtins.bool = ...,
         baseline_action_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "baseline_action_id", b"baseline_action_id", "context", b"context", "deferred", b"deferred", "event_id", b"event_id", "experiment", b"experiment", "unit_id", b"unit_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "baseline_action_id", b"baseline_action_id", "context", b"context", "deferred", b"deferred", "event_id", b"event_id", "excluded_action_ids", b"excluded_action_ids", "experiment", b"experiment", "explain", b"explain", "unit_id", b"unit_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -196,6 +210,7 @@ class ChooseResponse(_message.Message):
     RANKING_FIELD_NUMBER: _builtins.int
     VARIANT_FIELD_NUMBER: _builtins.int
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    EXPLANATIONS_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     action_id: _builtins.str
     probability: _builtins.float
@@ -206,6 +221,13 @@ class ChooseResponse(_message.Message):
     def ranking(self) -> _containers.RepeatedCompositeFieldContainer[Global___RankedAction]:
         """The full distribution: the chosen action first, then by decreasing probability."""
 
+    @_builtins.property
+    def explanations(self) -> _containers.RepeatedCompositeFieldContainer[Global___ActionExplanation]:
+        """With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+        the serving variant's model at `model_version`. Empty for a policy that cannot explain
+        itself, and for a retried event id (the answer is the logged decision).
+        """
+
     def __init__(
         self,
         *,
@@ -215,14 +237,74 @@ class ChooseResponse(_message.Message):
         ranking: _abc.Iterable[Global___RankedAction] | None = ...,
         variant: _builtins.str = ...,
         model_version: _builtins.str = ...,
+        explanations: _abc.Iterable[Global___ActionExplanation] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_id", b"action_id", "event_id", b"event_id", "model_version", b"model_version", "probability", b"probability", "ranking", b"ranking", "variant", b"variant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_id", b"action_id", "event_id", b"event_id", "explanations", b"explanations", "model_version", b"model_version", "probability", b"probability", "ranking", b"ranking", "variant", b"variant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ChooseResponse: _TypeAlias = ChooseResponse  # noqa: Y015
+
+@_typing.final
+class ActionExplanation(_message.Message):
+    """Why an action scored as it did."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTION_ID_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    CONTRIBUTIONS_FIELD_NUMBER: _builtins.int
+    action_id: _builtins.str
+    score: _builtins.float
+    """The score before any random draw: LinUCB's upper confidence bound, otherwise the
+    estimated reward.
+    """
+    @_builtins.property
+    def contributions(self) -> _containers.RepeatedCompositeFieldContainer[Global___FeatureContribution]:
+        """The largest contributions by magnitude (`feature`: "namespace.name" for a number,
+        "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+        confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
+        deviation of the score (the scale of its draws, not part of `score`).
+        """
+
+    def __init__(
+        self,
+        *,
+        action_id: _builtins.str = ...,
+        score: _builtins.float = ...,
+        contributions: _abc.Iterable[Global___FeatureContribution] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_id", b"action_id", "contributions", b"contributions", "score", b"score"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ActionExplanation: _TypeAlias = ActionExplanation  # noqa: Y015
+
+@_typing.final
+class FeatureContribution(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEATURE_FIELD_NUMBER: _builtins.int
+    CONTRIBUTION_FIELD_NUMBER: _builtins.int
+    feature: _builtins.str
+    contribution: _builtins.float
+    def __init__(
+        self,
+        *,
+        feature: _builtins.str = ...,
+        contribution: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contribution", b"contribution", "feature", b"feature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FeatureContribution: _TypeAlias = FeatureContribution  # noqa: Y015
 
 @_typing.final
 class RewardRequest(_message.Message):
@@ -307,3 +389,75 @@ class ActivateResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ActivateResponse: _TypeAlias = ActivateResponse  # noqa: Y015
+
+@_typing.final
+class ChooseBatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChooseRequest]: ...
+    def __init__(
+        self,
+        *,
+        requests: _abc.Iterable[Global___ChooseRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChooseBatchRequest: _TypeAlias = ChooseBatchRequest  # noqa: Y015
+
+@_typing.final
+class ChooseBatchResult(_message.Message):
+    """One per request, in the same order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """The gRPC status code of this decision (0: OK), as a unary Choose would answer it."""
+    message: _builtins.str
+    """The status message when `code` is not 0; it names the field at fault."""
+    @_builtins.property
+    def response(self) -> Global___ChooseResponse:
+        """Set when `code` is 0."""
+
+    def __init__(
+        self,
+        *,
+        response: Global___ChooseResponse | None = ...,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message", "response", b"response"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChooseBatchResult: _TypeAlias = ChooseBatchResult  # noqa: Y015
+
+@_typing.final
+class ChooseBatchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChooseBatchResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___ChooseBatchResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChooseBatchResponse: _TypeAlias = ChooseBatchResponse  # noqa: Y015

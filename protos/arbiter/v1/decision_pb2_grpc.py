@@ -39,6 +39,11 @@ class DecisionServiceStub:
                 request_serializer=arbiter_dot_v1_dot_decision__pb2.ChooseRequest.SerializeToString,
                 response_deserializer=arbiter_dot_v1_dot_decision__pb2.ChooseResponse.FromString,
                 _registered_method=True)
+        self.ChooseBatch = channel.unary_unary(
+                '/arbiter.v1.DecisionService/ChooseBatch',
+                request_serializer=arbiter_dot_v1_dot_decision__pb2.ChooseBatchRequest.SerializeToString,
+                response_deserializer=arbiter_dot_v1_dot_decision__pb2.ChooseBatchResponse.FromString,
+                _registered_method=True)
         self.Reward = channel.unary_unary(
                 '/arbiter.v1.DecisionService/Reward',
                 request_serializer=arbiter_dot_v1_dot_decision__pb2.RewardRequest.SerializeToString,
@@ -56,6 +61,15 @@ class DecisionServiceServicer:
 
     def Choose(self, request, context):
         """Picks one of the offered actions and logs the decision with its exact probability.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChooseBatch(self, request, context):
+        """Many decisions in one call (at most `--max-batch`, default 1000; more: INVALID_ARGUMENT).
+        Each is decided, logged and answerable by Reward exactly as a Choose of its own; one that
+        fails (a bad request, an unknown experiment) fails alone, in its result.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -82,6 +96,11 @@ def add_DecisionServiceServicer_to_server(servicer, server):
                     servicer.Choose,
                     request_deserializer=arbiter_dot_v1_dot_decision__pb2.ChooseRequest.FromString,
                     response_serializer=arbiter_dot_v1_dot_decision__pb2.ChooseResponse.SerializeToString,
+            ),
+            'ChooseBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChooseBatch,
+                    request_deserializer=arbiter_dot_v1_dot_decision__pb2.ChooseBatchRequest.FromString,
+                    response_serializer=arbiter_dot_v1_dot_decision__pb2.ChooseBatchResponse.SerializeToString,
             ),
             'Reward': grpc.unary_unary_rpc_method_handler(
                     servicer.Reward,
@@ -121,6 +140,33 @@ class DecisionService:
             '/arbiter.v1.DecisionService/Choose',
             arbiter_dot_v1_dot_decision__pb2.ChooseRequest.SerializeToString,
             arbiter_dot_v1_dot_decision__pb2.ChooseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChooseBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/arbiter.v1.DecisionService/ChooseBatch',
+            arbiter_dot_v1_dot_decision__pb2.ChooseBatchRequest.SerializeToString,
+            arbiter_dot_v1_dot_decision__pb2.ChooseBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

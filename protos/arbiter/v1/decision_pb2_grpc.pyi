@@ -37,6 +37,11 @@ class DecisionServiceStub:
     def __new__(cls, channel: _aio.Channel) -> DecisionServiceAsyncStub: ...
     Choose: _grpc.UnaryUnaryMultiCallable[_decision_pb2.ChooseRequest, _decision_pb2.ChooseResponse]
     """Picks one of the offered actions and logs the decision with its exact probability."""
+    ChooseBatch: _grpc.UnaryUnaryMultiCallable[_decision_pb2.ChooseBatchRequest, _decision_pb2.ChooseBatchResponse]
+    """Many decisions in one call (at most `--max-batch`, default 1000; more: INVALID_ARGUMENT).
+    Each is decided, logged and answerable by Reward exactly as a Choose of its own; one that
+    fails (a bad request, an unknown experiment) fails alone, in its result.
+    """
     Reward: _grpc.UnaryUnaryMultiCallable[_decision_pb2.RewardRequest, _decision_pb2.RewardResponse]
     """Joins a reward to a logged decision; the policy learns from it."""
     Activate: _grpc.UnaryUnaryMultiCallable[_decision_pb2.ActivateRequest, _decision_pb2.ActivateResponse]
@@ -47,6 +52,11 @@ class DecisionServiceAsyncStub(DecisionServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Choose: _aio.UnaryUnaryMultiCallable[_decision_pb2.ChooseRequest, _decision_pb2.ChooseResponse]  # type: ignore[assignment]
     """Picks one of the offered actions and logs the decision with its exact probability."""
+    ChooseBatch: _aio.UnaryUnaryMultiCallable[_decision_pb2.ChooseBatchRequest, _decision_pb2.ChooseBatchResponse]  # type: ignore[assignment]
+    """Many decisions in one call (at most `--max-batch`, default 1000; more: INVALID_ARGUMENT).
+    Each is decided, logged and answerable by Reward exactly as a Choose of its own; one that
+    fails (a bad request, an unknown experiment) fails alone, in its result.
+    """
     Reward: _aio.UnaryUnaryMultiCallable[_decision_pb2.RewardRequest, _decision_pb2.RewardResponse]  # type: ignore[assignment]
     """Joins a reward to a logged decision; the policy learns from it."""
     Activate: _aio.UnaryUnaryMultiCallable[_decision_pb2.ActivateRequest, _decision_pb2.ActivateResponse]  # type: ignore[assignment]
@@ -60,6 +70,17 @@ class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_decision_pb2.ChooseResponse, _abc.Awaitable[_decision_pb2.ChooseResponse]]:
         """Picks one of the offered actions and logs the decision with its exact probability."""
+
+    @_abc_1.abstractmethod
+    def ChooseBatch(
+        self,
+        request: _decision_pb2.ChooseBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_decision_pb2.ChooseBatchResponse, _abc.Awaitable[_decision_pb2.ChooseBatchResponse]]:
+        """Many decisions in one call (at most `--max-batch`, default 1000; more: INVALID_ARGUMENT).
+        Each is decided, logged and answerable by Reward exactly as a Choose of its own; one that
+        fails (a bad request, an unknown experiment) fails alone, in its result.
+        """
 
     @_abc_1.abstractmethod
     def Reward(

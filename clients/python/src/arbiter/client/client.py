@@ -15,7 +15,7 @@ A server with TLS and tokens (README: "Security and privacy")::
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from numbers import Real
 from pathlib import Path
 from types import TracebackType
@@ -122,8 +122,19 @@ class Connection:
 
 
 @dataclass(frozen=True)
+class Explanation:
+    """Why ``action_id`` scored ``score``: ``contributions`` are (feature, contribution), the
+    largest first, then ("exploration", value) for LinUCB and linear Thompson sampling."""
+
+    action_id: str
+    score: float
+    contributions: list[tuple[str, float]]
+
+
+@dataclass(frozen=True)
 class Choice:
-    """The decision: ``ranking`` is (action id, probability), chosen first."""
+    """The decision: ``ranking`` is (action id, probability), chosen first; ``explanations``
+    only when asked for (``explain=True``) and the policy can explain itself."""
 
     event_id: str
     action_id: str
@@ -131,6 +142,31 @@ class Choice:
     ranking: list[tuple[str, float]]
     variant: str
     model_version: str
+    explanations: list[Explanation] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ChooseSpec:
+    """One decision of :meth:`DecisionClient.choose_batch`: the arguments of
+    :meth:`DecisionClient.choose`."""
+
+    experiment: str
+    actions: Sequence[ActionSpec]
+    context: Features | None = None
+    unit_id: str = ""
+    event_id: str = ""
+    deferred: bool = False
+    excluded_action_ids: Sequence[str] = ()
+    explain: bool = False
+    baseline_action_id: str = ""
+
+    def request(self) -> pb.ChooseRequest:
+        return pb.ChooseRequest(experiment=self.experiment, event_id=self.event_id,
+                                unit_id=self.unit_id, context=to_namespaces(self.context),
+                                actions=to_actions(self.actions), deferred=self.deferred,
+                                excluded_action_ids=list(self.excluded_action_ids),
+                                explain=self.explain,
+                                baseline_action_id=self.baseline_action_id)
 
 
 @dataclass(frozen=True)
@@ -228,18 +264,31 @@ class DecisionClient:
 
     def choose(self, experiment: str, *, context: Features | None = None,
                actions: Sequence[ActionSpec], unit_id: str = "", event_id: str = "",
-               deferred: bool = False, baseline_action_id: str = "",
+               deferred: bool = False, excluded_action_ids: Sequence[str] = (),
+               explain: bool = False, baseline_action_id: str = "",
                timeout: float | None = None) -> Choice:
-        """``baseline_action_id``: what the caller would do without Arbiter (served by a
-        variant in apprentice or logging mode; default: the first action)."""
-        request = pb.ChooseRequest(experiment=experiment, event_id=event_id, unit_id=unit_id,
-                                   context=to_namespaces(context), actions=to_actions(actions),
-                                   deferred=deferred, baseline_action_id=baseline_action_id)
-        response = self._call(self._stub.Choose, request, timeout)
-        return Choice(event_id=response.event_id, action_id=response.action_id,
-                      probability=response.probability,
-                      ranking=[(r.action_id, r.probability) for r in response.ranking],
-                      variant=response.variant, model_version=response.model_version)
+        """One decision. ``excluded_action_ids``: offered actions that must not be chosen
+        (probability 0); ``explain``: answer with :class:`Explanation` s of the scores;
+        ``baseline_action_id``: what the caller would do without Arbiter (served by a variant
+        in apprentice or logging mode; default: the first action not excluded)."""
+        request = ChooseSpec(experiment, actions, context, unit_id, event_id, deferred,
+                             excluded_action_ids, explain, baseline_action_id).request()
+        return _choice(self._call(self._stub.Choose, request, timeout))
+
+    def choose_batch(self, requests: Iterable[ChooseSpec | Mapping[str, Any]], *,
+                     timeout: float | None = None) -> list[Choice | ArbiterClientError]:
+        """Many decisions in one call (ChooseBatch; the server caps how many, `--max-batch`).
+
+        Each of ``requests`` is a :class:`ChooseSpec` or a mapping of :meth:`choose`'s
+        arguments. One result per request, in order: its :class:`Choice`, or — for a request
+        the server refused alone — the error :meth:`choose` would have raised, returned (not
+        raised). A refused call as a whole (too many requests, UNAVAILABLE, ...) raises.
+        """
+        specs = [spec if isinstance(spec, ChooseSpec) else ChooseSpec(**spec) for spec in requests]
+        batch = pb.ChooseBatchRequest(requests=[spec.request() for spec in specs])
+        response = self._call(self._stub.ChooseBatch, batch, timeout)
+        return [_choice(result.response) if result.code == 0 else _error(result.code, result.message)
+                for result in response.results]
 
     def reward(self, event_id: str, value: float, *, timeout: float | None = None) -> RewardResult:
         response = self._call(self._stub.Reward,
@@ -265,3 +314,22 @@ class DecisionClient:
         except grpc.RpcError as error:
             code = error.code()
             raise _ERRORS.get(code, ArbiterClientError)(code, error.details() or "") from None
+
+
+def _choice(response: pb.ChooseResponse) -> Choice:
+    return Choice(event_id=response.event_id, action_id=response.action_id,
+                  probability=response.probability,
+                  ranking=[(r.action_id, r.probability) for r in response.ranking],
+                  variant=response.variant, model_version=response.model_version,
+                  explanations=[Explanation(e.action_id, e.score,
+                                            [(c.feature, c.contribution) for c in e.contributions])
+                                for e in response.explanations])
+
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def _error(number: int, message: str) -> ArbiterClientError:
+    """The typed error of a status code number (a batch result's)."""
+    code = _CODES.get(number, grpc.StatusCode.UNKNOWN)
+    return _ERRORS.get(code, ArbiterClientError)(code, message)

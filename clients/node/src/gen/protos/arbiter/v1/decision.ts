@@ -64,9 +64,18 @@ export interface ChooseRequest {
   /** A decision that may never be shown: not learned until Activate is called. */
   deferred: boolean;
   /**
+   * Offered (logged, reported) but never chosen: probability 0; the policy's distribution is
+   * over the remaining actions. Each must name an offered action, once; excluding every
+   * action is INVALID_ARGUMENT.
+   */
+  excludedActionIds: string[];
+  /** Ask for `ChooseResponse.explanations`: why each action scored as it did (costs a little). */
+  explain: boolean;
+  /**
    * The action the caller would take without Arbiter (its current rule). A variant in
    * `apprentice` mode serves it (and its policy learns from the outcome); one in `logging` mode
-   * serves it with an exploration floor. Empty: the first action. Must name an offered action.
+   * serves it with an exploration floor (over the actions not excluded). Empty: the first
+   * action not excluded. Must name an offered action that is not excluded.
    */
   baselineActionId: string;
 }
@@ -85,6 +94,34 @@ export interface ChooseResponse {
   ranking: RankedAction[];
   variant: string;
   modelVersion: string;
+  /**
+   * With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+   * the serving variant's model at `model_version`. Empty for a policy that cannot explain
+   * itself, and for a retried event id (the answer is the logged decision).
+   */
+  explanations: ActionExplanation[];
+}
+
+/** Why an action scored as it did. */
+export interface ActionExplanation {
+  actionId: string;
+  /**
+   * The score before any random draw: LinUCB's upper confidence bound, otherwise the
+   * estimated reward.
+   */
+  score: number;
+  /**
+   * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
+   * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+   * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
+   * deviation of the score (the scale of its draws, not part of `score`).
+   */
+  contributions: FeatureContribution[];
+}
+
+export interface FeatureContribution {
+  feature: string;
+  contribution: number;
 }
 
 export interface RewardRequest {
@@ -110,6 +147,26 @@ export interface ActivateRequest {
 }
 
 export interface ActivateResponse {
+}
+
+export interface ChooseBatchRequest {
+  requests: ChooseRequest[];
+}
+
+/** One per request, in the same order. */
+export interface ChooseBatchResult {
+  /** Set when `code` is 0. */
+  response:
+    | ChooseResponse
+    | undefined;
+  /** The gRPC status code of this decision (0: OK), as a unary Choose would answer it. */
+  code: number;
+  /** The status message when `code` is not 0; it names the field at fault. */
+  message: string;
+}
+
+export interface ChooseBatchResponse {
+  results: ChooseBatchResult[];
 }
 
 function createBaseNamespace(): Namespace {
@@ -531,7 +588,17 @@ export const Action: MessageFns<Action> = {
 };
 
 function createBaseChooseRequest(): ChooseRequest {
-  return { experiment: "", eventId: "", unitId: "", context: [], actions: [], deferred: false, baselineActionId: "" };
+  return {
+    experiment: "",
+    eventId: "",
+    unitId: "",
+    context: [],
+    actions: [],
+    deferred: false,
+    excludedActionIds: [],
+    explain: false,
+    baselineActionId: "",
+  };
 }
 
 export const ChooseRequest: MessageFns<ChooseRequest> = {
@@ -553,6 +620,12 @@ export const ChooseRequest: MessageFns<ChooseRequest> = {
     }
     if (message.deferred !== false) {
       writer.uint32(48).bool(message.deferred);
+    }
+    for (const v of message.excludedActionIds) {
+      writer.uint32(58).string(v!);
+    }
+    if (message.explain !== false) {
+      writer.uint32(64).bool(message.explain);
     }
     if (message.baselineActionId !== "") {
       writer.uint32(74).string(message.baselineActionId);
@@ -621,6 +694,22 @@ export const ChooseRequest: MessageFns<ChooseRequest> = {
             message.deferred = reader.bool();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.excludedActionIds.push(reader.string());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.explain = reader.bool();
+            continue;
+          }
           case 9: {
             if (tag !== 74) {
               break;
@@ -657,6 +746,12 @@ export const ChooseRequest: MessageFns<ChooseRequest> = {
       context: globalThis.Array.isArray(object?.context) ? object.context.map((e: any) => Namespace.fromJSON(e)) : [],
       actions: globalThis.Array.isArray(object?.actions) ? object.actions.map((e: any) => Action.fromJSON(e)) : [],
       deferred: isSet(object.deferred) ? globalThis.Boolean(object.deferred) : false,
+      excludedActionIds: globalThis.Array.isArray(object?.excludedActionIds)
+        ? object.excludedActionIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.excluded_action_ids)
+        ? object.excluded_action_ids.map((e: any) => globalThis.String(e))
+        : [],
+      explain: isSet(object.explain) ? globalThis.Boolean(object.explain) : false,
       baselineActionId: isSet(object.baselineActionId)
         ? globalThis.String(object.baselineActionId)
         : isSet(object.baseline_action_id)
@@ -685,6 +780,12 @@ export const ChooseRequest: MessageFns<ChooseRequest> = {
     if (message.deferred !== false) {
       obj.deferred = message.deferred;
     }
+    if (message.excludedActionIds?.length) {
+      obj.excludedActionIds = message.excludedActionIds;
+    }
+    if (message.explain !== false) {
+      obj.explain = message.explain;
+    }
     if (message.baselineActionId !== "") {
       obj.baselineActionId = message.baselineActionId;
     }
@@ -702,6 +803,8 @@ export const ChooseRequest: MessageFns<ChooseRequest> = {
     message.context = object.context?.map((e) => Namespace.fromPartial(e)) || [];
     message.actions = object.actions?.map((e) => Action.fromPartial(e)) || [];
     message.deferred = object.deferred ?? false;
+    message.excludedActionIds = object.excludedActionIds?.map((e) => e) || [];
+    message.explain = object.explain ?? false;
     message.baselineActionId = object.baselineActionId ?? "";
     return message;
   },
@@ -797,7 +900,7 @@ export const RankedAction: MessageFns<RankedAction> = {
 };
 
 function createBaseChooseResponse(): ChooseResponse {
-  return { eventId: "", actionId: "", probability: 0, ranking: [], variant: "", modelVersion: "" };
+  return { eventId: "", actionId: "", probability: 0, ranking: [], variant: "", modelVersion: "", explanations: [] };
 }
 
 export const ChooseResponse: MessageFns<ChooseResponse> = {
@@ -819,6 +922,9 @@ export const ChooseResponse: MessageFns<ChooseResponse> = {
     }
     if (message.modelVersion !== "") {
       writer.uint32(50).string(message.modelVersion);
+    }
+    for (const v of message.explanations) {
+      ActionExplanation.encode(v!, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -884,6 +990,14 @@ export const ChooseResponse: MessageFns<ChooseResponse> = {
             message.modelVersion = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.explanations.push(ActionExplanation.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -918,6 +1032,9 @@ export const ChooseResponse: MessageFns<ChooseResponse> = {
         : isSet(object.model_version)
         ? globalThis.String(object.model_version)
         : "",
+      explanations: globalThis.Array.isArray(object?.explanations)
+        ? object.explanations.map((e: any) => ActionExplanation.fromJSON(e))
+        : [],
     };
   },
 
@@ -941,6 +1058,9 @@ export const ChooseResponse: MessageFns<ChooseResponse> = {
     if (message.modelVersion !== "") {
       obj.modelVersion = message.modelVersion;
     }
+    if (message.explanations?.length) {
+      obj.explanations = message.explanations.map((e) => ActionExplanation.toJSON(e));
+    }
     return obj;
   },
 
@@ -955,6 +1075,199 @@ export const ChooseResponse: MessageFns<ChooseResponse> = {
     message.ranking = object.ranking?.map((e) => RankedAction.fromPartial(e)) || [];
     message.variant = object.variant ?? "";
     message.modelVersion = object.modelVersion ?? "";
+    message.explanations = object.explanations?.map((e) => ActionExplanation.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseActionExplanation(): ActionExplanation {
+  return { actionId: "", score: 0, contributions: [] };
+}
+
+export const ActionExplanation: MessageFns<ActionExplanation> = {
+  encode(message: ActionExplanation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.actionId !== "") {
+      writer.uint32(10).string(message.actionId);
+    }
+    if (message.score !== 0) {
+      writer.uint32(17).double(message.score);
+    }
+    for (const v of message.contributions) {
+      FeatureContribution.encode(v!, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ActionExplanation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseActionExplanation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.actionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.score = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.contributions.push(FeatureContribution.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ActionExplanation {
+    return {
+      actionId: isSet(object.actionId)
+        ? globalThis.String(object.actionId)
+        : isSet(object.action_id)
+        ? globalThis.String(object.action_id)
+        : "",
+      score: isSet(object.score) ? globalThis.Number(object.score) : 0,
+      contributions: globalThis.Array.isArray(object?.contributions)
+        ? object.contributions.map((e: any) => FeatureContribution.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ActionExplanation): unknown {
+    const obj: any = {};
+    if (message.actionId !== "") {
+      obj.actionId = message.actionId;
+    }
+    if (message.score !== 0) {
+      obj.score = floatToJson(message.score);
+    }
+    if (message.contributions?.length) {
+      obj.contributions = message.contributions.map((e) => FeatureContribution.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ActionExplanation>, I>>(base?: I): ActionExplanation {
+    return ActionExplanation.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ActionExplanation>, I>>(object: I): ActionExplanation {
+    const message = createBaseActionExplanation();
+    message.actionId = object.actionId ?? "";
+    message.score = object.score ?? 0;
+    message.contributions = object.contributions?.map((e) => FeatureContribution.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseFeatureContribution(): FeatureContribution {
+  return { feature: "", contribution: 0 };
+}
+
+export const FeatureContribution: MessageFns<FeatureContribution> = {
+  encode(message: FeatureContribution, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.feature !== "") {
+      writer.uint32(10).string(message.feature);
+    }
+    if (message.contribution !== 0) {
+      writer.uint32(17).double(message.contribution);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FeatureContribution {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFeatureContribution();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.feature = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.contribution = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FeatureContribution {
+    return {
+      feature: isSet(object.feature) ? globalThis.String(object.feature) : "",
+      contribution: isSet(object.contribution) ? globalThis.Number(object.contribution) : 0,
+    };
+  },
+
+  toJSON(message: FeatureContribution): unknown {
+    const obj: any = {};
+    if (message.feature !== "") {
+      obj.feature = message.feature;
+    }
+    if (message.contribution !== 0) {
+      obj.contribution = floatToJson(message.contribution);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FeatureContribution>, I>>(base?: I): FeatureContribution {
+    return FeatureContribution.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FeatureContribution>, I>>(object: I): FeatureContribution {
+    const message = createBaseFeatureContribution();
+    message.feature = object.feature ?? "";
+    message.contribution = object.contribution ?? 0;
     return message;
   },
 };
@@ -1260,6 +1573,251 @@ export const ActivateResponse: MessageFns<ActivateResponse> = {
   },
 };
 
+function createBaseChooseBatchRequest(): ChooseBatchRequest {
+  return { requests: [] };
+}
+
+export const ChooseBatchRequest: MessageFns<ChooseBatchRequest> = {
+  encode(message: ChooseBatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.requests) {
+      ChooseRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChooseBatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChooseBatchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requests.push(ChooseRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ChooseBatchRequest {
+    return {
+      requests: globalThis.Array.isArray(object?.requests)
+        ? object.requests.map((e: any) => ChooseRequest.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ChooseBatchRequest): unknown {
+    const obj: any = {};
+    if (message.requests?.length) {
+      obj.requests = message.requests.map((e) => ChooseRequest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ChooseBatchRequest>, I>>(base?: I): ChooseBatchRequest {
+    return ChooseBatchRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ChooseBatchRequest>, I>>(object: I): ChooseBatchRequest {
+    const message = createBaseChooseBatchRequest();
+    message.requests = object.requests?.map((e) => ChooseRequest.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseChooseBatchResult(): ChooseBatchResult {
+  return { response: undefined, code: 0, message: "" };
+}
+
+export const ChooseBatchResult: MessageFns<ChooseBatchResult> = {
+  encode(message: ChooseBatchResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.response !== undefined) {
+      ChooseResponse.encode(message.response, writer.uint32(10).fork()).join();
+    }
+    if (message.code !== 0) {
+      writer.uint32(16).int32(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(26).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChooseBatchResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChooseBatchResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.response = ChooseResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.code = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ChooseBatchResult {
+    return {
+      response: isSet(object.response) ? ChooseResponse.fromJSON(object.response) : undefined,
+      code: isSet(object.code) ? globalThis.Number(object.code) : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: ChooseBatchResult): unknown {
+    const obj: any = {};
+    if (message.response !== undefined) {
+      obj.response = ChooseResponse.toJSON(message.response);
+    }
+    if (message.code !== 0) {
+      obj.code = Math.round(message.code);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ChooseBatchResult>, I>>(base?: I): ChooseBatchResult {
+    return ChooseBatchResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ChooseBatchResult>, I>>(object: I): ChooseBatchResult {
+    const message = createBaseChooseBatchResult();
+    message.response = (object.response !== undefined && object.response !== null)
+      ? ChooseResponse.fromPartial(object.response)
+      : undefined;
+    message.code = object.code ?? 0;
+    message.message = object.message ?? "";
+    return message;
+  },
+};
+
+function createBaseChooseBatchResponse(): ChooseBatchResponse {
+  return { results: [] };
+}
+
+export const ChooseBatchResponse: MessageFns<ChooseBatchResponse> = {
+  encode(message: ChooseBatchResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      ChooseBatchResult.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChooseBatchResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChooseBatchResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.results.push(ChooseBatchResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ChooseBatchResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => ChooseBatchResult.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ChooseBatchResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => ChooseBatchResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ChooseBatchResponse>, I>>(base?: I): ChooseBatchResponse {
+    return ChooseBatchResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ChooseBatchResponse>, I>>(object: I): ChooseBatchResponse {
+    const message = createBaseChooseBatchResponse();
+    message.results = object.results?.map((e) => ChooseBatchResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 export type DecisionServiceService = typeof DecisionServiceService;
 export const DecisionServiceService = {
   /** Picks one of the offered actions and logs the decision with its exact probability. */
@@ -1271,6 +1829,20 @@ export const DecisionServiceService = {
     requestDeserialize: (value: Buffer): ChooseRequest => ChooseRequest.decode(value),
     responseSerialize: (value: ChooseResponse): Buffer => Buffer.from(ChooseResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ChooseResponse => ChooseResponse.decode(value),
+  },
+  /**
+   * Many decisions in one call (at most `--max-batch`, default 1000; more: INVALID_ARGUMENT).
+   * Each is decided, logged and answerable by Reward exactly as a Choose of its own; one that
+   * fails (a bad request, an unknown experiment) fails alone, in its result.
+   */
+  chooseBatch: {
+    path: "/arbiter.v1.DecisionService/ChooseBatch" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ChooseBatchRequest): Buffer => Buffer.from(ChooseBatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ChooseBatchRequest => ChooseBatchRequest.decode(value),
+    responseSerialize: (value: ChooseBatchResponse): Buffer => Buffer.from(ChooseBatchResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ChooseBatchResponse => ChooseBatchResponse.decode(value),
   },
   /** Joins a reward to a logged decision; the policy learns from it. */
   reward: {
@@ -1297,6 +1869,12 @@ export const DecisionServiceService = {
 export interface DecisionServiceServer extends UntypedServiceImplementation {
   /** Picks one of the offered actions and logs the decision with its exact probability. */
   choose: handleUnaryCall<ChooseRequest, ChooseResponse>;
+  /**
+   * Many decisions in one call (at most `--max-batch`, default 1000; more: INVALID_ARGUMENT).
+   * Each is decided, logged and answerable by Reward exactly as a Choose of its own; one that
+   * fails (a bad request, an unknown experiment) fails alone, in its result.
+   */
+  chooseBatch: handleUnaryCall<ChooseBatchRequest, ChooseBatchResponse>;
   /** Joins a reward to a logged decision; the policy learns from it. */
   reward: handleUnaryCall<RewardRequest, RewardResponse>;
   /** Starts the reward window of a deferred decision (one that was actually shown). */
@@ -1319,6 +1897,26 @@ export interface DecisionServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ChooseResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Many decisions in one call (at most `--max-batch`, default 1000; more: INVALID_ARGUMENT).
+   * Each is decided, logged and answerable by Reward exactly as a Choose of its own; one that
+   * fails (a bad request, an unknown experiment) fails alone, in its result.
+   */
+  chooseBatch(
+    request: ChooseBatchRequest,
+    callback: (error: ServiceError | null, response: ChooseBatchResponse) => void,
+  ): ClientUnaryCall;
+  chooseBatch(
+    request: ChooseBatchRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ChooseBatchResponse) => void,
+  ): ClientUnaryCall;
+  chooseBatch(
+    request: ChooseBatchRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ChooseBatchResponse) => void,
   ): ClientUnaryCall;
   /** Joins a reward to a logged decision; the policy learns from it. */
   reward(

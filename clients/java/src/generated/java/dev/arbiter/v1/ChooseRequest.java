@@ -21,6 +21,7 @@ private static final long serialVersionUID = 0L;
     unitId_ = "";
     context_ = java.util.Collections.emptyList();
     actions_ = java.util.Collections.emptyList();
+    excludedActionIds_ = com.google.protobuf.LazyStringArrayList.EMPTY;
     baselineActionId_ = "";
   }
 
@@ -279,6 +280,81 @@ private static final long serialVersionUID = 0L;
     return deferred_;
   }
 
+  public static final int EXCLUDED_ACTION_IDS_FIELD_NUMBER = 7;
+  @SuppressWarnings("serial")
+  private com.google.protobuf.LazyStringList excludedActionIds_;
+  /**
+   * <pre>
+   * Offered (logged, reported) but never chosen: probability 0; the policy's distribution is
+   * over the remaining actions. Each must name an offered action, once; excluding every
+   * action is INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>repeated string excluded_action_ids = 7;</code>
+   * @return A list containing the excludedActionIds.
+   */
+  public com.google.protobuf.ProtocolStringList
+      getExcludedActionIdsList() {
+    return excludedActionIds_;
+  }
+  /**
+   * <pre>
+   * Offered (logged, reported) but never chosen: probability 0; the policy's distribution is
+   * over the remaining actions. Each must name an offered action, once; excluding every
+   * action is INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>repeated string excluded_action_ids = 7;</code>
+   * @return The count of excludedActionIds.
+   */
+  public int getExcludedActionIdsCount() {
+    return excludedActionIds_.size();
+  }
+  /**
+   * <pre>
+   * Offered (logged, reported) but never chosen: probability 0; the policy's distribution is
+   * over the remaining actions. Each must name an offered action, once; excluding every
+   * action is INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>repeated string excluded_action_ids = 7;</code>
+   * @param index The index of the element to return.
+   * @return The excludedActionIds at the given index.
+   */
+  public java.lang.String getExcludedActionIds(int index) {
+    return excludedActionIds_.get(index);
+  }
+  /**
+   * <pre>
+   * Offered (logged, reported) but never chosen: probability 0; the policy's distribution is
+   * over the remaining actions. Each must name an offered action, once; excluding every
+   * action is INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>repeated string excluded_action_ids = 7;</code>
+   * @param index The index of the value to return.
+   * @return The bytes of the excludedActionIds at the given index.
+   */
+  public com.google.protobuf.ByteString
+      getExcludedActionIdsBytes(int index) {
+    return excludedActionIds_.getByteString(index);
+  }
+
+  public static final int EXPLAIN_FIELD_NUMBER = 8;
+  private boolean explain_ = false;
+  /**
+   * <pre>
+   * Ask for `ChooseResponse.explanations`: why each action scored as it did (costs a little).
+   * </pre>
+   *
+   * <code>bool explain = 8;</code>
+   * @return The explain.
+   */
+  @java.lang.Override
+  public boolean getExplain() {
+    return explain_;
+  }
+
   public static final int BASELINE_ACTION_ID_FIELD_NUMBER = 9;
   @SuppressWarnings("serial")
   private volatile java.lang.Object baselineActionId_ = "";
@@ -286,7 +362,8 @@ private static final long serialVersionUID = 0L;
    * <pre>
    * The action the caller would take without Arbiter (its current rule). A variant in
    * `apprentice` mode serves it (and its policy learns from the outcome); one in `logging` mode
-   * serves it with an exploration floor. Empty: the first action. Must name an offered action.
+   * serves it with an exploration floor (over the actions not excluded). Empty: the first
+   * action not excluded. Must name an offered action that is not excluded.
    * </pre>
    *
    * <code>string baseline_action_id = 9;</code>
@@ -309,7 +386,8 @@ private static final long serialVersionUID = 0L;
    * <pre>
    * The action the caller would take without Arbiter (its current rule). A variant in
    * `apprentice` mode serves it (and its policy learns from the outcome); one in `logging` mode
-   * serves it with an exploration floor. Empty: the first action. Must name an offered action.
+   * serves it with an exploration floor (over the actions not excluded). Empty: the first
+   * action not excluded. Must name an offered action that is not excluded.
    * </pre>
    *
    * <code>string baseline_action_id = 9;</code>
@@ -362,6 +440,12 @@ private static final long serialVersionUID = 0L;
     if (deferred_ != false) {
       output.writeBool(6, deferred_);
     }
+    for (int i = 0; i < excludedActionIds_.size(); i++) {
+      com.google.protobuf.GeneratedMessageV3.writeString(output, 7, excludedActionIds_.getRaw(i));
+    }
+    if (explain_ != false) {
+      output.writeBool(8, explain_);
+    }
     if (!com.google.protobuf.GeneratedMessageV3.isStringEmpty(baselineActionId_)) {
       com.google.protobuf.GeneratedMessageV3.writeString(output, 9, baselineActionId_);
     }
@@ -395,6 +479,18 @@ private static final long serialVersionUID = 0L;
       size += com.google.protobuf.CodedOutputStream
         .computeBoolSize(6, deferred_);
     }
+    {
+      int dataSize = 0;
+      for (int i = 0; i < excludedActionIds_.size(); i++) {
+        dataSize += computeStringSizeNoTag(excludedActionIds_.getRaw(i));
+      }
+      size += dataSize;
+      size += 1 * getExcludedActionIdsList().size();
+    }
+    if (explain_ != false) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeBoolSize(8, explain_);
+    }
     if (!com.google.protobuf.GeneratedMessageV3.isStringEmpty(baselineActionId_)) {
       size += com.google.protobuf.GeneratedMessageV3.computeStringSize(9, baselineActionId_);
     }
@@ -425,6 +521,10 @@ private static final long serialVersionUID = 0L;
         .equals(other.getActionsList())) return false;
     if (getDeferred()
         != other.getDeferred()) return false;
+    if (!getExcludedActionIdsList()
+        .equals(other.getExcludedActionIdsList())) return false;
+    if (getExplain()
+        != other.getExplain()) return false;
     if (!getBaselineActionId()
         .equals(other.getBaselineActionId())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
@@ -455,6 +555,13 @@ private static final long serialVersionUID = 0L;
     hash = (37 * hash) + DEFERRED_FIELD_NUMBER;
     hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
         getDeferred());
+    if (getExcludedActionIdsCount() > 0) {
+      hash = (37 * hash) + EXCLUDED_ACTION_IDS_FIELD_NUMBER;
+      hash = (53 * hash) + getExcludedActionIdsList().hashCode();
+    }
+    hash = (37 * hash) + EXPLAIN_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
+        getExplain());
     hash = (37 * hash) + BASELINE_ACTION_ID_FIELD_NUMBER;
     hash = (53 * hash) + getBaselineActionId().hashCode();
     hash = (29 * hash) + getUnknownFields().hashCode();
@@ -604,6 +711,9 @@ private static final long serialVersionUID = 0L;
       }
       bitField0_ = (bitField0_ & ~0x00000010);
       deferred_ = false;
+      excludedActionIds_ = com.google.protobuf.LazyStringArrayList.EMPTY;
+      bitField0_ = (bitField0_ & ~0x00000040);
+      explain_ = false;
       baselineActionId_ = "";
       return this;
     }
@@ -656,6 +766,11 @@ private static final long serialVersionUID = 0L;
       } else {
         result.actions_ = actionsBuilder_.build();
       }
+      if (((bitField0_ & 0x00000040) != 0)) {
+        excludedActionIds_ = excludedActionIds_.getUnmodifiableView();
+        bitField0_ = (bitField0_ & ~0x00000040);
+      }
+      result.excludedActionIds_ = excludedActionIds_;
     }
 
     private void buildPartial0(dev.arbiter.v1.ChooseRequest result) {
@@ -672,7 +787,10 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000020) != 0)) {
         result.deferred_ = deferred_;
       }
-      if (((from_bitField0_ & 0x00000040) != 0)) {
+      if (((from_bitField0_ & 0x00000080) != 0)) {
+        result.explain_ = explain_;
+      }
+      if (((from_bitField0_ & 0x00000100) != 0)) {
         result.baselineActionId_ = baselineActionId_;
       }
     }
@@ -791,9 +909,22 @@ private static final long serialVersionUID = 0L;
       if (other.getDeferred() != false) {
         setDeferred(other.getDeferred());
       }
+      if (!other.excludedActionIds_.isEmpty()) {
+        if (excludedActionIds_.isEmpty()) {
+          excludedActionIds_ = other.excludedActionIds_;
+          bitField0_ = (bitField0_ & ~0x00000040);
+        } else {
+          ensureExcludedActionIdsIsMutable();
+          excludedActionIds_.addAll(other.excludedActionIds_);
+        }
+        onChanged();
+      }
+      if (other.getExplain() != false) {
+        setExplain(other.getExplain());
+      }
       if (!other.getBaselineActionId().isEmpty()) {
         baselineActionId_ = other.baselineActionId_;
-        bitField0_ |= 0x00000040;
+        bitField0_ |= 0x00000100;
         onChanged();
       }
       this.mergeUnknownFields(other.getUnknownFields());
@@ -868,9 +999,20 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000020;
               break;
             } // case 48
+            case 58: {
+              java.lang.String s = input.readStringRequireUtf8();
+              ensureExcludedActionIdsIsMutable();
+              excludedActionIds_.add(s);
+              break;
+            } // case 58
+            case 64: {
+              explain_ = input.readBool();
+              bitField0_ |= 0x00000080;
+              break;
+            } // case 64
             case 74: {
               baselineActionId_ = input.readStringRequireUtf8();
-              bitField0_ |= 0x00000040;
+              bitField0_ |= 0x00000100;
               break;
             } // case 74
             default: {
@@ -1670,12 +1812,215 @@ private static final long serialVersionUID = 0L;
       return this;
     }
 
+    private com.google.protobuf.LazyStringList excludedActionIds_ = com.google.protobuf.LazyStringArrayList.EMPTY;
+    private void ensureExcludedActionIdsIsMutable() {
+      if (!((bitField0_ & 0x00000040) != 0)) {
+        excludedActionIds_ = new com.google.protobuf.LazyStringArrayList(excludedActionIds_);
+        bitField0_ |= 0x00000040;
+       }
+    }
+    /**
+     * <pre>
+     * Offered (logged, reported) but never chosen: probability 0; the policy's distribution is
+     * over the remaining actions. Each must name an offered action, once; excluding every
+     * action is INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>repeated string excluded_action_ids = 7;</code>
+     * @return A list containing the excludedActionIds.
+     */
+    public com.google.protobuf.ProtocolStringList
+        getExcludedActionIdsList() {
+      return excludedActionIds_.getUnmodifiableView();
+    }
+    /**
+     * <pre>
+     * Offered (logged, reported) but never chosen: probability 0; the policy's distribution is
+     * over the remaining actions. Each must name an offered action, once; excluding every
+     * action is INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>repeated string excluded_action_ids = 7;</code>
+     * @return The count of excludedActionIds.
+     */
+    public int getExcludedActionIdsCount() {
+      return excludedActionIds_.size();
+    }
+    /**
+     * <pre>
+     * Offered (logged, reported) but never chosen: probability 0; the policy's distribution is
+     * over the remaining actions. Each must name an offered action, once; excluding every
+     * action is INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>repeated string excluded_action_ids = 7;</code>
+     * @param index The index of the element to return.
+     * @return The excludedActionIds at the given index.
+     */
+    public java.lang.String getExcludedActionIds(int index) {
+      return excludedActionIds_.get(index);
+    }
+    /**
+     * <pre>
+     * Offered (logged, reported) but never chosen: probability 0; the policy's distribution is
+     * over the remaining actions. Each must name an offered action, once; excluding every
+     * action is INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>repeated string excluded_action_ids = 7;</code>
+     * @param index The index of the value to return.
+     * @return The bytes of the excludedActionIds at the given index.
+     */
+    public com.google.protobuf.ByteString
+        getExcludedActionIdsBytes(int index) {
+      return excludedActionIds_.getByteString(index);
+    }
+    /**
+     * <pre>
+     * Offered (logged, reported) but never chosen: probability 0; the policy's distribution is
+     * over the remaining actions. Each must name an offered action, once; excluding every
+     * action is INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>repeated string excluded_action_ids = 7;</code>
+     * @param index The index to set the value at.
+     * @param value The excludedActionIds to set.
+     * @return This builder for chaining.
+     */
+    public Builder setExcludedActionIds(
+        int index, java.lang.String value) {
+      if (value == null) { throw new NullPointerException(); }
+      ensureExcludedActionIdsIsMutable();
+      excludedActionIds_.set(index, value);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Offered (logged, reported) but never chosen: probability 0; the policy's distribution is
+     * over the remaining actions. Each must name an offered action, once; excluding every
+     * action is INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>repeated string excluded_action_ids = 7;</code>
+     * @param value The excludedActionIds to add.
+     * @return This builder for chaining.
+     */
+    public Builder addExcludedActionIds(
+        java.lang.String value) {
+      if (value == null) { throw new NullPointerException(); }
+      ensureExcludedActionIdsIsMutable();
+      excludedActionIds_.add(value);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Offered (logged, reported) but never chosen: probability 0; the policy's distribution is
+     * over the remaining actions. Each must name an offered action, once; excluding every
+     * action is INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>repeated string excluded_action_ids = 7;</code>
+     * @param values The excludedActionIds to add.
+     * @return This builder for chaining.
+     */
+    public Builder addAllExcludedActionIds(
+        java.lang.Iterable<java.lang.String> values) {
+      ensureExcludedActionIdsIsMutable();
+      com.google.protobuf.AbstractMessageLite.Builder.addAll(
+          values, excludedActionIds_);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Offered (logged, reported) but never chosen: probability 0; the policy's distribution is
+     * over the remaining actions. Each must name an offered action, once; excluding every
+     * action is INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>repeated string excluded_action_ids = 7;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearExcludedActionIds() {
+      excludedActionIds_ = com.google.protobuf.LazyStringArrayList.EMPTY;
+      bitField0_ = (bitField0_ & ~0x00000040);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Offered (logged, reported) but never chosen: probability 0; the policy's distribution is
+     * over the remaining actions. Each must name an offered action, once; excluding every
+     * action is INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>repeated string excluded_action_ids = 7;</code>
+     * @param value The bytes of the excludedActionIds to add.
+     * @return This builder for chaining.
+     */
+    public Builder addExcludedActionIdsBytes(
+        com.google.protobuf.ByteString value) {
+      if (value == null) { throw new NullPointerException(); }
+      checkByteStringIsUtf8(value);
+      ensureExcludedActionIdsIsMutable();
+      excludedActionIds_.add(value);
+      onChanged();
+      return this;
+    }
+
+    private boolean explain_ ;
+    /**
+     * <pre>
+     * Ask for `ChooseResponse.explanations`: why each action scored as it did (costs a little).
+     * </pre>
+     *
+     * <code>bool explain = 8;</code>
+     * @return The explain.
+     */
+    @java.lang.Override
+    public boolean getExplain() {
+      return explain_;
+    }
+    /**
+     * <pre>
+     * Ask for `ChooseResponse.explanations`: why each action scored as it did (costs a little).
+     * </pre>
+     *
+     * <code>bool explain = 8;</code>
+     * @param value The explain to set.
+     * @return This builder for chaining.
+     */
+    public Builder setExplain(boolean value) {
+      
+      explain_ = value;
+      bitField0_ |= 0x00000080;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Ask for `ChooseResponse.explanations`: why each action scored as it did (costs a little).
+     * </pre>
+     *
+     * <code>bool explain = 8;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearExplain() {
+      bitField0_ = (bitField0_ & ~0x00000080);
+      explain_ = false;
+      onChanged();
+      return this;
+    }
+
     private java.lang.Object baselineActionId_ = "";
     /**
      * <pre>
      * The action the caller would take without Arbiter (its current rule). A variant in
      * `apprentice` mode serves it (and its policy learns from the outcome); one in `logging` mode
-     * serves it with an exploration floor. Empty: the first action. Must name an offered action.
+     * serves it with an exploration floor (over the actions not excluded). Empty: the first
+     * action not excluded. Must name an offered action that is not excluded.
      * </pre>
      *
      * <code>string baseline_action_id = 9;</code>
@@ -1697,7 +2042,8 @@ private static final long serialVersionUID = 0L;
      * <pre>
      * The action the caller would take without Arbiter (its current rule). A variant in
      * `apprentice` mode serves it (and its policy learns from the outcome); one in `logging` mode
-     * serves it with an exploration floor. Empty: the first action. Must name an offered action.
+     * serves it with an exploration floor (over the actions not excluded). Empty: the first
+     * action not excluded. Must name an offered action that is not excluded.
      * </pre>
      *
      * <code>string baseline_action_id = 9;</code>
@@ -1720,7 +2066,8 @@ private static final long serialVersionUID = 0L;
      * <pre>
      * The action the caller would take without Arbiter (its current rule). A variant in
      * `apprentice` mode serves it (and its policy learns from the outcome); one in `logging` mode
-     * serves it with an exploration floor. Empty: the first action. Must name an offered action.
+     * serves it with an exploration floor (over the actions not excluded). Empty: the first
+     * action not excluded. Must name an offered action that is not excluded.
      * </pre>
      *
      * <code>string baseline_action_id = 9;</code>
@@ -1731,7 +2078,7 @@ private static final long serialVersionUID = 0L;
         java.lang.String value) {
       if (value == null) { throw new NullPointerException(); }
       baselineActionId_ = value;
-      bitField0_ |= 0x00000040;
+      bitField0_ |= 0x00000100;
       onChanged();
       return this;
     }
@@ -1739,7 +2086,8 @@ private static final long serialVersionUID = 0L;
      * <pre>
      * The action the caller would take without Arbiter (its current rule). A variant in
      * `apprentice` mode serves it (and its policy learns from the outcome); one in `logging` mode
-     * serves it with an exploration floor. Empty: the first action. Must name an offered action.
+     * serves it with an exploration floor (over the actions not excluded). Empty: the first
+     * action not excluded. Must name an offered action that is not excluded.
      * </pre>
      *
      * <code>string baseline_action_id = 9;</code>
@@ -1747,7 +2095,7 @@ private static final long serialVersionUID = 0L;
      */
     public Builder clearBaselineActionId() {
       baselineActionId_ = getDefaultInstance().getBaselineActionId();
-      bitField0_ = (bitField0_ & ~0x00000040);
+      bitField0_ = (bitField0_ & ~0x00000100);
       onChanged();
       return this;
     }
@@ -1755,7 +2103,8 @@ private static final long serialVersionUID = 0L;
      * <pre>
      * The action the caller would take without Arbiter (its current rule). A variant in
      * `apprentice` mode serves it (and its policy learns from the outcome); one in `logging` mode
-     * serves it with an exploration floor. Empty: the first action. Must name an offered action.
+     * serves it with an exploration floor (over the actions not excluded). Empty: the first
+     * action not excluded. Must name an offered action that is not excluded.
      * </pre>
      *
      * <code>string baseline_action_id = 9;</code>
@@ -1767,7 +2116,7 @@ private static final long serialVersionUID = 0L;
       if (value == null) { throw new NullPointerException(); }
       checkByteStringIsUtf8(value);
       baselineActionId_ = value;
-      bitField0_ |= 0x00000040;
+      bitField0_ |= 0x00000100;
       onChanged();
       return this;
     }

@@ -119,9 +119,69 @@ public interface ChooseRequestOrBuilder extends
 
   /**
    * <pre>
+   * Offered (logged, reported) but never chosen: probability 0; the policy's distribution is
+   * over the remaining actions. Each must name an offered action, once; excluding every
+   * action is INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>repeated string excluded_action_ids = 7;</code>
+   * @return A list containing the excludedActionIds.
+   */
+  java.util.List<java.lang.String>
+      getExcludedActionIdsList();
+  /**
+   * <pre>
+   * Offered (logged, reported) but never chosen: probability 0; the policy's distribution is
+   * over the remaining actions. Each must name an offered action, once; excluding every
+   * action is INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>repeated string excluded_action_ids = 7;</code>
+   * @return The count of excludedActionIds.
+   */
+  int getExcludedActionIdsCount();
+  /**
+   * <pre>
+   * Offered (logged, reported) but never chosen: probability 0; the policy's distribution is
+   * over the remaining actions. Each must name an offered action, once; excluding every
+   * action is INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>repeated string excluded_action_ids = 7;</code>
+   * @param index The index of the element to return.
+   * @return The excludedActionIds at the given index.
+   */
+  java.lang.String getExcludedActionIds(int index);
+  /**
+   * <pre>
+   * Offered (logged, reported) but never chosen: probability 0; the policy's distribution is
+   * over the remaining actions. Each must name an offered action, once; excluding every
+   * action is INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>repeated string excluded_action_ids = 7;</code>
+   * @param index The index of the value to return.
+   * @return The bytes of the excludedActionIds at the given index.
+   */
+  com.google.protobuf.ByteString
+      getExcludedActionIdsBytes(int index);
+
+  /**
+   * <pre>
+   * Ask for `ChooseResponse.explanations`: why each action scored as it did (costs a little).
+   * </pre>
+   *
+   * <code>bool explain = 8;</code>
+   * @return The explain.
+   */
+  boolean getExplain();
+
+  /**
+   * <pre>
    * The action the caller would take without Arbiter (its current rule). A variant in
    * `apprentice` mode serves it (and its policy learns from the outcome); one in `logging` mode
-   * serves it with an exploration floor. Empty: the first action. Must name an offered action.
+   * serves it with an exploration floor (over the actions not excluded). Empty: the first
+   * action not excluded. Must name an offered action that is not excluded.
    * </pre>
    *
    * <code>string baseline_action_id = 9;</code>
@@ -132,7 +192,8 @@ public interface ChooseRequestOrBuilder extends
    * <pre>
    * The action the caller would take without Arbiter (its current rule). A variant in
    * `apprentice` mode serves it (and its policy learns from the outcome); one in `logging` mode
-   * serves it with an exploration floor. Empty: the first action. Must name an offered action.
+   * serves it with an exploration floor (over the actions not excluded). Empty: the first
+   * action not excluded. Must name an offered action that is not excluded.
    * </pre>
    *
    * <code>string baseline_action_id = 9;</code>

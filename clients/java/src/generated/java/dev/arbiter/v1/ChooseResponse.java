@@ -21,6 +21,7 @@ private static final long serialVersionUID = 0L;
     ranking_ = java.util.Collections.emptyList();
     variant_ = "";
     modelVersion_ = "";
+    explanations_ = java.util.Collections.emptyList();
   }
 
   @java.lang.Override
@@ -280,6 +281,77 @@ private static final long serialVersionUID = 0L;
     }
   }
 
+  public static final int EXPLANATIONS_FIELD_NUMBER = 7;
+  @SuppressWarnings("serial")
+  private java.util.List<dev.arbiter.v1.ActionExplanation> explanations_;
+  /**
+   * <pre>
+   * With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+   * the serving variant's model at `model_version`. Empty for a policy that cannot explain
+   * itself, and for a retried event id (the answer is the logged decision).
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.ActionExplanation explanations = 7;</code>
+   */
+  @java.lang.Override
+  public java.util.List<dev.arbiter.v1.ActionExplanation> getExplanationsList() {
+    return explanations_;
+  }
+  /**
+   * <pre>
+   * With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+   * the serving variant's model at `model_version`. Empty for a policy that cannot explain
+   * itself, and for a retried event id (the answer is the logged decision).
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.ActionExplanation explanations = 7;</code>
+   */
+  @java.lang.Override
+  public java.util.List<? extends dev.arbiter.v1.ActionExplanationOrBuilder> 
+      getExplanationsOrBuilderList() {
+    return explanations_;
+  }
+  /**
+   * <pre>
+   * With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+   * the serving variant's model at `model_version`. Empty for a policy that cannot explain
+   * itself, and for a retried event id (the answer is the logged decision).
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.ActionExplanation explanations = 7;</code>
+   */
+  @java.lang.Override
+  public int getExplanationsCount() {
+    return explanations_.size();
+  }
+  /**
+   * <pre>
+   * With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+   * the serving variant's model at `model_version`. Empty for a policy that cannot explain
+   * itself, and for a retried event id (the answer is the logged decision).
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.ActionExplanation explanations = 7;</code>
+   */
+  @java.lang.Override
+  public dev.arbiter.v1.ActionExplanation getExplanations(int index) {
+    return explanations_.get(index);
+  }
+  /**
+   * <pre>
+   * With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+   * the serving variant's model at `model_version`. Empty for a policy that cannot explain
+   * itself, and for a retried event id (the answer is the logged decision).
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.ActionExplanation explanations = 7;</code>
+   */
+  @java.lang.Override
+  public dev.arbiter.v1.ActionExplanationOrBuilder getExplanationsOrBuilder(
+      int index) {
+    return explanations_.get(index);
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -312,6 +384,9 @@ private static final long serialVersionUID = 0L;
     if (!com.google.protobuf.GeneratedMessageV3.isStringEmpty(modelVersion_)) {
       com.google.protobuf.GeneratedMessageV3.writeString(output, 6, modelVersion_);
     }
+    for (int i = 0; i < explanations_.size(); i++) {
+      output.writeMessage(7, explanations_.get(i));
+    }
     getUnknownFields().writeTo(output);
   }
 
@@ -341,6 +416,10 @@ private static final long serialVersionUID = 0L;
     if (!com.google.protobuf.GeneratedMessageV3.isStringEmpty(modelVersion_)) {
       size += com.google.protobuf.GeneratedMessageV3.computeStringSize(6, modelVersion_);
     }
+    for (int i = 0; i < explanations_.size(); i++) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(7, explanations_.get(i));
+    }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
     return size;
@@ -369,6 +448,8 @@ private static final long serialVersionUID = 0L;
         .equals(other.getVariant())) return false;
     if (!getModelVersion()
         .equals(other.getModelVersion())) return false;
+    if (!getExplanationsList()
+        .equals(other.getExplanationsList())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -395,6 +476,10 @@ private static final long serialVersionUID = 0L;
     hash = (53 * hash) + getVariant().hashCode();
     hash = (37 * hash) + MODEL_VERSION_FIELD_NUMBER;
     hash = (53 * hash) + getModelVersion().hashCode();
+    if (getExplanationsCount() > 0) {
+      hash = (37 * hash) + EXPLANATIONS_FIELD_NUMBER;
+      hash = (53 * hash) + getExplanationsList().hashCode();
+    }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -536,6 +621,13 @@ private static final long serialVersionUID = 0L;
       bitField0_ = (bitField0_ & ~0x00000008);
       variant_ = "";
       modelVersion_ = "";
+      if (explanationsBuilder_ == null) {
+        explanations_ = java.util.Collections.emptyList();
+      } else {
+        explanations_ = null;
+        explanationsBuilder_.clear();
+      }
+      bitField0_ = (bitField0_ & ~0x00000040);
       return this;
     }
 
@@ -577,6 +669,15 @@ private static final long serialVersionUID = 0L;
         result.ranking_ = ranking_;
       } else {
         result.ranking_ = rankingBuilder_.build();
+      }
+      if (explanationsBuilder_ == null) {
+        if (((bitField0_ & 0x00000040) != 0)) {
+          explanations_ = java.util.Collections.unmodifiableList(explanations_);
+          bitField0_ = (bitField0_ & ~0x00000040);
+        }
+        result.explanations_ = explanations_;
+      } else {
+        result.explanations_ = explanationsBuilder_.build();
       }
     }
 
@@ -692,6 +793,32 @@ private static final long serialVersionUID = 0L;
         bitField0_ |= 0x00000020;
         onChanged();
       }
+      if (explanationsBuilder_ == null) {
+        if (!other.explanations_.isEmpty()) {
+          if (explanations_.isEmpty()) {
+            explanations_ = other.explanations_;
+            bitField0_ = (bitField0_ & ~0x00000040);
+          } else {
+            ensureExplanationsIsMutable();
+            explanations_.addAll(other.explanations_);
+          }
+          onChanged();
+        }
+      } else {
+        if (!other.explanations_.isEmpty()) {
+          if (explanationsBuilder_.isEmpty()) {
+            explanationsBuilder_.dispose();
+            explanationsBuilder_ = null;
+            explanations_ = other.explanations_;
+            bitField0_ = (bitField0_ & ~0x00000040);
+            explanationsBuilder_ = 
+              com.google.protobuf.GeneratedMessageV3.alwaysUseFieldBuilders ?
+                 getExplanationsFieldBuilder() : null;
+          } else {
+            explanationsBuilder_.addAllMessages(other.explanations_);
+          }
+        }
+      }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
       return this;
@@ -756,6 +883,19 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000020;
               break;
             } // case 50
+            case 58: {
+              dev.arbiter.v1.ActionExplanation m =
+                  input.readMessage(
+                      dev.arbiter.v1.ActionExplanation.parser(),
+                      extensionRegistry);
+              if (explanationsBuilder_ == null) {
+                ensureExplanationsIsMutable();
+                explanations_.add(m);
+              } else {
+                explanationsBuilder_.addMessage(m);
+              }
+              break;
+            } // case 58
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1415,6 +1555,354 @@ private static final long serialVersionUID = 0L;
       bitField0_ |= 0x00000020;
       onChanged();
       return this;
+    }
+
+    private java.util.List<dev.arbiter.v1.ActionExplanation> explanations_ =
+      java.util.Collections.emptyList();
+    private void ensureExplanationsIsMutable() {
+      if (!((bitField0_ & 0x00000040) != 0)) {
+        explanations_ = new java.util.ArrayList<dev.arbiter.v1.ActionExplanation>(explanations_);
+        bitField0_ |= 0x00000040;
+       }
+    }
+
+    private com.google.protobuf.RepeatedFieldBuilderV3<
+        dev.arbiter.v1.ActionExplanation, dev.arbiter.v1.ActionExplanation.Builder, dev.arbiter.v1.ActionExplanationOrBuilder> explanationsBuilder_;
+
+    /**
+     * <pre>
+     * With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+     * the serving variant's model at `model_version`. Empty for a policy that cannot explain
+     * itself, and for a retried event id (the answer is the logged decision).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.ActionExplanation explanations = 7;</code>
+     */
+    public java.util.List<dev.arbiter.v1.ActionExplanation> getExplanationsList() {
+      if (explanationsBuilder_ == null) {
+        return java.util.Collections.unmodifiableList(explanations_);
+      } else {
+        return explanationsBuilder_.getMessageList();
+      }
+    }
+    /**
+     * <pre>
+     * With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+     * the serving variant's model at `model_version`. Empty for a policy that cannot explain
+     * itself, and for a retried event id (the answer is the logged decision).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.ActionExplanation explanations = 7;</code>
+     */
+    public int getExplanationsCount() {
+      if (explanationsBuilder_ == null) {
+        return explanations_.size();
+      } else {
+        return explanationsBuilder_.getCount();
+      }
+    }
+    /**
+     * <pre>
+     * With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+     * the serving variant's model at `model_version`. Empty for a policy that cannot explain
+     * itself, and for a retried event id (the answer is the logged decision).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.ActionExplanation explanations = 7;</code>
+     */
+    public dev.arbiter.v1.ActionExplanation getExplanations(int index) {
+      if (explanationsBuilder_ == null) {
+        return explanations_.get(index);
+      } else {
+        return explanationsBuilder_.getMessage(index);
+      }
+    }
+    /**
+     * <pre>
+     * With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+     * the serving variant's model at `model_version`. Empty for a policy that cannot explain
+     * itself, and for a retried event id (the answer is the logged decision).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.ActionExplanation explanations = 7;</code>
+     */
+    public Builder setExplanations(
+        int index, dev.arbiter.v1.ActionExplanation value) {
+      if (explanationsBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureExplanationsIsMutable();
+        explanations_.set(index, value);
+        onChanged();
+      } else {
+        explanationsBuilder_.setMessage(index, value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+     * the serving variant's model at `model_version`. Empty for a policy that cannot explain
+     * itself, and for a retried event id (the answer is the logged decision).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.ActionExplanation explanations = 7;</code>
+     */
+    public Builder setExplanations(
+        int index, dev.arbiter.v1.ActionExplanation.Builder builderForValue) {
+      if (explanationsBuilder_ == null) {
+        ensureExplanationsIsMutable();
+        explanations_.set(index, builderForValue.build());
+        onChanged();
+      } else {
+        explanationsBuilder_.setMessage(index, builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+     * the serving variant's model at `model_version`. Empty for a policy that cannot explain
+     * itself, and for a retried event id (the answer is the logged decision).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.ActionExplanation explanations = 7;</code>
+     */
+    public Builder addExplanations(dev.arbiter.v1.ActionExplanation value) {
+      if (explanationsBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureExplanationsIsMutable();
+        explanations_.add(value);
+        onChanged();
+      } else {
+        explanationsBuilder_.addMessage(value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+     * the serving variant's model at `model_version`. Empty for a policy that cannot explain
+     * itself, and for a retried event id (the answer is the logged decision).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.ActionExplanation explanations = 7;</code>
+     */
+    public Builder addExplanations(
+        int index, dev.arbiter.v1.ActionExplanation value) {
+      if (explanationsBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureExplanationsIsMutable();
+        explanations_.add(index, value);
+        onChanged();
+      } else {
+        explanationsBuilder_.addMessage(index, value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+     * the serving variant's model at `model_version`. Empty for a policy that cannot explain
+     * itself, and for a retried event id (the answer is the logged decision).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.ActionExplanation explanations = 7;</code>
+     */
+    public Builder addExplanations(
+        dev.arbiter.v1.ActionExplanation.Builder builderForValue) {
+      if (explanationsBuilder_ == null) {
+        ensureExplanationsIsMutable();
+        explanations_.add(builderForValue.build());
+        onChanged();
+      } else {
+        explanationsBuilder_.addMessage(builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+     * the serving variant's model at `model_version`. Empty for a policy that cannot explain
+     * itself, and for a retried event id (the answer is the logged decision).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.ActionExplanation explanations = 7;</code>
+     */
+    public Builder addExplanations(
+        int index, dev.arbiter.v1.ActionExplanation.Builder builderForValue) {
+      if (explanationsBuilder_ == null) {
+        ensureExplanationsIsMutable();
+        explanations_.add(index, builderForValue.build());
+        onChanged();
+      } else {
+        explanationsBuilder_.addMessage(index, builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+     * the serving variant's model at `model_version`. Empty for a policy that cannot explain
+     * itself, and for a retried event id (the answer is the logged decision).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.ActionExplanation explanations = 7;</code>
+     */
+    public Builder addAllExplanations(
+        java.lang.Iterable<? extends dev.arbiter.v1.ActionExplanation> values) {
+      if (explanationsBuilder_ == null) {
+        ensureExplanationsIsMutable();
+        com.google.protobuf.AbstractMessageLite.Builder.addAll(
+            values, explanations_);
+        onChanged();
+      } else {
+        explanationsBuilder_.addAllMessages(values);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+     * the serving variant's model at `model_version`. Empty for a policy that cannot explain
+     * itself, and for a retried event id (the answer is the logged decision).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.ActionExplanation explanations = 7;</code>
+     */
+    public Builder clearExplanations() {
+      if (explanationsBuilder_ == null) {
+        explanations_ = java.util.Collections.emptyList();
+        bitField0_ = (bitField0_ & ~0x00000040);
+        onChanged();
+      } else {
+        explanationsBuilder_.clear();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+     * the serving variant's model at `model_version`. Empty for a policy that cannot explain
+     * itself, and for a retried event id (the answer is the logged decision).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.ActionExplanation explanations = 7;</code>
+     */
+    public Builder removeExplanations(int index) {
+      if (explanationsBuilder_ == null) {
+        ensureExplanationsIsMutable();
+        explanations_.remove(index);
+        onChanged();
+      } else {
+        explanationsBuilder_.remove(index);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+     * the serving variant's model at `model_version`. Empty for a policy that cannot explain
+     * itself, and for a retried event id (the answer is the logged decision).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.ActionExplanation explanations = 7;</code>
+     */
+    public dev.arbiter.v1.ActionExplanation.Builder getExplanationsBuilder(
+        int index) {
+      return getExplanationsFieldBuilder().getBuilder(index);
+    }
+    /**
+     * <pre>
+     * With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+     * the serving variant's model at `model_version`. Empty for a policy that cannot explain
+     * itself, and for a retried event id (the answer is the logged decision).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.ActionExplanation explanations = 7;</code>
+     */
+    public dev.arbiter.v1.ActionExplanationOrBuilder getExplanationsOrBuilder(
+        int index) {
+      if (explanationsBuilder_ == null) {
+        return explanations_.get(index);  } else {
+        return explanationsBuilder_.getMessageOrBuilder(index);
+      }
+    }
+    /**
+     * <pre>
+     * With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+     * the serving variant's model at `model_version`. Empty for a policy that cannot explain
+     * itself, and for a retried event id (the answer is the logged decision).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.ActionExplanation explanations = 7;</code>
+     */
+    public java.util.List<? extends dev.arbiter.v1.ActionExplanationOrBuilder> 
+         getExplanationsOrBuilderList() {
+      if (explanationsBuilder_ != null) {
+        return explanationsBuilder_.getMessageOrBuilderList();
+      } else {
+        return java.util.Collections.unmodifiableList(explanations_);
+      }
+    }
+    /**
+     * <pre>
+     * With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+     * the serving variant's model at `model_version`. Empty for a policy that cannot explain
+     * itself, and for a retried event id (the answer is the logged decision).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.ActionExplanation explanations = 7;</code>
+     */
+    public dev.arbiter.v1.ActionExplanation.Builder addExplanationsBuilder() {
+      return getExplanationsFieldBuilder().addBuilder(
+          dev.arbiter.v1.ActionExplanation.getDefaultInstance());
+    }
+    /**
+     * <pre>
+     * With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+     * the serving variant's model at `model_version`. Empty for a policy that cannot explain
+     * itself, and for a retried event id (the answer is the logged decision).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.ActionExplanation explanations = 7;</code>
+     */
+    public dev.arbiter.v1.ActionExplanation.Builder addExplanationsBuilder(
+        int index) {
+      return getExplanationsFieldBuilder().addBuilder(
+          index, dev.arbiter.v1.ActionExplanation.getDefaultInstance());
+    }
+    /**
+     * <pre>
+     * With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+     * the serving variant's model at `model_version`. Empty for a policy that cannot explain
+     * itself, and for a retried event id (the answer is the logged decision).
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.ActionExplanation explanations = 7;</code>
+     */
+    public java.util.List<dev.arbiter.v1.ActionExplanation.Builder> 
+         getExplanationsBuilderList() {
+      return getExplanationsFieldBuilder().getBuilderList();
+    }
+    private com.google.protobuf.RepeatedFieldBuilderV3<
+        dev.arbiter.v1.ActionExplanation, dev.arbiter.v1.ActionExplanation.Builder, dev.arbiter.v1.ActionExplanationOrBuilder> 
+        getExplanationsFieldBuilder() {
+      if (explanationsBuilder_ == null) {
+        explanationsBuilder_ = new com.google.protobuf.RepeatedFieldBuilderV3<
+            dev.arbiter.v1.ActionExplanation, dev.arbiter.v1.ActionExplanation.Builder, dev.arbiter.v1.ActionExplanationOrBuilder>(
+                explanations_,
+                ((bitField0_ & 0x00000040) != 0),
+                getParentForChildren(),
+                isClean());
+        explanations_ = null;
+      }
+      return explanationsBuilder_;
     }
     @java.lang.Override
     public final Builder setUnknownFields(

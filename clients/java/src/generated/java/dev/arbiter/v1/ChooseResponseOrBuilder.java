@@ -108,4 +108,58 @@ public interface ChooseResponseOrBuilder extends
    */
   com.google.protobuf.ByteString
       getModelVersionBytes();
+
+  /**
+   * <pre>
+   * With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+   * the serving variant's model at `model_version`. Empty for a policy that cannot explain
+   * itself, and for a retried event id (the answer is the logged decision).
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.ActionExplanation explanations = 7;</code>
+   */
+  java.util.List<dev.arbiter.v1.ActionExplanation> 
+      getExplanationsList();
+  /**
+   * <pre>
+   * With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+   * the serving variant's model at `model_version`. Empty for a policy that cannot explain
+   * itself, and for a retried event id (the answer is the logged decision).
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.ActionExplanation explanations = 7;</code>
+   */
+  dev.arbiter.v1.ActionExplanation getExplanations(int index);
+  /**
+   * <pre>
+   * With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+   * the serving variant's model at `model_version`. Empty for a policy that cannot explain
+   * itself, and for a retried event id (the answer is the logged decision).
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.ActionExplanation explanations = 7;</code>
+   */
+  int getExplanationsCount();
+  /**
+   * <pre>
+   * With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+   * the serving variant's model at `model_version`. Empty for a policy that cannot explain
+   * itself, and for a retried event id (the answer is the logged decision).
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.ActionExplanation explanations = 7;</code>
+   */
+  java.util.List<? extends dev.arbiter.v1.ActionExplanationOrBuilder> 
+      getExplanationsOrBuilderList();
+  /**
+   * <pre>
+   * With `ChooseRequest.explain`: one per scored action (the excluded ones are not scored), from
+   * the serving variant's model at `model_version`. Empty for a policy that cannot explain
+   * itself, and for a retried event id (the answer is the logged decision).
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.ActionExplanation explanations = 7;</code>
+   */
+  dev.arbiter.v1.ActionExplanationOrBuilder getExplanationsOrBuilder(
+      int index);
 }

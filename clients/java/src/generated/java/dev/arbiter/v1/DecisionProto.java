@@ -50,6 +50,16 @@ public final class DecisionProto {
     com.google.protobuf.GeneratedMessageV3.FieldAccessorTable
       internal_static_arbiter_v1_ChooseResponse_fieldAccessorTable;
   static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_arbiter_v1_ActionExplanation_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessageV3.FieldAccessorTable
+      internal_static_arbiter_v1_ActionExplanation_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_arbiter_v1_FeatureContribution_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessageV3.FieldAccessorTable
+      internal_static_arbiter_v1_FeatureContribution_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
     internal_static_arbiter_v1_RewardRequest_descriptor;
   static final 
     com.google.protobuf.GeneratedMessageV3.FieldAccessorTable
@@ -69,6 +79,21 @@ public final class DecisionProto {
   static final 
     com.google.protobuf.GeneratedMessageV3.FieldAccessorTable
       internal_static_arbiter_v1_ActivateResponse_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_arbiter_v1_ChooseBatchRequest_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessageV3.FieldAccessorTable
+      internal_static_arbiter_v1_ChooseBatchRequest_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_arbiter_v1_ChooseBatchResult_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessageV3.FieldAccessorTable
+      internal_static_arbiter_v1_ChooseBatchResult_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_arbiter_v1_ChooseBatchResponse_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessageV3.FieldAccessorTable
+      internal_static_arbiter_v1_ChooseBatchResponse_fieldAccessorTable;
 
   public static com.google.protobuf.Descriptors.FileDescriptor
       getDescriptor() {
@@ -86,30 +111,44 @@ public final class DecisionProto {
       "ry\022\013\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001(\001:\0028\001\0321\n\017Ca" +
       "tegoriesEntry\022\013\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001(" +
       "\t:\0028\001\"=\n\006Action\022\n\n\002id\030\001 \001(\t\022\'\n\010features\030" +
-      "\002 \003(\0132\025.arbiter.v1.Namespace\"\301\001\n\rChooseR" +
+      "\002 \003(\0132\025.arbiter.v1.Namespace\"\357\001\n\rChooseR" +
       "equest\022\022\n\nexperiment\030\001 \001(\t\022\020\n\010event_id\030\002" +
       " \001(\t\022\017\n\007unit_id\030\003 \001(\t\022&\n\007context\030\004 \003(\0132\025" +
       ".arbiter.v1.Namespace\022#\n\007actions\030\005 \003(\0132\022" +
-      ".arbiter.v1.Action\022\020\n\010deferred\030\006 \001(\010\022\032\n\022" +
-      "baseline_action_id\030\t \001(\t\"6\n\014RankedAction" +
-      "\022\021\n\taction_id\030\001 \001(\t\022\023\n\013probability\030\002 \001(\001" +
-      "\"\235\001\n\016ChooseResponse\022\020\n\010event_id\030\001 \001(\t\022\021\n" +
-      "\taction_id\030\002 \001(\t\022\023\n\013probability\030\003 \001(\001\022)\n" +
-      "\007ranking\030\004 \003(\0132\030.arbiter.v1.RankedAction" +
-      "\022\017\n\007variant\030\005 \001(\t\022\025\n\rmodel_version\030\006 \001(\t" +
-      "\"C\n\rRewardRequest\022\020\n\010event_id\030\001 \001(\t\022\r\n\005v" +
-      "alue\030\002 \001(\001\022\021\n\treward_id\030\003 \001(\t\"!\n\016RewardR" +
-      "esponse\022\017\n\007learned\030\001 \001(\010\"#\n\017ActivateRequ" +
-      "est\022\020\n\010event_id\030\001 \001(\t\"\022\n\020ActivateRespons" +
-      "e2\332\001\n\017DecisionService\022?\n\006Choose\022\031.arbite" +
-      "r.v1.ChooseRequest\032\032.arbiter.v1.ChooseRe" +
-      "sponse\022?\n\006Reward\022\031.arbiter.v1.RewardRequ" +
-      "est\032\032.arbiter.v1.RewardResponse\022E\n\010Activ" +
-      "ate\022\033.arbiter.v1.ActivateRequest\032\034.arbit" +
-      "er.v1.ActivateResponseB\\\n\016dev.arbiter.v1" +
-      "B\rDecisionProtoP\001Z9github.com/arbiter/ar" +
-      "biter/clients/go/arbiterv1;arbiterv1b\006pr" +
-      "oto3"
+      ".arbiter.v1.Action\022\020\n\010deferred\030\006 \001(\010\022\033\n\023" +
+      "excluded_action_ids\030\007 \003(\t\022\017\n\007explain\030\010 \001" +
+      "(\010\022\032\n\022baseline_action_id\030\t \001(\t\"6\n\014Ranked" +
+      "Action\022\021\n\taction_id\030\001 \001(\t\022\023\n\013probability" +
+      "\030\002 \001(\001\"\322\001\n\016ChooseResponse\022\020\n\010event_id\030\001 " +
+      "\001(\t\022\021\n\taction_id\030\002 \001(\t\022\023\n\013probability\030\003 " +
+      "\001(\001\022)\n\007ranking\030\004 \003(\0132\030.arbiter.v1.Ranked" +
+      "Action\022\017\n\007variant\030\005 \001(\t\022\025\n\rmodel_version" +
+      "\030\006 \001(\t\0223\n\014explanations\030\007 \003(\0132\035.arbiter.v" +
+      "1.ActionExplanation\"m\n\021ActionExplanation" +
+      "\022\021\n\taction_id\030\001 \001(\t\022\r\n\005score\030\002 \001(\001\0226\n\rco" +
+      "ntributions\030\003 \003(\0132\037.arbiter.v1.FeatureCo" +
+      "ntribution\"<\n\023FeatureContribution\022\017\n\007fea" +
+      "ture\030\001 \001(\t\022\024\n\014contribution\030\002 \001(\001\"C\n\rRewa" +
+      "rdRequest\022\020\n\010event_id\030\001 \001(\t\022\r\n\005value\030\002 \001" +
+      "(\001\022\021\n\treward_id\030\003 \001(\t\"!\n\016RewardResponse\022" +
+      "\017\n\007learned\030\001 \001(\010\"#\n\017ActivateRequest\022\020\n\010e" +
+      "vent_id\030\001 \001(\t\"\022\n\020ActivateResponse\"A\n\022Cho" +
+      "oseBatchRequest\022+\n\010requests\030\001 \003(\0132\031.arbi" +
+      "ter.v1.ChooseRequest\"`\n\021ChooseBatchResul" +
+      "t\022,\n\010response\030\001 \001(\0132\032.arbiter.v1.ChooseR" +
+      "esponse\022\014\n\004code\030\002 \001(\005\022\017\n\007message\030\003 \001(\t\"E" +
+      "\n\023ChooseBatchResponse\022.\n\007results\030\002 \003(\0132\035" +
+      ".arbiter.v1.ChooseBatchResult2\252\002\n\017Decisi" +
+      "onService\022?\n\006Choose\022\031.arbiter.v1.ChooseR" +
+      "equest\032\032.arbiter.v1.ChooseResponse\022N\n\013Ch" +
+      "ooseBatch\022\036.arbiter.v1.ChooseBatchReques" +
+      "t\032\037.arbiter.v1.ChooseBatchResponse\022?\n\006Re" +
+      "ward\022\031.arbiter.v1.RewardRequest\032\032.arbite" +
+      "r.v1.RewardResponse\022E\n\010Activate\022\033.arbite" +
+      "r.v1.ActivateRequest\032\034.arbiter.v1.Activa" +
+      "teResponseB\\\n\016dev.arbiter.v1B\rDecisionPr" +
+      "otoP\001Z9github.com/arbiter/arbiter/client" +
+      "s/go/arbiterv1;arbiterv1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -144,7 +183,7 @@ public final class DecisionProto {
     internal_static_arbiter_v1_ChooseRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_ChooseRequest_descriptor,
-        new java.lang.String[] { "Experiment", "EventId", "UnitId", "Context", "Actions", "Deferred", "BaselineActionId", });
+        new java.lang.String[] { "Experiment", "EventId", "UnitId", "Context", "Actions", "Deferred", "ExcludedActionIds", "Explain", "BaselineActionId", });
     internal_static_arbiter_v1_RankedAction_descriptor =
       getDescriptor().getMessageTypes().get(3);
     internal_static_arbiter_v1_RankedAction_fieldAccessorTable = new
@@ -156,31 +195,61 @@ public final class DecisionProto {
     internal_static_arbiter_v1_ChooseResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_ChooseResponse_descriptor,
-        new java.lang.String[] { "EventId", "ActionId", "Probability", "Ranking", "Variant", "ModelVersion", });
-    internal_static_arbiter_v1_RewardRequest_descriptor =
+        new java.lang.String[] { "EventId", "ActionId", "Probability", "Ranking", "Variant", "ModelVersion", "Explanations", });
+    internal_static_arbiter_v1_ActionExplanation_descriptor =
       getDescriptor().getMessageTypes().get(5);
+    internal_static_arbiter_v1_ActionExplanation_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
+        internal_static_arbiter_v1_ActionExplanation_descriptor,
+        new java.lang.String[] { "ActionId", "Score", "Contributions", });
+    internal_static_arbiter_v1_FeatureContribution_descriptor =
+      getDescriptor().getMessageTypes().get(6);
+    internal_static_arbiter_v1_FeatureContribution_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
+        internal_static_arbiter_v1_FeatureContribution_descriptor,
+        new java.lang.String[] { "Feature", "Contribution", });
+    internal_static_arbiter_v1_RewardRequest_descriptor =
+      getDescriptor().getMessageTypes().get(7);
     internal_static_arbiter_v1_RewardRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_RewardRequest_descriptor,
         new java.lang.String[] { "EventId", "Value", "RewardId", });
     internal_static_arbiter_v1_RewardResponse_descriptor =
-      getDescriptor().getMessageTypes().get(6);
+      getDescriptor().getMessageTypes().get(8);
     internal_static_arbiter_v1_RewardResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_RewardResponse_descriptor,
         new java.lang.String[] { "Learned", });
     internal_static_arbiter_v1_ActivateRequest_descriptor =
-      getDescriptor().getMessageTypes().get(7);
+      getDescriptor().getMessageTypes().get(9);
     internal_static_arbiter_v1_ActivateRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_ActivateRequest_descriptor,
         new java.lang.String[] { "EventId", });
     internal_static_arbiter_v1_ActivateResponse_descriptor =
-      getDescriptor().getMessageTypes().get(8);
+      getDescriptor().getMessageTypes().get(10);
     internal_static_arbiter_v1_ActivateResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_ActivateResponse_descriptor,
         new java.lang.String[] { });
+    internal_static_arbiter_v1_ChooseBatchRequest_descriptor =
+      getDescriptor().getMessageTypes().get(11);
+    internal_static_arbiter_v1_ChooseBatchRequest_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
+        internal_static_arbiter_v1_ChooseBatchRequest_descriptor,
+        new java.lang.String[] { "Requests", });
+    internal_static_arbiter_v1_ChooseBatchResult_descriptor =
+      getDescriptor().getMessageTypes().get(12);
+    internal_static_arbiter_v1_ChooseBatchResult_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
+        internal_static_arbiter_v1_ChooseBatchResult_descriptor,
+        new java.lang.String[] { "Response", "Code", "Message", });
+    internal_static_arbiter_v1_ChooseBatchResponse_descriptor =
+      getDescriptor().getMessageTypes().get(13);
+    internal_static_arbiter_v1_ChooseBatchResponse_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
+        internal_static_arbiter_v1_ChooseBatchResponse_descriptor,
+        new java.lang.String[] { "Results", });
   }
 
   // @@protoc_insertion_point(outer_class_scope)

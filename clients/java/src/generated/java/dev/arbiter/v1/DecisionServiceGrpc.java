@@ -46,6 +46,37 @@ public final class DecisionServiceGrpc {
     return getChooseMethod;
   }
 
+  private static volatile io.grpc.MethodDescriptor<dev.arbiter.v1.ChooseBatchRequest,
+      dev.arbiter.v1.ChooseBatchResponse> getChooseBatchMethod;
+
+  @io.grpc.stub.annotations.RpcMethod(
+      fullMethodName = SERVICE_NAME + '/' + "ChooseBatch",
+      requestType = dev.arbiter.v1.ChooseBatchRequest.class,
+      responseType = dev.arbiter.v1.ChooseBatchResponse.class,
+      methodType = io.grpc.MethodDescriptor.MethodType.UNARY)
+  public static io.grpc.MethodDescriptor<dev.arbiter.v1.ChooseBatchRequest,
+      dev.arbiter.v1.ChooseBatchResponse> getChooseBatchMethod() {
+    io.grpc.MethodDescriptor<dev.arbiter.v1.ChooseBatchRequest, dev.arbiter.v1.ChooseBatchResponse> getChooseBatchMethod;
+    if ((getChooseBatchMethod = DecisionServiceGrpc.getChooseBatchMethod) == null) {
+      synchronized (DecisionServiceGrpc.class) {
+        if ((getChooseBatchMethod = DecisionServiceGrpc.getChooseBatchMethod) == null) {
+          DecisionServiceGrpc.getChooseBatchMethod = getChooseBatchMethod =
+              io.grpc.MethodDescriptor.<dev.arbiter.v1.ChooseBatchRequest, dev.arbiter.v1.ChooseBatchResponse>newBuilder()
+              .setType(io.grpc.MethodDescriptor.MethodType.UNARY)
+              .setFullMethodName(generateFullMethodName(SERVICE_NAME, "ChooseBatch"))
+              .setSampledToLocalTracing(true)
+              .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.arbiter.v1.ChooseBatchRequest.getDefaultInstance()))
+              .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.arbiter.v1.ChooseBatchResponse.getDefaultInstance()))
+              .setSchemaDescriptor(new DecisionServiceMethodDescriptorSupplier("ChooseBatch"))
+              .build();
+        }
+      }
+    }
+    return getChooseBatchMethod;
+  }
+
   private static volatile io.grpc.MethodDescriptor<dev.arbiter.v1.RewardRequest,
       dev.arbiter.v1.RewardResponse> getRewardMethod;
 
@@ -168,6 +199,18 @@ public final class DecisionServiceGrpc {
 
     /**
      * <pre>
+     * Many decisions in one call (at most `--max-batch`, default 1000; more: INVALID_ARGUMENT).
+     * Each is decided, logged and answerable by Reward exactly as a Choose of its own; one that
+     * fails (a bad request, an unknown experiment) fails alone, in its result.
+     * </pre>
+     */
+    public void chooseBatch(dev.arbiter.v1.ChooseBatchRequest request,
+        io.grpc.stub.StreamObserver<dev.arbiter.v1.ChooseBatchResponse> responseObserver) {
+      io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getChooseBatchMethod(), responseObserver);
+    }
+
+    /**
+     * <pre>
      * Joins a reward to a logged decision; the policy learns from it.
      * </pre>
      */
@@ -195,6 +238,13 @@ public final class DecisionServiceGrpc {
                 dev.arbiter.v1.ChooseRequest,
                 dev.arbiter.v1.ChooseResponse>(
                   this, METHODID_CHOOSE)))
+          .addMethod(
+            getChooseBatchMethod(),
+            io.grpc.stub.ServerCalls.asyncUnaryCall(
+              new MethodHandlers<
+                dev.arbiter.v1.ChooseBatchRequest,
+                dev.arbiter.v1.ChooseBatchResponse>(
+                  this, METHODID_CHOOSE_BATCH)))
           .addMethod(
             getRewardMethod(),
             io.grpc.stub.ServerCalls.asyncUnaryCall(
@@ -236,6 +286,19 @@ public final class DecisionServiceGrpc {
         io.grpc.stub.StreamObserver<dev.arbiter.v1.ChooseResponse> responseObserver) {
       io.grpc.stub.ClientCalls.asyncUnaryCall(
           getChannel().newCall(getChooseMethod(), getCallOptions()), request, responseObserver);
+    }
+
+    /**
+     * <pre>
+     * Many decisions in one call (at most `--max-batch`, default 1000; more: INVALID_ARGUMENT).
+     * Each is decided, logged and answerable by Reward exactly as a Choose of its own; one that
+     * fails (a bad request, an unknown experiment) fails alone, in its result.
+     * </pre>
+     */
+    public void chooseBatch(dev.arbiter.v1.ChooseBatchRequest request,
+        io.grpc.stub.StreamObserver<dev.arbiter.v1.ChooseBatchResponse> responseObserver) {
+      io.grpc.stub.ClientCalls.asyncUnaryCall(
+          getChannel().newCall(getChooseBatchMethod(), getCallOptions()), request, responseObserver);
     }
 
     /**
@@ -287,6 +350,18 @@ public final class DecisionServiceGrpc {
 
     /**
      * <pre>
+     * Many decisions in one call (at most `--max-batch`, default 1000; more: INVALID_ARGUMENT).
+     * Each is decided, logged and answerable by Reward exactly as a Choose of its own; one that
+     * fails (a bad request, an unknown experiment) fails alone, in its result.
+     * </pre>
+     */
+    public dev.arbiter.v1.ChooseBatchResponse chooseBatch(dev.arbiter.v1.ChooseBatchRequest request) {
+      return io.grpc.stub.ClientCalls.blockingUnaryCall(
+          getChannel(), getChooseBatchMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
      * Joins a reward to a logged decision; the policy learns from it.
      * </pre>
      */
@@ -333,6 +408,19 @@ public final class DecisionServiceGrpc {
 
     /**
      * <pre>
+     * Many decisions in one call (at most `--max-batch`, default 1000; more: INVALID_ARGUMENT).
+     * Each is decided, logged and answerable by Reward exactly as a Choose of its own; one that
+     * fails (a bad request, an unknown experiment) fails alone, in its result.
+     * </pre>
+     */
+    public com.google.common.util.concurrent.ListenableFuture<dev.arbiter.v1.ChooseBatchResponse> chooseBatch(
+        dev.arbiter.v1.ChooseBatchRequest request) {
+      return io.grpc.stub.ClientCalls.futureUnaryCall(
+          getChannel().newCall(getChooseBatchMethod(), getCallOptions()), request);
+    }
+
+    /**
+     * <pre>
      * Joins a reward to a logged decision; the policy learns from it.
      * </pre>
      */
@@ -355,8 +443,9 @@ public final class DecisionServiceGrpc {
   }
 
   private static final int METHODID_CHOOSE = 0;
-  private static final int METHODID_REWARD = 1;
-  private static final int METHODID_ACTIVATE = 2;
+  private static final int METHODID_CHOOSE_BATCH = 1;
+  private static final int METHODID_REWARD = 2;
+  private static final int METHODID_ACTIVATE = 3;
 
   private static final class MethodHandlers<Req, Resp> implements
       io.grpc.stub.ServerCalls.UnaryMethod<Req, Resp>,
@@ -378,6 +467,10 @@ public final class DecisionServiceGrpc {
         case METHODID_CHOOSE:
           serviceImpl.choose((dev.arbiter.v1.ChooseRequest) request,
               (io.grpc.stub.StreamObserver<dev.arbiter.v1.ChooseResponse>) responseObserver);
+          break;
+        case METHODID_CHOOSE_BATCH:
+          serviceImpl.chooseBatch((dev.arbiter.v1.ChooseBatchRequest) request,
+              (io.grpc.stub.StreamObserver<dev.arbiter.v1.ChooseBatchResponse>) responseObserver);
           break;
         case METHODID_REWARD:
           serviceImpl.reward((dev.arbiter.v1.RewardRequest) request,
@@ -449,6 +542,7 @@ public final class DecisionServiceGrpc {
           serviceDescriptor = result = io.grpc.ServiceDescriptor.newBuilder(SERVICE_NAME)
               .setSchemaDescriptor(new DecisionServiceFileDescriptorSupplier())
               .addMethod(getChooseMethod())
+              .addMethod(getChooseBatchMethod())
               .addMethod(getRewardMethod())
               .addMethod(getActivateMethod())
               .build();

@@ -2,6 +2,8 @@ package dev.arbiter.client;
 
 import dev.arbiter.v1.Action;
 import dev.arbiter.v1.ActivateRequest;
+import dev.arbiter.v1.ChooseBatchRequest;
+import dev.arbiter.v1.ChooseBatchResult;
 import dev.arbiter.v1.ChooseRequest;
 import dev.arbiter.v1.ChooseResponse;
 import dev.arbiter.v1.DecisionServiceGrpc;
@@ -40,6 +42,10 @@ import java.util.concurrent.TimeUnit;
  *       .addActions(DecisionClient.action("hero-b"))
  *       .build());
  *   boolean learned = client.reward(d.eventId(), 1.0);
+ *   // Many decisions in one call: one result per request, in order; a refused one fails alone.
+ *   for (DecisionClient.BatchResult r : client.chooseBatch(List.of(requestA, requestB))) {
+ *     if (r.ok()) use(r.decision()); else log(r.status());
+ *   }
  * }
  * }</pre>
  *
@@ -68,6 +74,16 @@ public final class DecisionClient implements AutoCloseable {
       List<Ranked> ranking,
       String variant,
       String modelVersion) {}
+
+  /**
+   * One result of {@link #chooseBatch}: the decision, or (decision null) the status — code and a
+   * description naming the field — that {@link #choose} would have thrown for that request.
+   */
+  public record BatchResult(Decision decision, Status status) {
+    public boolean ok() {
+      return decision != null;
+    }
+  }
 
   /**
    * How {@link #connect(String, Connection)} reaches a server. TLS when {@code caFile} is set (it
@@ -167,7 +183,31 @@ public final class DecisionClient implements AutoCloseable {
 
   /** Picks one of the offered actions; the server logs the decision before answering. */
   public Decision choose(ChooseRequest request) {
-    ChooseResponse r = call().choose(request);
+    return decision(call().choose(request));
+  }
+
+  /**
+   * Many decisions in one call (the server caps the count, {@code --max-batch}, default 1000).
+   * Each is decided, logged and rewardable exactly as with {@link #choose}, and excluded actions
+   * ({@code addExcludedActionIds}) are never chosen; a request the server refuses fails alone, in
+   * its {@link BatchResult}. Throws {@link StatusRuntimeException} only when the call as a whole
+   * fails.
+   */
+  public List<BatchResult> chooseBatch(List<ChooseRequest> requests) {
+    List<BatchResult> results = new ArrayList<>(requests.size());
+    for (ChooseBatchResult r :
+        call().chooseBatch(ChooseBatchRequest.newBuilder().addAllRequests(requests).build())
+            .getResultsList()) {
+      results.add(
+          r.getCode() == 0
+              ? new BatchResult(decision(r.getResponse()), Status.OK)
+              : new BatchResult(
+                  null, Status.fromCodeValue(r.getCode()).withDescription(r.getMessage())));
+    }
+    return List.copyOf(results);
+  }
+
+  private static Decision decision(ChooseResponse r) {
     List<Ranked> ranking = new ArrayList<>(r.getRankingCount());
     for (RankedAction a : r.getRankingList()) {
       ranking.add(new Ranked(a.getActionId(), a.getProbability()));

@@ -111,7 +111,50 @@ public final class LiveCheck {
       expectCode("a second reward gets ALREADY_EXISTS", e, Status.Code.ALREADY_EXISTS);
     }
 
+    checkBatch(client, request.build());
     checkNoActions(client, experiment);
+  }
+
+  private void checkBatch(DecisionClient client, ChooseRequest good) {
+    String name = "chooseBatch decides each request; a bad one fails alone";
+    try {
+      ChooseRequest bad = good.toBuilder().clearActions().build();
+      List<DecisionClient.BatchResult> results = client.chooseBatch(List.of(good, bad, good));
+      DecisionClient.BatchResult first = results.get(0);
+      DecisionClient.BatchResult refused = results.get(1);
+      if (results.size() != 3 || !first.ok() || !results.get(2).ok()) {
+        fail(name, "want two decisions around a failure, got " + results);
+      } else if (invalidDecision(first.decision()) != null) {
+        fail(name, invalidDecision(first.decision()) + " in " + first.decision());
+      } else if (refused.ok()
+          || refused.status().getCode() != Status.Code.INVALID_ARGUMENT
+          || !refused.status().getDescription().contains("`actions`")) {
+        fail(name, "want INVALID_ARGUMENT naming actions, got " + refused);
+      } else {
+        client.reward(first.decision().eventId(), 1.0);
+        pass(name, "and a batch decision is rewarded");
+      }
+    } catch (RuntimeException e) {
+      fail(name, "ChooseBatch or Reward failed: " + e);
+    }
+    name = "an excluded action is never chosen and has probability 0";
+    try {
+      ChooseRequest excluding = good.toBuilder().addExcludedActionIds("hero-b").build();
+      for (DecisionClient.BatchResult r :
+          client.chooseBatch(java.util.Collections.nCopies(20, excluding))) {
+        boolean zero =
+            r.ok()
+                && r.decision().ranking().stream()
+                    .allMatch(x -> !x.actionId().equals("hero-b") || x.probability() == 0);
+        if (!zero || r.decision().actionId().equals("hero-b")) {
+          fail(name, "got " + r);
+          return;
+        }
+      }
+      pass(name, "20 decisions");
+    } catch (RuntimeException e) {
+      fail(name, "ChooseBatch failed: " + e);
+    }
   }
 
   private static File file(String variable) {

@@ -1,0 +1,135 @@
+"""Block scoring (``score(decisions)``, what ChooseBatch uses) gives each decision the
+distribution ``distribution(decision, rng)`` gives it, with the same draws from the same RNG —
+for every linear policy, over decisions with unknown actions, features without a column, no
+features of their own and different numbers of actions — and changes no learned state."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import numpy as np
+import pytest
+from conftest import decision, linear_rounds
+
+from arbiter.policies import BlockScoring, Decision, Explaining, Namespace, create
+from arbiter.policies.explore import greedy_with_floor, greedy_with_floor_blocks
+
+LINEAR = [("linucb", {}), ("linucb", {"hybrid": True}), ("linucb", {"alpha": 0.0}),
+          ("lints", {}), ("epsilon_greedy", {})]
+
+
+def mixed_decisions(seed: int, n: int) -> list[Decision]:
+    """Decisions of 1 to 6 actions, some never learned from, some with features never seen."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        k = int(rng.integers(1, 7))
+        ids = tuple(f"a{j}" if j < 4 else f"new{j}" for j in rng.permutation(6)[:k])
+        price = {a: float(rng.normal()) for a in ids} if i % 2 else None
+        made = decision(rng.random(4), ids, segment=("web", "app", "tv")[i % 3], price=price)
+        if i % 5 == 0:  # a namespace the models have never seen
+            made = Decision((*made.context, Namespace("fresh", numbers={"z": 2.0})),
+                            made.action_ids, made.action_features)
+        out.append(made)
+    return out
+
+
+@pytest.mark.parametrize(("name", "params"), LINEAR,
+                         ids=[f"{n}-{p}" if p else n for n, p in LINEAR])
+def test_a_block_gives_each_decision_its_own_distribution(name: str, params: dict[str, object]) -> None:
+    policy = create(name, params)
+    assert isinstance(policy, BlockScoring)
+    train = np.random.default_rng(1)
+    for r in linear_rounds(0, 200):
+        chosen = int(train.integers(r.decision.size))
+        policy.update(r.decision, chosen, float(train.random() < r.success[chosen]), 0.25)
+    state = policy.to_bytes()
+    decisions = mixed_decisions(2, 60)
+
+    block = policy.score(decisions)
+    together = [block.distribution(i, np.random.default_rng(100 + i)) for i in range(len(decisions))]
+    alone = [policy.distribution(d, np.random.default_rng(100 + i)) for i, d in enumerate(decisions)]
+
+    for mine, expected in zip(together, alone, strict=True):
+        assert mine.shape == expected.shape
+        np.testing.assert_allclose(mine, expected, rtol=1e-12, atol=1e-15)
+    assert policy.to_bytes() == state  # scoring learned nothing
+
+
+def test_the_block_greedy_is_the_greedy_of_each_segment_exactly() -> None:
+    rng = np.random.default_rng(3)
+    sizes = [1, 3, 5, 2, 4]
+    scores = np.round(rng.normal(size=sum(sizes)), 1)  # rounding makes ties
+    scores[4] = np.nan
+    offsets = np.cumsum([0, *sizes])
+
+    block = greedy_with_floor_blocks(scores, offsets, 0.1)
+
+    for start, end in pairwise(offsets):
+        assert block[start:end].tolist() == greedy_with_floor(scores[start:end], 0.1).tolist()
+
+
+@pytest.mark.parametrize(("name", "params"), [*LINEAR, ("linucb", {"max_features": 6})],
+                         ids=[*(f"{n}-{p}" if p else n for n, p in LINEAR), "linucb-hashed"])
+def test_explanations_add_up_to_the_estimate_exactly(name: str, params: dict[str, object]) -> None:
+    policy = create(name, params)
+    assert isinstance(policy, Explaining)
+    train = np.random.default_rng(1)
+    for r in linear_rounds(0, 200):
+        chosen = int(train.integers(r.decision.size))
+        policy.update(r.decision, chosen, float(train.random() < r.success[chosen]), 0.25)
+    state = policy.to_bytes()
+
+    for made in mixed_decisions(4, 20):
+        explained = policy.explain(policy.score([made]), made, 0, top=1000)
+        p = policy.distribution(made, np.random.default_rng(0))
+        assert [e.action_id for e in explained] == list(made.action_ids)
+        for k, e in enumerate(explained):
+            features = dict(e.contributions)
+            exploration = features.pop("exploration", None)
+            estimate = sum(features.values())
+            if name == "linucb" and params.get("alpha", 0.3):
+                assert exploration is not None and e.score == pytest.approx(estimate + exploration)
+            elif name == "lints":
+                assert exploration is not None and exploration >= 0
+                assert e.score == pytest.approx(estimate, abs=1e-12)
+            else:
+                assert exploration is None and e.score == pytest.approx(estimate, abs=1e-12)
+            assert "intercept" in features
+            assert set(features) <= {"intercept", "user.x0", "user.x1", "user.x2", "user.x3",
+                                     "meta.segment=web", "meta.segment=app", "meta.segment=tv",
+                                     "item.price", "fresh.z"}  # fresh.z: when hashed
+            magnitudes = [abs(v) for v in features.values()]
+            assert magnitudes == sorted(magnitudes, reverse=True)
+            # The explained scores are the ones the policy ranks by (greedy policies).
+            if name != "lints" and p[k] == p.max():
+                assert e.score == pytest.approx(max(x.score for x in explained))
+    # A block of many explains each decision as a block of one does.
+    decisions = mixed_decisions(4, 20)
+    block = policy.score(decisions)
+    for i, made in enumerate(decisions):
+        alone = policy.explain(policy.score([made]), made, 0, top=1000)
+        together = policy.explain(block, made, i, top=1000)
+        for a, b in zip(alone, together, strict=True):
+            assert (a.action_id, dict(a.contributions).keys()) == \
+                (b.action_id, dict(b.contributions).keys())
+            assert a.score == pytest.approx(b.score, rel=1e-12, abs=1e-15)
+    assert policy.to_bytes() == state
+
+
+def test_a_feature_contributes_its_coefficient_times_its_value() -> None:
+    policy = create("linucb", {"alpha": 0.0})
+    made = decision(np.array([0.5, 2.0]), ("a0", "a1"))
+    for reward in (1.0, 0.0, 1.0):
+        policy.update(made, 0, reward, 0.5)
+
+    [first, _] = policy.explain(policy.score([made]), made, 0, top=2)
+
+    column = policy.vocabulary.index("s|user|x1")
+    assert first.contributions[0] == ("user.x1", pytest.approx(policy.estimate("a0")[column] * 2.0))
+    assert len(first.contributions) == 2  # the top 2 only; alpha = 0: no exploration entry
+
+
+def test_policies_that_cannot_explain_say_so() -> None:
+    for name in ("thompson", "uniform", "vw"):
+        assert not isinstance(create(name, {}), Explaining)

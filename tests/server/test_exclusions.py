@@ -106,3 +106,29 @@ def test_bad_exclusions_are_invalid_argument_and_change_nothing(
     assert isinstance(in_batch, InvalidArgumentError) and in_batch.message == refused.value.message
     assert not isinstance(in_batch, Choice)
     assert count_rows(server.settings.db) == before
+
+
+def test_apprentice_and_logging_modes_serve_only_actions_not_excluded(
+        start_server: Callable[..., App]) -> None:
+    app = start_server({"experiments": {
+        "apprentice": {"policy": "linucb", "mode": "apprentice"},
+        "logging": {"policy": "linucb", "mode": "logging", "logging_epsilon": 0.3}}})
+    with DecisionClient(target(app)) as client:
+        # No baseline named: the first action not excluded is the baseline.
+        [served] = choices(client.choose_batch([ChooseSpec("apprentice", ACTIONS,
+                                                           excluded_action_ids=["a"])]))
+        logged = choices(client.choose_batch([ChooseSpec("logging", ACTIONS, event_id=f"l{i}",
+                                                         excluded_action_ids=EXCLUDED)
+                                              for i in range(100)]))
+        with pytest.raises(InvalidArgumentError) as refused:
+            client.choose("apprentice", actions=ACTIONS, excluded_action_ids=["a"],
+                          baseline_action_id="a")
+
+    assert (served.action_id, served.probability) == ("b", 1.0)
+    assert dict(served.ranking)["a"] == 0.0
+    floor = 0.3 / 3  # over the 3 actions not excluded
+    for choice in logged:
+        assert choice.action_id not in EXCLUDED
+        assert dict(choice.ranking) == pytest.approx(
+            {"a": 1 - 0.3 + floor, "c": floor, "e": floor, "b": 0.0, "d": 0.0})
+    assert refused.value.message == "`baseline_action_id` 'a' is excluded (excluded_action_ids)"

@@ -165,3 +165,22 @@ def test_a_server_without_metrics_listens_on_no_http_port(tmp_path: Path) -> Non
             grpc.channel_ready_future(channel).result(timeout=10)
     finally:
         app.stop(grace=1)
+
+
+def test_a_batchs_decisions_are_counted_like_unary_ones(
+        served: tuple[ServerProcess, str, str]) -> None:
+    server, url, _ = served
+    specs = [{"experiment": "banner", "unit_id": f"u{i}", "context": {"user": {"age": 1.0}},
+              "actions": ["a1", "a2"]} for i in range(30)]
+    with DecisionClient(server.target, timeout=10) as client:
+        before = scrape(url)
+        results = client.choose_batch([*specs, {**specs[0], "actions": []}])
+        retried = client.choose_batch([{**specs[0], "event_id": "e1"}] * 2)
+    after = scrape(url)
+
+    decided = Counter(r.variant for r in results[:-1] + retried[:1])  # type: ignore[union-attr]
+    counted = {variant: after.by("arbiter_decisions_total", "variant", experiment="banner")
+               .get(variant, 0) - before.by("arbiter_decisions_total", "variant",
+                                            experiment="banner").get(variant, 0)
+               for variant in ("a", "b")}
+    assert {v: n for v, n in counted.items() if n} == decided  # the repeat in a batch: once

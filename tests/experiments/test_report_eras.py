@@ -60,7 +60,7 @@ def drive(client: DecisionClient, era: int, shadows: tuple[str, ...],
         tier = TIERS[int(rng.integers(len(TIERS)))]
         unit = f"e{era}-u{i}"
         choice = client.choose("hero", unit_id=unit, context={"user": {"tier": tier}},
-                               actions=ACTIONS)
+                               actions=ACTIONS, event_id=f"{unit}-event")  # fixed draws
         reward = float(rng.random() < CLICK[tier][choice.action_id])
         client.reward(choice.event_id, reward)
         logged.append(Logged(era, choice.variant, unit, choice.action_id, choice.probability,

@@ -148,7 +148,7 @@ def test_the_report_shows_the_confidence_sequences(start_sqlite: Callable[..., A
             for name in ("bounded", "unbounded"):
                 tier = TIERS[int(rng.integers(len(TIERS)))]
                 choice = client.choose(name, unit_id=f"u{i}", context={"user": {"tier": tier}},
-                                       actions=ACTIONS)
+                                       actions=ACTIONS, event_id=f"{name}-{i}")  # fixed draws
                 client.reward(choice.event_id, float(rng.random() < CLICK[tier][choice.action_id]))
     served = report(app, "bounded")
     assert served.intervals == "empirical-bernstein"

@@ -416,22 +416,6 @@ def learned_after(connection: sa.Connection, after: int, through: int | None = N
     return [_learned_event(row) for row in connection.execute(query.limit(limit)).mappings()]
 
 
-_OUTCOMES = (sa.select(learnings.c.seq, learnings.c.experiment, decisions.c.variant,
-                       learnings.c.value, decisions.c.probability)
-             .join(decisions, decisions.c.event_id == learnings.c.event_id)
-             .order_by(learnings.c.seq))
-
-
-def outcomes_after(connection: sa.Connection, after: int, through: int,
-                   limit: int = 10_000) -> list[tuple[int, str, str, float, float]]:
-    """``(seq, experiment, variant, reward, logged probability)`` of the learned decisions with
-    ``after < seq <= through`` in seq order, at most ``limit``: what the drift alarms fold
-    (``server.drift``), without decoding the decisions."""
-    query = _OUTCOMES.where(learnings.c.seq > after, learnings.c.seq <= through).limit(limit)
-    return [(int(seq), experiment, variant, float(value), float(probability))
-            for seq, experiment, variant, value, probability in connection.execute(query)]
-
-
 def _learned_event(row: sa.RowMapping) -> LearnedEvent:
     learned_at = as_utc(row["learned_at"])
     if row["event_id"] is None:

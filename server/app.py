@@ -40,7 +40,6 @@ from arbiter.server.convert import DEFAULT_LIMITS, DEFAULT_MAX_ACTIONS, DEFAULT_
 from arbiter.server.coordinator import Coordinator
 from arbiter.server.dbfile import DatabaseFile
 from arbiter.server.decoding import DecodingServer
-from arbiter.server.drift import DriftMonitor
 from arbiter.server.erasure import Eraser
 from arbiter.server.experiments import Experiment
 from arbiter.server.fold import Fold, Tail
@@ -148,8 +147,6 @@ class App:
         self.fold = Fold(self.engine, self.experiments, settings.clock)
         self.stats = Stats.of(self.experiments)  # the live report's sums, kept with the fold
         self.fold.on_apply(self.stats.on_apply)
-        self.drift = DriftMonitor()  # drift alarms per variant, for the report
-        self.fold.on_apply(self.drift.on_apply)
         self.fold.stats = self.stats  # an erasure rebuilds them with the models
         self.writer = GroupCommitWriter(self.write_engine, self._transaction,
                                         on_learned=self._committed,
@@ -176,7 +173,7 @@ class App:
                                    clock=settings.clock, checkpoint_engine=self.engine)
         self._next_retention = 0.0
         self.controller = Controller(self.engine, self.writer, self.experiments, self.fold,
-                                     self.stats, drift=self.drift)
+                                     self.stats)
         self.coordinator = Coordinator(self.write_engine)
         self.tail = Tail(self.fold, interval=settings.tail_seconds)
         self._next_auto_promote = 0.0
@@ -206,7 +203,9 @@ class App:
         self.metrics.state(queue_depth=self.writer.pending, queue_capacity=self.writer.capacity,
                            database_up=self._db_ok, experiments=self.experiments.values())
         for name in self.experiments:
-            self.metrics.drift(name, self.drift.alarms(name))
+            with self.fold.lock:
+                alarms = self.stats.alarms(name)
+            self.metrics.drift(name, alarms)
 
     def _check_sample_ratio(self) -> None:
         """The coordinator's ``arbiter_sample_ratio_p_value``: the live report's check."""
@@ -231,7 +230,6 @@ class App:
                         "every method, the admin ones included", self.settings.listen)
         clean = self.fold.log_position()  # erasures before it are in everything read below
         restore_stats(self.engine, self.stats)  # before the fold replays the log after them
-        self.drift.rebuild(self.engine, through=clean)  # the alarms: the whole log up to it
         self.fold.restore(clean_through=clean)
         self.controller.seed()  # the TOML's changes to the set-up, in the learning order
         if self.coordinator.acquire():

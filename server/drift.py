@@ -1,47 +1,44 @@
-"""Drift alarms per variant, folded from the learned events (``Fold.on_apply``).
+"""Drift alarms of one variant: a fold accumulator of the learned decisions it served.
 
-For each variant, over the learned decisions it served (in seq order):
+Over the learned decisions a variant served (in seq order), :class:`DriftState` keeps:
 
 - **reward drop**: the one-sided Page-Hinkley test of :mod:`policies.drift` on the learned
   rewards (the linear policies' defaults, ``drift_delta`` = 0.1 and ``drift_threshold`` = 50
   standard deviations). Raised at the event that crosses the threshold; the test then restarts,
   so a later drop raises it again.
-- **exploration collapse**: over the last ``window`` decisions, the logged probability ``p`` of
+- **exploration collapse**: over the last ``WINDOW`` decisions, the logged probability ``p`` of
   the served action has mean ``E[p] = sum_k p_k^2`` (the chance two draws agree), so
   ``effective_actions = 1 / mean(p)`` is the effective number of actions the variant still
   serves (``K`` for uniform, 1 for a deterministic policy). Raised when the window is full and
-  ``effective_actions < collapse_below`` (default 1.1: nine decisions in ten or more go to one
-  action, e.g. LinUCB with its 1% floor); cleared when it climbs back.
+  ``effective_actions < COLLAPSE_BELOW`` (1.1: nine decisions in ten or more go to one action,
+  e.g. LinUCB with its 1% floor); cleared when it climbs back.
 
-Each raise is logged once (experiment, variant, kind, seq) and kept for :meth:`alarms`, which
-``arbiter report`` reads. Everything is a function of the learned events in order, so every
-process that folded the same events raises the same alarm at the same seq. The monitor keeps
-no snapshot: at start-up :meth:`rebuild` folds the log's outcomes (seq, variant, reward,
-probability — no decision is decoded) up to the position the fold restores from, and the
-listener passes over those seqs when the fold replays them; so a restarted process holds the
-same alarms as one that ran throughout. (Events that retention or an erasure deleted are not
-read again: a process started after that folds the log without them.)
+It lives in the variant's report accumulators (``server.stats.VariantStats.drift``), so it is
+kept exactly like them: updated once per learned event in the one learning order, stored with
+every snapshot (the Page-Hinkley sums, the window's probabilities and the alarm: at most
+``WINDOW`` + 9 numbers), loaded at start-up before the fold replays the log after the snapshot,
+and rebuilt with the rest when an erasure rewinds the experiment (the erased events leave the
+alarms too). Every process that folded the same events holds the same alarms at the same seqs.
+:meth:`DriftState.observe` returns what it raised; the fold's listener logs it once
+(:func:`announce`), rebuilds do not.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections import deque
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
-import sqlalchemy as sa
-
-from arbiter.log import store
-from arbiter.log.store import LearnedEvent
 from arbiter.policies.drift import PageHinkley
 from arbiter.policies.linear import DRIFT_DELTA, DRIFT_THRESHOLD
-from arbiter.server.experiments import Experiment
 
 log = logging.getLogger(__name__)
 
 WINDOW = 500
 COLLAPSE_BELOW = 1.1
+REWARD_DROP, COLLAPSE = "reward_drop", "exploration_collapse"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,77 +59,69 @@ class Alarm:
         return self.reward_drop_seq is not None or self.collapse_seq is not None
 
 
-@dataclass
-class _Variant:
-    drop: PageHinkley
-    window: deque[float]  # the logged probabilities of the last decisions
+def _fresh_test() -> PageHinkley:
+    return PageHinkley(DRIFT_DELTA, DRIFT_THRESHOLD)
+
+
+@dataclass(slots=True)
+class DriftState:
+    """The accumulator above; ``served`` counts the decisions observed."""
+
+    served: int = 0
+    drop: PageHinkley = field(default_factory=_fresh_test)
+    window: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
     alarm: Alarm = field(default_factory=Alarm)
 
+    def observe(self, seq: int, value: float, probability: float) -> list[str]:
+        """One learned decision the variant served (learned ``value``, logged ``probability`` of
+        the served action); returns the kinds raised by it (:data:`REWARD_DROP`,
+        :data:`COLLAPSE`)."""
+        raised: list[str] = []
+        self.served += 1
+        alarm = self.alarm
+        if self.drop.add(value):
+            self.drop.restart()
+            alarm = replace(alarm, reward_drop_seq=seq, reward_drops=alarm.reward_drops + 1)
+            raised.append(REWARD_DROP)
+        self.window.append(probability)
+        if len(self.window) == WINDOW:
+            effective = WINDOW / sum(self.window)
+            since = alarm.collapse_seq
+            if effective >= COLLAPSE_BELOW:
+                since = None
+            elif since is None:
+                since = seq
+                raised.append(COLLAPSE)
+            alarm = replace(alarm, effective_actions=effective, collapse_seq=since)
+        self.alarm = alarm
+        return raised
 
-class DriftMonitor:
-    """Feed it with ``fold.on_apply(monitor.on_apply)``; read :meth:`alarms`. Thread-safe."""
+    def to_json(self) -> dict[str, Any]:
+        """For ``snapshots.stats`` (floats round-trip exactly through JSON)."""
+        return {"served": self.served, "test": self.drop.state(), "window": list(self.window),
+                "alarm": asdict(self.alarm)}
 
-    def __init__(self, *, window: int = WINDOW, collapse_below: float = COLLAPSE_BELOW,
-                 delta: float = DRIFT_DELTA, threshold: float = DRIFT_THRESHOLD) -> None:
-        self._window, self._collapse_below = window, collapse_below
-        self._delta, self._threshold = delta, threshold
-        self._variants: dict[tuple[str, str], _Variant] = {}
-        self._lock = threading.Lock()
-        self.position = 0  # every seq <= position is folded (by rebuild)
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DriftState:
+        """Inverse of :meth:`to_json`."""
+        alarm = data["alarm"]
+        drop_seq, collapse_seq = alarm["reward_drop_seq"], alarm["collapse_seq"]
+        effective = alarm["effective_actions"]
+        return cls(served=int(data["served"]),
+                   drop=PageHinkley.from_state(DRIFT_DELTA, DRIFT_THRESHOLD, data["test"]),
+                   window=deque((float(p) for p in data["window"]), maxlen=WINDOW),
+                   alarm=Alarm(reward_drop_seq=None if drop_seq is None else int(drop_seq),
+                               reward_drops=int(alarm["reward_drops"]),
+                               collapse_seq=None if collapse_seq is None else int(collapse_seq),
+                               effective_actions=None if effective is None else float(effective)))
 
-    def rebuild(self, engine: sa.Engine, through: int) -> int:
-        """Fold the log's learned decisions with ``seq <= through`` (before the fold restores);
-        returns how many. Alarms raised on the way are logged again, marked as rebuilt."""
-        folded = 0
-        with engine.connect() as connection:
-            while True:
-                chunk = store.outcomes_after(connection, self.position, through)
-                for seq, experiment, variant, value, probability in chunk:
-                    self._observe(experiment, variant, seq, value, probability, "rebuilt ")
-                    self.position = seq
-                folded += len(chunk)
-                if not chunk:
-                    break
-        self.position = max(self.position, through)
-        return folded
 
-    def on_apply(self, experiment: Experiment, event: LearnedEvent) -> None:
-        """One learned decision, served by ``event.variant`` (passed over if :meth:`rebuild`
-        folded it already)."""
-        if event.seq > self.position:
-            self._observe(experiment.name, event.variant, event.seq, event.value,
-                          event.probability)
-
-    def _observe(self, experiment: str, variant: str, seq: int, value: float,
-                 probability: float, rebuilt: str = "") -> None:
-        key = (experiment, variant)
-        with self._lock:
-            state = self._variants.get(key)
-            if state is None:
-                state = self._variants[key] = _Variant(PageHinkley(self._delta, self._threshold),
-                                                       deque(maxlen=self._window))
-            alarm = state.alarm
-            if state.drop.add(value):
-                state.drop.restart()
-                alarm = replace(alarm, reward_drop_seq=seq, reward_drops=alarm.reward_drops + 1)
-                log.warning("%sdrift alarm: experiment %s variant %s: learned rewards dropped "
-                            "(Page-Hinkley) at seq %d", rebuilt, experiment, variant, seq)
-            state.window.append(probability)
-            if len(state.window) == self._window:
-                effective = self._window / sum(state.window)
-                since = alarm.collapse_seq
-                if effective >= self._collapse_below:
-                    since = None
-                elif since is None:
-                    since = seq
-                    log.warning("%sdrift alarm: experiment %s variant %s: exploration collapsed "
-                                "(%.3f effective actions over the last %d decisions) at seq %d",
-                                rebuilt, experiment, variant, effective, self._window, seq)
-                alarm = replace(alarm, effective_actions=effective, collapse_seq=since)
-            state.alarm = alarm
-
-    def alarms(self, experiment: str) -> dict[str, Alarm]:
-        """``{variant: Alarm}`` of the variants of ``experiment`` that served learned decisions."""
-        with self._lock:
-            return {variant: state.alarm for (name, variant), state in self._variants.items()
-                    if name == experiment}
+def announce(experiment: str, variant: str, kind: str, seq: int, state: DriftState) -> None:
+    """Log an alarm once, when the fold raises it."""
+    if kind == REWARD_DROP:
+        log.warning("drift alarm: experiment %s variant %s: learned rewards dropped "
+                    "(Page-Hinkley) at seq %d", experiment, variant, seq)
+    else:
+        log.warning("drift alarm: experiment %s variant %s: exploration collapsed (%.3f effective "
+                    "actions over the last %d decisions) at seq %d", experiment, variant,
+                    state.alarm.effective_actions, WINDOW, seq)

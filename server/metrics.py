@@ -269,7 +269,7 @@ class Metrics:
                 self.model_position.labels(experiment.name, variant.name).set(variant.position)
 
     def drift(self, experiment: str, alarms: Mapping[str, Alarm]) -> None:
-        """The drift gauges of ``experiment``'s variants (``DriftMonitor.alarms``)."""
+        """The drift gauges of ``experiment``'s variants (``Stats.alarms``)."""
         for variant, alarm in alarms.items():
             self.drift_alarm.labels(experiment, variant, "reward_drop").set(
                 1 if alarm.reward_drop_seq is not None else 0)

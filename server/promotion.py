@@ -58,7 +58,6 @@ from arbiter.server.assignment import allocate
 from arbiter.server.clock import utc_now
 from arbiter.server.commit import Conflict, Op, StateChange
 from arbiter.server.config import MODES, ExperimentConfig
-from arbiter.server.drift import DriftMonitor
 from arbiter.server.errors import FailedPrecondition, InvalidArgument, NotFound
 from arbiter.server.experiments import Experiment
 from arbiter.server.fold import Fold
@@ -77,15 +76,13 @@ class Controller:
 
     def __init__(self, engine: sa.Engine, writer: GroupCommitWriter,
                  experiments: Mapping[str, Experiment], fold: Fold, stats: Stats, *,
-                 units_horizon: int = reports.UNITS_HORIZON,
-                 drift: DriftMonitor | None = None) -> None:
+                 units_horizon: int = reports.UNITS_HORIZON) -> None:
         self._engine = engine
         self._units_horizon = units_horizon  # decisions among which the report counts units
         self._writer = writer
         self.experiments = experiments
         self._fold = fold
         self._stats = stats  # the report's accumulators, kept by the fold
-        self._drift = drift  # the variants' drift alarms, kept by the fold
         self._locks = {name: threading.Lock() for name in experiments}
 
     def seed(self) -> None:
@@ -121,9 +118,6 @@ class Controller:
         report = reports.build(self._engine, self._fold, self._stats, experiment.config,
                                segment_by=segment_by, units_horizon=self._units_horizon,
                                min_effect=min_effect)
-        alarms = self._drift.alarms(name) if self._drift is not None else {}
-        for figures in report.variants:
-            figures.drift = alarms.get(figures.variant)
         return report
 
     # ------------------------------------------------------------------ traffic

@@ -136,7 +136,7 @@ class VariantFigures:
     apprentice_decisions: int = 0
     agreement: float = math.nan
     baseline_reward: float = math.nan
-    drift: Alarm | None = None  # its drift alarms (set by the controller, from the monitor)
+    drift: Alarm | None = None  # its drift alarms (None: it served no learned decision)
 
 
 @dataclass(frozen=True)
@@ -548,6 +548,8 @@ def figures_of(stats: ExperimentStats, config: ExperimentConfig, *, confidence: 
                              scored_units=units.scored.get(name, 0) if units is not None else 0,
                              effective_sample_size=ess, unsupported_mass=unsupported,
                              not_evaluable=why)
+        if mine.drift.served:
+            fig.drift = mine.drift.alarm
         if mine.baseline.n:
             fig.apprentice_decisions = mine.baseline.n
             fig.agreement = mine.agreed / mine.baseline.n

@@ -30,6 +30,8 @@ time, not at learn time, exactly what a scan of the log sees):
   probability 1 and logged its own distribution beside it): the learned values of those
   decisions (what the baseline earns) and how many of them the policy's own most probable
   action was the baseline (first maximum).
+- ``drift`` — the variant's drift alarms over the decisions it served (:mod:`server.drift`:
+  a Page-Hinkley test on the learned values, the logged probabilities of its last 500).
 - ``near_zero`` — Σw over the scored decisions whose logged probability was below
   ``NEAR_ZERO/k`` (k actions): divided by the IPS count it estimates, without bias, the
   variant's mass on actions the log gave near-zero probability (evaluability).
@@ -56,14 +58,15 @@ What is not a learned event, and how the report gets it (documented in ``server.
   within the horizon), which is what a sample-ratio check is about: the current assignment.
 - segments (``segment_by``) keep scanning the log, and only when asked for.
 
-Snapshots store each variant's accumulators (``snapshots.stats``, JSON, :data:`FORMAT` 2 with
+Snapshots store each variant's accumulators (``snapshots.stats``, JSON, :data:`FORMAT` 3 with
 the ``range`` the bounded sums are scaled by) with the fold position they reflect,
 ``position``: every learned event with ``seq <= position`` is in them. A restore loads them
 and the fold's replay from the snapshot position adds only the events after it
 (:meth:`ExperimentStats.apply` skips ``seq <= position``), so every process — live, restarted
 or a replica — holds the same numbers, bit for bit: the same floating-point operations on the
 same events in the same order, and JSON writes floats so they read back exactly. A snapshot
-in format 1 (before the bounded sums, which cannot be derived from its moments) or scaled by
+in format 1 (before the bounded sums, which cannot be derived from its moments), 2 (before the
+drift alarms) or scaled by
 another ``reward_range`` is not loaded: the experiment's sums are rebuilt from the log once
 (``server.snapshots.restore_stats``) — from what retention kept of it, if it deletes.
 """
@@ -77,12 +80,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from arbiter.server.config import DEFAULT_REWARD_RANGE
+from arbiter.server.drift import Alarm, DriftState, announce
 
 if TYPE_CHECKING:
     from arbiter.log.store import LearnedEvent
     from arbiter.server.experiments import Experiment
 
-FORMAT = 2  # the version of the JSON written to snapshots.stats (1: before the bounded sums)
+FORMAT = 3  # the version of the JSON in snapshots.stats (1: before the bounded sums, 2: drift)
 NEAR_ZERO = 0.1  # a logged probability below NEAR_ZERO/k (k actions) is "near zero"
 
 
@@ -179,6 +183,7 @@ class VariantStats:
     # for (what the baseline earns), and how many of them its policy would have chosen too
     baseline: Moments = field(default_factory=Moments)
     agreed: int = 0
+    drift: DriftState = field(default_factory=DriftState)  # its drift alarms (server.drift)
 
     def add(self, weight: float, value: float, x: float, *, served: bool,
             near_zero: bool = False) -> None:
@@ -210,19 +215,20 @@ class VariantStats:
                 "ips_high": [self.ips_high.n, self.ips_high.total, self.ips_high.v],
                 "near_zero": self.near_zero,
                 "baseline": [self.baseline.n, self.baseline.mean, self.baseline.m2],
-                "agreed": self.agreed}
+                "agreed": self.agreed, "drift": self.drift.to_json()}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any],
                   reward_range: tuple[float, float]) -> VariantStats | None:
         """None for a format this release does not read, or sums scaled by another reward
         range than ``reward_range`` (the caller rebuilds them from the log). Format 1 (before
-        the bounded sums, which cannot be derived from the others) is rebuilt that way too."""
+        the bounded sums, which cannot be derived from the others) and 2 (before the drift
+        alarms, which need the served events in order) are rebuilt that way too."""
         if data.get("format") != FORMAT or tuple(data["range"]) != tuple(reward_range):
             return None
         served, ips, snips = data["served"], data["ips"], data["snips"]
         bounded, low, high = data["bounded"], data["ips_low"], data["ips_high"]
-        baseline = data.get("baseline", [0, 0.0, 0.0])  # (written before modes: none)
+        baseline = data["baseline"]
         return cls(position=int(data["position"]),
                    served=Moments(int(served[0]), float(served[1]), float(served[2])),
                    scored=int(data["scored"]),
@@ -233,7 +239,7 @@ class VariantStats:
                    ips_high=Bernstein(int(high[0]), float(high[1]), float(high[2])),
                    near_zero=float(data["near_zero"]),
                    baseline=Moments(int(baseline[0]), float(baseline[1]), float(baseline[2])),
-                   agreed=int(data.get("agreed", 0)))
+                   agreed=int(data["agreed"]), drift=DriftState.from_json(data["drift"]))
 
 
 @dataclass(slots=True)
@@ -249,26 +255,29 @@ class ExperimentStats:
     reward_range: tuple[float, float] = DEFAULT_REWARD_RANGE  # scales the bounded sums
 
     def apply(self, seq: int, served_by: str, chosen: int, probability: float,
-              shadow: Mapping[str, Sequence[float]], value: float) -> None:
+              shadow: Mapping[str, Sequence[float]], value: float) -> list[str]:
         """Add learned event ``seq`` (served by ``served_by``, logged shadow distributions
         ``shadow``, action ``chosen`` drawn with ``probability``, learned ``value``) to every
-        variant it concerns whose accumulators do not have it yet."""
+        variant it concerns whose accumulators do not have it yet. Returns the drift alarms it
+        raised for ``served_by`` (``DriftState.observe``)."""
         self.last_seq = max(self.last_seq, seq)
+        raised: list[str] = []
         if not math.isfinite(value):
-            return
+            return raised
         low, high = self.reward_range
         x = min(max((value - low) / (high - low), 0.0), 1.0)  # a logged value outside: its edge
         mine = self.variants.get(served_by)
         if mine is not None and seq > mine.position:
             mine.add(1.0, value, x, served=True)
             mine.position = seq
+            raised = mine.drift.observe(seq, value, probability)
             own = shadow.get(served_by) if shadow else None
             if own is not None and probability == 1.0 and 0 <= chosen < len(own):
                 # apprentice: the baseline was served for sure; its own choice was logged
                 mine.baseline.add(value)
                 mine.agreed += int(list(own).index(max(own)) == chosen)
         if not shadow or not (probability > 0 and math.isfinite(probability)):
-            return
+            return raised
         for name, distribution in shadow.items():
             if name == served_by:
                 continue
@@ -282,6 +291,7 @@ class ExperimentStats:
                 stats.add(weight, value, x, served=False,
                           near_zero=probability < NEAR_ZERO / len(distribution))
                 stats.position = seq
+        return raised
 
 
 class Stats:
@@ -304,11 +314,23 @@ class Stats:
                    {name: e.config.reward_range for name, e in experiments.items()})
 
     def on_apply(self, experiment: Experiment, event: LearnedEvent) -> None:
-        """The fold's listener: one learned decision, in seq order."""
+        """The fold's listener: one learned decision, in seq order (drift alarms it raises are
+        logged)."""
         stats = self.experiments.get(experiment.name)
         if stats is not None:
-            stats.apply(event.seq, event.variant, event.chosen, event.probability,
-                        event.shadow, event.value)
+            for kind in stats.apply(event.seq, event.variant, event.chosen, event.probability,
+                                    event.shadow, event.value):
+                announce(experiment.name, event.variant, kind, event.seq,
+                         stats.variants[event.variant].drift)
+
+    def alarms(self, experiment: str) -> dict[str, Alarm]:
+        """``{variant: Alarm}`` of ``experiment``'s variants that served learned decisions
+        (call it under the fold's lock)."""
+        found = self.experiments.get(experiment)
+        if found is None:
+            return {}
+        return {name: stats.drift.alarm for name, stats in found.variants.items()
+                if stats.drift.served}
 
     def copy(self, experiment: str) -> ExperimentStats:
         """A deep copy of ``experiment``'s accumulators (take it under the fold's lock)."""

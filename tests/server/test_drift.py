@@ -1,10 +1,10 @@
 """Forgetting and drift alarms end to end: a real server, a real channel, SQLite and PostgreSQL.
 
 A variant with ``decay`` serves a world where action ``a`` pays, then, abruptly, ``b``: the
-server's drift monitor raises the reward-drop alarm after the change, the policy's own drift
-test resets its models so it serves ``b`` afterwards, and the models — decay, reset and all —
-equal a from-scratch replay of the log and survive a restart from their snapshots bit for bit;
-the restarted server's alarms are the same, raised at the same seqs.
+server's drift alarms (kept with the report's statistics) raise the reward-drop alarm after
+the change, the policy's own drift test resets its models so it serves ``b`` afterwards, and
+the models — decay, reset and all — equal a from-scratch replay of the log and survive a
+restart from their snapshots bit for bit; the restarted server's alarms are the same, raised at the same seqs.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from arbiter.policies import Decision
 from arbiter.policies.linear import LinearPolicy
 from arbiter.server.app import App
 from arbiter.server.config import parse_config
-from arbiter.server.drift import WINDOW, DriftMonitor
+from arbiter.server.drift import WINDOW, Alarm
 from arbiter.server.experiments import Experiment
+from arbiter.server.stats import Stats
 from tests.cli.helpers import arbiter
 from tests.experiments.helpers import report, target
 from tests.replay import State, replayed_states
@@ -64,6 +65,11 @@ def feed(client: DecisionClient, start: int, paying: str) -> Counter[str]:
     return served
 
 
+def alarms_of(app: App) -> dict[str, Alarm]:
+    with app.fold.lock:
+        return app.stats.alarms("drift")
+
+
 def folded(app: App, learned: int) -> int:
     """Wait until the fold has applied ``learned`` decisions; its position then."""
     deadline = time.monotonic() + 30
@@ -82,14 +88,14 @@ def test_a_decaying_variant_raises_the_drift_alarm_recovers_and_replays_bit_iden
     with DecisionClient(f"127.0.0.1:{app.port}") as client:
         before = feed(client, 0, "a")
         change = folded(app, PHASE)
-        assert app.drift.alarms("drift")["forget"].reward_drop_seq is None
+        assert alarms_of(app)["forget"].reward_drop_seq is None
         after = feed(client, PHASE, "b")
         folded(app, 2 * PHASE)
         late = feed(client, 2 * PHASE, "b")
         folded(app, 3 * PHASE)
 
     assert before.most_common(1)[0][0] == "a"
-    alarm = app.drift.alarms("drift")["forget"]
+    alarm = alarms_of(app)["forget"]
     assert alarm.reward_drop_seq is not None and alarm.reward_drop_seq > change
     assert alarm.reward_drops == 1
     assert alarm.collapse_seq is None and alarm.effective_actions is not None
@@ -98,7 +104,7 @@ def test_a_decaying_variant_raises_the_drift_alarm_recovers_and_replays_bit_iden
     assert isinstance(policy, LinearPolicy) and policy.resets >= 1
     assert after["b"] > after["a"] and late["b"] > 0.6 * PHASE  # it recovered: b wins now
 
-    kept, alarms = live_states(app), app.drift.alarms("drift")
+    kept, alarms = live_states(app), alarms_of(app)
     shown = {v.variant: v for v in report(app, "drift").variants}["forget"]  # over gRPC
     assert (shown.drift_reward_drop_seq, shown.drift_reward_drops) == (alarm.reward_drop_seq, 1)
     assert shown.exploration_collapse_seq == 0
@@ -111,13 +117,13 @@ def test_a_decaying_variant_raises_the_drift_alarm_recovers_and_replays_bit_iden
     deadline = time.monotonic() + 30
     while replica.fold.applied < app.fold.applied and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert replica.drift.alarms("drift") == alarms  # the same alarms at the same seqs
+    assert alarms_of(replica) == alarms  # the same alarms at the same seqs
     assert live_states(replica) == kept
     replica.stop(grace=1)
     app.stop(grace=1)
     restarted = start_server(CONFIG, snapshot_every=70)
     assert live_states(restarted) == kept
-    assert restarted.drift.alarms("drift") == alarms  # rebuilt from the log: the same seqs
+    assert alarms_of(restarted) == alarms  # its snapshot and the replay after it: the same
 
 
 def test_exploration_collapse_is_raised_once_when_the_window_fills_and_cleared_after(
@@ -125,7 +131,7 @@ def test_exploration_collapse_is_raised_once_when_the_window_fills_and_cleared_a
     """Served with probability 0.99 (1.01 effective actions): raised at the event that fills
     the window, logged once; once the window holds only 0.5s (2 effective actions), cleared."""
     experiment = Experiment(parse_config(CONFIG)["drift"])
-    monitor = DriftMonitor()
+    stats = Stats.of({"drift": experiment})
     decision = Decision(context=(), action_ids=("a", "b"), action_features=((), ()))
     seq = 0
 
@@ -133,20 +139,20 @@ def test_exploration_collapse_is_raised_once_when_the_window_fills_and_cleared_a
         nonlocal seq
         for _ in range(n):
             seq += 1
-            monitor.on_apply(experiment, LearnedEvent(seq, "drift", 1.0, variant="forget",
+            stats.on_apply(experiment, LearnedEvent(seq, "drift", 1.0, variant="forget",
                                                       decision=decision, probability=probability))
 
     with caplog.at_level(logging.WARNING, logger="arbiter.server.drift"):
         serve(WINDOW - 1, 0.99)
-        assert monitor.alarms("drift")["forget"].collapse_seq is None
+        assert stats.alarms("drift")["forget"].collapse_seq is None
         serve(WINDOW, 0.99)
-    alarm = monitor.alarms("drift")["forget"]
+    alarm = stats.alarms("drift")["forget"]
     assert alarm.collapse_seq == WINDOW and alarm.raised
     assert alarm.effective_actions == pytest.approx(1 / 0.99)
     assert [r.getMessage() for r in caplog.records] == [
         f"drift alarm: experiment drift variant forget: exploration collapsed (1.010 effective "
         f"actions over the last {WINDOW} decisions) at seq {WINDOW}"]
     serve(WINDOW, 0.5)
-    alarm = monitor.alarms("drift")["forget"]
+    alarm = stats.alarms("drift")["forget"]
     assert alarm.collapse_seq is None and alarm.effective_actions == pytest.approx(2.0)
     assert alarm.reward_drop_seq is None  # constant rewards: no drop

@@ -50,9 +50,24 @@ from arbiter.policies.ridge import Design, RidgeModels
 
 DRIFT_DELTA = 0.1
 DRIFT_THRESHOLD = 50.0
+DESIGN_CACHE = 64
+"""Decisions whose rows and design matrix :meth:`LinearPolicy._design` keeps (a memory bound
+only)."""
 NAME_CACHE = 4096
 """Namespace shapes whose feature names and columns :meth:`LinearPolicy.explain` keeps (a
 memory bound only)."""
+
+
+@dataclass(slots=True)
+class _Encoded:
+    """A decision as :meth:`LinearPolicy._design` remembers it: its rows and, once built at
+    ``width``, its design matrix (``(K, width)`` or the shared ``(width,)`` row). The decision is
+    kept so that its ``id`` is not reused while it is remembered."""
+
+    decision: Decision
+    rows: DesignRows
+    width: int = -1
+    matrix: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
 
 
 @dataclass(kw_only=True)
@@ -88,7 +103,7 @@ class LinearPolicy(Hyperparameters, ABC):
 
     _featurizer: Featurizer = field(init=False, repr=False)
     _ridge: RidgeModels = field(init=False, repr=False)
-    _last: tuple[Decision, DesignRows] | None = field(init=False, repr=False, default=None)
+    _designs: dict[int, _Encoded] = field(init=False, repr=False, default_factory=dict)
     _drift: PageHinkley = field(init=False, repr=False)
     resets: int = field(init=False, default=0)
     """Models reset by a drift alarm so far."""
@@ -113,19 +128,37 @@ class LinearPolicy(Hyperparameters, ABC):
 
     def _design(self, decision: Decision, *, learn: bool, row: int | None = None) -> Design:
         """``decision`` for the ridge models; only ``learn=True`` may grow vocabulary and actions.
-        ``row``: only that action's design row, shape ``(D,)`` (what learning needs)."""
-        if self._last is not None and self._last[0] is decision:
-            rows = self._last[1]
+        ``row``: only that action's design row, shape ``(D,)`` (what learning needs).
+
+        A decision whose features all have a column is remembered (by identity, up to
+        :data:`DESIGN_CACHE` of them) with its rows and, once :meth:`distribution` built it,
+        its design matrix, read-only: learning from a decision just scored (the replay), or
+        scoring one again, neither encodes nor builds anything again. A cached matrix's row is
+        :meth:`~policies.featurize.DesignRows.row` bit for bit."""
+        cached = self._designs.get(id(decision))
+        if cached is not None and cached.decision is decision:
+            rows = cached.rows
         else:
+            cached = None
             rows = self._featurizer.encode(decision, grow=learn)
             if rows.unseen is None:  # complete: the same rows either way
-                self._last = (decision, rows)
+                if len(self._designs) >= DESIGN_CACHE:
+                    self._designs.clear()
+                cached = self._designs[id(decision)] = _Encoded(decision, rows)
         if learn:
             self._ridge.ensure_columns(len(self._featurizer.vocabulary))
         slots = self._ridge.slots(decision.action_ids, learn=learn)
         width = self._ridge.width
-        return Design(rows.matrix(width) if row is None else rows.row(row, width), slots,
-                      rows.unseen)
+        if cached is not None and cached.width == width:
+            x = cached.matrix if row is None or cached.matrix.ndim == 1 else cached.matrix[row]
+        elif row is not None:
+            x = rows.row(row, width)
+        else:
+            x = rows.matrix(width)
+            if cached is not None:
+                x.flags.writeable = False
+                cached.matrix, cached.width = x, width
+        return Design(x, slots, rows.unseen)
 
     def distribution(self, decision: Decision, rng: np.random.Generator) -> NDArray[np.float64]:
         """Probabilities over ``decision.action_ids``, shape ``(K,)``.
@@ -284,14 +317,14 @@ class LinearPolicy(Hyperparameters, ABC):
         except SkippedUpdate:
             self._featurizer.truncate(columns)
             self._ridge.truncate(models)
-            self._last = None
+            self._designs.clear()
             self._names.clear()  # it may name columns forgotten now
             raise
         if self._drift.add(float(reward)) and self.reset_on_drift:
             self._drift.restart()
             self._ridge = self._new_ridge()
             self._ridge.ensure_columns(columns)
-            self._last = None
+            self._designs.clear()
             self.resets += 1
 
     def to_bytes(self) -> bytes:

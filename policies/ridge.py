@@ -42,6 +42,7 @@ it raises :class:`~policies.base.SkippedUpdate` and the models are exactly as be
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -87,7 +88,16 @@ def rowdot(a: NDArray[np.float64], x: NDArray[np.float64]) -> NDArray[np.float64
 
 def finite(*arrays: NDArray[np.float64]) -> bool:
     """True when every entry of every array is finite."""
-    return all(bool(np.isfinite(a).all()) for a in arrays)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _finite(arrays)
+
+
+def _finite(arrays: tuple[NDArray[np.float64], ...]) -> bool:
+    """:func:`finite`, under ``np.errstate(over="ignore", invalid="ignore")``: the arrays' total
+    is finite only if every entry is (a NaN or an infinity anywhere makes it NaN or infinite);
+    when it is not — or the total alone overflowed — entry by entry."""
+    total = sum([float(np.add.reduce(a, axis=None)) for a in arrays])
+    return math.isfinite(total) or all(bool(np.isfinite(a).all()) for a in arrays)
 
 
 def _capacity(needed: int, current: int) -> int:
@@ -238,15 +248,18 @@ class RidgeModels:
         if self.decay < 1.0:
             self._decayed_update(x, slot, reward)
             return
-        ainv = self._ainv[slot]
+        ainv, d = self._ainv[slot], x.shape[0]
+        work = np.empty(d * d + 2 * d)  # the new A^{-1}, b and theta side by side: one check
+        new_ainv, b, theta = work[: d * d].reshape(d, d), work[d * d : d * d + d], work[d * d + d :]
         with np.errstate(over="ignore", invalid="ignore"):
             u = ainv @ x
             scale = 1.0 + x @ u  # an infinity here would leave A^{-1} as it was: not exact
-            new_ainv = np.outer(u, u / scale)
+            np.multiply(u[:, None], u / scale, out=new_ainv)  # np.outer(u, u / scale)
             np.subtract(ainv, new_ainv, out=new_ainv)
-            b = self._b[slot] + reward * x
-            theta = new_ainv @ b
-        if not (np.isfinite(scale) and finite(new_ainv, theta, b)):
+            np.add(self._b[slot], np.multiply(x, reward), out=b)
+            np.matmul(new_ainv, b, out=theta)
+            ok = math.isfinite(scale) and _finite((work,))
+        if not ok:
             raise SkippedUpdate(f"the update with reward {reward:g} and features of norm "
                                 f"{magnitude(x):g} would make the model non-finite")
         ainv[...] = new_ainv

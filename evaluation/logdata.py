@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, NamedTuple, overload
+from typing import Any, NamedTuple, cast, overload
 
 import sqlalchemy as sa
 
@@ -120,17 +120,20 @@ def read_rounds(engine: sa.Engine, query: LogQuery, *, chunk: int = DEFAULT_CHUN
     """The learned decisions as rounds of the replay, in the order of :func:`read_log`."""
     if not query.learned_only:
         raise ValueError("the replay reads learned decisions only (learned_only=True)")
-    for rows in _chunks(engine, query, chunk):
-        for row in rows:
-            yield Round(_text(row.context), _text(row.actions), _text(row.distribution), row.chosen_index,
-                        row.probability, row.reward, row.variant)
+    for rows in _chunks(engine, query, chunk, _ROUND_COLUMNS):
+        for context, actions, distribution, chosen_index, probability, reward, variant, _, _ in cast(
+                "Sequence[tuple[Any, ...]]", rows):
+            yield Round(_text(context), _text(actions), _text(distribution), chosen_index, probability,
+                        reward, variant)
 
 
-def _chunks(engine: sa.Engine, query: LogQuery, chunk: int) -> Iterator[Sequence[sa.Row[Any]]]:
-    """The joined rows, ``chunk`` per query (keyset pagination on ``(created_at, id)``)."""
+def _chunks(engine: sa.Engine, query: LogQuery, chunk: int,
+            columns: Sequence[sa.ColumnElement[Any]] | None = None) -> Iterator[Sequence[sa.Row[Any]]]:
+    """The joined rows, ``chunk`` per query (keyset pagination on ``(created_at, id)``); only
+    ``columns`` (ending with ``created_at`` and ``id``) if given, else every column."""
     with engine.connect() as connection:
         cutoff = _cutoff(connection)
-    base = _joined(query, cutoff).order_by(decisions.c.created_at, decisions.c.id).limit(chunk)
+    base = _joined(query, cutoff, columns).order_by(decisions.c.created_at, decisions.c.id).limit(chunk)
     last: tuple[datetime, int] | None = None
     while True:
         statement = base
@@ -156,11 +159,22 @@ def _raw(column: sa.ColumnElement[Any], name: str) -> sa.ColumnElement[Any]:
     return sa.type_coerce(column, sa.Text).label(name)
 
 
-def _joined(query: LogQuery, cutoff: int) -> sa.Select[Any]:
-    raw = {"context", "actions", "distribution", "shadow", "created_at"}
-    columns = (*(_raw(c, c.name) if c.name in raw else c for c in decisions.c),
-               _raw(activations.c.activated_at, "activated_at"), learnings.c.value.label("reward"),
-               _raw(learnings.c.learned_at, "learned_at"))
+_ROUND_COLUMNS = (
+    *(_raw(decisions.c[name], name) for name in ("context", "actions", "distribution")),
+    decisions.c.chosen_index, decisions.c.probability, learnings.c.value.label("reward"), decisions.c.variant,
+    _raw(decisions.c.created_at, "created_at"), decisions.c.id,
+)
+"""What :func:`read_rounds` selects: :class:`Round`'s fields in order, then the pagination keys
+(half the reading time of every column at 100k rounds)."""
+
+
+def _joined(query: LogQuery, cutoff: int,
+            columns: Sequence[sa.ColumnElement[Any]] | None = None) -> sa.Select[Any]:
+    if columns is None:
+        raw = {"context", "actions", "distribution", "shadow", "created_at"}
+        columns = (*(_raw(c, c.name) if c.name in raw else c for c in decisions.c),
+                   _raw(activations.c.activated_at, "activated_at"), learnings.c.value.label("reward"),
+                   _raw(learnings.c.learned_at, "learned_at"))
     shown = sa.or_(decisions.c.deferred.is_(False), activations.c.activated_at.is_not(None))
     statement = sa.select(*columns).outerjoin(
         activations, activations.c.event_id == decisions.c.event_id)

@@ -260,15 +260,25 @@ class _Builder:
 class _Seen:
     """A distinct (context, actions) pair of the log, decoded once: the :class:`Decision` (the
     same object every time it recurs, so the policies' own per-decision caches hit), its
-    reward-model features, its segment, q̂ for the model's current fit, and the distribution
-    of each stateless candidate group."""
+    reward-model features, its segment, q̂ for the model's current fit, and for each stateless
+    candidate group its :class:`_Fixed` answer."""
 
     decision: Decision
     features: SparseRows
     segment: str | float | None
     q_hat: FloatArray | None = None
     q_fit: int | None = None
-    fixed: dict[int, FloatArray] = field(default_factory=dict)
+    fixed: dict[int, _Fixed] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Fixed:
+    """A stateless group's distribution π(·|x) for one decision, and q̂(x, π) = π · q̂ for the
+    ``q_hat`` array it was computed with (recomputed only when the reward model's q̂ changes)."""
+
+    dist: FloatArray
+    q_hat: FloatArray | None = None
+    q_policy: float = 0.0
 
 
 def replay(
@@ -288,8 +298,10 @@ def replay(
     Cost: each distinct (context, actions) text is decoded and featurized once (up to
     :data:`DECISION_CACHE` at a time); a stateless candidate (``uniform``, ``fixed``: its
     distribution depends on the decision alone, it neither learns nor draws) is asked once per
-    distinct decision, and candidates with the same stateless configuration share the answer.
-    The result is the same, to the last bit, as asking every candidate every round.
+    distinct decision, and candidates with the same stateless configuration share the answer,
+    its q̂(x_i, π) recomputed only when q̂ changes (at a refit). The log is read with only the
+    columns a round needs (:func:`~evaluation.logdata.read_rounds`). The result is the same,
+    to the last bit, as asking every candidate every round.
     """
     if len({c.name for c in candidates}) != len(candidates):
         raise CandidateError("candidate names must be distinct")
@@ -336,12 +348,17 @@ def replay(
             if group is None:
                 dist = policy.distribution(decision, rngs[c])
                 policy.update(decision, chosen, reward, r.probability)
-            elif group in entry.fixed:
-                dist = entry.fixed[group]
+                q_policy = float(dist @ q_hat)
             else:
-                dist = entry.fixed[group] = policy.distribution(decision, rngs[c])
+                fixed = entry.fixed.get(group)
+                if fixed is None:
+                    fixed = entry.fixed[group] = _Fixed(policy.distribution(decision, rngs[c]))
+                dist = fixed.dist
+                if fixed.q_hat is not q_hat:
+                    fixed.q_hat, fixed.q_policy = q_hat, float(dist @ q_hat)
+                q_policy = fixed.q_policy
             out.prob[c].append(float(dist[chosen]))
-            out.q_policy[c].append(float(dist @ q_hat))
+            out.q_policy[c].append(q_policy)
             out.unsupported[c].append(0.0 if mask is None else float(dist[mask].sum()))
         model.learn(entry.features, chosen, reward)
         out.reward.append(reward)

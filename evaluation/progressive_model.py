@@ -24,7 +24,7 @@ buffered and applied in blocks with one ``np.bincount`` per block.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import accumulate
+from itertools import accumulate, pairwise
 
 import numpy as np
 from numpy.typing import NDArray
@@ -45,16 +45,22 @@ _FLUSH = 4096
 @dataclass(frozen=True, slots=True)
 class SparseRows:
     """φ(x, a) of a round's K actions: action k is ``columns[starts[k]:starts[k + 1]]`` with
-    ``values`` alike; ``columns`` and ``values`` are ``(total,)``, ``starts`` is ``(K + 1,)``."""
+    ``values`` alike; ``columns`` and ``values`` are ``(total,)``, ``starts`` is ``(K + 1,)``.
+    The K slices are cut once (a decision recurs; learning takes one of them every round)."""
 
     columns: NDArray[np.intp]
     values: FloatArray
     starts: NDArray[np.intp]
+    _actions: tuple[tuple[NDArray[np.intp], FloatArray], ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        bounds = self.starts.tolist()
+        object.__setattr__(self, "_actions", tuple(
+            (self.columns[start:stop], self.values[start:stop]) for start, stop in pairwise(bounds)))
 
     def action(self, k: int) -> tuple[NDArray[np.intp], FloatArray]:
         """``(columns, values)`` of action ``k``."""
-        span = slice(int(self.starts[k]), int(self.starts[k + 1]))
-        return self.columns[span], self.values[span]
+        return self._actions[k]
 
 
 @dataclass(kw_only=True)
@@ -148,8 +154,8 @@ class ProgressiveRidge:
         """Add the buffered rounds' φφᵀ and φr, one bincount per group of equal length."""
         d = self.dim_cap
         for group in self._pending.values():
-            columns = np.stack([c for c, _, _ in group])  # (B, m)
-            values = np.stack([v for _, v, _ in group])
+            columns = np.concatenate([c for c, _, _ in group]).reshape(len(group), -1)  # (B, m)
+            values = np.concatenate([v for _, v, _ in group]).reshape(len(group), -1)
             rewards = np.array([r for _, _, r in group])
             pairs = (columns[:, :, None] * d + columns[:, None, :]).ravel()
             products = (values[:, :, None] * values[:, None, :]).ravel()

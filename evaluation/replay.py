@@ -317,37 +317,40 @@ def replay(
         first = first_of.setdefault(g, c)
         if first != c:
             same_as[c] = first
-    scored = [(c, policy) for c, policy in enumerate(live) if c not in same_as]
     model = reward_model if reward_model is not None else ProgressiveRidge()
     out = _Builder(len(live))
     seen: dict[tuple[str, str], _Seen] = {}
     near_zero: dict[str, NDArray[np.bool_] | None] = {}
-    for r in rounds:
-        entry = seen.get((r.context, r.actions))
+    # Per candidate asked (not sharing another's columns): (c, policy, stateless group or None,
+    # the appends of its three columns).
+    plan = [(c, policy, group_of.get(c), out.prob[c].append, out.q_policy[c].append,
+             out.unsupported[c].append) for c, policy in enumerate(live) if c not in same_as]
+    for context_text, actions_text, distribution, chosen, probability, logged_reward, variant in rounds:
+        key = (context_text, actions_text)
+        entry = seen.get(key)
         if entry is None:
             if len(seen) >= DECISION_CACHE:
                 seen.clear()
-            context = _decoded(r.context)
-            decision = decision_from_json(context, _decoded(r.actions))
+            context = _decoded(context_text)
+            decision = decision_from_json(context, _decoded(actions_text))
             segment = None if segment_by is None else segment_of(context, segment_by)
-            entry = seen[(r.context, r.actions)] = _Seen(decision, model.features(decision), segment)
-        decision, chosen, reward = entry.decision, r.chosen_index, float(r.reward)
+            entry = seen[key] = _Seen(decision, model.features(decision), segment)
+        decision, reward = entry.decision, float(logged_reward)
         fit = model.fits
         if fit is None or entry.q_fit != fit:
             entry.q_hat, entry.q_fit = model.predict(entry.features), fit
         q_hat = entry.q_hat
         assert q_hat is not None
-        mask = near_zero.get(r.distribution, False)
+        mask = near_zero.get(distribution, False)
         if mask is False:
             if len(near_zero) >= DECISION_CACHE:
                 near_zero.clear()
-            below = np.asarray(_decoded(r.distribution)) < NEAR_ZERO
-            mask = near_zero[r.distribution] = below if below.any() else None
-        for c, policy in scored:
-            group = group_of.get(c)
+            below = np.asarray(_decoded(distribution)) < NEAR_ZERO
+            mask = near_zero[distribution] = below if below.any() else None
+        for c, policy, group, add_prob, add_q_policy, add_unsupported in plan:
             if group is None:
                 dist = policy.distribution(decision, rngs[c])
-                policy.update(decision, chosen, reward, r.probability)
+                policy.update(decision, chosen, reward, probability)
                 q_policy = float(dist @ q_hat)
             else:
                 fixed = entry.fixed.get(group)
@@ -357,14 +360,14 @@ def replay(
                 if fixed.q_hat is not q_hat:
                     fixed.q_hat, fixed.q_policy = q_hat, float(dist @ q_hat)
                 q_policy = fixed.q_policy
-            out.prob[c].append(float(dist[chosen]))
-            out.q_policy[c].append(q_policy)
-            out.unsupported[c].append(0.0 if mask is None else float(dist[mask].sum()))
+            add_prob(float(dist[chosen]))
+            add_q_policy(q_policy)
+            add_unsupported(0.0 if mask is None else float(dist[mask].sum()))
         model.learn(entry.features, chosen, reward)
         out.reward.append(reward)
-        out.pscore.append(r.probability)
+        out.pscore.append(probability)
         out.q_logged.append(float(q_hat[chosen]))
-        out.variant.append(out.code(out.variants, r.variant))
+        out.variant.append(out.code(out.variants, variant))
         if entry.segment is not None:
             out.add_segment(entry.segment)
         if on_row is not None:

@@ -28,10 +28,10 @@ def uniform(k: int) -> NDArray[np.float64]:
 
 def greedy_with_floor(scores: NDArray[np.float64], epsilon: float) -> NDArray[np.float64]:
     """``p_k = (1 - epsilon) [k in argmax] / |argmax| + epsilon / K`` for ``scores`` of ``(K,)``."""
-    top = scores.max()
+    top = np.maximum.reduce(scores)  # scores.max(), without the method's Python wrapper
     if top != top:  # a NaN score (numpy's max propagates it): it counts as -inf
         scores = np.where(np.isnan(scores), -np.inf, scores)
-        top = scores.max()
+        top = np.maximum.reduce(scores)
     best = scores == top
     probabilities: NDArray[np.float64] = best * ((1.0 - epsilon) / np.count_nonzero(best))
     return probabilities + epsilon / len(scores)
@@ -73,8 +73,8 @@ def argmax_frequencies(draws: NDArray[np.float64]) -> NDArray[np.float64]:
 def checked(probabilities: NDArray[np.float64]) -> NDArray[np.float64]:
     """``probabilities`` (shape ``(K,)``) if finite, non-negative and summing to more than 0
     (rescaled to sum to 1 when it is off by more than rounding), else uniform over ``K``."""
-    total = float(probabilities.sum())  # NaN or an infinity anywhere makes it so
-    if not (total > 0 and math.isfinite(total) and probabilities.min() >= 0):
+    total = float(np.add.reduce(probabilities))  # NaN or an infinity anywhere makes it so
+    if not (total > 0 and math.isfinite(total) and np.minimum.reduce(probabilities) >= 0):
         return uniform(len(probabilities))
     if abs(total - 1.0) > 1e-9:
         rescaled: NDArray[np.float64] = probabilities / total

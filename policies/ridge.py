@@ -125,6 +125,7 @@ class RidgeModels:
         self._last_slots = np.zeros(0, dtype=np.intp)
         self._last_contiguous = True
         self._last_known = True  # no id of the cached slots is scored with the spare row
+        self._scratch: tuple[NDArray[np.float64], ...] = (np.zeros(0),)
         self._resize(_ALIGN, 0)
 
     @property
@@ -216,7 +217,7 @@ class RidgeModels:
 
     def mean(self, design: Design) -> NDArray[np.float64]:
         """Estimated rewards ``x_k . theta_{slot_k}``, shape ``(K,)``."""
-        return rowdot(self._theta[design.slots], design.x)
+        return rowdot(self._gather(self._theta, design.slots), design.x)
 
     def variance(self, design: Design) -> NDArray[np.float64]:
         """``x_k^T A_{slot_k}^{-1} x_k``, shape ``(K,)``: estimate variance / noise variance."""
@@ -248,9 +249,8 @@ class RidgeModels:
         if self.decay < 1.0:
             self._decayed_update(x, slot, reward)
             return
-        ainv, d = self._ainv[slot], x.shape[0]
-        work = np.empty(d * d + 2 * d)  # the new A^{-1}, b and theta side by side: one check
-        new_ainv, b, theta = work[: d * d].reshape(d, d), work[d * d : d * d + d], work[d * d + d :]
+        ainv = self._ainv[slot]
+        work, new_ainv, b, theta = self._work(x.shape[0])
         with np.errstate(over="ignore", invalid="ignore"):
             u = ainv @ x
             scale = 1.0 + x @ u  # an infinity here would leave A^{-1} as it was: not exact
@@ -265,6 +265,15 @@ class RidgeModels:
         ainv[...] = new_ainv
         self._b[slot] = b
         self._theta[slot] = theta
+
+    def _work(self, d: int) -> tuple[NDArray[np.float64], ...]:
+        """A scratch buffer for :meth:`update` and its views: the new ``A^{-1}`` ``(d, d)``, ``b``
+        and ``theta`` ``(d,)`` side by side, so one finiteness check covers all three (kept
+        between updates; what is stored is copied out of it)."""
+        if self._scratch[0].size != d * d + 2 * d:
+            work = np.empty(d * d + 2 * d)
+            self._scratch = (work, work[: d * d].reshape(d, d), work[d * d : d * d + d], work[d * d + d :])
+        return self._scratch
 
     def _decayed_update(self, x: NDArray[np.float64], slot: int, reward: float) -> None:
         """:meth:`update` with ``decay < 1`` (module doc): discount, add, re-invert the used

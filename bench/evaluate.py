@@ -4,8 +4,8 @@ Synthesizes a decision log straight into SQLite with bulk inserts (the users of
 ``server.simulate``: 4 countries by 3 devices, 5 articles, hidden click model; the logging policy
 is ε-greedy on the favourite article with ε = 0.5, so every action keeps probability ≥ 0.1),
 then times ``arbiter evaluate`` as a subprocess for each candidate set, side by side with a
-read-only pass over the same log (the streaming floor), and prints wall and CPU seconds, rounds
-per second and the peak RSS of each run::
+read-only pass over the same log (``read_rounds``, what the replay reads: the streaming floor),
+and prints wall and CPU seconds, rounds per second and the peak RSS of each run::
 
     python -m bench.evaluate                          # 1M decisions, uniform then uniform+linucb
     python -m bench.evaluate --rows 100000 --db /tmp/log.db --keep
@@ -118,10 +118,10 @@ def main() -> int:
         print(f"synthesized {args.rows:,} decisions in {time.perf_counter() - started:.1f} s -> {path}")
     print(f"{'run':<22}{'wall s':>10}{'CPU s':>10}{'rounds/s':>12}{'peak RSS':>12}")
     read_only = [sys.executable, "-c",
-                 "import sys; from arbiter.evaluation.logdata import LogQuery, read_log; "
+                 "import sys; from arbiter.evaluation.logdata import LogQuery, read_rounds; "
                  "from arbiter.log.engine import create_engine; "
                  "query = LogQuery(experiment=sys.argv[2]); "
-                 "print(sum(1 for _ in read_log(create_engine(sys.argv[1]), query)))",
+                 "print(sum(1 for _ in read_rounds(create_engine(sys.argv[1]), query)))",
                  url, EXPERIMENT]
     runs = [("read only", read_only)]
     for label, candidates in CANDIDATE_SETS:

@@ -53,6 +53,9 @@ DRIFT_THRESHOLD = 50.0
 DESIGN_CACHE = 64
 """Decisions whose rows and design matrix :meth:`LinearPolicy._design` keeps (a memory bound
 only)."""
+DESIGN_CACHE_BYTES = 1 << 20
+"""The most bytes of design matrices it keeps among them (1 MiB: a wide decision — up to 1,000
+actions by ``max_features`` columns — is built again rather than kept)."""
 NAME_CACHE = 4096
 """Namespace shapes whose feature names and columns :meth:`LinearPolicy.explain` keeps (a
 memory bound only)."""
@@ -104,6 +107,7 @@ class LinearPolicy(Hyperparameters, ABC):
     _featurizer: Featurizer = field(init=False, repr=False)
     _ridge: RidgeModels = field(init=False, repr=False)
     _designs: dict[int, _Encoded] = field(init=False, repr=False, default_factory=dict)
+    _design_bytes: int = field(init=False, repr=False, default=0)  # of the matrices kept
     _drift: PageHinkley = field(init=False, repr=False)
     resets: int = field(init=False, default=0)
     """Models reset by a drift alarm so far."""
@@ -143,7 +147,7 @@ class LinearPolicy(Hyperparameters, ABC):
             rows = self._featurizer.encode(decision, grow=learn)
             if rows.unseen is None:  # complete: the same rows either way
                 if len(self._designs) >= DESIGN_CACHE:
-                    self._designs.clear()
+                    self._forget_designs()
                 cached = self._designs[id(decision)] = _Encoded(decision, rows)
         if learn:
             self._ridge.ensure_columns(len(self._featurizer.vocabulary))
@@ -155,10 +159,16 @@ class LinearPolicy(Hyperparameters, ABC):
             x = rows.row(row, width)
         else:
             x = rows.matrix(width)
-            if cached is not None:
+            if cached is not None and self._design_bytes + x.nbytes <= DESIGN_CACHE_BYTES:
                 x.flags.writeable = False
+                self._design_bytes += x.nbytes
                 cached.matrix, cached.width = x, width
         return Design(x, slots, rows.unseen)
+
+    def _forget_designs(self) -> None:
+        """Drop every remembered decision and matrix."""
+        self._designs.clear()
+        self._design_bytes = 0
 
     def distribution(self, decision: Decision, rng: np.random.Generator) -> NDArray[np.float64]:
         """Probabilities over ``decision.action_ids``, shape ``(K,)``.
@@ -317,14 +327,14 @@ class LinearPolicy(Hyperparameters, ABC):
         except SkippedUpdate:
             self._featurizer.truncate(columns)
             self._ridge.truncate(models)
-            self._designs.clear()
+            self._forget_designs()
             self._names.clear()  # it may name columns forgotten now
             raise
         if self._drift.add(float(reward)) and self.reset_on_drift:
             self._drift.restart()
             self._ridge = self._new_ridge()
             self._ridge.ensure_columns(columns)
-            self._designs.clear()
+            self._forget_designs()
             self.resets += 1
 
     def to_bytes(self) -> bytes:

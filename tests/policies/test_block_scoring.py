@@ -133,3 +133,24 @@ def test_a_feature_contributes_its_coefficient_times_its_value() -> None:
 def test_policies_that_cannot_explain_say_so() -> None:
     for name in ("thompson", "uniform", "vw"):
         assert not isinstance(create(name, {}), Explaining)
+
+
+def test_remembered_design_matrices_stay_within_their_byte_bound() -> None:
+    """Scoring many wide decisions (1,000 actions with their own features, 2 MiB each) keeps at
+    most DESIGN_CACHE_BYTES of design matrices, and the scores equal a fresh policy's."""
+    from arbiter.policies.linear import DESIGN_CACHE_BYTES, LinearPolicy
+
+    actions = tuple(f"a{k}" for k in range(1000))
+    prices = {a: float(k % 17) for k, a in enumerate(actions)}
+    policy, fresh = create("linucb", {}), create("linucb", {})
+    assert isinstance(policy, LinearPolicy)
+    rng = np.random.default_rng(3)
+    learner = decision(rng.normal(size=300), actions, price=prices)
+    policy.update(learner, 0, 1.0, 0.5)
+    fresh.update(learner, 0, 1.0, 0.5)  # vocabulary: 300 numbers, a segment, a price, the 1
+    for i in range(80):
+        scored = decision(rng.normal(size=300), actions, price=prices)
+        got = policy.distribution(scored, np.random.default_rng(i))
+        np.testing.assert_array_equal(got, fresh.distribution(scored, np.random.default_rng(i)))
+        kept = sum(entry.matrix.nbytes for entry in policy._designs.values())
+        assert kept <= DESIGN_CACHE_BYTES

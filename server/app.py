@@ -187,8 +187,9 @@ class App:
                                              daemon=True)
         self._stopped = False
 
-    def _transaction(self, connection: sa.Connection, ops: list[Op]) -> list[LearnedEvent]:
-        return commit_batch(connection, ops, self.settings.clock(), self._configs)
+    def _transaction(self, connection: sa.Connection, ops: list[Op],
+                     plain: bool) -> list[LearnedEvent]:
+        return commit_batch(connection, ops, self.settings.clock(), self._configs, plain=plain)
 
     def _committed(self, events: list[LearnedEvent]) -> None:
         """The writer's committed learned events: counted (decisions only), then folded."""

@@ -141,14 +141,21 @@ class _Learnings:
 
 
 def commit_batch(connection: sa.Connection, ops: Sequence[Op], now: datetime,
-                 configs: Callable[[], Mapping[str, ExperimentConfig]]) -> list[LearnedEvent]:
+                 configs: Callable[[], Mapping[str, ExperimentConfig]], *,
+                 plain: bool = False) -> list[LearnedEvent]:
     """Run the steps above for ``ops`` in ``connection``'s transaction; returns the batch's
-    learned events (with decisions where known) in seq order."""
+    learned events (with decisions where known) in seq order.
+
+    ``plain``: decisions and rewards go in with plain inserts, expecting no conflict (see
+    :func:`~arbiter.log.store.insert_values`); any constraint violation raises
+    :class:`~sqlalchemy.exc.IntegrityError`, and the caller runs the batch again without
+    ``plain``, where the log tells a key already stored (a ``Conflict``, a retried reward)
+    from a row refused for another reason (which still raises)."""
     learned = _Learnings()
     _state_changes(connection, ops, learned)
-    _decisions(connection, ops)
+    _decisions(connection, ops, plain)
     _activations(connection, ops)
-    _rewards(connection, ops, now, configs(), learned)
+    _rewards(connection, ops, now, configs(), learned, plain)
     _closes(connection, ops, now, configs(), learned)
     events = _learn(connection, learned)
     markers = _Learnings()
@@ -200,9 +207,10 @@ def _state_changes(connection: sa.Connection, ops: Sequence[Op], learned: _Learn
                              learned_at=record.learned_at, state_version=version), None, op)
 
 
-def _decisions(connection: sa.Connection, ops: Sequence[Op]) -> None:
+def _decisions(connection: sa.Connection, ops: Sequence[Op], plain: bool) -> None:
     """Outcome: True, or a :class:`Conflict` when the event id is already logged."""
-    _insert_once(ops, DecisionRecord, lambda records: store.insert_decisions(connection, records),
+    _insert_once(ops, DecisionRecord,
+                 lambda records: store.insert_decisions(connection, records, plain=plain),
                  lambda event_id: Conflict(event_id))
 
 
@@ -230,7 +238,8 @@ def _insert_once(ops: Sequence[Op], kind: type[DecisionRecord] | type[Activation
 
 
 def _rewards(connection: sa.Connection, ops: Sequence[Op], now: datetime,
-             configs: Mapping[str, ExperimentConfig], learned: _Learnings) -> None:
+             configs: Mapping[str, ExperimentConfig], learned: _Learnings,
+             plain: bool) -> None:
     mine = [op for op in ops if isinstance(op.record, RewardRecord)]
     if not mine:
         return
@@ -279,7 +288,7 @@ def _rewards(connection: sa.Connection, ops: Sequence[Op], now: datetime,
         judgements.append(judgement)
     stored = [(r, j.counted) for r, j in zip(records, judgements, strict=True)
               if j.verdict is not Verdict.RETRY]
-    inserted = store.insert_rewards(connection, stored)
+    inserted = store.insert_rewards(connection, stored, plain=plain)
     for op, record, judgement in zip(mine, records, judgements, strict=True):
         op.outcome = judgement
         if judgement.verdict is Verdict.RETRY:

@@ -10,8 +10,11 @@ batch's learned events (in seq order) to ``on_learned`` — the fold, so the nex
 sees them — runs the ``after_commit`` hooks in submission order, and wakes every waiter. Each
 op's ``outcome`` tells its caller what the log decided.
 
-Uniqueness conflicts are outcomes, not failures (see :mod:`server.commit`). A batch that
-violates any other constraint is retried write by write, so one bad write fails alone — with
+Uniqueness conflicts are outcomes, not failures (see :mod:`server.commit`). A batch first
+runs with plain inserts (``plain``: no key is expected to be taken, and a plain multi-row
+INSERT is the cheapest way in); if the log refuses it, it runs again with the conflict-aware
+statements, which turn a key already stored into its op's outcome. A batch that still
+violates a constraint is retried write by write, so one bad write fails alone — with
 :class:`StorageError` (INTERNAL; the cause goes to the log). A deadlock or serialization
 failure (PostgreSQL) re-runs the batch. A database error fails the batch's writes with
 :class:`~server.errors.Unavailable` — or, with ``retry_unavailable`` (relaxed durability, where
@@ -43,7 +46,7 @@ from arbiter.server.errors import Overloaded, Unavailable
 log = logging.getLogger(__name__)
 
 Done = Future[None] | asyncio.Future[None] | None
-Transaction = Callable[[sa.Connection, list[Op]], list[LearnedEvent]]
+Transaction = Callable[[sa.Connection, list[Op], bool], list[LearnedEvent]]
 RERUN_SQLSTATES = ("40P01", "40001")  # PostgreSQL: deadlock detected, serialization failure
 MAX_RERUNS = 5
 
@@ -71,9 +74,10 @@ def waiter() -> asyncio.Future[None]:
 
 
 class GroupCommitWriter:
-    """The process's single writer. ``transaction(connection, ops)`` runs a batch's steps and
-    returns its learned events; ``on_learned`` folds them after the commit. ``max_pending``
-    bounds the queue: when it is full, :meth:`submit` waits and :meth:`offer` refuses."""
+    """The process's single writer. ``transaction(connection, ops, plain)`` runs a batch's steps
+    and returns its learned events (``plain``: see :func:`server.commit.commit_batch`);
+    ``on_learned`` folds them after the commit. ``max_pending`` bounds the queue: when it is
+    full, :meth:`submit` waits and :meth:`offer` refuses."""
 
     def __init__(self, engine: sa.Engine, transaction: Transaction, *,
                  on_learned: Callable[[list[LearnedEvent]], None] = lambda _events: None,
@@ -153,13 +157,16 @@ class GroupCommitWriter:
             if stop:
                 return
 
-    def _commit_batch(self, batch: list[Write]) -> None:
+    def _commit_batch(self, batch: list[Write], plain: bool = True) -> None:
         backoff = 0.1
         reruns = 0
         while True:
             try:
-                learned = self._insert(batch)
+                learned = self._insert(batch, plain)
             except (sa.exc.IntegrityError, Raced) as refused:
+                if plain and isinstance(refused, sa.exc.IntegrityError):
+                    plain = False  # a key already taken (a retry), or a bad row: let the log say
+                    continue
                 if isinstance(refused, Raced) and reruns < MAX_RERUNS:
                     reruns += 1
                     continue
@@ -213,13 +220,13 @@ class GroupCommitWriter:
             self._finish(batch[0], StorageError("the decision log refused the write"))
             return
         for write in batch:
-            self._commit_batch([write])
+            self._commit_batch([write], plain=False)
 
-    def _insert(self, batch: list[Write]) -> list[LearnedEvent]:
+    def _insert(self, batch: list[Write], plain: bool) -> list[LearnedEvent]:
         ops = [op for write in batch for op in write.ops]
         started = time.perf_counter()
         with self._engine.begin() as connection:
-            learned = self._transaction(connection, ops)
+            learned = self._transaction(connection, ops, plain)
         if self._on_commit is not None:
             self._on_commit(time.perf_counter() - started)
         return learned

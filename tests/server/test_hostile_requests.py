@@ -209,9 +209,9 @@ def _block_commits(app: App) -> threading.Event:
     gate = threading.Event()
     real = app.writer._transaction
 
-    def held(connection: sa.Connection, ops: list[Any]) -> Any:
+    def held(connection: sa.Connection, ops: list[Any], plain: bool) -> Any:
         gate.wait(30)
-        return real(connection, ops)
+        return real(connection, ops, plain)
 
     app.writer._transaction = held  # type: ignore[method-assign]
     return gate

@@ -158,7 +158,10 @@ def namespaces(items: Sequence[pb.Namespace], where: str | int,
     """Validated namespaces: non-empty unique names, finite numbers, within the limits.
 
     ``where`` names them in messages: a field, or the index of the action they belong to
-    (its name is only built for a message)."""
+    (its name is only built for a message). A namespace is checked in bulk — one sum of its
+    numbers (a NaN or an infinity makes it non-finite), one length of its names joined (no
+    longer than one name may be: each is short enough) — and only one that fails is walked
+    again to name what is wrong."""
     budget = budget or _Budget(DEFAULT_LIMITS)
     limits = budget.limits
     budget.namespaces -= len(items)
@@ -168,22 +171,23 @@ def namespaces(items: Sequence[pb.Namespace], where: str | int,
     result: list[Namespace] = []
     most, longest, longest_value = (limits.max_features_per_namespace, limits.max_name_length,
                                     limits.max_value_length)
+    left = budget.features
+    join = "".join
     for item in items:
-        given = item.numbers
+        given, source, name = item.numbers, item.categories, item.name
         numbers = {key: given[key] for key in given}  # one copy, checked and kept
-        if not math.isfinite(sum(numbers.values())):  # a NaN or an infinity makes it so
-            _name_non_finite(numbers, f"{_field(where)}[{len(result)}]")
-        source = item.categories
         categories = {key: source[key] for key in source}
         count = len(numbers) + len(categories)
-        budget.features -= count
-        # Lengths in bulk: names no longer joined than one name may be are each short enough.
-        if count > most or budget.features < 0 \
-                or len(item.name) + len("".join(numbers)) + len("".join(categories)) > longest \
-                or len("".join(categories.values())) > longest_value:
-            _name_over_limit(item.name, numbers, categories, f"{_field(where)}[{len(result)}]",
-                             budget)
-        result.append(Namespace(item.name, numbers, categories))
+        left -= count
+        if count > most or left < 0 or not math.isfinite(sum(numbers.values())) \
+                or len(name) + len(join(numbers)) + len(join(categories)) > longest \
+                or len(join(categories.values())) > longest_value:
+            budget.features = left
+            where_here = f"{_field(where)}[{len(result)}]"
+            _name_non_finite(numbers, where_here)
+            _name_over_limit(name, numbers, categories, where_here, budget)
+        result.append(Namespace(name, numbers, categories))
+    budget.features = left
     if len(result) > 1 or (result and not result[0].name):
         _check_names(result, _field(where))
     return tuple(result)

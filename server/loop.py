@@ -164,8 +164,17 @@ class DecisionLoop:
 
     # ---------------------------------------------------------------- Choose
     async def choose(self, request: ChooseInput, allowed: Set[str] | None = None) -> ChooseOutcome:
-        """``allowed``: the experiments the caller may see (None: all); any other is NOT_FOUND."""
-        [result] = await self.choose_batch([request], allowed)
+        """``allowed``: the experiments the caller may see (None: all); any other is NOT_FOUND.
+
+        Without an event id there is nothing to look up or wait for: the request goes
+        straight to :meth:`_decide` (what :meth:`choose_batch` does with it too, in fewer
+        steps — this is every plain Choose)."""
+        if request.event_id:
+            [result] = await self.choose_batch([request], allowed)
+        else:
+            experiment = self._experiment(request.experiment, allowed)
+            self._check_available()
+            [result] = await self._decide([(experiment, request, new_event_id())])
         if isinstance(result, ArbiterError):
             raise result
         return result

@@ -272,12 +272,24 @@ def insert_windows(connection: sa.Connection,
     insert_values(connection, windows, ("event_id", "experiment", "opened_at"), opened)
 
 
+# The statements every Reward's commit runs, built once: building a statement (its clauses and
+# its cache key) cost as much of the writer's CPU as executing it. ``ids``: an expanding IN list.
+_IDS: sa.BindParameter[list[str]] = sa.bindparam("ids", expanding=True)
+_SINCE = sa.bindparam("since", type_=windows.c.opened_at.type)
+_EXISTING_REWARDS = (sa.select(rewards.c.event_id, rewards.c.dedupe_key, rewards.c.learned)
+                     .where(rewards.c.event_id.in_(_IDS)))
+_TAKE_WINDOWS = (windows.delete().where(windows.c.event_id.in_(_IDS), windows.c.opened_at >= _SINCE)
+                 .returning(windows.c.event_id))
+_TAKE_SEQS = (learning_order.update().where(learning_order.c.id == 1)
+              .values(last_seq=learning_order.c.last_seq + sa.bindparam("count", type_=sa.BigInteger))
+              .returning(learning_order.c.last_seq))
+
+
 def existing_rewards(connection: sa.Connection, event_ids: Sequence[str]) -> ExistingRewards:
     found = ExistingRewards()
     for chunk in _chunks(sorted(set(event_ids))):
-        for event_id, key, learned in connection.execute(
-                sa.select(rewards.c.event_id, rewards.c.dedupe_key, rewards.c.learned)
-                .where(rewards.c.event_id.in_(chunk))):
+        for event_id, key, learned in connection.execute(_EXISTING_REWARDS,
+                                                         {"ids": list(chunk)}):
             if key is not None:
                 found.keys.add((event_id, key))
             if learned:
@@ -293,9 +305,7 @@ def take_windows(connection: sa.Connection, event_ids: Sequence[str],
     taken: set[str] = set()
     for chunk in _chunks(sorted(set(event_ids))):
         taken.update(row[0] for row in connection.execute(
-            windows.delete()
-            .where(windows.c.event_id.in_(chunk), windows.c.opened_at >= opened_since)
-            .returning(windows.c.event_id)))
+            _TAKE_WINDOWS, {"ids": list(chunk), "since": opened_since}))
     return taken
 
 
@@ -366,10 +376,7 @@ def counted_sums(connection: sa.Connection, event_ids: Sequence[str]) -> dict[st
 def take_seqs(connection: sa.Connection, count: int) -> int:
     """Reserve ``count`` seqs; returns the first. The row lock taken here is held until the
     transaction ends, so transactions that learn commit in seq order."""
-    last = connection.execute(
-        learning_order.update().where(learning_order.c.id == 1)
-        .values(last_seq=learning_order.c.last_seq + count)
-        .returning(learning_order.c.last_seq)).scalar_one()
+    last = connection.execute(_TAKE_SEQS, {"count": count}).scalar_one()
     return int(last) - count + 1
 
 

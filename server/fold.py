@@ -73,6 +73,9 @@ class Fold:
         self._erase_listeners: list[Callable[[str], object]] = []
         self.lock = threading.RLock()  # held while applying; hold it to read models consistently
         self.applied = 0  # every seq <= applied is folded
+        # Every seq <= handed is folded, or being folded by the writer's committed() (which
+        # reads any other process's seqs before its own): a poll has nothing to read up to it.
+        self._handed = 0
         self.learned_events = 0  # decisions folded since start (snapshot cadence)
         self._lags: deque[float] = deque(maxlen=LAG_WINDOW)
         self._listeners: list[Callable[[Experiment, LearnedEvent], None]] = []
@@ -153,32 +156,39 @@ class Fold:
         the seqs before it that other processes committed, and decisions it was not handed)."""
         if not events:
             return
-        with self.lock:
-            needed = [e for e in events if e.seq > self.applied]
-            if not needed:
-                return
-            complete = all(e.decision is not None or e.state_version is not None
-                           or e.erased_before is not None for e in needed)
-            if needed[0].seq != self.applied + 1 or not complete:
-                known = {e.seq: e for e in needed if e.decision is not None}
-                needed = [known.get(e.seq, e) for e in self._read(self.applied, needed[-1].seq)]
-            for event in needed:
-                self._apply(event)
+        self._handed = max(self._handed, events[-1].seq)  # before the lock: see catch_up
+        try:
+            with self.lock:
+                needed = [e for e in events if e.seq > self.applied]
+                if not needed:
+                    return
+                complete = all(e.decision is not None or e.state_version is not None
+                               or e.erased_before is not None for e in needed)
+                if needed[0].seq != self.applied + 1 or not complete:
+                    known = {e.seq: e for e in needed if e.decision is not None}
+                    needed = [known.get(e.seq, e)
+                              for e in self._read(self.applied, needed[-1].seq)]
+                for event in needed:
+                    self._apply(event)
+        except BaseException:
+            self._handed = 0  # not all folded: the next poll reads from ``applied``
+            raise
 
     def catch_up(self) -> int:
         """Fold everything committed so far (the tail's poll); returns events applied.
 
-        A poll first reads the one ``learning_order`` row: when nothing was learned past
-        ``applied`` (the usual case for a single process, whose writer folds its own events
-        at once) that is all it costs; the events and their decisions are read and decoded
-        only when another process committed some."""
+        A poll first reads the one ``learning_order`` row: when nothing was learned past what
+        is folded, or handed to :meth:`committed` by this process's writer (the usual case for
+        a single process, whose writer folds its own events at once), that is all it costs;
+        the events and their decisions are read and decoded only when another process
+        committed some."""
         applied = 0
         while True:
             last = self._last_seq()
-            if last <= self.applied:
+            if last <= max(self.applied, self._handed):
                 return applied
-            time.sleep(OWN_GRACE)  # this process's writer may be folding these right now
-            if last <= self.applied:
+            time.sleep(OWN_GRACE)  # this process's writer may be handing these over right now
+            if last <= max(self.applied, self._handed):
                 return applied
             events = self._read(self.applied, None)  # outside the lock: the writer goes on
             with self.lock:

@@ -177,8 +177,9 @@ def _insert_ignoring_conflicts(connection: sa.Connection, table: sa.Table,
     ``plain``: the common case, when no row is expected to conflict — one plain multi-row
     INSERT (:func:`insert_values`), which raises :class:`~sqlalchemy.exc.IntegrityError` on
     any violation instead; every row is then inserted and returned. The caller runs its
-    transaction again without ``plain`` to learn which rows the log turned away. (On SQLite
-    ``ON CONFLICT DO NOTHING RETURNING`` costs about a third more CPU per decision row.)"""
+    transaction again without ``plain`` to learn which rows the log turned away. (On SQLite,
+    bench decisions in batches of 64: 77–91 µs of CPU per decision with ``ON CONFLICT DO
+    NOTHING RETURNING`` and a dict of parameters per row, 66–79 µs this way.)"""
     if not rows:
         return set()
     if plain:

@@ -178,8 +178,8 @@ def _insert_ignoring_conflicts(connection: sa.Connection, table: sa.Table,
     INSERT (:func:`insert_values`), which raises :class:`~sqlalchemy.exc.IntegrityError` on
     any violation instead; every row is then inserted and returned. The caller runs its
     transaction again without ``plain`` to learn which rows the log turned away. (On SQLite,
-    bench decisions in batches of 64: 77–91 µs of CPU per decision with ``ON CONFLICT DO
-    NOTHING RETURNING`` and a dict of parameters per row, 66–79 µs this way.)"""
+    bench decisions in batches of 64: 77-91 µs of CPU per decision with ``ON CONFLICT DO
+    NOTHING RETURNING`` and a dict of parameters per row, 66-79 µs this way.)"""
     if not rows:
         return set()
     if plain:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 import shlex
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self, cast
 
@@ -47,11 +48,19 @@ from numpy.typing import NDArray
 
 from arbiter.policies import params as check
 from arbiter.policies import serialize
-from arbiter.policies.base import Decision, Namespace, PolicyConfigError, SkippedUpdate
+from arbiter.policies.base import (
+    Decision,
+    Explanation,
+    Namespace,
+    PolicyConfigError,
+    Scores,
+    SkippedUpdate,
+)
 from arbiter.policies.explore import checked
-from arbiter.policies.featurize import NamespaceEncoder, stable_hash
+from arbiter.policies.featurize import NamespaceEncoder, feature_items, feature_name, stable_hash
 from arbiter.policies.linear import check_feedback
 from arbiter.policies.params import Hyperparameters
+from arbiter.policies.vw_explain import Group, Layout, layout, terms
 
 DEFAULT_ARGS = "--cb_explore_adf --softmax --lambda 20 --epsilon 0.02 -q sa --ignore_linear s -l 10"
 """Chosen with ``python -m bench.quality --vw-search`` on the digits bandit (mean of 12 seeds).
@@ -137,12 +146,14 @@ class VowpalWabbit(Hyperparameters):
     _encoder: NamespaceEncoder = field(init=False, repr=False)
     _actions: dict[tuple[object, ...], vw.Example] = field(init=False, repr=False)
     _last: tuple[Decision, list[vw.Example], vw.CBLabel] | None = field(init=False, repr=False, default=None)
+    _layout: Layout | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         self.args = check.text("args", self.args)
         argv = shlex.split(self.args)
         if "--cb_explore_adf" not in argv:
             raise PolicyConfigError(f"`args` must contain --cb_explore_adf, got {self.args!r}")
+        self._layout = layout(self.args)
         self._encoder = NamespaceEncoder(stable_hash, stable_hash)
         self._actions = {}
         self._workspace = self._open(argv)
@@ -197,7 +208,56 @@ class VowpalWabbit(Hyperparameters):
         return examples
 
     def distribution(self, decision: Decision, rng: np.random.Generator) -> NDArray[np.float64]:
-        """VW's pmf over ``decision.action_ids``, shape ``(K,)``."""
+        """VW's pmf over ``decision.action_ids``, shape ``(K,)`` (``rng`` is not used: VW
+        draws nothing while predicting)."""
+        return self._pmf(decision)
+
+    def score(self, decisions: Sequence[Decision]) -> VWScores:
+        """Every decision's pmf, predicted now (so an explanation and the distribution it
+        explains come from the same model)."""
+        return VWScores([self._pmf(decision) for decision in decisions])
+
+    def explain(self, scores: Scores, decision: Decision, index: int,
+                top: int) -> list[Explanation]:
+        """Per action: VW's cost estimate as ``weight x value`` terms (:mod:`policies.vw_explain`)
+        in reward units (``-cost``), the ``top`` largest by magnitude; the score is the sum of
+        all of them. Nothing (an empty list) if ``args`` use options whose layout is not known
+        or the weights are not a dense single model. Reads the weights only: VW's state does
+        not change."""
+        plan = self._layout
+        if plan is None:
+            return []
+        shared = self._group("s", decision.context)
+        out = []
+        with self._lock:
+            weights = self._workspace.weights()
+            if weights.shape[1] != 1:  # several interleaved models (bagging, cover)
+                return []
+            for action_id, features in zip(decision.action_ids, decision.action_features,
+                                           strict=True):
+                own = self._group("a", (Namespace("", categories={"id": action_id}), *features))
+                names, costs = terms(plan, {"s": shared, "a": own}, weights)
+                contributions = -costs
+                order = np.argsort(-np.abs(contributions), kind="stable")[:top].tolist()
+                out.append(Explanation(action_id, float(contributions.sum()),
+                                       tuple((names[i], float(contributions[i])) for i in order)))
+        return out
+
+    def _group(self, role: str, namespaces: tuple[Namespace, ...]) -> Group:
+        """The features of ``namespaces`` in feature group ``role`` as VW holds them: names,
+        hashes, float32 values."""
+        names: list[str] = []
+        hashes: list[int] = []
+        values: list[float] = []
+        for namespace in namespaces:
+            features = self._encoder.encode(role, namespace)
+            names += [feature_name(key).removeprefix(".") for key, _ in feature_items(role, namespace)]
+            hashes += features.indices
+            values += features.values
+        return (names, np.array(hashes, dtype=np.uint64),
+                np.array(values, dtype=np.float32).astype(np.float64))
+
+    def _pmf(self, decision: Decision) -> NDArray[np.float64]:
         examples = self._examples(decision, _SHARED_TO_PREDICT)
         with self._lock:
             pmf = cast(list[tuple[int, float]], self._workspace.predict_one(examples))
@@ -257,3 +317,14 @@ class VowpalWabbit(Hyperparameters):
         policy = cls(**snapshot.params)
         policy._workspace = policy._open(_RESTORE_ARGS, snapshot.arrays["model"].tobytes())
         return policy
+
+
+class VWScores:
+    """A block of decisions' pmfs, predicted by :meth:`VowpalWabbit.score`."""
+
+    def __init__(self, pmfs: list[NDArray[np.float64]]) -> None:
+        self._pmfs = pmfs
+
+    def distribution(self, index: int, rng: np.random.Generator) -> NDArray[np.float64]:
+        """Decision ``index``'s pmf, shape ``(K,)``."""
+        return self._pmfs[index]

@@ -131,7 +131,7 @@ def test_a_feature_contributes_its_coefficient_times_its_value() -> None:
 
 
 def test_policies_that_cannot_explain_say_so() -> None:
-    for name in ("thompson", "uniform", "vw"):
+    for name in ("thompson", "uniform"):
         assert not isinstance(create(name, {}), Explaining)
 
 
@@ -154,3 +154,33 @@ def test_remembered_design_matrices_stay_within_their_byte_bound() -> None:
         np.testing.assert_array_equal(got, fresh.distribution(scored, np.random.default_rng(i)))
         kept = sum(entry.matrix.nbytes for entry in policy._designs.values())
         assert kept <= DESIGN_CACHE_BYTES
+
+
+def vw_trained(args: str) -> tuple[Explaining, list[Decision]]:
+    policy = create("vw", {"args": args})
+    decisions = mixed_decisions(3, 40)
+    rng = np.random.default_rng(3)
+    for made in decisions:
+        policy.update(made, 0, float(rng.normal()), 0.5)
+    assert isinstance(policy, Explaining)
+    return policy, decisions
+
+
+def test_vw_explains_without_changing_its_model() -> None:
+    policy, decisions = vw_trained("--cb_explore_adf --softmax --lambda 20 -q sa -l 10")
+    before = policy.to_bytes()
+    scores = policy.score(decisions)
+    for i, made in enumerate(decisions):
+        explanations = policy.explain(scores, made, i, top=3)
+        assert [e.action_id for e in explanations] == list(made.action_ids)
+        assert all(len(e.contributions) <= 3 for e in explanations)
+        assert np.array_equal(scores.distribution(i, np.random.default_rng()),
+                              policy.distribution(made, np.random.default_rng()))
+    assert policy.to_bytes() == before
+
+
+@pytest.mark.parametrize("args", ["--cb_explore_adf --cubic ssa", "--cb_explore_adf -q ::",
+                                  "--cb_explore_adf --bag 3 -q sa", "--cb_explore_adf -q ss"])
+def test_vw_with_a_layout_it_does_not_know_cannot_explain(args: str) -> None:
+    policy, decisions = vw_trained(args)
+    assert policy.explain(policy.score(decisions[:1]), decisions[0], 0, top=3) == []

@@ -8,11 +8,21 @@ nothing is explained unless asked, by a policy that cannot explain itself, or fo
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 import pytest
+import vowpal_wabbit_next as vw
 
 from arbiter.client import Choice, ChooseSpec, DecisionClient
+from arbiter.log.engine import create_engine
+from arbiter.policies import Decision, Namespace
+from arbiter.policies.vw import _SHARED_TO_PREDICT, VowpalWabbit
 from arbiter.server.app import App
+from arbiter.server.clock import utc_now
+from arbiter.server.config import parse_config
+from arbiter.server.experiments import Experiment
+from arbiter.server.fold import Fold
 from tests.server.test_choose_batch import choices
 from tests.server.test_choose_reward import target
 
@@ -56,6 +66,82 @@ def test_linucb_explains_each_scored_action(start_server: Callable[..., App]) ->
     best = max(choice.explanations, key=lambda e: e.score)
     assert choice.action_id == best.action_id
     assert in_batch.explanations == choice.explanations  # the same model, the same context
+
+
+VW = {"experiments": {"homepage": {"policy": "vw"}}}
+
+
+def replayed_vw(db: str) -> VowpalWabbit:
+    """The VW policy of a from-scratch fold of the log (the reference for the live model)."""
+    engine = create_engine(db)
+    try:
+        experiments = {name: Experiment(c) for name, c in parse_config(VW).items()}
+        Fold(engine, experiments, utc_now).restore(use_snapshots=False)
+        [variant] = experiments["homepage"].variants.values()
+        assert isinstance(variant.policy, VowpalWabbit)
+        return variant.policy
+    finally:
+        engine.dispose()
+
+
+def vw_costs(policy: VowpalWabbit, decision: Decision) -> list[float]:
+    """VW's own cost estimate of each action: the partial predictions of its bottom learner,
+    read from the debug tree of a copy of the model (the policy's workspace is not touched)."""
+    copy = vw.Workspace([], model_data=policy._workspace.serialize(), enable_debug_tree=True)
+    _, tree = copy.predict_one(policy._examples(decision, _SHARED_TO_PREDICT))
+    while tree.name != "cb_adf":
+        [tree] = tree.children
+    costs = tree.partial_prediction
+    assert isinstance(costs, list)
+    return costs
+
+
+def test_vw_explains_with_weight_times_value(start_server: Callable[..., App]) -> None:
+    app = start_server(VW)
+    rng = np.random.default_rng(17)
+    with DecisionClient(target(app)) as client:
+        for i in range(120):  # the reward is the user's age for action c: a model to explain
+            age = float(rng.normal())
+            context: dict[str, Any] = {"user": {"age": age, "country": ("DE", "FR")[i % 2]}}
+            choice = client.choose("homepage", context=context, actions=ACTIONS, unit_id=f"u{i}",
+                                   event_id=f"vw{i}")  # the same draws every run
+            client.reward(choice.event_id, age if choice.action_id == "c" else 0.0)
+        for _ in range(100):  # until every reward is folded into the serving model
+            plain = client.choose("homepage", context=CONTEXT, actions=ACTIONS)
+            if plain.model_version == "vw@120":
+                break
+        choice = client.choose("homepage", context=CONTEXT, actions=ACTIONS, explain=True)
+    assert choice.model_version == "vw@120"
+    app.stop(grace=1)
+
+    decision = Decision(
+        (Namespace("user", numbers={"age": 30.0}, categories={"country": "DE"}),),
+        tuple("abcd"),
+        tuple((Namespace("item", numbers={"price": float(k)}, categories={"kind": ("x", "y")[k % 2]}),)
+              for k in range(4)))
+    costs = vw_costs(replayed_vw(app.settings.db), decision)
+    assert [e.action_id for e in choice.explanations] == list("abcd")
+    for explanation, cost in zip(choice.explanations, costs, strict=True):
+        features = dict(explanation.contributions)
+        # default args: -q sa (user x action features and id), --ignore_linear s, the constant
+        # 10 terms, all listed: the constant, the action's 3 (id, price, kind) and the 2 x 3
+        # user x action pairs; the user's own are not (--ignore_linear s)
+        assert len(features) == 10
+        assert "intercept" in features and f"id={explanation.action_id}" in features
+        assert "user.age*item.price" in features
+        assert not {"user.age", "user.country=DE"} & set(features)
+        magnitudes = [abs(c) for _, c in explanation.contributions]
+        assert magnitudes == sorted(magnitudes, reverse=True)
+        assert sum(features.values()) == pytest.approx(explanation.score, rel=1e-12)
+        # VW multiplies and sums in float32, the explanation in float64 (of the same float32
+        # weights and values): each of the n = 10 products and additions rounds by at most
+        # 2^-24 relative, so the two sums differ by at most 2 n 2^-24 sum |terms|.
+        bound = 2 * 10 * 2.0**-24 * sum(magnitudes)
+        assert explanation.score == pytest.approx(-cost, rel=0, abs=bound)
+    # c is rewarded by age, and the user here is 30: c's largest term is the age interaction
+    [c] = [e for e in choice.explanations if e.action_id == "c"]
+    assert c.contributions[0][0] == "user.age*id=c"
+    assert c.score == max(e.score for e in choice.explanations)
 
 
 def test_a_policy_that_cannot_explain_answers_without_explanations(

@@ -142,6 +142,15 @@ def drift_alarms(report: pb.Report) -> list[str]:
     return lines
 
 
+def importances(report: pb.Report) -> list[str]:
+    """One line per variant whose policy keeps feature importance: its features by mean
+    absolute contribution to the chosen action's score."""
+    return [f"{v.variant}: feature importance (mean |contribution| over {v.importance_events} "
+            "learned events): " + ", ".join(f"{f.feature} {f.mean_abs_contribution:.4g}"
+                                            for f in v.feature_importance)
+            for v in report.variants if v.feature_importance]
+
+
 def srm_verdict(srm: pb.SampleRatioCheck) -> str:
     observed = ", ".join(f"{name} {count}" for name, count in sorted(srm.observed_units.items()))
     expected = ", ".join(f"{name} {share:.1%}" for name, share in
@@ -184,7 +193,7 @@ def report(target: str, experiment: str, segment_by: str = "", *, min_effect: fl
                                        answer.min_effect))
     console.print(f"intervals: {INTERVALS.get(answer.intervals, answer.intervals)}",
                   highlight=False, markup=False)
-    for line in verdicts(answer) + apprentices(answer) + drift_alarms(answer):
+    for line in verdicts(answer) + apprentices(answer) + drift_alarms(answer) + importances(answer):
         console.print(line, highlight=False, markup=False)
     console.print(srm_verdict(answer.sample_ratio), highlight=False, markup=False)
     for line in srm_eras(answer.sample_ratio):

@@ -202,6 +202,10 @@ def _variant_report(v: pb.VariantReport, control: str) -> dict[str, Any]:
         "drift_reward_drops": v.drift_reward_drops,
         "exploration_collapse_seq": v.exploration_collapse_seq or None,
         "effective_actions": v.effective_actions or None,
+        "importance_events": v.importance_events,
+        "feature_importance": [{"feature": f.feature,
+                                "mean_abs_contribution": f.mean_abs_contribution}
+                               for f in v.feature_importance],
     }
 
 

@@ -23,7 +23,7 @@ import json
 import math
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -60,6 +60,10 @@ NUMBER_QUANTILES = (0.25, 0.5, 0.75)
 OTHER_SEGMENT = "(other)"
 MISSING_SEGMENT = "(missing)"
 _LUMP_EPSILON = 1e-12
+IMPORTANCE_TOP = 10
+"""Features kept of each candidate's importance (the largest)."""
+Importance = tuple[int, tuple[tuple[str, float], ...]]
+"""A replayed model's feature importance: rounds averaged over, ``(feature, mean |contribution|)``."""
 """Below this 1 - π(a_i|x_i), the lumped column carries no weight and is set to q̂(x_i, a_i)."""
 
 
@@ -151,7 +155,10 @@ class ReplayLog:
     ``prob[c]`` is π_c(a_i|x_i) and ``q_policy[c]`` is q̂(x_i, π_c) for candidate ``names[c]``;
     ``unsupported[c]`` is Σ_a π_c(a|x_i) 1{π_0(a|x_i) < NEAR_ZERO}, the candidate's mass on
     actions the log (nearly) never takes; ``variant[i]`` indexes ``variants`` and ``segment[i]``
-    indexes ``segments`` (empty when no segmentation was asked for).
+    indexes ``segments`` (empty when no segmentation was asked for). ``importance[c]``: the
+    replayed model's feature importance (:class:`~policies.base.Attributing`, ``(0, ())`` for
+    a candidate that keeps none): mean absolute contribution to the chosen action's score over
+    the replayed rounds, each under the model before it learned that round.
     """
 
     names: tuple[str, ...]
@@ -165,6 +172,7 @@ class ReplayLog:
     variants: tuple[str, ...]
     segment: NDArray[np.intp]
     segments: tuple[str, ...]
+    importance: tuple[Importance, ...] = ()
 
     @property
     def n(self) -> int:
@@ -372,7 +380,13 @@ def replay(
             out.add_segment(entry.segment)
         if on_row is not None:
             on_row()
-    return out.build(tuple(c.name for c in candidates), same_as)
+    importance = tuple((0, ()) if not isinstance(policy, policies.Attributing)
+                       else _importance(policy.importance(IMPORTANCE_TOP)) for policy in live)
+    return replace(out.build(tuple(c.name for c in candidates), same_as), importance=importance)
+
+
+def _importance(found: tuple[int, list[tuple[str, float]]]) -> Importance:
+    return found[0], tuple(found[1])
 
 
 def _config_key(spec: CandidateSpec) -> tuple[str, str]:

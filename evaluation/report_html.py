@@ -183,6 +183,7 @@ class EvaluationReport:
     segments: Sequence[SegmentEstimate] = ()
     notes: Sequence[str] = ()
     generated_at: str = ""
+    importance: Mapping[str, tuple[int, Sequence[tuple[str, float]]]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -300,6 +301,13 @@ def render_html(report: EvaluationReport) -> str:
             _segments_svg(report.segments),
             _segments_table(report.segments),
         ]
+    if report.importance:
+        sections += ["<h2>Feature importance</h2>",
+                     "<p>Mean absolute contribution of each feature to the score of the chosen "
+                     "action, under each candidate's replayed model before it learned the round "
+                     "(linear policies).</p>"]
+        sections += [_importance_table(name, rounds, features)
+                     for name, (rounds, features) in report.importance.items()]
     if report.notes:
         items = "".join(f"<li>{escape(note)}</li>" for note in report.notes)
         sections.append(f"<h2>Notes</h2><ul>{items}</ul>")
@@ -651,6 +659,19 @@ def _histogram_svg(histogram: WeightHistogram, min_ess: float | None) -> str:
             f"{fmt(10 ** float(b))}): {count:,}</title></rect>"
         )
     return _svg(height, "".join(parts), f"importance weights of {histogram.candidate}")
+
+
+def _importance_table(name: str, rounds: int, features: Sequence[tuple[str, float]]) -> str:
+    """One candidate's features by mean |contribution|, each with a bar scaled to the largest."""
+    largest = max((value for _, value in features), default=0.0) or 1.0
+    rows = "".join(
+        f"<tr><td>{escape(feature)}</td><td class=\"num\">{fmt(value)}</td>"
+        f'<td><svg width="200" height="10" role="img" aria-label="{fmt(value)}">'
+        f'<rect width="{200 * value / largest:.1f}" height="10" fill="#1f77b4"/></svg></td></tr>'
+        for feature, value in features)
+    return (f"<table><caption>{escape(name)} ({rounds:,} rounds)</caption>"
+            "<tr><th>feature</th><th>mean |contribution|</th><th></th></tr>"
+            f"{rows}</table>")
 
 
 def _segments_svg(segments: Sequence[SegmentEstimate]) -> str:

@@ -135,6 +135,10 @@ class CandidateResult:
     evaluable: bool = True
     refusal: str = ""
     comparisons: Sequence[Comparison] = ()
+    # the replayed model's feature importance: mean |contribution| to the chosen action's score
+    # over importance_rounds rounds, largest first (empty for a policy that keeps none)
+    importance: Sequence[tuple[str, float]] = ()
+    importance_rounds: int = 0
 
     def against(self, reference: str) -> Comparison | None:
         """The comparison with ``reference`` (:data:`LOGGING` or ``"variant NAME"``)."""
@@ -361,7 +365,9 @@ def _candidate(log: ReplayLog, c: int, spec: CandidateSpec, baseline: bool, sett
         notes.append(f"no verdict for {spec.name}: {fit.reason}")
     return CandidateResult(name=spec.name, policy=spec.policy, params=dict(spec.params), baseline=baseline,
                            estimates=estimates, effective_sample_size=ess, unsupported_share=unsupported,
-                           evaluable=fit.ok, refusal=fit.reason, comparisons=comparisons)
+                           evaluable=fit.ok, refusal=fit.reason, comparisons=comparisons,
+                           importance=log.importance[c][1] if log.importance else (),
+                           importance_rounds=log.importance[c][0] if log.importance else 0)
 
 
 def _headline_segments(log: ReplayLog, settings: _Settings, leader: CandidateResult | None,
@@ -485,6 +491,11 @@ def format_table(summary: Summary) -> str:
     for c in summary.candidates:
         for comparison in c.comparisons:
             lines.append("  " + comparison_line(comparison))
+    for c in summary.candidates:
+        if c.importance:
+            lines.append(f"feature importance of {c.name} (mean |contribution| over "
+                         f"{c.importance_rounds:,} rounds): "
+                         + ", ".join(f"{feature} {fmt(value)}" for feature, value in c.importance))
     lines += [f"note: {note}" for note in summary.notes]
     return "\n".join(lines)
 
@@ -546,6 +557,8 @@ def to_report(summary: Summary, *, generated_at: str = "") -> EvaluationReport:
         estimates=estimates, baseline_value=summary.logging.value, cumulative_reward=summary.curves,
         reward_range=summary.reward_range, weight_histograms=summary.histograms, min_ess=summary.min_ess,
         segments=summary.segments, notes=notes, generated_at=generated_at,
+        importance={c.name: (c.importance_rounds, c.importance) for c in summary.candidates
+                    if c.importance},
     )
 
 

@@ -5,6 +5,7 @@ protos or server.
 """
 
 from arbiter.policies.base import (
+    Attributing,
     BlockScoring,
     Decision,
     Explaining,
@@ -17,5 +18,5 @@ from arbiter.policies.base import (
 )
 from arbiter.policies.registry import POLICIES, create, restore
 
-__all__ = ["POLICIES", "BlockScoring", "Decision", "Explaining", "Explanation", "Namespace",
+__all__ = ["POLICIES", "Attributing", "BlockScoring", "Decision", "Explaining", "Explanation", "Namespace",
            "Policy", "PolicyConfigError", "Scores", "SkippedUpdate", "create", "restore"]

@@ -102,6 +102,16 @@ class Explaining(Protocol):
         ...
 
 
+@runtime_checkable
+class Attributing(Protocol):
+    """What a policy that keeps feature importance (a fold of its learned events) adds."""
+
+    def importance(self, top: int) -> tuple[int, list[tuple[str, float]]]:
+        """``(n, features)``: the learned events ``n`` it is averaged over and the ``top``
+        ``(feature, mean |contribution|)`` by decreasing importance."""
+        ...
+
+
 class PolicyConfigError(ValueError):
     """A hyperparameter is unknown or out of range; the message names the field and the value."""
 

@@ -113,6 +113,9 @@ class LinearPolicy(Hyperparameters, ABC):
     """Models reset by a drift alarm so far."""
     _names: dict[tuple[object, ...], tuple[list[str], list[int]]] = field(
         init=False, repr=False, default_factory=dict)
+    _importance: NDArray[np.float64] = field(init=False, repr=False,
+                                             default_factory=lambda: np.zeros(0))
+    _importance_n: int = field(init=False, repr=False, default=0)
 
     def __post_init__(self) -> None:
         self.l2 = check.positive("l2", self.l2)
@@ -322,14 +325,18 @@ class LinearPolicy(Hyperparameters, ABC):
         check_feedback(decision, chosen, reward)
         columns, models = len(self._featurizer.vocabulary), self._ridge.mark()
         design = self._design(decision, learn=True, row=chosen)
+        slot = int(design.slots[chosen])
+        with np.errstate(over="ignore", invalid="ignore"):  # a skipped update adds nothing
+            terms = np.abs(self._ridge.coefficients(np.array([slot]))[0] * design.x)
         try:
-            self._ridge.update(design.x, int(design.slots[chosen]), float(reward))
+            self._ridge.update(design.x, slot, float(reward))
         except SkippedUpdate:
             self._featurizer.truncate(columns)
             self._ridge.truncate(models)
             self._forget_designs()
             self._names.clear()  # it may name columns forgotten now
             raise
+        self._attribute(terms)
         if self._drift.add(float(reward)) and self.reset_on_drift:
             self._drift.restart()
             self._ridge = self._new_ridge()
@@ -337,11 +344,46 @@ class LinearPolicy(Hyperparameters, ABC):
             self._forget_designs()
             self.resets += 1
 
+    def _attribute(self, terms: NDArray[np.float64]) -> None:
+        """Add one learned event's ``|theta_chosen[c] x[c]|`` per column ``c`` (``terms``, under
+        the model before the update) to the importance sums — unless a sum would not be finite
+        (extreme feature values): then the event is left out of them."""
+        if len(terms) > len(self._importance):
+            self._importance = np.pad(self._importance, (0, len(terms) - len(self._importance)))
+        with np.errstate(over="ignore", invalid="ignore"):
+            sums = self._importance[:len(terms)] + terms
+        if np.isfinite(sums).all():
+            self._importance[:len(terms)] = sums
+            self._importance_n += 1
+
+    def importance(self, top: int) -> tuple[int, list[tuple[str, float]]]:
+        """Feature importance: the number ``n`` of learned events and the ``top`` features by
+        mean absolute contribution to the chosen action's score over them,
+        ``(1/n) sum_events |theta_chosen[col(f)] x[col(f)]|``, each under the model before
+        that event's update (what it would have explained at the time). Kept per column, so
+        memory is bounded by ``max_features``: a column features share by hashing counts
+        under the feature that owns it. Part of the fold (in snapshots; a snapshot from before
+        it starts the sums afresh)."""
+        n = self._importance_n
+        if n == 0:
+            return 0, []
+        keys = self._featurizer.vocabulary.keys
+        sums = self._importance[:len(keys)]
+        order = np.argsort(-sums, kind="stable")[:top]
+        return n, [(feature_name(keys[c]), float(sums[c]) / n) for c in order.tolist()
+                   if sums[c] > 0]
+
     def to_bytes(self) -> bytes:
-        """Snapshot: hyperparameters, vocabulary, action ids and the ridge arrays."""
+        """Snapshot: hyperparameters, vocabulary, action ids, the ridge arrays and the
+        importance sums (:meth:`importance`)."""
         state, arrays = self._ridge.state()
-        state["vocabulary"] = self._featurizer.vocabulary.keys
+        state["vocabulary"] = keys = self._featurizer.vocabulary.keys
         state["drift"], state["resets"] = self._drift.state(), self.resets
+        state["importance_n"] = self._importance_n
+        importance = np.zeros(len(keys))
+        used = min(len(keys), len(self._importance))
+        importance[:used] = self._importance[:used]
+        arrays = {**arrays, "importance": importance}
         return serialize.dump(serialize.Snapshot(self.name, self.params(), state, arrays))
 
     @classmethod
@@ -355,6 +397,9 @@ class LinearPolicy(Hyperparameters, ABC):
             policy._drift = PageHinkley.from_state(policy.drift_delta, policy.drift_threshold,
                                                    snapshot.state["drift"])
             policy.resets = int(snapshot.state["resets"])
+        if "importance" in snapshot.arrays:  # snapshots before importance start it afresh
+            policy._importance = snapshot.arrays["importance"].copy()
+            policy._importance_n = int(snapshot.state["importance_n"])
         return policy
 
     def estimate(self, action_id: str) -> NDArray[np.float64]:

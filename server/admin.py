@@ -131,7 +131,10 @@ def variant_message(fig: reports.VariantFigures) -> pb.VariantReport:
         effective_sample_size=fig.effective_sample_size, unsupported_mass=fig.unsupported_mass,
         not_evaluable=fig.not_evaluable, verdict=fig.verdict,
         apprentice_decisions=fig.apprentice_decisions, agreement=fig.agreement,
-        baseline_reward=fig.baseline_reward, **_drift(fig.drift))
+        baseline_reward=fig.baseline_reward, **_drift(fig.drift),
+        feature_importance=[pb.FeatureImportance(feature=f, mean_abs_contribution=c)
+                            for f, c in fig.importance],
+        importance_events=fig.importance_events)
 
 
 def _drift(alarm: Alarm | None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from arbiter.policies import (
+    Attributing,
     BlockScoring,
     Decision,
     Explaining,
@@ -101,6 +102,14 @@ class Variant:
             if len(decisions) > 1 and isinstance(policy, BlockScoring):
                 return policy.score(decisions), self.model_version, {}
             return _OneByOne(self, decisions), self.model_version, {}
+
+    def importance(self, top: int = 10) -> tuple[int, list[tuple[str, float]]]:
+        """The policy's feature importance (:class:`~policies.base.Attributing`): the events
+        averaged over and the ``top`` features; ``(0, [])`` from a policy that keeps none."""
+        with self.lock:
+            if isinstance(self.policy, Attributing):
+                return self.policy.importance(top)
+        return 0, []
 
     def learn(self, decision: Decision, chosen: int, reward: float, probability: float,
               seq: int, event_id: str | None = None) -> None:

@@ -118,6 +118,10 @@ class Controller:
         report = reports.build(self._engine, self._fold, self._stats, experiment.config,
                                segment_by=segment_by, units_horizon=self._units_horizon,
                                min_effect=min_effect)
+        for figures in report.variants:
+            variant = experiment.variants.get(figures.variant)
+            if variant is not None:
+                figures.importance_events, figures.importance = variant.importance()
         return report
 
     # ------------------------------------------------------------------ traffic

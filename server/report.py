@@ -137,6 +137,10 @@ class VariantFigures:
     agreement: float = math.nan
     baseline_reward: float = math.nan
     drift: Alarm | None = None  # its drift alarms (None: it served no learned decision)
+    # its policy's feature importance (set by the controller, from the live policy): learned
+    # events averaged over, (feature, mean |contribution|) largest first
+    importance_events: int = 0
+    importance: list[tuple[str, float]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

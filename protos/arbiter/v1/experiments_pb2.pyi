@@ -246,6 +246,8 @@ class VariantReport(_message.Message):
     DRIFT_REWARD_DROPS_FIELD_NUMBER: _builtins.int
     EXPLORATION_COLLAPSE_SEQ_FIELD_NUMBER: _builtins.int
     EFFECTIVE_ACTIONS_FIELD_NUMBER: _builtins.int
+    FEATURE_IMPORTANCE_FIELD_NUMBER: _builtins.int
+    IMPORTANCE_EVENTS_FIELD_NUMBER: _builtins.int
     variant: _builtins.str
     shadow: _builtins.bool
     traffic: _builtins.float
@@ -291,6 +293,7 @@ class VariantReport(_message.Message):
     drift_reward_drops: _builtins.int
     exploration_collapse_seq: _builtins.int
     effective_actions: _builtins.float
+    importance_events: _builtins.int
     @_builtins.property
     def mean_reward(self) -> Global___Interval:
         """Mean reward of the learned events of the decisions it served."""
@@ -310,6 +313,14 @@ class VariantReport(_message.Message):
 
     @_builtins.property
     def snips(self) -> Global___Interval: ...
+    @_builtins.property
+    def feature_importance(self) -> _containers.RepeatedCompositeFieldContainer[Global___FeatureImportance]:
+        """Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+        the features with the largest mean absolute contribution to the chosen action's score,
+        each event's under the model before it learned that event, largest first (at most 10);
+        empty for a policy that cannot explain itself. importance_events: the events averaged over.
+        """
+
     def __init__(
         self,
         *,
@@ -338,14 +349,39 @@ class VariantReport(_message.Message):
         drift_reward_drops: _builtins.int = ...,
         exploration_collapse_seq: _builtins.int = ...,
         effective_actions: _builtins.float = ...,
+        feature_importance: _abc.Iterable[Global___FeatureImportance] | None = ...,
+        importance_events: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["difference_to_control", b"difference_to_control", "ips", b"ips", "mean_reward", b"mean_reward", "snips", b"snips"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreement", b"agreement", "apprentice_decisions", b"apprentice_decisions", "baseline_reward", b"baseline_reward", "decisions", b"decisions", "difference_to_control", b"difference_to_control", "drift_reward_drop_seq", b"drift_reward_drop_seq", "drift_reward_drops", b"drift_reward_drops", "effective_actions", b"effective_actions", "effective_sample_size", b"effective_sample_size", "exploration_collapse_seq", b"exploration_collapse_seq", "ips", b"ips", "mean_reward", b"mean_reward", "not_evaluable", b"not_evaluable", "p_value", b"p_value", "probability_best", b"probability_best", "rewards", b"rewards", "scored", b"scored", "scored_units", b"scored_units", "shadow", b"shadow", "snips", b"snips", "traffic", b"traffic", "units", b"units", "unsupported_mass", b"unsupported_mass", "variant", b"variant", "verdict", b"verdict"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreement", b"agreement", "apprentice_decisions", b"apprentice_decisions", "baseline_reward", b"baseline_reward", "decisions", b"decisions", "difference_to_control", b"difference_to_control", "drift_reward_drop_seq", b"drift_reward_drop_seq", "drift_reward_drops", b"drift_reward_drops", "effective_actions", b"effective_actions", "effective_sample_size", b"effective_sample_size", "exploration_collapse_seq", b"exploration_collapse_seq", "feature_importance", b"feature_importance", "importance_events", b"importance_events", "ips", b"ips", "mean_reward", b"mean_reward", "not_evaluable", b"not_evaluable", "p_value", b"p_value", "probability_best", b"probability_best", "rewards", b"rewards", "scored", b"scored", "scored_units", b"scored_units", "shadow", b"shadow", "snips", b"snips", "traffic", b"traffic", "units", b"units", "unsupported_mass", b"unsupported_mass", "variant", b"variant", "verdict", b"verdict"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VariantReport: _TypeAlias = VariantReport  # noqa: Y015
+
+@_typing.final
+class FeatureImportance(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEATURE_FIELD_NUMBER: _builtins.int
+    MEAN_ABS_CONTRIBUTION_FIELD_NUMBER: _builtins.int
+    feature: _builtins.str
+    """As in FeatureContribution: `namespace.name` or `namespace.name=value`, or "intercept"."""
+    mean_abs_contribution: _builtins.float
+    def __init__(
+        self,
+        *,
+        feature: _builtins.str = ...,
+        mean_abs_contribution: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["feature", b"feature", "mean_abs_contribution", b"mean_abs_contribution"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FeatureImportance: _TypeAlias = FeatureImportance  # noqa: Y015
 
 @_typing.final
 class SampleRatioCheck(_message.Message):

@@ -159,6 +159,20 @@ export interface VariantReport {
   driftRewardDrops: number;
   explorationCollapseSeq: number;
   effectiveActions: number;
+  /**
+   * Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+   * the features with the largest mean absolute contribution to the chosen action's score,
+   * each event's under the model before it learned that event, largest first (at most 10);
+   * empty for a policy that cannot explain itself. importance_events: the events averaged over.
+   */
+  featureImportance: FeatureImportance[];
+  importanceEvents: number;
+}
+
+export interface FeatureImportance {
+  /** As in FeatureContribution: `namespace.name` or `namespace.name=value`, or "intercept". */
+  feature: string;
+  meanAbsContribution: number;
 }
 
 export interface SampleRatioCheck {
@@ -1055,6 +1069,8 @@ function createBaseVariantReport(): VariantReport {
     driftRewardDrops: 0,
     explorationCollapseSeq: 0,
     effectiveActions: 0,
+    featureImportance: [],
+    importanceEvents: 0,
   };
 }
 
@@ -1134,6 +1150,12 @@ export const VariantReport: MessageFns<VariantReport> = {
     }
     if (message.effectiveActions !== 0) {
       writer.uint32(201).double(message.effectiveActions);
+    }
+    for (const v of message.featureImportance) {
+      FeatureImportance.encode(v!, writer.uint32(210).fork()).join();
+    }
+    if (message.importanceEvents !== 0) {
+      writer.uint32(216).int64(message.importanceEvents);
     }
     return writer;
   },
@@ -1351,6 +1373,22 @@ export const VariantReport: MessageFns<VariantReport> = {
             message.effectiveActions = reader.double();
             continue;
           }
+          case 26: {
+            if (tag !== 210) {
+              break;
+            }
+
+            message.featureImportance.push(FeatureImportance.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 27: {
+            if (tag !== 216) {
+              break;
+            }
+
+            message.importanceEvents = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1446,6 +1484,16 @@ export const VariantReport: MessageFns<VariantReport> = {
         : isSet(object.effective_actions)
         ? globalThis.Number(object.effective_actions)
         : 0,
+      featureImportance: globalThis.Array.isArray(object?.featureImportance)
+        ? object.featureImportance.map((e: any) => FeatureImportance.fromJSON(e))
+        : globalThis.Array.isArray(object?.feature_importance)
+        ? object.feature_importance.map((e: any) => FeatureImportance.fromJSON(e))
+        : [],
+      importanceEvents: isSet(object.importanceEvents)
+        ? globalThis.Number(object.importanceEvents)
+        : isSet(object.importance_events)
+        ? globalThis.Number(object.importance_events)
+        : 0,
     };
   },
 
@@ -1526,6 +1574,12 @@ export const VariantReport: MessageFns<VariantReport> = {
     if (message.effectiveActions !== 0) {
       obj.effectiveActions = floatToJson(message.effectiveActions);
     }
+    if (message.featureImportance?.length) {
+      obj.featureImportance = message.featureImportance.map((e) => FeatureImportance.toJSON(e));
+    }
+    if (message.importanceEvents !== 0) {
+      obj.importanceEvents = Math.round(message.importanceEvents);
+    }
     return obj;
   },
 
@@ -1565,6 +1619,97 @@ export const VariantReport: MessageFns<VariantReport> = {
     message.driftRewardDrops = object.driftRewardDrops ?? 0;
     message.explorationCollapseSeq = object.explorationCollapseSeq ?? 0;
     message.effectiveActions = object.effectiveActions ?? 0;
+    message.featureImportance = object.featureImportance?.map((e) => FeatureImportance.fromPartial(e)) || [];
+    message.importanceEvents = object.importanceEvents ?? 0;
+    return message;
+  },
+};
+
+function createBaseFeatureImportance(): FeatureImportance {
+  return { feature: "", meanAbsContribution: 0 };
+}
+
+export const FeatureImportance: MessageFns<FeatureImportance> = {
+  encode(message: FeatureImportance, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.feature !== "") {
+      writer.uint32(10).string(message.feature);
+    }
+    if (message.meanAbsContribution !== 0) {
+      writer.uint32(17).double(message.meanAbsContribution);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FeatureImportance {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFeatureImportance();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.feature = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.meanAbsContribution = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FeatureImportance {
+    return {
+      feature: isSet(object.feature) ? globalThis.String(object.feature) : "",
+      meanAbsContribution: isSet(object.meanAbsContribution)
+        ? globalThis.Number(object.meanAbsContribution)
+        : isSet(object.mean_abs_contribution)
+        ? globalThis.Number(object.mean_abs_contribution)
+        : 0,
+    };
+  },
+
+  toJSON(message: FeatureImportance): unknown {
+    const obj: any = {};
+    if (message.feature !== "") {
+      obj.feature = message.feature;
+    }
+    if (message.meanAbsContribution !== 0) {
+      obj.meanAbsContribution = floatToJson(message.meanAbsContribution);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FeatureImportance>, I>>(base?: I): FeatureImportance {
+    return FeatureImportance.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FeatureImportance>, I>>(object: I): FeatureImportance {
+    const message = createBaseFeatureImportance();
+    message.feature = object.feature ?? "";
+    message.meanAbsContribution = object.meanAbsContribution ?? 0;
     return message;
   },
 };

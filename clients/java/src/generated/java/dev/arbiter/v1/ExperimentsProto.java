@@ -55,6 +55,11 @@ public final class ExperimentsProto {
     com.google.protobuf.GeneratedMessageV3.FieldAccessorTable
       internal_static_arbiter_v1_VariantReport_fieldAccessorTable;
   static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_arbiter_v1_FeatureImportance_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessageV3.FieldAccessorTable
+      internal_static_arbiter_v1_FeatureImportance_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
     internal_static_arbiter_v1_SampleRatioCheck_descriptor;
   static final 
     com.google.protobuf.GeneratedMessageV3.FieldAccessorTable
@@ -153,7 +158,7 @@ public final class ExperimentsProto {
       "riment\030\001 \001(\t\"N\n\020GetReportRequest\022\022\n\nexpe" +
       "riment\030\001 \001(\t\022\022\n\nsegment_by\030\002 \001(\t\022\022\n\nmin_" +
       "effect\030\003 \001(\001\"7\n\010Interval\022\020\n\010estimate\030\001 \001" +
-      "(\001\022\013\n\003low\030\002 \001(\001\022\014\n\004high\030\003 \001(\001\"\220\005\n\rVarian" +
+      "(\001\022\013\n\003low\030\002 \001(\001\022\014\n\004high\030\003 \001(\001\"\346\005\n\rVarian" +
       "tReport\022\017\n\007variant\030\001 \001(\t\022\016\n\006shadow\030\002 \001(\010" +
       "\022\017\n\007traffic\030\003 \001(\001\022\021\n\tdecisions\030\004 \001(\003\022\r\n\005" +
       "units\030\005 \001(\003\022\017\n\007rewards\030\006 \001(\003\022)\n\013mean_rew" +
@@ -170,66 +175,70 @@ public final class ExperimentsProto {
       "rd\030\025 \001(\001\022\035\n\025drift_reward_drop_seq\030\026 \001(\003\022" +
       "\032\n\022drift_reward_drops\030\027 \001(\003\022 \n\030explorati" +
       "on_collapse_seq\030\030 \001(\003\022\031\n\021effective_actio" +
-      "ns\030\031 \001(\001\"\361\002\n\020SampleRatioCheck\022\022\n\nchi_squ" +
-      "are\030\001 \001(\001\022\017\n\007p_value\030\002 \001(\001\022\020\n\010mismatch\030\003" +
-      " \001(\010\022G\n\016observed_units\030\004 \003(\0132/.arbiter.v" +
-      "1.SampleRatioCheck.ObservedUnitsEntry\022G\n" +
-      "\016expected_share\030\005 \003(\0132/.arbiter.v1.Sampl" +
-      "eRatioCheck.ExpectedShareEntry\022(\n\004eras\030\006" +
-      " \003(\0132\032.arbiter.v1.SampleRatioEra\0324\n\022Obse" +
-      "rvedUnitsEntry\022\013\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001" +
-      "(\003:\0028\001\0324\n\022ExpectedShareEntry\022\013\n\003key\030\001 \001(" +
-      "\t\022\r\n\005value\030\002 \001(\001:\0028\001\"\317\002\n\016SampleRatioEra\022" +
-      "\017\n\007version\030\001 \001(\003\022\r\n\005since\030\002 \001(\t\022\022\n\nchi_s" +
-      "quare\030\003 \001(\001\022\017\n\007p_value\030\004 \001(\001\022E\n\016observed" +
-      "_units\030\005 \003(\0132-.arbiter.v1.SampleRatioEra" +
-      ".ObservedUnitsEntry\022E\n\016expected_share\030\006 " +
-      "\003(\0132-.arbiter.v1.SampleRatioEra.Expected" +
-      "ShareEntry\0324\n\022ObservedUnitsEntry\022\013\n\003key\030" +
-      "\001 \001(\t\022\r\n\005value\030\002 \001(\003:\0028\001\0324\n\022ExpectedShar" +
-      "eEntry\022\013\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001(\001:\0028\001\"s" +
-      "\n\rSegmentReport\022\017\n\007segment\030\001 \001(\t\022\r\n\005unit" +
-      "s\030\002 \001(\003\022\025\n\rtoo_few_units\030\003 \001(\010\022+\n\010varian" +
-      "ts\030\004 \003(\0132\031.arbiter.v1.VariantReport\"\366\001\n\006" +
-      "Report\022\022\n\nexperiment\030\001 \001(\t\022\017\n\007control\030\002 " +
-      "\001(\t\022+\n\010variants\030\003 \003(\0132\031.arbiter.v1.Varia" +
-      "ntReport\0222\n\014sample_ratio\030\004 \001(\0132\034.arbiter" +
-      ".v1.SampleRatioCheck\022\022\n\nsegment_by\030\005 \001(\t" +
-      "\022+\n\010segments\030\006 \003(\0132\031.arbiter.v1.SegmentR" +
-      "eport\022\021\n\tintervals\030\007 \001(\t\022\022\n\nmin_effect\030\010" +
-      " \001(\001\"\224\001\n\021SetTrafficRequest\022\022\n\nexperiment" +
-      "\030\001 \001(\t\022;\n\007traffic\030\002 \003(\0132*.arbiter.v1.Set" +
-      "TrafficRequest.TrafficEntry\032.\n\014TrafficEn" +
-      "try\022\013\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001(\001:\0028\001\"E\n\016P" +
-      "romoteRequest\022\022\n\nexperiment\030\001 \001(\t\022\017\n\007var" +
-      "iant\030\002 \001(\t\022\016\n\006reason\030\003 \001(\t\"S\n\016SetModeReq" +
-      "uest\022\022\n\nexperiment\030\001 \001(\t\022\017\n\007variant\030\002 \001(" +
-      "\t\022\014\n\004mode\030\003 \001(\t\022\016\n\006reason\030\004 \001(\t\"X\n\017Promo" +
-      "teResponse\022*\n\nexperiment\030\001 \001(\0132\026.arbiter" +
-      ".v1.Experiment\022\031\n\021previous_champion\030\002 \001(" +
-      "\t\"K\n\020EraseUnitRequest\022\017\n\007unit_id\030\001 \001(\t\022\022" +
-      "\n\nexperiment\030\002 \001(\t\022\022\n\nrequest_id\030\003 \001(\t\"\307" +
-      "\001\n\021EraseUnitResponse\022\022\n\nrequest_id\030\001 \001(\t" +
-      "\022\031\n\021decisions_deleted\030\002 \001(\003\022\027\n\017rewards_d" +
-      "eleted\030\003 \001(\003\022\033\n\023activations_deleted\030\004 \001(" +
-      "\003\022\036\n\026learned_events_deleted\030\005 \001(\003\022\033\n\023reb" +
-      "uilt_experiments\030\006 \003(\t\022\020\n\010repeated\030\007 \001(\010" +
-      "2\213\004\n\021ExperimentService\022Z\n\017ListExperiment" +
-      "s\022\".arbiter.v1.ListExperimentsRequest\032#." +
-      "arbiter.v1.ListExperimentsResponse\022I\n\rGe" +
-      "tExperiment\022 .arbiter.v1.GetExperimentRe" +
-      "quest\032\026.arbiter.v1.Experiment\022=\n\tGetRepo" +
-      "rt\022\034.arbiter.v1.GetReportRequest\032\022.arbit" +
-      "er.v1.Report\022C\n\nSetTraffic\022\035.arbiter.v1." +
-      "SetTrafficRequest\032\026.arbiter.v1.Experimen" +
-      "t\022B\n\007Promote\022\032.arbiter.v1.PromoteRequest" +
-      "\032\033.arbiter.v1.PromoteResponse\022=\n\007SetMode" +
-      "\022\032.arbiter.v1.SetModeRequest\032\026.arbiter.v" +
-      "1.Experiment\022H\n\tEraseUnit\022\034.arbiter.v1.E" +
-      "raseUnitRequest\032\035.arbiter.v1.EraseUnitRe" +
-      "sponseB_\n\016dev.arbiter.v1B\020ExperimentsPro" +
-      "toP\001Z9github.com/arbiter/arbiter/clients" +
-      "/go/arbiterv1;arbiterv1b\006proto3"
+      "ns\030\031 \001(\001\0229\n\022feature_importance\030\032 \003(\0132\035.a" +
+      "rbiter.v1.FeatureImportance\022\031\n\021importanc" +
+      "e_events\030\033 \001(\003\"C\n\021FeatureImportance\022\017\n\007f" +
+      "eature\030\001 \001(\t\022\035\n\025mean_abs_contribution\030\002 " +
+      "\001(\001\"\361\002\n\020SampleRatioCheck\022\022\n\nchi_square\030\001" +
+      " \001(\001\022\017\n\007p_value\030\002 \001(\001\022\020\n\010mismatch\030\003 \001(\010\022" +
+      "G\n\016observed_units\030\004 \003(\0132/.arbiter.v1.Sam" +
+      "pleRatioCheck.ObservedUnitsEntry\022G\n\016expe" +
+      "cted_share\030\005 \003(\0132/.arbiter.v1.SampleRati" +
+      "oCheck.ExpectedShareEntry\022(\n\004eras\030\006 \003(\0132" +
+      "\032.arbiter.v1.SampleRatioEra\0324\n\022ObservedU" +
+      "nitsEntry\022\013\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001(\003:\0028" +
+      "\001\0324\n\022ExpectedShareEntry\022\013\n\003key\030\001 \001(\t\022\r\n\005" +
+      "value\030\002 \001(\001:\0028\001\"\317\002\n\016SampleRatioEra\022\017\n\007ve" +
+      "rsion\030\001 \001(\003\022\r\n\005since\030\002 \001(\t\022\022\n\nchi_square" +
+      "\030\003 \001(\001\022\017\n\007p_value\030\004 \001(\001\022E\n\016observed_unit" +
+      "s\030\005 \003(\0132-.arbiter.v1.SampleRatioEra.Obse" +
+      "rvedUnitsEntry\022E\n\016expected_share\030\006 \003(\0132-" +
+      ".arbiter.v1.SampleRatioEra.ExpectedShare" +
+      "Entry\0324\n\022ObservedUnitsEntry\022\013\n\003key\030\001 \001(\t" +
+      "\022\r\n\005value\030\002 \001(\003:\0028\001\0324\n\022ExpectedShareEntr" +
+      "y\022\013\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001(\001:\0028\001\"s\n\rSeg" +
+      "mentReport\022\017\n\007segment\030\001 \001(\t\022\r\n\005units\030\002 \001" +
+      "(\003\022\025\n\rtoo_few_units\030\003 \001(\010\022+\n\010variants\030\004 " +
+      "\003(\0132\031.arbiter.v1.VariantReport\"\366\001\n\006Repor" +
+      "t\022\022\n\nexperiment\030\001 \001(\t\022\017\n\007control\030\002 \001(\t\022+" +
+      "\n\010variants\030\003 \003(\0132\031.arbiter.v1.VariantRep" +
+      "ort\0222\n\014sample_ratio\030\004 \001(\0132\034.arbiter.v1.S" +
+      "ampleRatioCheck\022\022\n\nsegment_by\030\005 \001(\t\022+\n\010s" +
+      "egments\030\006 \003(\0132\031.arbiter.v1.SegmentReport" +
+      "\022\021\n\tintervals\030\007 \001(\t\022\022\n\nmin_effect\030\010 \001(\001\"" +
+      "\224\001\n\021SetTrafficRequest\022\022\n\nexperiment\030\001 \001(" +
+      "\t\022;\n\007traffic\030\002 \003(\0132*.arbiter.v1.SetTraff" +
+      "icRequest.TrafficEntry\032.\n\014TrafficEntry\022\013" +
+      "\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001(\001:\0028\001\"E\n\016Promot" +
+      "eRequest\022\022\n\nexperiment\030\001 \001(\t\022\017\n\007variant\030" +
+      "\002 \001(\t\022\016\n\006reason\030\003 \001(\t\"S\n\016SetModeRequest\022" +
+      "\022\n\nexperiment\030\001 \001(\t\022\017\n\007variant\030\002 \001(\t\022\014\n\004" +
+      "mode\030\003 \001(\t\022\016\n\006reason\030\004 \001(\t\"X\n\017PromoteRes" +
+      "ponse\022*\n\nexperiment\030\001 \001(\0132\026.arbiter.v1.E" +
+      "xperiment\022\031\n\021previous_champion\030\002 \001(\t\"K\n\020" +
+      "EraseUnitRequest\022\017\n\007unit_id\030\001 \001(\t\022\022\n\nexp" +
+      "eriment\030\002 \001(\t\022\022\n\nrequest_id\030\003 \001(\t\"\307\001\n\021Er" +
+      "aseUnitResponse\022\022\n\nrequest_id\030\001 \001(\t\022\031\n\021d" +
+      "ecisions_deleted\030\002 \001(\003\022\027\n\017rewards_delete" +
+      "d\030\003 \001(\003\022\033\n\023activations_deleted\030\004 \001(\003\022\036\n\026" +
+      "learned_events_deleted\030\005 \001(\003\022\033\n\023rebuilt_" +
+      "experiments\030\006 \003(\t\022\020\n\010repeated\030\007 \001(\0102\213\004\n\021" +
+      "ExperimentService\022Z\n\017ListExperiments\022\".a" +
+      "rbiter.v1.ListExperimentsRequest\032#.arbit" +
+      "er.v1.ListExperimentsResponse\022I\n\rGetExpe" +
+      "riment\022 .arbiter.v1.GetExperimentRequest" +
+      "\032\026.arbiter.v1.Experiment\022=\n\tGetReport\022\034." +
+      "arbiter.v1.GetReportRequest\032\022.arbiter.v1" +
+      ".Report\022C\n\nSetTraffic\022\035.arbiter.v1.SetTr" +
+      "afficRequest\032\026.arbiter.v1.Experiment\022B\n\007" +
+      "Promote\022\032.arbiter.v1.PromoteRequest\032\033.ar" +
+      "biter.v1.PromoteResponse\022=\n\007SetMode\022\032.ar" +
+      "biter.v1.SetModeRequest\032\026.arbiter.v1.Exp" +
+      "eriment\022H\n\tEraseUnit\022\034.arbiter.v1.EraseU" +
+      "nitRequest\032\035.arbiter.v1.EraseUnitRespons" +
+      "eB_\n\016dev.arbiter.v1B\020ExperimentsProtoP\001Z" +
+      "9github.com/arbiter/arbiter/clients/go/a" +
+      "rbiterv1;arbiterv1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -282,9 +291,15 @@ public final class ExperimentsProto {
     internal_static_arbiter_v1_VariantReport_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_VariantReport_descriptor,
-        new java.lang.String[] { "Variant", "Shadow", "Traffic", "Decisions", "Units", "Rewards", "MeanReward", "DifferenceToControl", "PValue", "ProbabilityBest", "Ips", "Snips", "Scored", "ScoredUnits", "EffectiveSampleSize", "UnsupportedMass", "NotEvaluable", "Verdict", "ApprenticeDecisions", "Agreement", "BaselineReward", "DriftRewardDropSeq", "DriftRewardDrops", "ExplorationCollapseSeq", "EffectiveActions", });
-    internal_static_arbiter_v1_SampleRatioCheck_descriptor =
+        new java.lang.String[] { "Variant", "Shadow", "Traffic", "Decisions", "Units", "Rewards", "MeanReward", "DifferenceToControl", "PValue", "ProbabilityBest", "Ips", "Snips", "Scored", "ScoredUnits", "EffectiveSampleSize", "UnsupportedMass", "NotEvaluable", "Verdict", "ApprenticeDecisions", "Agreement", "BaselineReward", "DriftRewardDropSeq", "DriftRewardDrops", "ExplorationCollapseSeq", "EffectiveActions", "FeatureImportance", "ImportanceEvents", });
+    internal_static_arbiter_v1_FeatureImportance_descriptor =
       getDescriptor().getMessageTypes().get(8);
+    internal_static_arbiter_v1_FeatureImportance_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
+        internal_static_arbiter_v1_FeatureImportance_descriptor,
+        new java.lang.String[] { "Feature", "MeanAbsContribution", });
+    internal_static_arbiter_v1_SampleRatioCheck_descriptor =
+      getDescriptor().getMessageTypes().get(9);
     internal_static_arbiter_v1_SampleRatioCheck_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_SampleRatioCheck_descriptor,
@@ -302,7 +317,7 @@ public final class ExperimentsProto {
         internal_static_arbiter_v1_SampleRatioCheck_ExpectedShareEntry_descriptor,
         new java.lang.String[] { "Key", "Value", });
     internal_static_arbiter_v1_SampleRatioEra_descriptor =
-      getDescriptor().getMessageTypes().get(9);
+      getDescriptor().getMessageTypes().get(10);
     internal_static_arbiter_v1_SampleRatioEra_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_SampleRatioEra_descriptor,
@@ -320,19 +335,19 @@ public final class ExperimentsProto {
         internal_static_arbiter_v1_SampleRatioEra_ExpectedShareEntry_descriptor,
         new java.lang.String[] { "Key", "Value", });
     internal_static_arbiter_v1_SegmentReport_descriptor =
-      getDescriptor().getMessageTypes().get(10);
+      getDescriptor().getMessageTypes().get(11);
     internal_static_arbiter_v1_SegmentReport_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_SegmentReport_descriptor,
         new java.lang.String[] { "Segment", "Units", "TooFewUnits", "Variants", });
     internal_static_arbiter_v1_Report_descriptor =
-      getDescriptor().getMessageTypes().get(11);
+      getDescriptor().getMessageTypes().get(12);
     internal_static_arbiter_v1_Report_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_Report_descriptor,
         new java.lang.String[] { "Experiment", "Control", "Variants", "SampleRatio", "SegmentBy", "Segments", "Intervals", "MinEffect", });
     internal_static_arbiter_v1_SetTrafficRequest_descriptor =
-      getDescriptor().getMessageTypes().get(12);
+      getDescriptor().getMessageTypes().get(13);
     internal_static_arbiter_v1_SetTrafficRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_SetTrafficRequest_descriptor,
@@ -344,31 +359,31 @@ public final class ExperimentsProto {
         internal_static_arbiter_v1_SetTrafficRequest_TrafficEntry_descriptor,
         new java.lang.String[] { "Key", "Value", });
     internal_static_arbiter_v1_PromoteRequest_descriptor =
-      getDescriptor().getMessageTypes().get(13);
+      getDescriptor().getMessageTypes().get(14);
     internal_static_arbiter_v1_PromoteRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_PromoteRequest_descriptor,
         new java.lang.String[] { "Experiment", "Variant", "Reason", });
     internal_static_arbiter_v1_SetModeRequest_descriptor =
-      getDescriptor().getMessageTypes().get(14);
+      getDescriptor().getMessageTypes().get(15);
     internal_static_arbiter_v1_SetModeRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_SetModeRequest_descriptor,
         new java.lang.String[] { "Experiment", "Variant", "Mode", "Reason", });
     internal_static_arbiter_v1_PromoteResponse_descriptor =
-      getDescriptor().getMessageTypes().get(15);
+      getDescriptor().getMessageTypes().get(16);
     internal_static_arbiter_v1_PromoteResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_PromoteResponse_descriptor,
         new java.lang.String[] { "Experiment", "PreviousChampion", });
     internal_static_arbiter_v1_EraseUnitRequest_descriptor =
-      getDescriptor().getMessageTypes().get(16);
+      getDescriptor().getMessageTypes().get(17);
     internal_static_arbiter_v1_EraseUnitRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_EraseUnitRequest_descriptor,
         new java.lang.String[] { "UnitId", "Experiment", "RequestId", });
     internal_static_arbiter_v1_EraseUnitResponse_descriptor =
-      getDescriptor().getMessageTypes().get(17);
+      getDescriptor().getMessageTypes().get(18);
     internal_static_arbiter_v1_EraseUnitResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_arbiter_v1_EraseUnitResponse_descriptor,

@@ -24,6 +24,7 @@ private static final long serialVersionUID = 0L;
     variant_ = "";
     notEvaluable_ = "";
     verdict_ = "";
+    featureImportance_ = java.util.Collections.emptyList();
   }
 
   @java.lang.Override
@@ -571,6 +572,93 @@ private static final long serialVersionUID = 0L;
     return effectiveActions_;
   }
 
+  public static final int FEATURE_IMPORTANCE_FIELD_NUMBER = 26;
+  @SuppressWarnings("serial")
+  private java.util.List<dev.arbiter.v1.FeatureImportance> featureImportance_;
+  /**
+   * <pre>
+   * Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+   * the features with the largest mean absolute contribution to the chosen action's score,
+   * each event's under the model before it learned that event, largest first (at most 10);
+   * empty for a policy that cannot explain itself. importance_events: the events averaged over.
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.FeatureImportance feature_importance = 26;</code>
+   */
+  @java.lang.Override
+  public java.util.List<dev.arbiter.v1.FeatureImportance> getFeatureImportanceList() {
+    return featureImportance_;
+  }
+  /**
+   * <pre>
+   * Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+   * the features with the largest mean absolute contribution to the chosen action's score,
+   * each event's under the model before it learned that event, largest first (at most 10);
+   * empty for a policy that cannot explain itself. importance_events: the events averaged over.
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.FeatureImportance feature_importance = 26;</code>
+   */
+  @java.lang.Override
+  public java.util.List<? extends dev.arbiter.v1.FeatureImportanceOrBuilder> 
+      getFeatureImportanceOrBuilderList() {
+    return featureImportance_;
+  }
+  /**
+   * <pre>
+   * Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+   * the features with the largest mean absolute contribution to the chosen action's score,
+   * each event's under the model before it learned that event, largest first (at most 10);
+   * empty for a policy that cannot explain itself. importance_events: the events averaged over.
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.FeatureImportance feature_importance = 26;</code>
+   */
+  @java.lang.Override
+  public int getFeatureImportanceCount() {
+    return featureImportance_.size();
+  }
+  /**
+   * <pre>
+   * Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+   * the features with the largest mean absolute contribution to the chosen action's score,
+   * each event's under the model before it learned that event, largest first (at most 10);
+   * empty for a policy that cannot explain itself. importance_events: the events averaged over.
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.FeatureImportance feature_importance = 26;</code>
+   */
+  @java.lang.Override
+  public dev.arbiter.v1.FeatureImportance getFeatureImportance(int index) {
+    return featureImportance_.get(index);
+  }
+  /**
+   * <pre>
+   * Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+   * the features with the largest mean absolute contribution to the chosen action's score,
+   * each event's under the model before it learned that event, largest first (at most 10);
+   * empty for a policy that cannot explain itself. importance_events: the events averaged over.
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.FeatureImportance feature_importance = 26;</code>
+   */
+  @java.lang.Override
+  public dev.arbiter.v1.FeatureImportanceOrBuilder getFeatureImportanceOrBuilder(
+      int index) {
+    return featureImportance_.get(index);
+  }
+
+  public static final int IMPORTANCE_EVENTS_FIELD_NUMBER = 27;
+  private long importanceEvents_ = 0L;
+  /**
+   * <code>int64 importance_events = 27;</code>
+   * @return The importanceEvents.
+   */
+  @java.lang.Override
+  public long getImportanceEvents() {
+    return importanceEvents_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -659,6 +747,12 @@ private static final long serialVersionUID = 0L;
     }
     if (java.lang.Double.doubleToRawLongBits(effectiveActions_) != 0) {
       output.writeDouble(25, effectiveActions_);
+    }
+    for (int i = 0; i < featureImportance_.size(); i++) {
+      output.writeMessage(26, featureImportance_.get(i));
+    }
+    if (importanceEvents_ != 0L) {
+      output.writeInt64(27, importanceEvents_);
     }
     getUnknownFields().writeTo(output);
   }
@@ -766,6 +860,14 @@ private static final long serialVersionUID = 0L;
       size += com.google.protobuf.CodedOutputStream
         .computeDoubleSize(25, effectiveActions_);
     }
+    for (int i = 0; i < featureImportance_.size(); i++) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(26, featureImportance_.get(i));
+    }
+    if (importanceEvents_ != 0L) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeInt64Size(27, importanceEvents_);
+    }
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
     return size;
@@ -851,6 +953,10 @@ private static final long serialVersionUID = 0L;
     if (java.lang.Double.doubleToLongBits(getEffectiveActions())
         != java.lang.Double.doubleToLongBits(
             other.getEffectiveActions())) return false;
+    if (!getFeatureImportanceList()
+        .equals(other.getFeatureImportanceList())) return false;
+    if (getImportanceEvents()
+        != other.getImportanceEvents()) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -938,6 +1044,13 @@ private static final long serialVersionUID = 0L;
     hash = (37 * hash) + EFFECTIVE_ACTIONS_FIELD_NUMBER;
     hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
         java.lang.Double.doubleToLongBits(getEffectiveActions()));
+    if (getFeatureImportanceCount() > 0) {
+      hash = (37 * hash) + FEATURE_IMPORTANCE_FIELD_NUMBER;
+      hash = (53 * hash) + getFeatureImportanceList().hashCode();
+    }
+    hash = (37 * hash) + IMPORTANCE_EVENTS_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        getImportanceEvents());
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -1113,6 +1226,14 @@ private static final long serialVersionUID = 0L;
       driftRewardDrops_ = 0L;
       explorationCollapseSeq_ = 0L;
       effectiveActions_ = 0D;
+      if (featureImportanceBuilder_ == null) {
+        featureImportance_ = java.util.Collections.emptyList();
+      } else {
+        featureImportance_ = null;
+        featureImportanceBuilder_.clear();
+      }
+      bitField0_ = (bitField0_ & ~0x02000000);
+      importanceEvents_ = 0L;
       return this;
     }
 
@@ -1139,9 +1260,22 @@ private static final long serialVersionUID = 0L;
     @java.lang.Override
     public dev.arbiter.v1.VariantReport buildPartial() {
       dev.arbiter.v1.VariantReport result = new dev.arbiter.v1.VariantReport(this);
+      buildPartialRepeatedFields(result);
       if (bitField0_ != 0) { buildPartial0(result); }
       onBuilt();
       return result;
+    }
+
+    private void buildPartialRepeatedFields(dev.arbiter.v1.VariantReport result) {
+      if (featureImportanceBuilder_ == null) {
+        if (((bitField0_ & 0x02000000) != 0)) {
+          featureImportance_ = java.util.Collections.unmodifiableList(featureImportance_);
+          bitField0_ = (bitField0_ & ~0x02000000);
+        }
+        result.featureImportance_ = featureImportance_;
+      } else {
+        result.featureImportance_ = featureImportanceBuilder_.build();
+      }
     }
 
     private void buildPartial0(dev.arbiter.v1.VariantReport result) {
@@ -1228,6 +1362,9 @@ private static final long serialVersionUID = 0L;
       }
       if (((from_bitField0_ & 0x01000000) != 0)) {
         result.effectiveActions_ = effectiveActions_;
+      }
+      if (((from_bitField0_ & 0x04000000) != 0)) {
+        result.importanceEvents_ = importanceEvents_;
       }
     }
 
@@ -1355,6 +1492,35 @@ private static final long serialVersionUID = 0L;
       }
       if (other.getEffectiveActions() != 0D) {
         setEffectiveActions(other.getEffectiveActions());
+      }
+      if (featureImportanceBuilder_ == null) {
+        if (!other.featureImportance_.isEmpty()) {
+          if (featureImportance_.isEmpty()) {
+            featureImportance_ = other.featureImportance_;
+            bitField0_ = (bitField0_ & ~0x02000000);
+          } else {
+            ensureFeatureImportanceIsMutable();
+            featureImportance_.addAll(other.featureImportance_);
+          }
+          onChanged();
+        }
+      } else {
+        if (!other.featureImportance_.isEmpty()) {
+          if (featureImportanceBuilder_.isEmpty()) {
+            featureImportanceBuilder_.dispose();
+            featureImportanceBuilder_ = null;
+            featureImportance_ = other.featureImportance_;
+            bitField0_ = (bitField0_ & ~0x02000000);
+            featureImportanceBuilder_ = 
+              com.google.protobuf.GeneratedMessageV3.alwaysUseFieldBuilders ?
+                 getFeatureImportanceFieldBuilder() : null;
+          } else {
+            featureImportanceBuilder_.addAllMessages(other.featureImportance_);
+          }
+        }
+      }
+      if (other.getImportanceEvents() != 0L) {
+        setImportanceEvents(other.getImportanceEvents());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -1515,6 +1681,24 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x01000000;
               break;
             } // case 201
+            case 210: {
+              dev.arbiter.v1.FeatureImportance m =
+                  input.readMessage(
+                      dev.arbiter.v1.FeatureImportance.parser(),
+                      extensionRegistry);
+              if (featureImportanceBuilder_ == null) {
+                ensureFeatureImportanceIsMutable();
+                featureImportance_.add(m);
+              } else {
+                featureImportanceBuilder_.addMessage(m);
+              }
+              break;
+            } // case 210
+            case 216: {
+              importanceEvents_ = input.readInt64();
+              bitField0_ |= 0x04000000;
+              break;
+            } // case 216
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -3089,6 +3273,404 @@ private static final long serialVersionUID = 0L;
     public Builder clearEffectiveActions() {
       bitField0_ = (bitField0_ & ~0x01000000);
       effectiveActions_ = 0D;
+      onChanged();
+      return this;
+    }
+
+    private java.util.List<dev.arbiter.v1.FeatureImportance> featureImportance_ =
+      java.util.Collections.emptyList();
+    private void ensureFeatureImportanceIsMutable() {
+      if (!((bitField0_ & 0x02000000) != 0)) {
+        featureImportance_ = new java.util.ArrayList<dev.arbiter.v1.FeatureImportance>(featureImportance_);
+        bitField0_ |= 0x02000000;
+       }
+    }
+
+    private com.google.protobuf.RepeatedFieldBuilderV3<
+        dev.arbiter.v1.FeatureImportance, dev.arbiter.v1.FeatureImportance.Builder, dev.arbiter.v1.FeatureImportanceOrBuilder> featureImportanceBuilder_;
+
+    /**
+     * <pre>
+     * Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+     * the features with the largest mean absolute contribution to the chosen action's score,
+     * each event's under the model before it learned that event, largest first (at most 10);
+     * empty for a policy that cannot explain itself. importance_events: the events averaged over.
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.FeatureImportance feature_importance = 26;</code>
+     */
+    public java.util.List<dev.arbiter.v1.FeatureImportance> getFeatureImportanceList() {
+      if (featureImportanceBuilder_ == null) {
+        return java.util.Collections.unmodifiableList(featureImportance_);
+      } else {
+        return featureImportanceBuilder_.getMessageList();
+      }
+    }
+    /**
+     * <pre>
+     * Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+     * the features with the largest mean absolute contribution to the chosen action's score,
+     * each event's under the model before it learned that event, largest first (at most 10);
+     * empty for a policy that cannot explain itself. importance_events: the events averaged over.
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.FeatureImportance feature_importance = 26;</code>
+     */
+    public int getFeatureImportanceCount() {
+      if (featureImportanceBuilder_ == null) {
+        return featureImportance_.size();
+      } else {
+        return featureImportanceBuilder_.getCount();
+      }
+    }
+    /**
+     * <pre>
+     * Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+     * the features with the largest mean absolute contribution to the chosen action's score,
+     * each event's under the model before it learned that event, largest first (at most 10);
+     * empty for a policy that cannot explain itself. importance_events: the events averaged over.
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.FeatureImportance feature_importance = 26;</code>
+     */
+    public dev.arbiter.v1.FeatureImportance getFeatureImportance(int index) {
+      if (featureImportanceBuilder_ == null) {
+        return featureImportance_.get(index);
+      } else {
+        return featureImportanceBuilder_.getMessage(index);
+      }
+    }
+    /**
+     * <pre>
+     * Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+     * the features with the largest mean absolute contribution to the chosen action's score,
+     * each event's under the model before it learned that event, largest first (at most 10);
+     * empty for a policy that cannot explain itself. importance_events: the events averaged over.
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.FeatureImportance feature_importance = 26;</code>
+     */
+    public Builder setFeatureImportance(
+        int index, dev.arbiter.v1.FeatureImportance value) {
+      if (featureImportanceBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureFeatureImportanceIsMutable();
+        featureImportance_.set(index, value);
+        onChanged();
+      } else {
+        featureImportanceBuilder_.setMessage(index, value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+     * the features with the largest mean absolute contribution to the chosen action's score,
+     * each event's under the model before it learned that event, largest first (at most 10);
+     * empty for a policy that cannot explain itself. importance_events: the events averaged over.
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.FeatureImportance feature_importance = 26;</code>
+     */
+    public Builder setFeatureImportance(
+        int index, dev.arbiter.v1.FeatureImportance.Builder builderForValue) {
+      if (featureImportanceBuilder_ == null) {
+        ensureFeatureImportanceIsMutable();
+        featureImportance_.set(index, builderForValue.build());
+        onChanged();
+      } else {
+        featureImportanceBuilder_.setMessage(index, builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+     * the features with the largest mean absolute contribution to the chosen action's score,
+     * each event's under the model before it learned that event, largest first (at most 10);
+     * empty for a policy that cannot explain itself. importance_events: the events averaged over.
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.FeatureImportance feature_importance = 26;</code>
+     */
+    public Builder addFeatureImportance(dev.arbiter.v1.FeatureImportance value) {
+      if (featureImportanceBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureFeatureImportanceIsMutable();
+        featureImportance_.add(value);
+        onChanged();
+      } else {
+        featureImportanceBuilder_.addMessage(value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+     * the features with the largest mean absolute contribution to the chosen action's score,
+     * each event's under the model before it learned that event, largest first (at most 10);
+     * empty for a policy that cannot explain itself. importance_events: the events averaged over.
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.FeatureImportance feature_importance = 26;</code>
+     */
+    public Builder addFeatureImportance(
+        int index, dev.arbiter.v1.FeatureImportance value) {
+      if (featureImportanceBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureFeatureImportanceIsMutable();
+        featureImportance_.add(index, value);
+        onChanged();
+      } else {
+        featureImportanceBuilder_.addMessage(index, value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+     * the features with the largest mean absolute contribution to the chosen action's score,
+     * each event's under the model before it learned that event, largest first (at most 10);
+     * empty for a policy that cannot explain itself. importance_events: the events averaged over.
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.FeatureImportance feature_importance = 26;</code>
+     */
+    public Builder addFeatureImportance(
+        dev.arbiter.v1.FeatureImportance.Builder builderForValue) {
+      if (featureImportanceBuilder_ == null) {
+        ensureFeatureImportanceIsMutable();
+        featureImportance_.add(builderForValue.build());
+        onChanged();
+      } else {
+        featureImportanceBuilder_.addMessage(builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+     * the features with the largest mean absolute contribution to the chosen action's score,
+     * each event's under the model before it learned that event, largest first (at most 10);
+     * empty for a policy that cannot explain itself. importance_events: the events averaged over.
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.FeatureImportance feature_importance = 26;</code>
+     */
+    public Builder addFeatureImportance(
+        int index, dev.arbiter.v1.FeatureImportance.Builder builderForValue) {
+      if (featureImportanceBuilder_ == null) {
+        ensureFeatureImportanceIsMutable();
+        featureImportance_.add(index, builderForValue.build());
+        onChanged();
+      } else {
+        featureImportanceBuilder_.addMessage(index, builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+     * the features with the largest mean absolute contribution to the chosen action's score,
+     * each event's under the model before it learned that event, largest first (at most 10);
+     * empty for a policy that cannot explain itself. importance_events: the events averaged over.
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.FeatureImportance feature_importance = 26;</code>
+     */
+    public Builder addAllFeatureImportance(
+        java.lang.Iterable<? extends dev.arbiter.v1.FeatureImportance> values) {
+      if (featureImportanceBuilder_ == null) {
+        ensureFeatureImportanceIsMutable();
+        com.google.protobuf.AbstractMessageLite.Builder.addAll(
+            values, featureImportance_);
+        onChanged();
+      } else {
+        featureImportanceBuilder_.addAllMessages(values);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+     * the features with the largest mean absolute contribution to the chosen action's score,
+     * each event's under the model before it learned that event, largest first (at most 10);
+     * empty for a policy that cannot explain itself. importance_events: the events averaged over.
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.FeatureImportance feature_importance = 26;</code>
+     */
+    public Builder clearFeatureImportance() {
+      if (featureImportanceBuilder_ == null) {
+        featureImportance_ = java.util.Collections.emptyList();
+        bitField0_ = (bitField0_ & ~0x02000000);
+        onChanged();
+      } else {
+        featureImportanceBuilder_.clear();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+     * the features with the largest mean absolute contribution to the chosen action's score,
+     * each event's under the model before it learned that event, largest first (at most 10);
+     * empty for a policy that cannot explain itself. importance_events: the events averaged over.
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.FeatureImportance feature_importance = 26;</code>
+     */
+    public Builder removeFeatureImportance(int index) {
+      if (featureImportanceBuilder_ == null) {
+        ensureFeatureImportanceIsMutable();
+        featureImportance_.remove(index);
+        onChanged();
+      } else {
+        featureImportanceBuilder_.remove(index);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+     * the features with the largest mean absolute contribution to the chosen action's score,
+     * each event's under the model before it learned that event, largest first (at most 10);
+     * empty for a policy that cannot explain itself. importance_events: the events averaged over.
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.FeatureImportance feature_importance = 26;</code>
+     */
+    public dev.arbiter.v1.FeatureImportance.Builder getFeatureImportanceBuilder(
+        int index) {
+      return getFeatureImportanceFieldBuilder().getBuilder(index);
+    }
+    /**
+     * <pre>
+     * Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+     * the features with the largest mean absolute contribution to the chosen action's score,
+     * each event's under the model before it learned that event, largest first (at most 10);
+     * empty for a policy that cannot explain itself. importance_events: the events averaged over.
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.FeatureImportance feature_importance = 26;</code>
+     */
+    public dev.arbiter.v1.FeatureImportanceOrBuilder getFeatureImportanceOrBuilder(
+        int index) {
+      if (featureImportanceBuilder_ == null) {
+        return featureImportance_.get(index);  } else {
+        return featureImportanceBuilder_.getMessageOrBuilder(index);
+      }
+    }
+    /**
+     * <pre>
+     * Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+     * the features with the largest mean absolute contribution to the chosen action's score,
+     * each event's under the model before it learned that event, largest first (at most 10);
+     * empty for a policy that cannot explain itself. importance_events: the events averaged over.
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.FeatureImportance feature_importance = 26;</code>
+     */
+    public java.util.List<? extends dev.arbiter.v1.FeatureImportanceOrBuilder> 
+         getFeatureImportanceOrBuilderList() {
+      if (featureImportanceBuilder_ != null) {
+        return featureImportanceBuilder_.getMessageOrBuilderList();
+      } else {
+        return java.util.Collections.unmodifiableList(featureImportance_);
+      }
+    }
+    /**
+     * <pre>
+     * Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+     * the features with the largest mean absolute contribution to the chosen action's score,
+     * each event's under the model before it learned that event, largest first (at most 10);
+     * empty for a policy that cannot explain itself. importance_events: the events averaged over.
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.FeatureImportance feature_importance = 26;</code>
+     */
+    public dev.arbiter.v1.FeatureImportance.Builder addFeatureImportanceBuilder() {
+      return getFeatureImportanceFieldBuilder().addBuilder(
+          dev.arbiter.v1.FeatureImportance.getDefaultInstance());
+    }
+    /**
+     * <pre>
+     * Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+     * the features with the largest mean absolute contribution to the chosen action's score,
+     * each event's under the model before it learned that event, largest first (at most 10);
+     * empty for a policy that cannot explain itself. importance_events: the events averaged over.
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.FeatureImportance feature_importance = 26;</code>
+     */
+    public dev.arbiter.v1.FeatureImportance.Builder addFeatureImportanceBuilder(
+        int index) {
+      return getFeatureImportanceFieldBuilder().addBuilder(
+          index, dev.arbiter.v1.FeatureImportance.getDefaultInstance());
+    }
+    /**
+     * <pre>
+     * Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+     * the features with the largest mean absolute contribution to the chosen action's score,
+     * each event's under the model before it learned that event, largest first (at most 10);
+     * empty for a policy that cannot explain itself. importance_events: the events averaged over.
+     * </pre>
+     *
+     * <code>repeated .arbiter.v1.FeatureImportance feature_importance = 26;</code>
+     */
+    public java.util.List<dev.arbiter.v1.FeatureImportance.Builder> 
+         getFeatureImportanceBuilderList() {
+      return getFeatureImportanceFieldBuilder().getBuilderList();
+    }
+    private com.google.protobuf.RepeatedFieldBuilderV3<
+        dev.arbiter.v1.FeatureImportance, dev.arbiter.v1.FeatureImportance.Builder, dev.arbiter.v1.FeatureImportanceOrBuilder> 
+        getFeatureImportanceFieldBuilder() {
+      if (featureImportanceBuilder_ == null) {
+        featureImportanceBuilder_ = new com.google.protobuf.RepeatedFieldBuilderV3<
+            dev.arbiter.v1.FeatureImportance, dev.arbiter.v1.FeatureImportance.Builder, dev.arbiter.v1.FeatureImportanceOrBuilder>(
+                featureImportance_,
+                ((bitField0_ & 0x02000000) != 0),
+                getParentForChildren(),
+                isClean());
+        featureImportance_ = null;
+      }
+      return featureImportanceBuilder_;
+    }
+
+    private long importanceEvents_ ;
+    /**
+     * <code>int64 importance_events = 27;</code>
+     * @return The importanceEvents.
+     */
+    @java.lang.Override
+    public long getImportanceEvents() {
+      return importanceEvents_;
+    }
+    /**
+     * <code>int64 importance_events = 27;</code>
+     * @param value The importanceEvents to set.
+     * @return This builder for chaining.
+     */
+    public Builder setImportanceEvents(long value) {
+      
+      importanceEvents_ = value;
+      bitField0_ |= 0x04000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>int64 importance_events = 27;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearImportanceEvents() {
+      bitField0_ = (bitField0_ & ~0x04000000);
+      importanceEvents_ = 0L;
       onChanged();
       return this;
     }

@@ -311,4 +311,69 @@ public interface VariantReportOrBuilder extends
    * @return The effectiveActions.
    */
   double getEffectiveActions();
+
+  /**
+   * <pre>
+   * Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+   * the features with the largest mean absolute contribution to the chosen action's score,
+   * each event's under the model before it learned that event, largest first (at most 10);
+   * empty for a policy that cannot explain itself. importance_events: the events averaged over.
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.FeatureImportance feature_importance = 26;</code>
+   */
+  java.util.List<dev.arbiter.v1.FeatureImportance> 
+      getFeatureImportanceList();
+  /**
+   * <pre>
+   * Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+   * the features with the largest mean absolute contribution to the chosen action's score,
+   * each event's under the model before it learned that event, largest first (at most 10);
+   * empty for a policy that cannot explain itself. importance_events: the events averaged over.
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.FeatureImportance feature_importance = 26;</code>
+   */
+  dev.arbiter.v1.FeatureImportance getFeatureImportance(int index);
+  /**
+   * <pre>
+   * Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+   * the features with the largest mean absolute contribution to the chosen action's score,
+   * each event's under the model before it learned that event, largest first (at most 10);
+   * empty for a policy that cannot explain itself. importance_events: the events averaged over.
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.FeatureImportance feature_importance = 26;</code>
+   */
+  int getFeatureImportanceCount();
+  /**
+   * <pre>
+   * Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+   * the features with the largest mean absolute contribution to the chosen action's score,
+   * each event's under the model before it learned that event, largest first (at most 10);
+   * empty for a policy that cannot explain itself. importance_events: the events averaged over.
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.FeatureImportance feature_importance = 26;</code>
+   */
+  java.util.List<? extends dev.arbiter.v1.FeatureImportanceOrBuilder> 
+      getFeatureImportanceOrBuilderList();
+  /**
+   * <pre>
+   * Feature importance of its policy, a fold of the learned events it learned (in snapshots):
+   * the features with the largest mean absolute contribution to the chosen action's score,
+   * each event's under the model before it learned that event, largest first (at most 10);
+   * empty for a policy that cannot explain itself. importance_events: the events averaged over.
+   * </pre>
+   *
+   * <code>repeated .arbiter.v1.FeatureImportance feature_importance = 26;</code>
+   */
+  dev.arbiter.v1.FeatureImportanceOrBuilder getFeatureImportanceOrBuilder(
+      int index);
+
+  /**
+   * <code>int64 importance_events = 27;</code>
+   * @return The importanceEvents.
+   */
+  long getImportanceEvents();
 }

@@ -162,6 +162,8 @@ type Choice struct {
 	Deferred bool
 	// ExcludedActionIDs are offered actions that must not be chosen: probability 0.
 	ExcludedActionIDs []string
+	// Explain asks for Decision.Explanations (none from a policy that cannot explain itself).
+	Explain bool
 }
 
 func (choice Choice) request() *arbiterv1.ChooseRequest {
@@ -173,7 +175,22 @@ func (choice Choice) request() *arbiterv1.ChooseRequest {
 		Actions:           choice.Actions,
 		Deferred:          choice.Deferred,
 		ExcludedActionIds: choice.ExcludedActionIDs,
+		Explain:           choice.Explain,
 	}
+}
+
+// Contribution is one feature's part of an action's score: Feature is "namespace.name",
+// "namespace.name=value", or "exploration" for the exploration part of a UCB/TS score.
+type Contribution struct {
+	Feature      string
+	Contribution float64
+}
+
+// Explanation says why ActionID scored Score: its largest contributions by magnitude.
+type Explanation struct {
+	ActionID      string
+	Score         float64
+	Contributions []Contribution
 }
 
 // Ranked is one action of the distribution a decision was drawn from.
@@ -192,6 +209,8 @@ type Decision struct {
 	Ranking      []Ranked
 	Variant      string
 	ModelVersion string
+	// Explanations (with Choice.Explain): one per scored action, from the serving model.
+	Explanations []Explanation
 }
 
 // Choose picks one of the offered actions; the server logs the decision before answering.
@@ -244,6 +263,15 @@ func decisionFrom(resp *arbiterv1.ChooseResponse) *Decision {
 	}
 	for _, r := range resp.GetRanking() {
 		d.Ranking = append(d.Ranking, Ranked{ActionID: r.GetActionId(), Probability: r.GetProbability()})
+	}
+	for _, e := range resp.GetExplanations() {
+		explanation := Explanation{ActionID: e.GetActionId(), Score: e.GetScore(),
+			Contributions: make([]Contribution, 0, len(e.GetContributions()))}
+		for _, c := range e.GetContributions() {
+			explanation.Contributions = append(explanation.Contributions,
+				Contribution{Feature: c.GetFeature(), Contribution: c.GetContribution()})
+		}
+		d.Explanations = append(d.Explanations, explanation)
 	}
 	return d
 }

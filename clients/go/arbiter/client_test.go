@@ -27,11 +27,17 @@ func (f *fakeServer) Choose(_ context.Context, req *arbiterv1.ChooseRequest) (*a
 	if len(req.GetActions()) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "`actions` must not be empty")
 	}
-	return &arbiterv1.ChooseResponse{
+	resp := &arbiterv1.ChooseResponse{
 		EventId: "ev-1", ActionId: req.GetActions()[0].GetId(), Probability: 1,
 		Ranking: []*arbiterv1.RankedAction{{ActionId: req.GetActions()[0].GetId(), Probability: 1}},
 		Variant: "main", ModelVersion: "0",
-	}, nil
+	}
+	if req.GetExplain() {
+		resp.Explanations = []*arbiterv1.ActionExplanation{{ActionId: resp.ActionId, Score: 0.75,
+			Contributions: []*arbiterv1.FeatureContribution{{Feature: "user.age", Contribution: 0.5},
+				{Feature: "exploration", Contribution: 0.25}}}}
+	}
+	return resp, nil
 }
 
 func (f *fakeServer) Reward(_ context.Context, req *arbiterv1.RewardRequest) (*arbiterv1.RewardResponse, error) {
@@ -101,6 +107,27 @@ func TestChooseSendsTheChoiceAndConvertsTheDecision(t *testing.T) {
 	}
 	if len(d.Ranking) != 1 || d.Ranking[0] != (Ranked{ActionID: "a", Probability: 1}) {
 		t.Fatalf("ranking %+v", d.Ranking)
+	}
+}
+
+func TestChooseWithExplainAsksForExplanationsAndConvertsThem(t *testing.T) {
+	c, fake := startFake(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	plain, err := c.Choose(ctx, Choice{Experiment: "homepage", Actions: []*arbiterv1.Action{NewAction("a")}})
+	if err != nil || fake.lastChoose.GetExplain() || len(plain.Explanations) != 0 {
+		t.Fatalf("without Explain: err %v, request %v, explanations %+v", err, fake.lastChoose, plain)
+	}
+	d, err := c.Choose(ctx, Choice{Experiment: "homepage", Actions: []*arbiterv1.Action{NewAction("a")}, Explain: true})
+	if err != nil || !fake.lastChoose.GetExplain() {
+		t.Fatalf("with Explain: err %v, request %v", err, fake.lastChoose)
+	}
+	want := Explanation{ActionID: "a", Score: 0.75, Contributions: []Contribution{{"user.age", 0.5}, {"exploration", 0.25}}}
+	if len(d.Explanations) != 1 || d.Explanations[0].ActionID != want.ActionID || d.Explanations[0].Score != want.Score ||
+		len(d.Explanations[0].Contributions) != 2 || d.Explanations[0].Contributions[0] != want.Contributions[0] ||
+		d.Explanations[0].Contributions[1] != want.Contributions[1] {
+		t.Fatalf("explanations %+v, want [%+v]", d.Explanations, want)
 	}
 }
 

@@ -161,6 +161,29 @@ func TestLiveServer(t *testing.T) {
 		}
 	})
 
+	t.Run("ChooseWithExplainAnswersAnExplanationPerAction", func(t *testing.T) {
+		plain, err := c.Choose(ctx, choice)
+		if err != nil || len(plain.Explanations) != 0 {
+			t.Fatalf("Choose without Explain: err %v, explanations %+v", err, plain)
+		}
+		explaining := choice
+		explaining.Explain = true
+		d, err := c.Choose(ctx, explaining)
+		if err != nil {
+			t.Fatalf("Choose with Explain: %v", err)
+		}
+		if len(d.Explanations) != len(offered) {
+			t.Fatalf("want one explanation per offered action, got %+v", d.Explanations)
+		}
+		for i, e := range d.Explanations {
+			n := len(e.Contributions)
+			if e.ActionID != offered[i] || n == 0 || e.Contributions[n-1].Feature != "exploration" ||
+				math.IsNaN(e.Score) || math.IsInf(e.Score, 0) {
+				t.Fatalf("explanation %d: %+v (want %s, LinUCB's exploration last)", i, e, offered[i])
+			}
+		}
+	})
+
 	t.Run("ChooseWithoutActionsIsInvalidArgument", func(t *testing.T) {
 		_, err := c.Choose(ctx, Choice{Experiment: experiment, UnitID: "go-client-user"})
 		if status.Code(err) != codes.InvalidArgument {

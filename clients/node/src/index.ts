@@ -78,6 +78,22 @@ export interface Choice {
   deferred?: boolean;
   /** Offered actions that must not be chosen: probability 0 (logged, never drawn). */
   excludedActionIds?: string[];
+  /** Answer with `explanations` of the scores (empty from a policy that cannot explain itself). */
+  explain?: boolean;
+}
+
+/** One feature's part of an action's score (`namespace.name`, `namespace.name=value`, or
+ * `exploration` for the exploration part of a UCB/TS score). */
+export interface Contribution {
+  feature: string;
+  contribution: number;
+}
+
+/** Why `actionId` scored `score`: its largest contributions by magnitude. */
+export interface Explanation {
+  actionId: string;
+  score: number;
+  contributions: Contribution[];
 }
 
 /** One action of the distribution a decision was drawn from. */
@@ -96,6 +112,8 @@ export interface Decision {
   ranking: Ranked[];
   variant: string;
   modelVersion: string;
+  /** With `explain`: one per scored action, from the serving model; else empty. */
+  explanations: Explanation[];
 }
 
 /**
@@ -264,6 +282,7 @@ function toChooseRequest(choice: Choice): ChooseRequest {
     actions: choice.actions.map((a) => ({ id: a.id, features: (a.features ?? []).map(toNamespace) })),
     deferred: choice.deferred ?? false,
     excludedActionIds: choice.excludedActionIds ?? [],
+    explain: choice.explain ?? false,
   });
 }
 
@@ -279,6 +298,11 @@ function toDecision(r: ChooseResponse): Decision {
     ranking: r.ranking.map((x) => ({ actionId: x.actionId, probability: x.probability })),
     variant: r.variant,
     modelVersion: r.modelVersion,
+    explanations: r.explanations.map((e) => ({
+      actionId: e.actionId,
+      score: e.score,
+      contributions: e.contributions.map((c) => ({ feature: c.feature, contribution: c.contribution })),
+    })),
   };
 }
 

@@ -29,7 +29,11 @@ before(async () => {
       if (!first) return cb(fail(status.INVALID_ARGUMENT, "`actions` must not be empty"));
       cb(null, {
         eventId: "ev-1", actionId: first.id, probability: 1,
-        ranking: [{ actionId: first.id, probability: 1 }], variant: "main", modelVersion: "0", explanations: [],
+        ranking: [{ actionId: first.id, probability: 1 }], variant: "main", modelVersion: "0",
+        explanations: call.request.explain
+          ? [{ actionId: first.id, score: 0.75, contributions: [{ feature: "user.age", contribution: 0.5 },
+              { feature: "exploration", contribution: 0.25 }] }]
+          : [],
       });
     },
     reward: (call, cb) => {
@@ -89,10 +93,19 @@ test("choose sends the choice and converts the decision", async () => {
   assert.equal(lastChoose?.deferred, true);
   assert.equal(lastChoose?.context[0].numbers.age, 3);
   assert.equal(lastChoose?.actions[0].features[0].categories.c, "red");
+  assert.equal(lastChoose?.explain, false);
   assert.deepEqual(decision, {
     eventId: "ev-1", actionId: "a", probability: 1,
-    ranking: [{ actionId: "a", probability: 1 }], variant: "main", modelVersion: "0",
+    ranking: [{ actionId: "a", probability: 1 }], variant: "main", modelVersion: "0", explanations: [],
   });
+});
+
+test("choose with explain asks for explanations and converts them", async () => {
+  const decision = await client.choose({ experiment: "homepage", actions: [{ id: "a" }], explain: true });
+
+  assert.equal(lastChoose?.explain, true);
+  assert.deepEqual(decision.explanations, [{ actionId: "a", score: 0.75, contributions: [
+    { feature: "user.age", contribution: 0.5 }, { feature: "exploration", contribution: 0.25 }] }]);
 });
 
 test("errors reject with their gRPC status code", async () => {
@@ -121,7 +134,7 @@ test("chooseBatch sends every choice and answers each in order, a refused one as
   ]);
   assert.deepEqual(results, [
     { ok: true, decision: { eventId: "ev-u1", actionId: "a", probability: 1,
-      ranking: [{ actionId: "a", probability: 1 }], variant: "main", modelVersion: "0" } },
+      ranking: [{ actionId: "a", probability: 1 }], variant: "main", modelVersion: "0", explanations: [] } },
     { ok: false, code: Status.INVALID_ARGUMENT, message: "`actions` must not be empty" },
   ]);
 });

@@ -104,6 +104,24 @@ describe("live server", { skip }, () => {
     }
   });
 
+  test("choose with explain answers an explanation per action; without it none", async () => {
+    const choice = {
+      experiment,
+      context: [{ name: "user", numbers: { age: 31 } }],
+      actions: offered.map((id, i) => ({ id, features: [{ name: "item", numbers: { rank: i } }] })),
+    };
+    const plain = await client.choose(choice);
+    const explained = await client.choose({ ...choice, explain: true });
+    assert.deepEqual(plain.explanations, []);
+    assert.deepEqual(explained.explanations.map((e) => e.actionId), offered);
+    for (const e of explained.explanations) {
+      const features = e.contributions.map((c) => c.feature);
+      assert.ok(features.includes("intercept"), `want an intercept term, got ${features}`);
+      assert.equal(features.at(-1), "exploration", `LinUCB's bonus comes last, got ${features}`);
+      assert.ok(Number.isFinite(e.score) && e.contributions.every((c) => Number.isFinite(c.contribution)));
+    }
+  });
+
   test("choose without actions gets INVALID_ARGUMENT", async () => {
     await assert.rejects(client.choose({ experiment, unitId: "node-client-user", actions: [] }), (e) => {
       assert.ok(hasStatus(e, Status.INVALID_ARGUMENT), `want INVALID_ARGUMENT, got ${e}`);

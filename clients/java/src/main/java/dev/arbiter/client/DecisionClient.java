@@ -1,12 +1,14 @@
 package dev.arbiter.client;
 
 import dev.arbiter.v1.Action;
+import dev.arbiter.v1.ActionExplanation;
 import dev.arbiter.v1.ActivateRequest;
 import dev.arbiter.v1.ChooseBatchRequest;
 import dev.arbiter.v1.ChooseBatchResult;
 import dev.arbiter.v1.ChooseRequest;
 import dev.arbiter.v1.ChooseResponse;
 import dev.arbiter.v1.DecisionServiceGrpc;
+import dev.arbiter.v1.FeatureContribution;
 import dev.arbiter.v1.Namespace;
 import dev.arbiter.v1.RankedAction;
 import dev.arbiter.v1.RewardRequest;
@@ -64,8 +66,19 @@ public final class DecisionClient implements AutoCloseable {
   public record Ranked(String actionId, double probability) {}
 
   /**
+   * One feature's part of an action's score: {@code feature} is {@code namespace.name}, {@code
+   * namespace.name=value}, or {@code exploration} for the exploration part of a UCB/TS score.
+   */
+  public record Contribution(String feature, double contribution) {}
+
+  /** Why {@code actionId} scored {@code score}: its largest contributions by magnitude. */
+  public record Explanation(String actionId, double score, List<Contribution> contributions) {}
+
+  /**
    * What Choose answers. {@code probability} is the exact probability with which {@code
-   * actionId} was drawn, in (0, 1]; {@code ranking} is the full distribution, chosen action first.
+   * actionId} was drawn, in (0, 1]; {@code ranking} is the full distribution, chosen action first;
+   * {@code explanations}, for a request with {@code setExplain(true)}, one per scored action from
+   * the serving model (empty otherwise, or from a policy that cannot explain itself).
    */
   public record Decision(
       String eventId,
@@ -73,7 +86,8 @@ public final class DecisionClient implements AutoCloseable {
       double probability,
       List<Ranked> ranking,
       String variant,
-      String modelVersion) {}
+      String modelVersion,
+      List<Explanation> explanations) {}
 
   /**
    * One result of {@link #chooseBatch}: the decision, or (decision null) the status — code and a
@@ -212,13 +226,22 @@ public final class DecisionClient implements AutoCloseable {
     for (RankedAction a : r.getRankingList()) {
       ranking.add(new Ranked(a.getActionId(), a.getProbability()));
     }
+    List<Explanation> explanations = new ArrayList<>(r.getExplanationsCount());
+    for (ActionExplanation e : r.getExplanationsList()) {
+      List<Contribution> contributions = new ArrayList<>(e.getContributionsCount());
+      for (FeatureContribution c : e.getContributionsList()) {
+        contributions.add(new Contribution(c.getFeature(), c.getContribution()));
+      }
+      explanations.add(new Explanation(e.getActionId(), e.getScore(), List.copyOf(contributions)));
+    }
     return new Decision(
         r.getEventId(),
         r.getActionId(),
         r.getProbability(),
         List.copyOf(ranking),
         r.getVariant(),
-        r.getModelVersion());
+        r.getModelVersion(),
+        List.copyOf(explanations));
   }
 
   /**

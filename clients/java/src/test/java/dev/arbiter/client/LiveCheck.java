@@ -112,7 +112,35 @@ public final class LiveCheck {
     }
 
     checkBatch(client, request.build());
+    checkExplain(client, request.build());
     checkNoActions(client, experiment);
+  }
+
+  private void checkExplain(DecisionClient client, ChooseRequest plain) {
+    String name = "choose with explain answers an explanation per action; without it none";
+    try {
+      DecisionClient.Decision without = client.choose(plain);
+      DecisionClient.Decision with = client.choose(plain.toBuilder().setExplain(true).build());
+      List<String> explained =
+          with.explanations().stream().map(DecisionClient.Explanation::actionId).toList();
+      if (!without.explanations().isEmpty()) {
+        fail(name, "explanations without explain: " + without.explanations());
+      } else if (!explained.equals(OFFERED)) {
+        fail(name, "want one explanation per offered action, got " + with.explanations());
+      } else if (!with.explanations().stream()
+          .allMatch(
+              e ->
+                  Double.isFinite(e.score())
+                      && !e.contributions().isEmpty()
+                      && e.contributions().get(e.contributions().size() - 1).feature()
+                          .equals("exploration"))) {
+        fail(name, "want finite scores with LinUCB's exploration last, got " + with.explanations());
+      } else {
+        pass(name, with.explanations().get(0).toString());
+      }
+    } catch (RuntimeException e) {
+      fail(name, "Choose failed: " + e);
+    }
   }
 
   private void checkBatch(DecisionClient client, ChooseRequest good) {

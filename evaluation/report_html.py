@@ -331,6 +331,7 @@ _CSS = (
     "border-bottom:1px solid #ddd;text-align:left}.num{text-align:right;white-space:nowrap}"
     "svg{display:block;margin:.5em 0;max-width:100%;height:auto}svg text{font-size:11px;fill:#333}"
     "svg .title{font-size:12px;fill:#222}"
+    ".bar{display:inline-block;height:10px;background:#1f77b4}"
 )
 
 WIDTH = 760
@@ -666,8 +667,7 @@ def _importance_table(name: str, rounds: int, features: Sequence[tuple[str, floa
     largest = max((value for _, value in features), default=0.0) or 1.0
     rows = "".join(
         f"<tr><td>{escape(feature)}</td><td class=\"num\">{fmt(value)}</td>"
-        f'<td><svg width="200" height="10" role="img" aria-label="{fmt(value)}">'
-        f'<rect width="{200 * value / largest:.1f}" height="10" fill="#1f77b4"/></svg></td></tr>'
+        f'<td><span class="bar" style="width:{200 * value / largest:.1f}px"></span></td></tr>'
         for feature, value in features)
     return (f"<table><caption>{escape(name)} ({rounds:,} rounds)</caption>"
             "<tr><th>feature</th><th>mean |contribution|</th><th></th></tr>"

@@ -14,9 +14,17 @@ import numpy as np
 
 from arbiter.evaluation.logdata import LoggedRow
 from arbiter.evaluation.progressive_model import ProgressiveRidge
-from arbiter.evaluation.replay import MAX_SEGMENTS, OTHER_SEGMENT, CandidateSpec, ReplayLog, segment_of
+from arbiter.evaluation.replay import (
+    IMPORTANCE_TOP,
+    MAX_SEGMENTS,
+    OTHER_SEGMENT,
+    CandidateSpec,
+    ReplayLog,
+    segment_of,
+)
 from arbiter.evaluation.verdict import NEAR_ZERO
 from arbiter.log.codec import decision_from_json
+from arbiter.policies import Attributing
 
 
 def reference_replay(rows: Iterable[LoggedRow], candidates: Sequence[CandidateSpec], *, seed: int = 0,
@@ -54,6 +62,11 @@ def reference_replay(rows: Iterable[LoggedRow], candidates: Sequence[CandidateSp
                 value = OTHER_SEGMENT
             segment.append(segments.setdefault(value, len(segments)))
 
+    importance: list[tuple[int, tuple[tuple[str, float], ...]]] = []
+    for policy in live:  # each replayed model's own figures
+        n, top = policy.importance(IMPORTANCE_TOP) if isinstance(policy, Attributing) else (0, [])
+        importance.append((n, tuple(top)))
+
     def floats(values: list[float]) -> np.ndarray:
         return np.array(values, dtype=np.float64)
 
@@ -63,4 +76,5 @@ def reference_replay(rows: Iterable[LoggedRow], candidates: Sequence[CandidateSp
         q_policy=tuple(floats(q) for q in q_policy), unsupported=tuple(floats(u) for u in unsupported),
         variant=np.array(variant, dtype=np.intp), variants=tuple(variants),
         segment=np.array(segment, dtype=np.intp), segments=tuple(segments),
+        importance=tuple(importance),
     )

@@ -147,7 +147,7 @@ def test_report_has_the_plots_and_only_aggregates(logged: Logged, tmp_path: Path
     page = report.read_text()
     for heading in ("Expected change", "Paired differences behind the verdict", "Evaluability",
                     "Estimated policy value", "Running estimates over time", "Importance weights",
-                    "Per-segment estimates"):
+                    "Per-segment estimates", "Feature importance"):
         assert heading in page
     # the expected change, paired differences, estimates, running estimates, 3 weight histograms,
     # segments

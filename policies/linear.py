@@ -191,7 +191,16 @@ class LinearPolicy(Hyperparameters, ABC):
         Shapes: the block's design matrix is ``(N, D)`` with ``N = sum K`` (one bincount for
         all of it, :func:`~policies.featurize.block_matrix`), ``mean`` and ``variance`` are
         ``(N,)``, computed once; :meth:`_finish_block` may turn them into every decision's
-        distribution at once too."""
+        distribution at once too. One decision (a Choose asking for explanations) takes
+        :meth:`distribution`'s own path: its cached design rows, and its models' inverses read
+        in place rather than gathered into a ``(K, D, D)`` copy."""
+        if len(decisions) == 1:
+            design = self._design(decisions[0], learn=False)
+            mean = self._ridge.mean(design)
+            variance = self._ridge.variance(design) if self._needs_variance() else None
+            offsets = np.array([0, decisions[0].size])
+            return LinearScores(self, offsets, design.slots, mean, variance,
+                                self._finish_block(mean, variance, offsets))
         encode, slots = self._featurizer.encode, self._ridge.slots
         rows = [encode(decision, grow=False) for decision in decisions]
         sizes = [decision.size for decision in decisions]
@@ -203,10 +212,7 @@ class LinearPolicy(Hyperparameters, ABC):
                        np.concatenate([slots(decision.action_ids, learn=False)
                                        for decision in decisions]), unseen)
         mean = self._ridge.mean(block)
-        variance = None
-        if self._needs_variance():  # one decision: as distribution() computes it
-            variance = (self._ridge.variance(block) if len(decisions) == 1
-                        else self._ridge.block_variance(block))
+        variance = self._ridge.block_variance(block) if self._needs_variance() else None
         offsets = np.cumsum([0, *sizes])
         return LinearScores(self, offsets, block.slots, mean, variance,
                             self._finish_block(mean, variance, offsets))
@@ -247,30 +253,33 @@ class LinearPolicy(Hyperparameters, ABC):
         # One (K, n) matrix of every action's terms, its own features after the context's,
         # padded with 0s (named "") to the longest; the top of each row by one argsort.
         own = [self._terms("a", features) for features in decision.action_features]
-        width = len(names) + max(len(o[0]) for o in own)
+        shared, lengths = len(names), [len(o[0]) for o in own]
+        longest = max(lengths)
         k = decision.size
-        rows = np.repeat(np.arange(k), width).reshape(k, width)
-        cols = np.zeros((k, width), dtype=np.intp)
-        vals = np.zeros((k, width))
-        cols[:, :len(names)] = columns
-        vals[:, :len(names)] = values
-        labels = []
-        for a, (own_names, own_columns, own_values) in enumerate(own):
-            end = len(names) + len(own_names)
-            cols[a, len(names):end] = own_columns
-            vals[a, len(names):end] = own_values
-            labels.append(names + own_names)
+        rows = np.repeat(np.arange(k), shared + longest).reshape(k, shared + longest)
+        cols = np.zeros((k, shared + longest), dtype=np.intp)
+        vals = np.zeros((k, shared + longest))
+        cols[:, :shared] = columns
+        vals[:, :shared] = values
+        if min(lengths) == longest:  # the usual case: every action has the same features
+            cols[:, shared:] = [o[1] for o in own]
+            vals[:, shared:] = [o[2] for o in own]
+        else:
+            for a, (_, own_columns, own_values) in enumerate(own):
+                cols[a, shared:shared + lengths[a]] = own_columns
+                vals[a, shared:shared + lengths[a]] = own_values
         terms = theta[rows, cols] * vals
         order = np.argsort(-np.abs(terms), axis=1, kind="stable")[:, :top].tolist()
+        table, means = terms.tolist(), mean.tolist()
+        bonuses, added = (explore[0].tolist(), explore[1]) if explore is not None else (None, False)
         out = []
         for a, action_id in enumerate(decision.action_ids):
-            label, row = labels[a], terms[a].tolist()
+            label, row = names + own[a][0], table[a]
             ranked = [(label[i], row[i]) for i in order[a] if i < len(label)]
-            score = float(mean[a])
-            if explore is not None:
-                bonus, added = explore
-                ranked.append(("exploration", float(bonus[a])))
-                score += float(bonus[a]) if added else 0.0
+            score = means[a]
+            if bonuses is not None:
+                ranked.append(("exploration", bonuses[a]))
+                score += bonuses[a] if added else 0.0
             out.append(Explanation(action_id, score, tuple(ranked)))
         return out
 

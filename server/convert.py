@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from arbiter.policies import Decision, Namespace
+from arbiter.server import explanations
 from arbiter.server.domain import ChooseInput, ChooseOutcome, RewardOutcome
 from arbiter.server.errors import ArbiterError, InvalidArgument, shortened, status_of
 from arbiter.v1 import decision_pb2 as pb
@@ -268,12 +269,8 @@ def choose_response(outcome: ChooseOutcome,
     add = response.ranking.add  # in place: a third cheaper than building RankedActions first
     for action_id, probability in outcome.ranking():
         add(action_id=action_id, probability=probability)
-    for explanation in outcome.explanations:
-        explained = response.explanations.add(action_id=explanation.action_id,
-                                               score=explanation.score)
-        contribute = explained.contributions.add
-        for feature, contribution in explanation.contributions:
-            contribute(feature=feature, contribution=contribution)
+    if outcome.explanations:
+        response.MergeFromString(explanations.wire(outcome.explanations))
     return response
 
 

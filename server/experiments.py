@@ -7,6 +7,7 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import TypeGuard
 
 import numpy as np
 from numpy.typing import NDArray
@@ -55,6 +56,19 @@ def rng_for(event_id: str, stream: str = "") -> np.random.Generator:
     return generator
 
 
+_EXPLAINS: dict[type, bool] = {}
+
+
+def explains(policy: Policy) -> TypeGuard[Explaining]:
+    """Whether ``policy`` is :class:`~policies.base.Explaining`, looked up once per class (a
+    runtime protocol check costs microseconds; a Choose asking for explanations makes one)."""
+    kind = type(policy)
+    found = _EXPLAINS.get(kind)
+    if found is None:
+        found = _EXPLAINS[kind] = isinstance(policy, Explaining)
+    return found
+
+
 class Variant:
     """A named policy and its lock. ``position``: seq of the last learned event it has been
     handed; ``updates``: how many learned events it has been handed (its model version)."""
@@ -95,7 +109,7 @@ class Variant:
         when its distribution is asked for."""
         with self.lock:
             policy = self.policy
-            if explain and isinstance(policy, Explaining):
+            if explain and explains(policy):
                 scores = policy.score(decisions)
                 return scores, self.model_version, {
                     i: tuple(policy.explain(scores, decisions[i], i, top)) for i in explain}

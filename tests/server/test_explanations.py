@@ -16,13 +16,16 @@ import vowpal_wabbit_next as vw
 
 from arbiter.client import Choice, ChooseSpec, DecisionClient
 from arbiter.log.engine import create_engine
-from arbiter.policies import Decision, Namespace
+from arbiter.policies import Decision, Explanation, Namespace
 from arbiter.policies.vw import _SHARED_TO_PREDICT, VowpalWabbit
 from arbiter.server.app import App
 from arbiter.server.clock import utc_now
 from arbiter.server.config import parse_config
+from arbiter.server.convert import choose_response
+from arbiter.server.domain import ChooseOutcome
 from arbiter.server.experiments import Experiment
 from arbiter.server.fold import Fold
+from arbiter.v1 import decision_pb2 as pb
 from tests.server.test_choose_batch import choices
 from tests.server.test_choose_reward import target
 
@@ -151,3 +154,19 @@ def test_a_policy_that_cannot_explain_answers_without_explanations(
         choice = client.choose("homepage", context=CONTEXT, actions=ACTIONS, explain=True)
 
     assert isinstance(choice, Choice) and choice.explanations == []
+
+
+def test_explanations_on_the_wire_are_the_message_built_field_by_field() -> None:
+    explained = [Explanation("a", 0.75, (("user.age", 0.5), ("é.x=ü", -0.0), ("exploration", 1e300))),
+                 Explanation("", 0.0, ()),
+                 Explanation("b" * 300, -2.5, tuple((f"f{i}" * 40, float(i)) for i in range(12)))]
+    built = pb.ChooseResponse(event_id="e")
+    for e in explained:
+        built.explanations.add(action_id=e.action_id, score=e.score, contributions=[
+            pb.FeatureContribution(feature=f, contribution=c) for f, c in e.contributions])
+
+    merged = choose_response(ChooseOutcome("e", ("a", "b"), (0.5, 0.5), 0, "v", "m",
+                                           tuple(explained)))
+
+    assert list(merged.explanations) == list(built.explanations)
+    assert pb.ChooseResponse.FromString(merged.SerializeToString()).explanations == built.explanations

@@ -434,7 +434,8 @@ type ActionExplanation struct {
 	// estimated reward.
 	Score float64 `protobuf:"fixed64,2,opt,name=score,proto3" json:"score,omitempty"`
 	// The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-	// "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+	// "namespace.name=value" for a category, "intercept"; VW also "id=<action id>" and its -q
+	// pairs as "user.age*item.price"), then "exploration": LinUCB's
 	// confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
 	// deviation of the score (the scale of its draws, not part of `score`).
 	Contributions []*FeatureContribution `protobuf:"bytes,3,rep,name=contributions,proto3" json:"contributions,omitempty"`

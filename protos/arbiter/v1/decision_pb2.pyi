@@ -264,7 +264,8 @@ class ActionExplanation(_message.Message):
     @_builtins.property
     def contributions(self) -> _containers.RepeatedCompositeFieldContainer[Global___FeatureContribution]:
         """The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-        "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+        "namespace.name=value" for a category, "intercept"; VW also "id=<action id>" and its -q
+        pairs as "user.age*item.price"), then "exploration": LinUCB's
         confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
         deviation of the score (the scale of its draws, not part of `score`).
         """

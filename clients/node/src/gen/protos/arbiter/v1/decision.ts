@@ -112,7 +112,8 @@ export interface ActionExplanation {
   score: number;
   /**
    * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-   * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+   * "namespace.name=value" for a category, "intercept"; VW also "id=<action id>" and its -q
+   * pairs as "user.age*item.price"), then "exploration": LinUCB's
    * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
    * deviation of the score (the scale of its draws, not part of `score`).
    */

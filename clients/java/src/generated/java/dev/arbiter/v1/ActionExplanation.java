@@ -110,7 +110,8 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-   * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+   * "namespace.name=value" for a category, "intercept"; VW also "id=&lt;action id&gt;" and its -q
+   * pairs as "user.age*item.price"), then "exploration": LinUCB's
    * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
    * deviation of the score (the scale of its draws, not part of `score`).
    * </pre>
@@ -124,7 +125,8 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-   * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+   * "namespace.name=value" for a category, "intercept"; VW also "id=&lt;action id&gt;" and its -q
+   * pairs as "user.age*item.price"), then "exploration": LinUCB's
    * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
    * deviation of the score (the scale of its draws, not part of `score`).
    * </pre>
@@ -139,7 +141,8 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-   * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+   * "namespace.name=value" for a category, "intercept"; VW also "id=&lt;action id&gt;" and its -q
+   * pairs as "user.age*item.price"), then "exploration": LinUCB's
    * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
    * deviation of the score (the scale of its draws, not part of `score`).
    * </pre>
@@ -153,7 +156,8 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-   * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+   * "namespace.name=value" for a category, "intercept"; VW also "id=&lt;action id&gt;" and its -q
+   * pairs as "user.age*item.price"), then "exploration": LinUCB's
    * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
    * deviation of the score (the scale of its draws, not part of `score`).
    * </pre>
@@ -167,7 +171,8 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-   * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+   * "namespace.name=value" for a category, "intercept"; VW also "id=&lt;action id&gt;" and its -q
+   * pairs as "user.age*item.price"), then "exploration": LinUCB's
    * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
    * deviation of the score (the scale of its draws, not part of `score`).
    * </pre>
@@ -739,7 +744,8 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-     * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+     * "namespace.name=value" for a category, "intercept"; VW also "id=&lt;action id&gt;" and its -q
+     * pairs as "user.age*item.price"), then "exploration": LinUCB's
      * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
      * deviation of the score (the scale of its draws, not part of `score`).
      * </pre>
@@ -756,7 +762,8 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-     * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+     * "namespace.name=value" for a category, "intercept"; VW also "id=&lt;action id&gt;" and its -q
+     * pairs as "user.age*item.price"), then "exploration": LinUCB's
      * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
      * deviation of the score (the scale of its draws, not part of `score`).
      * </pre>
@@ -773,7 +780,8 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-     * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+     * "namespace.name=value" for a category, "intercept"; VW also "id=&lt;action id&gt;" and its -q
+     * pairs as "user.age*item.price"), then "exploration": LinUCB's
      * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
      * deviation of the score (the scale of its draws, not part of `score`).
      * </pre>
@@ -790,7 +798,8 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-     * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+     * "namespace.name=value" for a category, "intercept"; VW also "id=&lt;action id&gt;" and its -q
+     * pairs as "user.age*item.price"), then "exploration": LinUCB's
      * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
      * deviation of the score (the scale of its draws, not part of `score`).
      * </pre>
@@ -814,7 +823,8 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-     * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+     * "namespace.name=value" for a category, "intercept"; VW also "id=&lt;action id&gt;" and its -q
+     * pairs as "user.age*item.price"), then "exploration": LinUCB's
      * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
      * deviation of the score (the scale of its draws, not part of `score`).
      * </pre>
@@ -835,7 +845,8 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-     * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+     * "namespace.name=value" for a category, "intercept"; VW also "id=&lt;action id&gt;" and its -q
+     * pairs as "user.age*item.price"), then "exploration": LinUCB's
      * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
      * deviation of the score (the scale of its draws, not part of `score`).
      * </pre>
@@ -858,7 +869,8 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-     * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+     * "namespace.name=value" for a category, "intercept"; VW also "id=&lt;action id&gt;" and its -q
+     * pairs as "user.age*item.price"), then "exploration": LinUCB's
      * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
      * deviation of the score (the scale of its draws, not part of `score`).
      * </pre>
@@ -882,7 +894,8 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-     * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+     * "namespace.name=value" for a category, "intercept"; VW also "id=&lt;action id&gt;" and its -q
+     * pairs as "user.age*item.price"), then "exploration": LinUCB's
      * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
      * deviation of the score (the scale of its draws, not part of `score`).
      * </pre>
@@ -903,7 +916,8 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-     * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+     * "namespace.name=value" for a category, "intercept"; VW also "id=&lt;action id&gt;" and its -q
+     * pairs as "user.age*item.price"), then "exploration": LinUCB's
      * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
      * deviation of the score (the scale of its draws, not part of `score`).
      * </pre>
@@ -924,7 +938,8 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-     * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+     * "namespace.name=value" for a category, "intercept"; VW also "id=&lt;action id&gt;" and its -q
+     * pairs as "user.age*item.price"), then "exploration": LinUCB's
      * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
      * deviation of the score (the scale of its draws, not part of `score`).
      * </pre>
@@ -946,7 +961,8 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-     * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+     * "namespace.name=value" for a category, "intercept"; VW also "id=&lt;action id&gt;" and its -q
+     * pairs as "user.age*item.price"), then "exploration": LinUCB's
      * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
      * deviation of the score (the scale of its draws, not part of `score`).
      * </pre>
@@ -966,7 +982,8 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-     * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+     * "namespace.name=value" for a category, "intercept"; VW also "id=&lt;action id&gt;" and its -q
+     * pairs as "user.age*item.price"), then "exploration": LinUCB's
      * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
      * deviation of the score (the scale of its draws, not part of `score`).
      * </pre>
@@ -986,7 +1003,8 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-     * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+     * "namespace.name=value" for a category, "intercept"; VW also "id=&lt;action id&gt;" and its -q
+     * pairs as "user.age*item.price"), then "exploration": LinUCB's
      * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
      * deviation of the score (the scale of its draws, not part of `score`).
      * </pre>
@@ -1000,7 +1018,8 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-     * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+     * "namespace.name=value" for a category, "intercept"; VW also "id=&lt;action id&gt;" and its -q
+     * pairs as "user.age*item.price"), then "exploration": LinUCB's
      * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
      * deviation of the score (the scale of its draws, not part of `score`).
      * </pre>
@@ -1017,7 +1036,8 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-     * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+     * "namespace.name=value" for a category, "intercept"; VW also "id=&lt;action id&gt;" and its -q
+     * pairs as "user.age*item.price"), then "exploration": LinUCB's
      * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
      * deviation of the score (the scale of its draws, not part of `score`).
      * </pre>
@@ -1035,7 +1055,8 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-     * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+     * "namespace.name=value" for a category, "intercept"; VW also "id=&lt;action id&gt;" and its -q
+     * pairs as "user.age*item.price"), then "exploration": LinUCB's
      * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
      * deviation of the score (the scale of its draws, not part of `score`).
      * </pre>
@@ -1049,7 +1070,8 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-     * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+     * "namespace.name=value" for a category, "intercept"; VW also "id=&lt;action id&gt;" and its -q
+     * pairs as "user.age*item.price"), then "exploration": LinUCB's
      * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
      * deviation of the score (the scale of its draws, not part of `score`).
      * </pre>
@@ -1064,7 +1086,8 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-     * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+     * "namespace.name=value" for a category, "intercept"; VW also "id=&lt;action id&gt;" and its -q
+     * pairs as "user.age*item.price"), then "exploration": LinUCB's
      * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
      * deviation of the score (the scale of its draws, not part of `score`).
      * </pre>

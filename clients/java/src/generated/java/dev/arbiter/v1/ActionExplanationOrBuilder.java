@@ -33,7 +33,8 @@ public interface ActionExplanationOrBuilder extends
   /**
    * <pre>
    * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-   * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+   * "namespace.name=value" for a category, "intercept"; VW also "id=&lt;action id&gt;" and its -q
+   * pairs as "user.age*item.price"), then "exploration": LinUCB's
    * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
    * deviation of the score (the scale of its draws, not part of `score`).
    * </pre>
@@ -45,7 +46,8 @@ public interface ActionExplanationOrBuilder extends
   /**
    * <pre>
    * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-   * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+   * "namespace.name=value" for a category, "intercept"; VW also "id=&lt;action id&gt;" and its -q
+   * pairs as "user.age*item.price"), then "exploration": LinUCB's
    * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
    * deviation of the score (the scale of its draws, not part of `score`).
    * </pre>
@@ -56,7 +58,8 @@ public interface ActionExplanationOrBuilder extends
   /**
    * <pre>
    * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-   * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+   * "namespace.name=value" for a category, "intercept"; VW also "id=&lt;action id&gt;" and its -q
+   * pairs as "user.age*item.price"), then "exploration": LinUCB's
    * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
    * deviation of the score (the scale of its draws, not part of `score`).
    * </pre>
@@ -67,7 +70,8 @@ public interface ActionExplanationOrBuilder extends
   /**
    * <pre>
    * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-   * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+   * "namespace.name=value" for a category, "intercept"; VW also "id=&lt;action id&gt;" and its -q
+   * pairs as "user.age*item.price"), then "exploration": LinUCB's
    * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
    * deviation of the score (the scale of its draws, not part of `score`).
    * </pre>
@@ -79,7 +83,8 @@ public interface ActionExplanationOrBuilder extends
   /**
    * <pre>
    * The largest contributions by magnitude (`feature`: "namespace.name" for a number,
-   * "namespace.name=value" for a category, "intercept"), then "exploration": LinUCB's
+   * "namespace.name=value" for a category, "intercept"; VW also "id=&lt;action id&gt;" and its -q
+   * pairs as "user.age*item.price"), then "exploration": LinUCB's
    * confidence bonus (part of `score`), or linear Thompson sampling's posterior standard
    * deviation of the score (the scale of its draws, not part of `score`).
    * </pre>

@@ -251,7 +251,8 @@ class LinearPolicy(Hyperparameters, ABC):
         columns.insert(0, 0)
         values.insert(0, 1.0)
         # One (K, n) matrix of every action's terms, its own features after the context's,
-        # padded with 0s (named "") to the longest; the top of each row by one argsort.
+        # padded with 0s to the longest (a pad sorts after its row's real terms and is
+        # dropped); the top of each row by one argsort.
         own = [self._terms("a", features) for features in decision.action_features]
         shared, lengths = len(names), [len(o[0]) for o in own]
         longest = max(lengths)

@@ -147,6 +147,8 @@ class VowpalWabbit(Hyperparameters):
     _actions: dict[tuple[object, ...], vw.Example] = field(init=False, repr=False)
     _last: tuple[Decision, list[vw.Example], vw.CBLabel] | None = field(init=False, repr=False, default=None)
     _layout: Layout | None = field(init=False, repr=False, default=None)
+    _names: dict[tuple[object, ...], list[str]] = field(init=False, repr=False,
+                                                        default_factory=dict)
 
     def __post_init__(self) -> None:
         self.args = check.text("args", self.args)
@@ -236,11 +238,11 @@ class VowpalWabbit(Hyperparameters):
             for action_id, features in zip(decision.action_ids, decision.action_features,
                                            strict=True):
                 own = self._group("a", (Namespace("", categories={"id": action_id}), *features))
-                names, costs = terms(plan, {"s": shared, "a": own}, weights)
+                name, costs = terms(plan, {"s": shared, "a": own}, weights)
                 contributions = -costs
                 order = np.argsort(-np.abs(contributions), kind="stable")[:top].tolist()
                 out.append(Explanation(action_id, float(contributions.sum()),
-                                       tuple((names[i], float(contributions[i])) for i in order)))
+                                       tuple((name(i), float(contributions[i])) for i in order)))
         return out
 
     def _group(self, role: str, namespaces: tuple[Namespace, ...]) -> Group:
@@ -251,11 +253,23 @@ class VowpalWabbit(Hyperparameters):
         values: list[float] = []
         for namespace in namespaces:
             features = self._encoder.encode(role, namespace)
-            names += [feature_name(key).removeprefix(".") for key, _ in feature_items(role, namespace)]
+            names += self._names_of(role, namespace)
             hashes += features.indices
             values += features.values
         return (names, np.array(hashes, dtype=np.uint64),
                 np.array(values, dtype=np.float32).astype(np.float64))
+
+    def _names_of(self, role: str, namespace: Namespace) -> list[str]:
+        """The feature names of ``namespace`` (``namespace.name``, ``id=<action>`` for the
+        action id), looked up once per namespace shape (a bounded cache)."""
+        shape = (role, namespace.name, tuple(namespace.numbers), tuple(namespace.categories.items()))
+        names = self._names.get(shape)
+        if names is None:
+            if len(self._names) >= _CACHE_LIMIT:
+                self._names.clear()
+            names = self._names[shape] = [feature_name(key).removeprefix(".")
+                                          for key, _ in feature_items(role, namespace)]
+        return names
 
     def _pmf(self, decision: Decision) -> NDArray[np.float64]:
         examples = self._examples(decision, _SHARED_TO_PREDICT)

@@ -23,6 +23,7 @@ so an explanation's score is ``-cost_k``: larger is better, as for the linear po
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,15 +99,17 @@ would hold them)."""
 
 
 def terms(plan: Layout, groups: dict[str, Group], weights: NDArray[np.float32]
-          ) -> tuple[list[str], NDArray[np.float64]]:
-    """Every term of one action's cost: names and ``weight x value`` (float64), per
-    :class:`Layout`, with ``groups`` the action example's groups (``"s"`` the shared one's)
-    and ``weights`` the ``(2^b, 1, stride)`` table."""
+          ) -> tuple[Callable[[int], str], NDArray[np.float64]]:
+    """Every term of one action's cost: ``weight x value`` (float64), per :class:`Layout`, and
+    the name of term ``i`` (named on demand: a pair's is ``"first*second"``), with ``groups``
+    the action example's groups (``"s"`` the shared one's) and ``weights`` the
+    ``(2^b, 1, stride)`` table."""
     size, _, stride = weights.shape
     mask = np.uint64(size * stride - 1)
     shift = np.uint64(stride.bit_length() - 1)
     width = np.uint64(stride)
     names: list[str] = []
+    pairs: list[tuple[int, list[str], list[str]]] = []  # (first term, names of each side)
     indices: list[NDArray[np.uint64]] = []
     values: list[NDArray[np.float64]] = []
     if plan.constant:
@@ -121,10 +124,18 @@ def terms(plan: Layout, groups: dict[str, Group], weights: NDArray[np.float32]
     for first, second in plan.pairs:
         names_f, hashes_f, values_f = groups[first]
         names_g, hashes_g, values_g = groups[second]
-        names += [f"{f}*{g}" for f in names_f for g in names_g]
+        pairs.append((len(names) + sum(len(f) * len(g) for _, f, g in pairs), names_f, names_g))
         indices.append(np.bitwise_xor.outer(hashes_f * width * np.uint64(FNV_PRIME),
                                             hashes_g * width).ravel())
         values.append(np.multiply.outer(values_f, values_g).ravel())
     index = np.concatenate(indices) if indices else np.zeros(0, dtype=np.uint64)
     value = np.concatenate(values) if values else np.zeros(0)
-    return names, weights[(index & mask) >> shift, 0, 0].astype(np.float64) * value
+
+    def name(i: int) -> str:
+        if i < len(names):
+            return names[i]
+        start, firsts, seconds = next(p for p in reversed(pairs) if p[0] <= i)
+        first, second = divmod(i - start, len(seconds))
+        return f"{firsts[first]}*{seconds[second]}"
+
+    return name, weights[(index & mask) >> shift, 0, 0].astype(np.float64) * value

@@ -71,7 +71,10 @@ class HybridRidge(RidgeModels):
         own = self._b[slots] - self._gather(self._cross, slots) @ beta
         return beta + matvec(self._gather(self._ainv, slots), own)
 
-    def coefficients(self, slots: NDArray[np.intp]) -> NDArray[np.float64]:
+    def coefficients(self, slots: NDArray[np.intp] | int) -> NDArray[np.float64]:
+        if isinstance(slots, int):
+            row: NDArray[np.float64] = self._theta_of(np.array([slots]))[0]
+            return row
         return self._theta_of(slots)
 
     def mean(self, design: Design) -> NDArray[np.float64]:

@@ -337,7 +337,8 @@ class LinearPolicy(Hyperparameters, ABC):
         design = self._design(decision, learn=True, row=chosen)
         slot = int(design.slots[chosen])
         with np.errstate(over="ignore", invalid="ignore"):  # a skipped update adds nothing
-            terms = np.abs(self._ridge.coefficients(np.array([slot]))[0] * design.x)
+            terms = self._ridge.coefficients(slot) * design.x
+            np.abs(terms, out=terms)
         try:
             self._ridge.update(design.x, slot, float(reward))
         except SkippedUpdate:
@@ -360,11 +361,18 @@ class LinearPolicy(Hyperparameters, ABC):
         (extreme feature values): then the event is left out of them."""
         if len(terms) > len(self._importance):
             self._importance = np.pad(self._importance, (0, len(terms) - len(self._importance)))
-        with np.errstate(over="ignore", invalid="ignore"):
-            sums = self._importance[:len(terms)] + terms
-        if np.isfinite(sums).all():
-            self._importance[:len(terms)] = sums
-            self._importance_n += 1
+        sums = self._importance[:len(terms)]
+        # Every number here is >= 0 (or nan): each new sum is at most the largest sum plus the
+        # largest term, so that bound being finite settles it (the usual case: two reductions
+        # that cannot overflow); otherwise each is checked.
+        bound = float(np.maximum.reduce(sums, initial=0.0)) + float(
+            np.maximum.reduce(terms, initial=0.0))
+        if not math.isfinite(bound):
+            with np.errstate(over="ignore", invalid="ignore"):
+                if not np.isfinite(sums + terms).all():
+                    return
+        sums += terms
+        self._importance_n += 1
 
     def importance(self, top: int) -> tuple[int, list[tuple[str, float]]]:
         """Feature importance: the number ``n`` of learned events and the ``top`` features by

@@ -211,8 +211,9 @@ class RidgeModels:
             return stack[: len(slots)]
         return stack[slots]
 
-    def coefficients(self, slots: NDArray[np.intp]) -> NDArray[np.float64]:
-        """What multiplies each row in :meth:`mean`: ``theta`` of each slot, shape ``(K, D)``."""
+    def coefficients(self, slots: NDArray[np.intp] | int) -> NDArray[np.float64]:
+        """What multiplies each row in :meth:`mean`: ``theta`` of each slot, shape ``(K, D)``
+        (of one slot: ``(D,)``, a view)."""
         return self._theta[slots]
 
     def mean(self, design: Design) -> NDArray[np.float64]:

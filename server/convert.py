@@ -47,15 +47,85 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
+class SharedActions:
+    """The actions converted so far in one ChooseBatch, by their exact wire form: a request
+    whose actions serialize to the same bytes as an earlier valid request's, action by action,
+    takes that conversion instead of converting them again (a campaign's batch offers every
+    user the same actions).
+
+    Same bytes are the same ids, names, values and map order (a map is written in the order
+    it is read), so the reused namespaces are the ones converting would build; the request is
+    still charged their namespaces and features (:class:`Limits`), and one that goes over is
+    converted in full, so its error names the field a unary Choose names. Only the first
+    action is serialized unless it matches an earlier request's first action: a batch that
+    shares nothing pays for one action's bytes per request."""
+
+    __slots__ = ("_seen",)
+
+    def __init__(self) -> None:
+        self._seen: dict[bytes, _Converted] = {}  # by the first action's wire form
+
+    def take(self, actions: Sequence[pb.Action], budget: _Budget
+             ) -> tuple[tuple[tuple[Namespace, ...], ...] | None, bytes]:
+        """The converted features of ``actions`` if an earlier request had the same (charged
+        to ``budget``; None if not, or if they bring it over a limit), and the first action's
+        wire form (for :meth:`keep`)."""
+        first = actions[0].SerializeToString()
+        found = self._seen.get(first)
+        if found is None or found.wire() != _wire(actions):
+            return None, first
+        namespaces, features = found.counts()
+        if budget.namespaces < namespaces or budget.features < features:
+            return None, first
+        budget.namespaces -= namespaces
+        budget.features -= features
+        return found.features, first
+
+    def keep(self, first: bytes, actions: Sequence[pb.Action],
+             features: tuple[tuple[Namespace, ...], ...]) -> None:
+        """Remember a request's converted actions (the first with this first action)."""
+        self._seen.setdefault(first, _Converted(actions, features))
+
+
+def _wire(actions: Sequence[pb.Action]) -> tuple[bytes, ...]:
+    return tuple([action.SerializeToString() for action in actions])
+
+
+class _Converted:
+    """A request's actions and their conversion; wire form and counts computed when needed."""
+
+    __slots__ = ("_counts", "_wire", "actions", "features")
+
+    def __init__(self, actions: Sequence[pb.Action],
+                 features: tuple[tuple[Namespace, ...], ...]) -> None:
+        self.actions, self.features = actions, features
+        self._wire: tuple[bytes, ...] | None = None
+        self._counts: tuple[int, int] | None = None
+
+    def wire(self) -> tuple[bytes, ...]:
+        if self._wire is None:
+            self._wire = _wire(self.actions)
+        return self._wire
+
+    def counts(self) -> tuple[int, int]:
+        """Namespaces and features of the actions (what they charge to a :class:`_Budget`)."""
+        if self._counts is None:
+            self._counts = (sum(map(len, self.features)),
+                            sum([len(ns.numbers) + len(ns.categories)
+                                 for group in self.features for ns in group]))
+        return self._counts
+
+
 def choose_input(request: pb.ChooseRequest, *, max_actions: int = DEFAULT_MAX_ACTIONS,
-                 limits: Limits = DEFAULT_LIMITS) -> ChooseInput:
+                 limits: Limits = DEFAULT_LIMITS, shared: SharedActions | None = None
+                 ) -> ChooseInput:
     """Validate a ChooseRequest: experiment, ids, action count and ids, finite numbers, and
     the :class:`Limits`.
 
     The checks run in bulk (one set of ids, one sum of a namespace's numbers, one length of
     its names joined) and only a request that fails one is walked again to name the offending
     field: this runs on every Choose, so a valid request pays for as few Python steps as
-    possible.
+    possible. ``shared``: a batch's :class:`SharedActions`.
     """
     experiment = _required_id(request.experiment, "experiment")
     event_id = _optional_id(request.event_id, "event_id")
@@ -71,10 +141,14 @@ def choose_input(request: pb.ChooseRequest, *, max_actions: int = DEFAULT_MAX_AC
             or max(map(len, action_ids)) > MAX_ACTION_ID_LENGTH:
         _name_bad_action_id(action_ids)
     budget = _Budget(limits)
-    decision = Decision(
-        context=namespaces(request.context, "context", budget), action_ids=action_ids,
-        action_features=tuple([namespaces(features, k, budget) if (features := action.features)
-                               else () for k, action in enumerate(actions)]))
+    context = namespaces(request.context, "context", budget)
+    features, first = shared.take(actions, budget) if shared is not None else (None, b"")
+    if features is None:
+        features = tuple([namespaces(given, k, budget) if (given := action.features) else ()
+                          for k, action in enumerate(actions)])
+        if shared is not None:
+            shared.keep(first, actions, features)
+    decision = Decision(context=context, action_ids=action_ids, action_features=features)
     excluded = _excluded(request.excluded_action_ids, action_ids) \
         if request.excluded_action_ids else ()
     return ChooseInput(experiment=experiment, event_id=event_id, unit_id=unit_id,

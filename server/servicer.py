@@ -35,14 +35,16 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
                           principal: Principal | None = None) -> pb.ChooseBatchResponse:
         convert.batch_size(request, self._max_batch)
         allowed = principal.experiments if principal is not None else None
+        shared = convert.SharedActions()
         return convert.batch_response(await self._loop.choose_batch(
-            [self._each(item) for item in request.requests], allowed))
+            [self._each(item, shared) for item in request.requests], allowed))
 
-    def _each(self, request: pb.ChooseRequest) -> ChooseInput | ArbiterError:
+    def _each(self, request: pb.ChooseRequest,
+              shared: convert.SharedActions) -> ChooseInput | ArbiterError:
         """One request of a batch, validated; its error if it is invalid."""
         try:
             return convert.choose_input(request, max_actions=self._max_actions,
-                                        limits=self._limits)
+                                        limits=self._limits, shared=shared)
         except InvalidArgument as error:
             return error
 

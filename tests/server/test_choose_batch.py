@@ -27,6 +27,7 @@ from arbiter.client import (
 from arbiter.log.schema import decisions, learnings
 from arbiter.server.app import App
 from arbiter.server.cache import DecisionCache
+from arbiter.server.convert import Limits
 from arbiter.v1 import decision_pb2 as pb
 from arbiter.v1 import decision_pb2_grpc
 from tests.conftest import count_rows
@@ -207,6 +208,40 @@ def test_batch_decisions_are_logged_as_unary_ones(start_server: Callable[..., Ap
         for name in ("ts", "vw"):
             assert mine["shadow"][name] == pytest.approx(row["shadow"][name], rel=1e-9,
                                                          abs=1e-12)
+
+
+def test_requests_sharing_their_actions_are_charged_them_and_fail_alone_like_unary_ones(
+        start_server: Callable[..., App]) -> None:
+    """A batch's requests with the same actions (converted once, :class:`SharedActions`) are
+    each charged those actions' features: the one they bring over --max-features fails with
+    the unary Choose's message, and each of the others logs the actions it was sent."""
+    app = start_server(LINUCB, limits=Limits(max_features=7))
+    actions = [{"id": f"item-{k}", "features": {"item": {"p": 1.0 + k, "q": "x"}}}
+               for k in range(2)]  # 4 features
+
+    def request(i: int, context_features: int) -> ChooseSpec:
+        return ChooseSpec(experiment="homepage", unit_id=f"unit-{i}", actions=actions,
+                          context={"user": {f"f{j}": float(j) for j in range(context_features)}})
+
+    requests = [request(0, 1), request(1, 3), request(2, 4), request(3, 2)]
+    with DecisionClient(target(app)) as client:
+        results = client.choose_batch(requests)
+        alone = unary(client, requests[2])
+
+    over = results[2]
+    assert isinstance(over, InvalidArgumentError) and isinstance(alone, InvalidArgumentError)
+    assert (over.code, over.message) == (alone.code, alone.message)
+    assert "`actions[1].features[0]`" in over.message and "--max-features" in over.message
+    made = choices([results[0], results[1], results[3]])
+    rows = {row["event_id"]: row for row in logged_rows(app, decisions)}
+    assert set(rows) == {choice.event_id for choice in made}
+    for choice, sent in zip(made, [requests[0], requests[1], requests[3]], strict=True):
+        row = rows[choice.event_id]
+        assert row["actions"] == [{"id": a["id"], "features": [
+            {"name": "item", "numbers": {"p": a["features"]["item"]["p"]},  # type: ignore[index]
+             "categories": {"q": "x"}}]} for a in actions]
+        assert row["context"] == [{"name": "user", "numbers": sent.context["user"],  # type: ignore[index]
+                                   "categories": {}}]
 
 
 def test_a_batch_over_the_cap_is_refused_whole_and_changes_nothing(

@@ -229,23 +229,46 @@ class Featurizer:
                    [v for part in parts for v in part.values])
         return encoded, squared_norm([item for part in parts for item in part.unseen])
 
-    def encode(self, decision: Decision, grow: bool = True) -> DesignRows:
+    def encode(self, decision: Decision, grow: bool = True,
+               memo: dict[int, ActionRows] | None = None) -> DesignRows:
         """Columns for every feature of ``decision``.
 
         ``grow=True`` (learning) assigns columns to new features. ``grow=False`` (scoring)
         changes nothing: features without a column are summarised per row by ``unseen``.
+        ``memo`` (scoring a block, ``grow=False``): decisions that hold the very same
+        ``action_features`` object (a batch's requests that shared their actions) encode
+        them once.
         """
         shared, shared_norm = self._encode_all("s", decision.context, grow)
-        actions, norms = [], []
-        for features in decision.action_features:
-            encoded, norm = self._encode_all("a", features, grow)
-            actions.append(encoded)
-            norms.append(norm)
+        given = decision.action_features
+        memo = None if grow else memo
+        done = memo.get(id(given)) if memo is not None else None
+        if done is not None and done.features is given:
+            actions, norms = done.actions, done.norms
+        else:
+            actions, norms = [], []
+            for features in given:
+                encoded, norm = self._encode_all("a", features, grow)
+                actions.append(encoded)
+                norms.append(norm)
+            if memo is not None:
+                # ActionRows holds ``given``, so its id cannot pass to another object meanwhile
+                memo[id(given)] = ActionRows(given, actions, norms)
         unseen = None
         if shared_norm or any(norms):
             # Shared ("s|…") and action ("a|…") keys never coincide, so the norms add up.
             unseen = np.array(norms) + shared_norm
         return DesignRows(shared, actions, unseen)
+
+
+class ActionRows(NamedTuple):
+    """A decision's actions encoded (:meth:`Featurizer.encode`'s ``memo``): the
+    ``action_features`` they came from, each action's columns and values, and its unseen
+    features' squared norm."""
+
+    features: tuple[tuple[Namespace, ...], ...]
+    actions: list[Encoded | None]
+    norms: list[float]
 
 
 def squared_norm(features: Unseen) -> float:

@@ -38,6 +38,7 @@ from arbiter.policies.base import Decision, Explanation, Namespace, Scores, Skip
 from arbiter.policies.drift import PageHinkley
 from arbiter.policies.explore import checked
 from arbiter.policies.featurize import (
+    ActionRows,
     DesignRows,
     Featurizer,
     Vocabulary,
@@ -202,7 +203,8 @@ class LinearPolicy(Hyperparameters, ABC):
             return LinearScores(self, offsets, design.slots, mean, variance,
                                 self._finish_block(mean, variance, offsets))
         encode, slots = self._featurizer.encode, self._ridge.slots
-        rows = [encode(decision, grow=False) for decision in decisions]
+        memo: dict[int, ActionRows] = {}  # decisions sharing their actions encode them once
+        rows = [encode(decision, grow=False, memo=memo) for decision in decisions]
         sizes = [decision.size for decision in decisions]
         unseen = None
         if any(row.unseen is not None for row in rows):

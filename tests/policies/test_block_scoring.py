@@ -34,15 +34,21 @@ def mixed_decisions(seed: int, n: int) -> list[Decision]:
     return out
 
 
-@pytest.mark.parametrize(("name", "params"), LINEAR,
-                         ids=[f"{n}-{p}" if p else n for n, p in LINEAR])
-def test_a_block_gives_each_decision_its_own_distribution(name: str, params: dict[str, object]) -> None:
+def trained(name: str, params: dict[str, object]) -> BlockScoring:
+    """Policy ``name`` after 200 rounds of learning."""
     policy = create(name, params)
     assert isinstance(policy, BlockScoring)
     train = np.random.default_rng(1)
     for r in linear_rounds(0, 200):
         chosen = int(train.integers(r.decision.size))
         policy.update(r.decision, chosen, float(train.random() < r.success[chosen]), 0.25)
+    return policy
+
+
+@pytest.mark.parametrize(("name", "params"), LINEAR,
+                         ids=[f"{n}-{p}" if p else n for n, p in LINEAR])
+def test_a_block_gives_each_decision_its_own_distribution(name: str, params: dict[str, object]) -> None:
+    policy = trained(name, params)
     state = policy.to_bytes()
     decisions = mixed_decisions(2, 60)
 
@@ -54,6 +60,35 @@ def test_a_block_gives_each_decision_its_own_distribution(name: str, params: dic
         assert mine.shape == expected.shape
         np.testing.assert_allclose(mine, expected, rtol=1e-12, atol=1e-15)
     assert policy.to_bytes() == state  # scoring learned nothing
+
+
+@pytest.mark.parametrize(("name", "params"), LINEAR,
+                         ids=[f"{n}-{p}" if p else n for n, p in LINEAR])
+def test_decisions_sharing_their_actions_score_as_if_each_had_its_own(
+        name: str, params: dict[str, object]) -> None:
+    """A batch's requests that share their actions hold one ``action_features`` object
+    (ChooseBatch converts them once), which the block encodes once: bit for bit the scores
+    of the same decisions each holding a copy."""
+    policy = trained(name, params)
+    offers = mixed_decisions(4, 3)  # three sets of actions, one never seen among them
+    contexts = mixed_decisions(5, 24)
+
+    def copied(features: tuple[tuple[Namespace, ...], ...]) -> tuple[tuple[Namespace, ...], ...]:
+        return tuple(tuple(Namespace(ns.name, dict(ns.numbers), dict(ns.categories))
+                           for ns in group) for group in features)
+
+    offered = [offers[i % 3] for i in range(len(contexts))]
+    shared = [Decision(c.context, o.action_ids, o.action_features)
+              for c, o in zip(contexts, offered, strict=True)]
+    own = [Decision(c.context, o.action_ids, copied(o.action_features))
+           for c, o in zip(contexts, offered, strict=True)]
+    assert shared[0].action_features is shared[3].action_features
+    assert own[0].action_features is not own[3].action_features
+
+    one, other = policy.score(shared), policy.score(own)
+    for i in range(len(contexts)):
+        assert np.array_equal(one.distribution(i, np.random.default_rng(i)),
+                              other.distribution(i, np.random.default_rng(i)))
 
 
 def test_the_block_greedy_is_the_greedy_of_each_segment_exactly() -> None:

@@ -199,9 +199,9 @@ class LinearPolicy(Hyperparameters, ABC):
             design = self._design(decisions[0], learn=False)
             mean = self._ridge.mean(design)
             variance = self._ridge.variance(design) if self._needs_variance() else None
-            offsets = np.array([0, decisions[0].size])
-            return LinearScores(self, offsets, design.slots, mean, variance,
-                                self._finish_block(mean, variance, offsets))
+            # and its distribution made as distribution() makes it (no block to finish)
+            return LinearScores(self, np.array([0, decisions[0].size]), design.slots, mean,
+                                variance)
         encode, slots = self._featurizer.encode, self._ridge.slots
         memo: dict[int, ActionRows] = {}  # decisions sharing their actions encode them once
         rows = [encode(decision, grow=False, memo=memo) for decision in decisions]

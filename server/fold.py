@@ -359,6 +359,13 @@ class Fold:
                 len(lags))
 
 
+def next_wait(wait: float, interval: float, folded: int) -> float:
+    """The tail's wait after a poll that waited ``wait`` and folded ``folded`` events:
+    ``interval`` after one that folded something, else ``min(2 * wait, IDLE_POLLS *
+    interval)``. A poll that failed counts as empty."""
+    return interval if folded else min(2 * wait, IDLE_POLLS * interval)
+
+
 class Tail:
     """Polls the log every ``interval`` seconds and folds what other processes committed.
 
@@ -387,14 +394,14 @@ class Tail:
     def _run(self) -> None:
         wait = self._interval
         while not self._stop.wait(wait):
-            wait = min(2 * wait, IDLE_POLLS * self._interval)
+            folded = 0
             try:
-                if self._fold.catch_up():
-                    wait = self._interval
+                folded = self._fold.catch_up()
             except sa.exc.SQLAlchemyError as error:  # the database is down: the probe sees it
                 log.debug("tail: %s", error)
             except Exception:
                 log.exception("tail: folding failed")
+            wait = next_wait(wait, self._interval, folded)
             if time.monotonic() - self._last_report >= 60:
                 self._last_report = time.monotonic()
                 lag = self._fold.lag()

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from arbiter.client import Connection
+from arbiter.evaluation.report_html import fmt
 from arbiter.v1 import experiments_pb2 as pb
 from arbiter.v1 import experiments_pb2_grpc
 
@@ -146,7 +147,7 @@ def importances(report: pb.Report) -> list[str]:
     """One line per variant whose policy keeps feature importance: its features by mean
     absolute contribution to the chosen action's score."""
     return [f"{v.variant}: feature importance (mean |contribution| over {v.importance_events} "
-            "learned events): " + ", ".join(f"{f.feature} {f.mean_abs_contribution:.4g}"
+            "learned events): " + ", ".join(f"{f.feature} {fmt(f.mean_abs_contribution)}"
                                             for f in v.feature_importance)
             for v in report.variants if v.feature_importance]
 

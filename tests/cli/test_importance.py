@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from arbiter.client import DecisionClient
+from arbiter.evaluation.report_html import fmt
 from arbiter.log import store
 from arbiter.log.engine import create_engine
 from arbiter.policies import create
@@ -124,7 +125,7 @@ def test_report_ranks_the_feature_that_drives_the_reward_first(tmp_path: Path) -
             f["feature"]: pytest.approx(direct[f["feature"]], rel=1e-12) for f in importance}
         assert len(importance) == min(10, sum(1 for v in direct.values() if v > 0))
         line = f"{name}: feature importance (mean |contribution| over {EVENTS} learned events): "
-        assert f"{line}user.signal {figures[0]:.4g}" in table.stdout
+        assert f"{line}user.signal {fmt(figures[0])}" in table.stdout  # 3 significant digits
 
 
 def test_evaluate_shows_the_replayed_models_importance(tmp_path: Path) -> None:

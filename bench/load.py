@@ -888,7 +888,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings(concurrency=args.concurrency, warmup=args.warmup, seconds=args.seconds,
                         seed=args.seed, channels=args.channels, batch_size=args.batch_size,
                         batch_concurrency=args.batch_concurrency)
-    console = Console() if sys.stdout.isatty() else Console(width=120)
+    console = Console() if sys.stdout.isatty() else Console(width=200)  # the phase table is ~180 wide
     bases = [(str(Path(directory).resolve()), revision(directory)) for directory in args.baseline]
     if args.build:
         BUILD["default"] = (str(Path(args.build).resolve()), revision(args.build))

@@ -9,7 +9,8 @@ transaction it runs, each step one statement for the whole batch:
 3. activations (idempotent) and the windows they open;
 4. rewards: the retries the log already holds, then ``first`` rewards take their windows
    (``DELETE ... RETURNING``) and ``sum`` rewards hold theirs (``FOR SHARE``), then every
-   stored reward is inserted with the ``learned`` flag :func:`server.rewards.judge` gives it;
+   stored reward is inserted with the ``learned`` flag :func:`server.rewards.judge` gives it
+   (a plain try reads what the log holds only for the rewards that missed their window);
 5. due windows are closed (``FOR UPDATE SKIP LOCKED``) with their default reward or sum;
 6. every learning of the batch (rewards learned now, closed windows, set-up changes) takes
    the next seqs from ``learning_order`` and is inserted; the row lock on ``learning_order``
@@ -244,14 +245,13 @@ def _rewards(connection: sa.Connection, ops: Sequence[Op], now: datetime,
     if not mine:
         return
     records: list[RewardRecord] = [op.record for op in mine]  # type: ignore[misc]
-    existing = store.existing_rewards(connection, [r.event_id for r in records])
-    keys = set(existing.keys)
-    retry: list[bool] = []
-    for record in records:
-        key = record.dedupe_key
-        retry.append(key is not None and (record.event_id, key) in keys)
-        if key is not None:
-            keys.add((record.event_id, key))
+    # What the log holds for these events. A ``plain`` try skips this read: a new reward takes
+    # its open window or misses it, and only the missed are read (below). A retry that does
+    # take a window (one opened since its first try was stored: a deferred decision activated
+    # meanwhile) is refused by the rewards' unique key, and the batch runs again, not plain.
+    existing = (store.ExistingRewards() if plain
+                else store.existing_rewards(connection, [r.event_id for r in records]))
+    retry = _retries(records, existing.keys)
     taken: set[str] = set()
     held: set[str] = set()
     missed: set[str] = set()
@@ -274,7 +274,10 @@ def _rewards(connection: sa.Connection, ops: Sequence[Op], now: datetime,
         # another process's reward (PostgreSQL: this DELETE waited for its row lock until that
         # transaction committed). That reward is committed now: read again, so this one is a
         # duplicate (ALREADY_EXISTS), not a late reward.
-        learned_events |= store.existing_rewards(connection, sorted(missed)).learned
+        again = store.existing_rewards(connection, sorted(missed))
+        learned_events |= again.learned
+        if plain:
+            retry = _retries(records, again.keys)
     judgements: list[Judgement] = []
     for record, again in zip(records, retry, strict=True):
         took = record.aggregation == "first" and record.event_id in taken
@@ -299,6 +302,19 @@ def _rewards(connection: sa.Connection, ops: Sequence[Op], now: datetime,
         if judgement.learn_now:
             learned.add(Learning(experiment=record.experiment, event_id=record.event_id,
                                  value=record.value, learned_at=record.received_at), op.source)
+
+
+def _retries(records: Sequence[RewardRecord], stored: set[tuple[str, str]]) -> list[bool]:
+    """Whether each reward is a retry: its ``(event_id, dedupe_key)`` is in ``stored`` or
+    belongs to an earlier reward of the batch."""
+    keys = set(stored)
+    retry = []
+    for record in records:
+        key = record.dedupe_key
+        retry.append(key is not None and (record.event_id, key) in keys)
+        if key is not None:
+            keys.add((record.event_id, key))
+    return retry
 
 
 def _closes(connection: sa.Connection, ops: Sequence[Op], now: datetime,

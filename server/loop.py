@@ -444,7 +444,8 @@ class DecisionLoop:
         return cached
 
     def _load(self, event_id: str) -> Cached | None:
-        """The logged decision from SQL, cached; None when the event id is unknown."""
+        """The logged decision from SQL, cached cold (:meth:`DecisionCache.put`); None when
+        the event id is unknown."""
         try:
             with self._engine.connect() as connection:
                 logged = store.find_decision(connection, event_id)
@@ -452,7 +453,7 @@ class DecisionLoop:
             raise Unavailable("the database is unavailable; retry later") from error
         if logged is None:
             return None
-        return self.cache.put(logged.record, logged.activated)
+        return self.cache.put(logged.record, logged.activated, cold=True)
 
     def _load_many(self, event_ids: Sequence[str]) -> dict[str, Cached]:
         """The logged decisions of ``event_ids`` (see :meth:`_load`) that are in the log."""

@@ -149,6 +149,30 @@ def test_a_deferred_decision_is_not_learned_until_activated_then_its_window_star
     assert learning["value"] == 1.0
 
 
+def test_a_retry_of_a_reward_stored_before_activation_does_not_take_the_opened_window(
+        start_server: StartServer, clock: FakeClock
+) -> None:
+    """The retry finds the window the activation opened, but its first try is stored: it is
+    ALREADY_EXISTS, the window stays open for the next reward, nothing is learned twice."""
+    from arbiter.v1 import decision_pb2 as pb
+
+    app, client = serve(start_server, clock)
+    choice = client.choose("homepage", actions=["a", "b"], deferred=True)
+    stub = client._stub  # reward_id is part of the proto; call it directly
+    early = pb.RewardRequest(event_id=choice.event_id, value=5.0, reward_id="r1")
+    assert stub.Reward(early).learned is False  # before activation: stored only
+    client.activate(choice.event_id)
+    with pytest.raises(Exception) as raised:
+        stub.Reward(early)
+    assert "ALREADY_EXISTS" in str(raised.value.code())  # type: ignore[attr-defined]
+    assert rows(app, learnings) == []
+    assert stub.Reward(pb.RewardRequest(event_id=choice.event_id, value=1.0,
+                                        reward_id="r2")).learned
+    assert [r["value"] for r in rows(app, learnings)] == [1.0]
+    assert sorted((r["value"], r["learned"]) for r in rows(app, rewards)) == [
+        (1.0, True), (5.0, False)]
+
+
 def test_activating_a_decision_that_was_not_deferred_is_a_failed_precondition(
         start_server: StartServer, clock: FakeClock
 ) -> None:

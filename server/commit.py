@@ -274,10 +274,10 @@ def _rewards(connection: sa.Connection, ops: Sequence[Op], now: datetime,
         # another process's reward (PostgreSQL: this DELETE waited for its row lock until that
         # transaction committed). That reward is committed now: read again, so this one is a
         # duplicate (ALREADY_EXISTS), not a late reward.
-        again = store.existing_rewards(connection, sorted(missed))
-        learned_events |= again.learned
+        reread = store.existing_rewards(connection, sorted(missed))
+        learned_events |= reread.learned
         if plain:
-            retry = _retries(records, again.keys)
+            retry = _retries(records, reread.keys)
     judgements: list[Judgement] = []
     for record, again in zip(records, retry, strict=True):
         took = record.aggregation == "first" and record.event_id in taken

@@ -138,10 +138,12 @@ class LinearPolicy(Hyperparameters, ABC):
         """``decision`` for the ridge models; only ``learn=True`` may grow vocabulary and actions.
         ``row``: only that action's design row, shape ``(D,)`` (what learning needs).
 
-        A decision whose features all have a column is remembered (by identity, up to
+        A decision scored whose features all have a column is remembered (by identity, up to
         :data:`DESIGN_CACHE` of them) with its rows and, once :meth:`distribution` built it,
         its design matrix, read-only: learning from a decision just scored (the replay), or
-        scoring one again, neither encodes nor builds anything again. A cached matrix's row is
+        scoring one again, neither encodes nor builds anything again. A decision first seen
+        by learning is not remembered (a server learns from decisions read back from its cache
+        or the log, never the object it scored). A cached matrix's row is
         :meth:`~policies.featurize.DesignRows.row` bit for bit."""
         cached = self._designs.get(id(decision))
         if cached is not None and cached.decision is decision:
@@ -149,7 +151,7 @@ class LinearPolicy(Hyperparameters, ABC):
         else:
             cached = None
             rows = self._featurizer.encode(decision, grow=learn)
-            if rows.unseen is None:  # complete: the same rows either way
+            if rows.unseen is None and not learn:  # complete: the same rows either way
                 if len(self._designs) >= DESIGN_CACHE:
                     self._forget_designs()
                 cached = self._designs[id(decision)] = _Encoded(decision, rows)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import msgspec
 
@@ -33,16 +32,18 @@ _pack = msgspec.msgpack.Encoder().encode
 _unpack = msgspec.msgpack.Decoder(DecisionRecord).decode
 
 
-@dataclass(slots=True)
-class Cached:
+class Cached(msgspec.Struct, gc=False):
     """A decision found in (or just put into) the cache, and whether it was activated."""
 
     record: DecisionRecord
     activated: bool
 
 
-@dataclass(slots=True)
-class _Entry:
+class _Entry(msgspec.Struct, gc=False):
+    """A cached decision, packed. Untracked by the garbage collector (a ``msgspec.Struct``
+    with ``gc=False``: nothing it holds refers back to it), so the cache's many entries are
+    not walked by every full collection."""
+
     experiment: str
     packed: bytes  # the DecisionRecord
     activated: bool

@@ -5,10 +5,12 @@ one in-process server (``App``, imported from that checkout: the old top-level `
 package or ``arbiter.server``) on a fresh SQLite file in a process of its own. The load
 generator (this process, 64 calls in flight over two connections) sends 500 Choose calls to warm
 up, then ``--chooses`` measured ones, then ``--rewards`` Rewards for the latest decisions (all
-still in the decision cache). Before and after each phase the server reports the CPU time of
-each of its threads (``/proc/self/task/TID/stat``, by ``threading`` name) and of the whole
-process (gRPC's own threads included); the table shows milliseconds per call, the median over
-``--rounds`` rounds that alternate between the builds.
+still in the decision cache); ``--explain`` adds an Explain phase after Choose (the same
+requests with ``explain = true``) and prints the Explain/Choose ratio of process CPU per call.
+Before and after each phase the server reports the CPU time of each of its threads
+(``/proc/self/task/TID/stat``, by ``threading`` name) and of the whole process (gRPC's own
+threads included); the table shows milliseconds per call, the median over ``--rounds`` rounds
+that alternate between the builds.
 
     python -m bench.threadcpu --build . --build /tmp/arbiter-base --rounds 5
 
@@ -92,28 +94,31 @@ def serve(build: str, db: str, pipe: Connection, metrics: bool = False) -> None:
         app.stop(grace=1)
 
 
-async def load(address: str, pipe: Connection, chooses: int,
-               rewards: int) -> dict[str, tuple[int, float, dict[str, float]]]:
-    """Warm up, then the Choose and the Reward phase: {phase: (calls, seconds, CPU per thread)}."""
+async def load(address: str, pipe: Connection, chooses: int, rewards: int,
+               explain: bool) -> dict[str, tuple[int, float, dict[str, float]]]:
+    """Warm up, then the Choose, (``explain``) the Explain and the Reward phase: {phase: (calls,
+    seconds, CPU per thread)}."""
     import grpc
 
     from arbiter.v1 import decision_pb2_grpc
-    from bench.load import choose_requests, reward_requests, send
+    from bench.load import choose_requests, explained_request, reward_requests, send
 
     channels = [grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
                 for _ in range(2)]
     stubs = [decision_pb2_grpc.DecisionServiceStub(channel) for channel in channels]
-    requests = cycle(choose_requests(0))
+    pool = choose_requests(0)
+    requests, explaining = cycle(pool), cycle([explained_request(r) for r in pool])
     event_ids: list[str] = []
     out = {}
     try:
         await send([s.Choose for s in stubs], islice(requests, WARMUP), 120, CONCURRENCY,
                    lambda answer: event_ids.append(answer.event_id))
         await asyncio.sleep(1)
-        for phase, methods, calls in (
-                ("Choose", [s.Choose for s in stubs], lambda: islice(requests, chooses)),
-                ("Reward", [s.Reward for s in stubs],
-                 lambda: reward_requests(event_ids[-rewards:], 0))):
+        phases = [("Choose", [s.Choose for s in stubs], lambda: islice(requests, chooses)),
+                  ("Explain", [s.Choose for s in stubs], lambda: islice(explaining, chooses)),
+                  ("Reward", [s.Reward for s in stubs],
+                   lambda: reward_requests(event_ids[-rewards:], 0))]
+        for phase, methods, calls in phases if explain else phases[::2]:
             pipe.send("cpu")
             before = pipe.recv()
             started = time.perf_counter()
@@ -141,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--chooses", type=int, default=4000)
     parser.add_argument("--rewards", type=int, default=3000,
                         help="at most what the decision cache holds (6,338 of these decisions)")
+    parser.add_argument("--explain", action="store_true",
+                        help="an Explain phase (Choose with explain = true) after Choose")
     parser.add_argument("--metrics", action="store_true",
                         help="serve each build without and with --metrics-listen; print the ratio")
     args = parser.parse_args(argv)
@@ -162,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         raise RuntimeError(f"the server of {build} did not start")
                     address = ours.recv()
                     results[_label(build, metrics)].append(asyncio.run(load(
-                        address, ours, args.chooses, args.rewards)))
+                        address, ours, args.chooses, args.rewards, args.explain)))
                 finally:
                     ours.send("stop")
                     process.join(30)
@@ -170,7 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         process.kill()
                         process.join()
     print(f"ms of CPU per call, medians of {args.rounds} interleaved rounds; calls/s in brackets")
-    for phase in ("Choose", "Reward"):
+    phases = ("Choose", "Explain", "Reward") if args.explain else ("Choose", "Reward")
+    for phase in phases:
         for build, rounds in results.items():
             names = sorted({name for r in rounds for name in r[phase][2]}, key=lambda n: n != "(process)")
             cells = [f"{name}={median(1e3 * r[phase][2].get(name, 0.0) / r[phase][0] for r in rounds):.3f}"
@@ -183,6 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ratios = [f"{phase} {_per_call(on, phase) / _per_call(off, phase):.3f}x"
                   for phase in ("Choose", "Reward")]
         print(f"metrics on/off, process CPU per call, {build}: {', '.join(ratios)}")
+    for build in builds if args.explain else ():
+        rounds = results[build]
+        print(f"Explain/Choose, process CPU per call, {build}: "
+              f"{_per_call(rounds, 'Explain') / _per_call(rounds, 'Choose'):.3f}x")
     return 0
 
 

@@ -35,8 +35,9 @@ INTERCEPT = "\x00intercept"
 _CACHE_LIMIT = 4096
 """Entries kept in a per-namespace lookup cache before it is cleared (a memory bound only)."""
 
-Encoded = tuple[list[int], list[float]]
-"""Namespaces as ``(columns, values)``, two lists of the same length."""
+Encoded = tuple[list[int], list[float], list[str]]
+"""Namespaces as ``(columns, values, names)``, three lists of the same length (names as
+:func:`feature_name` gives them: what explanations show)."""
 
 
 def stable_hash(key: str) -> int:
@@ -111,21 +112,24 @@ Unseen = list[tuple[str, float]]
 
 class Features(msgspec.Struct, frozen=True, gc=False):
     """A namespace encoded: ``indices[i]`` is the index of the feature with value ``values[i]``
-    (only the features that have one); ``unseen`` lists the rest, whose squared norm (values
-    of a repeated key added first) is ``norm``. Python lists: a namespace holds a handful of
-    features, and one array per decision (:meth:`DesignRows.matrix`) is cheaper than several
-    small ones per namespace. A ``msgspec.Struct``, like :class:`DesignRows`: built for every
-    namespace scored, in 0.09 µs against a NamedTuple's 0.23."""
+    and name ``names[i]`` (only the features that have one); ``unseen`` lists the rest, whose
+    squared norm (values of a repeated key added first) is ``norm``. Python lists: a namespace
+    holds a handful of features, and one array per decision (:meth:`DesignRows.matrix`) is
+    cheaper than several small ones per namespace. A ``msgspec.Struct``, like
+    :class:`DesignRows`: built for every namespace scored, in 0.09 µs against a NamedTuple's
+    0.23."""
 
     indices: list[int]
     values: list[float]
     unseen: Unseen
     norm: float
+    names: list[str]
 
 
 @dataclass(frozen=True, slots=True)
 class _Lookup:
-    """A cached namespace lookup: the indices found and, if some keys had none, which.
+    """A cached namespace lookup: the indices found, the names of their features
+    (:func:`feature_name`) and, if some keys had none, which.
 
     ``known`` is ``None`` when every key has an index (valid for good: indices never move);
     otherwise the positions that have one, and ``unseen`` the ``(position, key)`` of the rest,
@@ -134,6 +138,7 @@ class _Lookup:
     """
 
     indices: list[int]
+    names: list[str]
     known: list[int] | None = None
     unseen: tuple[tuple[int, str], ...] = ()
     distinct: bool = True
@@ -177,7 +182,7 @@ class NamespaceEncoder:
                 self._cache.clear()
             self._cache[key] = lookup
         if lookup.known is None:
-            return Features(lookup.indices, values, [], 0.0)
+            return Features(lookup.indices, values, [], 0.0, lookup.names)
         items = [(feature, values[i]) for i, feature in lookup.unseen] if unseen else []
         if not lookup.distinct:
             norm = squared_norm(items or [(feature, values[i]) for i, feature in lookup.unseen])
@@ -185,19 +190,21 @@ class NamespaceEncoder:
             norm = sum([value * value for value in values])
         else:
             norm = sum([values[i] * values[i] for i, _ in lookup.unseen])
-        return Features(lookup.indices, [values[i] for i in lookup.known], items, norm)
+        return Features(lookup.indices, [values[i] for i in lookup.known], items, norm,
+                        lookup.names)
 
     def _look_up(self, role: str, namespace: Namespace, grow: bool) -> _Lookup:
         keys = [key for key, _ in feature_items(role, namespace)]
         found = [self._index(key) if grow else self._peek(key) for key in keys]
         known = [i for i, index in enumerate(found) if index is not None]
         indices = [index for index in found if index is not None]
+        names = [feature_name(keys[i]) for i in known]
         if len(known) == len(keys):
-            return _Lookup(indices)
+            return _Lookup(indices, names)
         unseen = tuple((i, key) for i, (key, index) in enumerate(zip(keys, found, strict=True))
                        if index is None)
         distinct = len({key for _, key in unseen}) == len(unseen)
-        return _Lookup(indices, known, unseen, distinct, self._generation())
+        return _Lookup(indices, names, known, unseen, distinct, self._generation())
 
 
 class Featurizer:
@@ -219,16 +226,17 @@ class Featurizer:
     def _encode_all(
         self, role: str, namespaces: tuple[Namespace, ...], grow: bool
     ) -> tuple[Encoded | None, float]:
-        """The namespaces' indices and values together, and the squared norm of the unseen
-        ones (keys of different namespaces can only meet if a name contains ``|``)."""
+        """The namespaces' indices, values and names together, and the squared norm of the
+        unseen ones (keys of different namespaces can only meet if a name contains ``|``)."""
         if not namespaces:
             return None, 0.0
         if len(namespaces) == 1:
             part = self._encoder.encode(role, namespaces[0], grow, unseen=False)
-            return (part.indices, part.values), part.norm
+            return (part.indices, part.values, part.names), part.norm
         parts = [self._encoder.encode(role, ns, grow) for ns in namespaces]
         encoded = ([i for part in parts for i in part.indices],
-                   [v for part in parts for v in part.values])
+                   [v for part in parts for v in part.values],
+                   [n for part in parts for n in part.names])
         return encoded, squared_norm([item for part in parts for item in part.unseen])
 
     def encode(self, decision: Decision, grow: bool = True,
@@ -282,7 +290,8 @@ def squared_norm(features: Unseen) -> float:
 
 
 class DesignRows(msgspec.Struct, frozen=True, gc=False):
-    """A decision's features as columns and values; :meth:`matrix` builds the ``(K, D)`` matrix.
+    """A decision's features as columns, values and names (:data:`Encoded`: the context's in
+    ``shared``, each action's own in ``actions``); :meth:`matrix` builds the ``(K, D)`` matrix.
 
     ``unseen`` is ``None`` when every feature has a column; otherwise, shape ``(K,)``, the squared
     norm of each row's features that have none yet (they would get fresh columns when learned).
@@ -328,7 +337,7 @@ class DesignRows(msgspec.Struct, frozen=True, gc=False):
             return base
         if not any(features is not None and features[0] for features in self.actions):
             return base  # matrix() tiles the shared row and adds nothing
-        columns, values = self.actions[k] or ([], [])
+        columns, values, _ = self.actions[k] or ([], [], [])
         row: NDArray[np.float64] = np.bincount(np.array(columns, dtype=np.intp),
                                                np.array(values, dtype=np.float64),
                                                minlength=width) + base
@@ -338,7 +347,7 @@ class DesignRows(msgspec.Struct, frozen=True, gc=False):
         """The context's columns and the intercept (column 0), shape ``(width,)``."""
         base = np.zeros(width)
         if self.shared is not None:
-            columns, values = self.shared
+            columns, values, _ = self.shared
             base += np.bincount(np.array(columns, dtype=np.intp), values, minlength=width)
         base[0] += 1.0
         return base

@@ -26,7 +26,6 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import ClassVar, Self
 
 import numpy as np
@@ -34,7 +33,7 @@ from numpy.typing import NDArray
 
 from arbiter.policies import params as check
 from arbiter.policies import serialize
-from arbiter.policies.base import Decision, Explanation, Namespace, Scores, SkippedUpdate
+from arbiter.policies.base import Decision, Explanation, Scores, SkippedUpdate
 from arbiter.policies.drift import PageHinkley
 from arbiter.policies.explore import checked
 from arbiter.policies.featurize import (
@@ -43,7 +42,6 @@ from arbiter.policies.featurize import (
     Featurizer,
     Vocabulary,
     block_matrix,
-    feature_items,
     feature_name,
 )
 from arbiter.policies.params import Hyperparameters
@@ -57,9 +55,6 @@ only)."""
 DESIGN_CACHE_BYTES = 1 << 20
 """The most bytes of design matrices it keeps among them (1 MiB: a wide decision — up to 1,000
 actions by ``max_features`` columns — is built again rather than kept)."""
-NAME_CACHE = 4096
-"""Namespace shapes whose feature names and columns :meth:`LinearPolicy.explain` keeps (a
-memory bound only)."""
 
 
 @dataclass(slots=True)
@@ -112,8 +107,6 @@ class LinearPolicy(Hyperparameters, ABC):
     _drift: PageHinkley = field(init=False, repr=False)
     resets: int = field(init=False, default=0)
     """Models reset by a drift alarm so far."""
-    _names: dict[tuple[object, ...], tuple[list[str], list[int]]] = field(
-        init=False, repr=False, default_factory=dict)
     _importance: NDArray[np.float64] = field(init=False, repr=False,
                                              default_factory=lambda: np.zeros(0))
     _importance_n: int = field(init=False, repr=False, default=0)
@@ -134,9 +127,11 @@ class LinearPolicy(Hyperparameters, ABC):
         """The ridge core this policy learns with (disjoint per-action models by default)."""
         return RidgeModels(self.l2, self.decay)
 
-    def _design(self, decision: Decision, *, learn: bool, row: int | None = None) -> Design:
-        """``decision`` for the ridge models; only ``learn=True`` may grow vocabulary and actions.
-        ``row``: only that action's design row, shape ``(D,)`` (what learning needs).
+    def _design(self, decision: Decision, *, learn: bool,
+                row: int | None = None) -> tuple[Design, DesignRows]:
+        """``decision`` for the ridge models, and its rows (its features' columns, values and
+        names); only ``learn=True`` may grow vocabulary and actions. ``row``: only that
+        action's design row, shape ``(D,)`` (what learning needs).
 
         A decision scored whose features all have a column is remembered (by identity, up to
         :data:`DESIGN_CACHE` of them) with its rows and, once :meth:`distribution` built it,
@@ -169,7 +164,7 @@ class LinearPolicy(Hyperparameters, ABC):
                 x.flags.writeable = False
                 self._design_bytes += x.nbytes
                 cached.matrix, cached.width = x, width
-        return Design(x, slots, rows.unseen)
+        return Design(x, slots, rows.unseen), rows
 
     def _forget_designs(self) -> None:
         """Drop every remembered decision and matrix."""
@@ -183,7 +178,7 @@ class LinearPolicy(Hyperparameters, ABC):
         at the prior without being recorded (:mod:`policies.ridge`), so the model, and its
         snapshot, are a function of the learned events alone — what crash recovery replays.
         """
-        design = self._design(decision, learn=False)
+        design, _ = self._design(decision, learn=False)
         variance = self._ridge.variance(design) if self._needs_variance() else None
         return checked(self._from_scores(self._ridge.mean(design), variance, rng))
 
@@ -198,12 +193,12 @@ class LinearPolicy(Hyperparameters, ABC):
         :meth:`distribution`'s own path: its cached design rows, and its models' inverses read
         in place rather than gathered into a ``(K, D, D)`` copy."""
         if len(decisions) == 1:
-            design = self._design(decisions[0], learn=False)
+            design, one = self._design(decisions[0], learn=False)
             mean = self._ridge.mean(design)
             variance = self._ridge.variance(design) if self._needs_variance() else None
             # and its distribution made as distribution() makes it (no block to finish)
-            return LinearScores(self, np.array([0, decisions[0].size]), design.slots, mean,
-                                variance)
+            return LinearScores(self, [one], np.array([0, decisions[0].size]), design.slots,
+                                mean, variance)
         encode, slots = self._featurizer.encode, self._ridge.slots
         memo: dict[int, ActionRows] = {}  # decisions sharing their actions encode them once
         rows = [encode(decision, grow=False, memo=memo) for decision in decisions]
@@ -218,7 +213,7 @@ class LinearPolicy(Hyperparameters, ABC):
         mean = self._ridge.mean(block)
         variance = self._ridge.block_variance(block) if self._needs_variance() else None
         offsets = np.cumsum([0, *sizes])
-        return LinearScores(self, offsets, block.slots, mean, variance,
+        return LinearScores(self, rows, offsets, block.slots, mean, variance,
                             self._finish_block(mean, variance, offsets))
 
     def _finish_block(self, mean: NDArray[np.float64], variance: NDArray[np.float64] | None,
@@ -239,94 +234,57 @@ class LinearPolicy(Hyperparameters, ABC):
     def explain(self, scores: Scores, decision: Decision, index: int,
                 top: int) -> list[Explanation]:
         """Per action ``k``: ``score_k = sum_f theta_k[col(f)] v_f`` over its features ``f``
-        (the context's, its own and the intercept; a feature without a column adds 0), each
+        (the intercept, the context's, then its own; a feature without a column adds 0), each
         term one contribution — exact, also where features share a hashed column — the
-        ``top`` largest by magnitude kept, then the exploration part (:meth:`_exploration`),
-        added to the score where the policy adds it (LinUCB's bonus). The estimates and
-        variances are the ones ``scores`` holds, the distribution's own."""
+        ``top`` largest by magnitude kept (ties in that order), then the exploration part
+        (:meth:`_exploration`), added to the score where the policy adds it (LinUCB's bonus).
+        The features, estimates and variances are the ones ``scores`` holds, the
+        distribution's own.
+
+        Shapes: the terms of all ``K`` actions are one ``(K, n)`` matrix, ``n`` = 1 + the
+        context's features + the most any action has of its own, each row padded with 0s (a
+        pad sorts after its row's real terms and is dropped); the top of every row by one
+        argsort, and their names picked by the same indices from a ``(K, n)`` array of names."""
         assert isinstance(scores, LinearScores)
         block = slice(scores.offsets[index], scores.offsets[index + 1])
-        theta = self._ridge.coefficients(scores.slots[block])  # (K, D)
+        rows = scores.rows[index]
+        columns, values, names = rows.shared or ([], [], [])
+        own = [features or ([], [], []) for features in rows.actions]
+        k, shared = len(own), 1 + len(columns)
+        lengths = [len(features[0]) for features in own]
+        longest = max(lengths)
+        cols = np.zeros((k, shared + longest), dtype=np.intp)  # column 0: the intercept's
+        vals = np.zeros((k, shared + longest))
+        labels = np.empty((k, shared + longest), dtype=object)
+        vals[:, 0], labels[:, 0] = 1.0, "intercept"
+        cols[:, 1:shared], vals[:, 1:shared], labels[:, 1:shared] = columns, values, names
+        if min(lengths) == longest:  # the usual case: every action has as many features
+            if longest:
+                for i, part in enumerate((cols, vals, labels)):
+                    part[:, shared:] = [features[i] for features in own]
+        else:
+            for a, (own_columns, own_values, own_names) in enumerate(own):
+                end = shared + lengths[a]
+                cols[a, shared:end], vals[a, shared:end], labels[a, shared:end] = \
+                    own_columns, own_values, own_names
+        at = np.arange(k)[:, None]
+        terms = self._ridge.coefficients(scores.slots[block])[at, cols] * vals
+        order = np.argsort(-np.abs(terms), axis=1, kind="stable")[:, :top]
+        kept = [min(top, shared + length) for length in lengths]
+        picked = zip(labels[at, order].tolist(), terms[at, order].tolist(), kept, strict=True)
         mean = scores.mean[block]
         explore = self._exploration(scores.variance[block]) \
             if scores.variance is not None else None
-        names, columns, values = self._terms("s", decision.context)
-        names.insert(0, "intercept")
-        columns.insert(0, 0)
-        values.insert(0, 1.0)
-        # One (K, n) matrix of every action's terms, its own features after the context's,
-        # padded with 0s to the longest (a pad sorts after its row's real terms and is
-        # dropped); the top of each row by one argsort.
-        own = [self._terms("a", features) for features in decision.action_features]
-        shared, lengths = len(names), [len(o[0]) for o in own]
-        longest = max(lengths)
-        k = decision.size
-        rows = np.repeat(np.arange(k), shared + longest).reshape(k, shared + longest)
-        cols = np.zeros((k, shared + longest), dtype=np.intp)
-        vals = np.zeros((k, shared + longest))
-        cols[:, :shared] = columns
-        vals[:, :shared] = values
-        if min(lengths) == longest:  # the usual case: every action has the same features
-            cols[:, shared:] = [o[1] for o in own]
-            vals[:, shared:] = [o[2] for o in own]
-        else:
-            for a, (_, own_columns, own_values) in enumerate(own):
-                cols[a, shared:shared + lengths[a]] = own_columns
-                vals[a, shared:shared + lengths[a]] = own_values
-        terms = theta[rows, cols] * vals
-        order = np.argsort(-np.abs(terms), axis=1, kind="stable")[:, :top].tolist()
-        table, means = terms.tolist(), mean.tolist()
-        bonuses, added = (explore[0].tolist(), explore[1]) if explore is not None else (None, False)
-        out = []
-        for a, action_id in enumerate(decision.action_ids):
-            label, row = names + own[a][0], table[a]
-            ranked = [(label[i], row[i]) for i in order[a] if i < len(label)]
-            score = means[a]
-            if bonuses is not None:
-                ranked.append(("exploration", bonuses[a]))
-                score += bonuses[a] if added else 0.0
-            out.append(Explanation(action_id, score, tuple(ranked)))
-        return out
-
-    def _terms(self, role: str, namespaces: tuple[Namespace, ...]
-               ) -> tuple[list[str], list[int], list[float]]:
-        """The features of ``namespaces`` that have a column: names, columns, values. A
-        namespace all of whose features have one is looked up once per shape (names and
-        columns never change once assigned)."""
-        labels: list[str] = []
-        columns: list[int] = []
-        values: list[float] = []
-        for namespace in namespaces:
-            numbers, categories = namespace.numbers, namespace.categories
-            shape = (role, namespace.name, tuple(numbers), tuple(categories.items()))
-            known = self._names.get(shape)
-            if known is None:
-                found = self._look_up(role, namespace)
-                if len(found[0]) < len(numbers) + len(categories):  # some without a column
-                    labels += found[0]
-                    columns += found[1]
-                    values += found[2]
-                    continue
-                if len(self._names) >= NAME_CACHE:
-                    self._names.clear()
-                known = self._names[shape] = (found[0], found[1])
-            labels += known[0]
-            columns += known[1]
-            values += [*numbers.values(), *repeat(1.0, len(categories))]
-        return labels, columns, values
-
-    def _look_up(self, role: str, namespace: Namespace
-                 ) -> tuple[list[str], list[int], list[float]]:
-        """Names, columns and values of the features of ``namespace`` that have a column."""
-        peek = self._featurizer.vocabulary.peek
-        labels, columns, values = [], [], []
-        for key, value in feature_items(role, namespace):
-            column = peek(key)
-            if column is not None:
-                labels.append(feature_name(key))
-                columns.append(column)
-                values.append(value)
-        return labels, columns, values
+        if explore is None:
+            return [Explanation(action_id, score, tuple(zip(label[:m], term[:m], strict=True)))
+                    for action_id, score, (label, term, m)
+                    in zip(decision.action_ids, mean.tolist(), picked, strict=True)]
+        bonus, added = explore
+        return [Explanation(action_id, score,
+                            (*zip(label[:m], term[:m], strict=True), ("exploration", extra)))
+                for action_id, score, extra, (label, term, m)
+                in zip(decision.action_ids, (mean + bonus if added else mean).tolist(),
+                       bonus.tolist(), picked, strict=True)]
 
     @abstractmethod
     def _from_scores(self, mean: NDArray[np.float64], variance: NDArray[np.float64] | None,
@@ -338,7 +296,7 @@ class LinearPolicy(Hyperparameters, ABC):
         """Add ``(x_chosen, reward)`` to the chosen action's ridge model; all or nothing."""
         check_feedback(decision, chosen, reward)
         columns, models = len(self._featurizer.vocabulary), self._ridge.mark()
-        design = self._design(decision, learn=True, row=chosen)
+        design, _ = self._design(decision, learn=True, row=chosen)
         slot = int(design.slots[chosen])
         with np.errstate(over="ignore", invalid="ignore"):  # a skipped update adds nothing
             terms = self._ridge.coefficients(slot) * design.x
@@ -349,7 +307,6 @@ class LinearPolicy(Hyperparameters, ABC):
             self._featurizer.truncate(columns)
             self._ridge.truncate(models)
             self._forget_designs()
-            self._names.clear()  # it may name columns forgotten now
             raise
         self._attribute(terms)
         if self._drift.add(float(reward)) and self.reset_on_drift:
@@ -447,15 +404,16 @@ def check_feedback(decision: Decision, chosen: int, reward: float) -> None:
 
 
 class LinearScores:
-    """A block of decisions scored by a linear policy: decision ``i`` is rows
-    ``offsets[i]:offsets[i + 1]`` of ``slots`` (its actions' models), ``mean`` and
+    """A block of decisions scored by a linear policy: decision ``i``, encoded as ``rows[i]``,
+    is rows ``offsets[i]:offsets[i + 1]`` of ``slots`` (its actions' models), ``mean`` and
     ``variance`` (shape ``(N,)``), and of ``finished``, their distributions if the policy made
     them all at once."""
 
-    def __init__(self, policy: LinearPolicy, offsets: NDArray[np.intp], slots: NDArray[np.intp],
+    def __init__(self, policy: LinearPolicy, rows: Sequence[DesignRows],
+                 offsets: NDArray[np.intp], slots: NDArray[np.intp],
                  mean: NDArray[np.float64], variance: NDArray[np.float64] | None,
                  finished: NDArray[np.float64] | None = None) -> None:
-        self._policy, self.offsets, self.slots = policy, offsets, slots
+        self._policy, self.rows, self.offsets, self.slots = policy, rows, offsets, slots
         self.mean, self.variance, self._finished = mean, variance, finished
 
     def distribution(self, index: int, rng: np.random.Generator) -> NDArray[np.float64]:

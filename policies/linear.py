@@ -270,21 +270,23 @@ class LinearPolicy(Hyperparameters, ABC):
         at = np.arange(k)[:, None]
         terms = self._ridge.coefficients(scores.slots[block])[at, cols] * vals
         order = np.argsort(-np.abs(terms), axis=1, kind="stable")[:, :top]
-        kept = [min(top, shared + length) for length in lengths]
-        picked = zip(labels[at, order].tolist(), terms[at, order].tolist(), kept, strict=True)
+        width = order.shape[1]  # every action's (name, term) pairs in one list, a row each
+        pairs = list(zip(labels[at, order].ravel().tolist(), terms[at, order].ravel().tolist(),
+                         strict=True))
+        spans = [(a * width, a * width + min(width, shared + length))
+                 for a, length in enumerate(lengths)]
         mean = scores.mean[block]
         explore = self._exploration(scores.variance[block]) \
             if scores.variance is not None else None
         if explore is None:
-            return [Explanation(action_id, score, tuple(zip(label[:m], term[:m], strict=True)))
-                    for action_id, score, (label, term, m)
-                    in zip(decision.action_ids, mean.tolist(), picked, strict=True)]
+            return [Explanation(action_id, score, tuple(pairs[start:end]))
+                    for action_id, score, (start, end)
+                    in zip(decision.action_ids, mean.tolist(), spans, strict=True)]
         bonus, added = explore
-        return [Explanation(action_id, score,
-                            (*zip(label[:m], term[:m], strict=True), ("exploration", extra)))
-                for action_id, score, extra, (label, term, m)
+        return [Explanation(action_id, score, (*pairs[start:end], ("exploration", extra)))
+                for action_id, score, extra, (start, end)
                 in zip(decision.action_ids, (mean + bonus if added else mean).tolist(),
-                       bonus.tolist(), picked, strict=True)]
+                       bonus.tolist(), spans, strict=True)]
 
     @abstractmethod
     def _from_scores(self, mean: NDArray[np.float64], variance: NDArray[np.float64] | None,

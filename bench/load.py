@@ -10,10 +10,10 @@ from a separate load-generator process that keeps ``--concurrency`` calls in fli
    of measured calls (10 actions x 20 features, random units);
 2. Reward, once per event id the Choose phase got back, the same way (the warm-up gets its
    share of the event ids instead of the time);
-3. ChooseBatch (Arbiter rows of this build): the same requests in batches of ``--batch-size``
-   (100), ``--batch-concurrency`` (8) batches in flight; its rate and CPU are per decision, so
-   the ratio below the table, ChooseBatch decisions/s over Choose calls/s of the same row, is
-   the issue's batch goal (>= 5 x);
+3. ChooseBatch (Arbiter rows of this build or ``--build``'s, not ``--baseline``'s): the same
+   requests in batches of ``--batch-size`` (100), ``--batch-concurrency`` (8) batches in flight;
+   its rate and CPU are per decision, so the ratio below the table, ChooseBatch decisions/s over
+   Choose calls/s of the same row, is the issue's batch goal (>= 5 x);
 4. Choose again, then Explain (rows whose policy explains): plain Choose once more, then
    Choose with ``explain = true``, like phase 1 — on the same database and the same learned
    model, so that Explain over Choose again is the cost of explaining alone (the first Choose
@@ -704,7 +704,8 @@ def measure(run: Run, workdir: Path, settings: Settings, backend: Backend) -> Me
             serving(run.commands(tmp, db, listen, supervisor), run.cwd, run.env, tmp))
         generator = stack.enter_context(
             ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")))
-        batch = run.policy is not None and run.build is None  # this build serves ChooseBatch
+        # this build, or --build's, serves ChooseBatch and explanations (--baseline's may not)
+        batch = run.policy is not None and run.base is None
         explain = batch and run.policy in EXPLAINING
         measured = generator.submit(drive, address, pids, run.processes, settings, batch,
                                     explain).result()

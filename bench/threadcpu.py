@@ -5,12 +5,13 @@ one in-process server (``App``, imported from that checkout: the old top-level `
 package or ``arbiter.server``) on a fresh SQLite file in a process of its own. The load
 generator (this process, 64 calls in flight over two connections) sends 500 Choose calls to warm
 up, then ``--chooses`` measured ones, then ``--rewards`` Rewards for the latest decisions (all
-still in the decision cache); ``--explain`` adds an Explain phase after Choose (the same
-requests with ``explain = true``) and prints the Explain/Choose ratio of process CPU per call.
-Before and after each phase the server reports the CPU time of each of its threads
-(``/proc/self/task/TID/stat``, by ``threading`` name) and of the whole process (gRPC's own
-threads included); the table shows milliseconds per call, the median over ``--rounds`` rounds
-that alternate between the builds.
+still in the decision cache). ``--explain`` adds two phases after those, on the model the
+Rewards taught (its features have columns, so there is something to explain), as in
+``bench.load``: Choose again, then Explain (the same requests with ``explain = true``), and
+prints the Explain / Choose again ratio of process CPU per call. Before and after each phase
+the server reports the CPU time of each of its threads (``/proc/self/task/TID/stat``, by
+``threading`` name) and of the whole process (gRPC's own threads included); the table shows
+milliseconds per call, the median over ``--rounds`` rounds that alternate between the builds.
 
     python -m bench.threadcpu --build . --build /tmp/arbiter-base --rounds 5
 
@@ -96,8 +97,8 @@ def serve(build: str, db: str, pipe: Connection, metrics: bool = False) -> None:
 
 async def load(address: str, pipe: Connection, chooses: int, rewards: int,
                explain: bool) -> dict[str, tuple[int, float, dict[str, float]]]:
-    """Warm up, then the Choose, (``explain``) the Explain and the Reward phase: {phase: (calls,
-    seconds, CPU per thread)}."""
+    """Warm up, then the Choose and the Reward phase and (``explain``) Choose again and Explain:
+    {phase: (calls, seconds, CPU per thread)}."""
     import grpc
 
     from arbiter.v1 import decision_pb2_grpc
@@ -115,10 +116,11 @@ async def load(address: str, pipe: Connection, chooses: int, rewards: int,
                    lambda answer: event_ids.append(answer.event_id))
         await asyncio.sleep(1)
         phases = [("Choose", [s.Choose for s in stubs], lambda: islice(requests, chooses)),
-                  ("Explain", [s.Choose for s in stubs], lambda: islice(explaining, chooses)),
                   ("Reward", [s.Reward for s in stubs],
-                   lambda: reward_requests(event_ids[-rewards:], 0))]
-        for phase, methods, calls in phases if explain else phases[::2]:
+                   lambda: reward_requests(event_ids[-rewards:], 0)),
+                  ("Choose again", [s.Choose for s in stubs], lambda: islice(requests, chooses)),
+                  ("Explain", [s.Choose for s in stubs], lambda: islice(explaining, chooses))]
+        for phase, methods, calls in phases if explain else phases[:2]:
             pipe.send("cpu")
             before = pipe.recv()
             started = time.perf_counter()
@@ -147,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rewards", type=int, default=3000,
                         help="at most what the decision cache holds (6,338 of these decisions)")
     parser.add_argument("--explain", action="store_true",
-                        help="an Explain phase (Choose with explain = true) after Choose")
+                        help="then Choose again and Explain (Choose with explain = true)")
     parser.add_argument("--metrics", action="store_true",
                         help="serve each build without and with --metrics-listen; print the ratio")
     args = parser.parse_args(argv)
@@ -177,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         process.kill()
                         process.join()
     print(f"ms of CPU per call, medians of {args.rounds} interleaved rounds; calls/s in brackets")
-    phases = ("Choose", "Explain", "Reward") if args.explain else ("Choose", "Reward")
+    phases = ("Choose", "Reward", "Choose again", "Explain")[:4 if args.explain else 2]
     for phase in phases:
         for build, rounds in results.items():
             names = sorted({name for r in rounds for name in r[phase][2]}, key=lambda n: n != "(process)")
@@ -193,8 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"metrics on/off, process CPU per call, {build}: {', '.join(ratios)}")
     for build in builds if args.explain else ():
         rounds = results[build]
-        print(f"Explain/Choose, process CPU per call, {build}: "
-              f"{_per_call(rounds, 'Explain') / _per_call(rounds, 'Choose'):.3f}x")
+        print(f"Explain / Choose again, process CPU per call, {build}: "
+              f"{_per_call(rounds, 'Explain') / _per_call(rounds, 'Choose again'):.3f}x")
     return 0
 
 

@@ -3,10 +3,10 @@
 An explained Choose answers some 10 explanations of 11 contributions each; adding them one
 message at a time (``explanations.add(...)``, ``contributions.add(...)``) builds some 130
 Python-side messages per call. Encoding the same fields directly and merging them with
-``MergeFromString`` parses them in C instead, with a cached prefix per feature name (the few
-names a model has recur in every call), looked up by the dictionary's own ``__getitem__`` (no
-Python call per contribution unless the name is new). The result is the same message as the
-one-at-a-time build (tests/server/test_explanations.py checks it).
+``MergeFromString`` parses them in C instead, with cached bytes per feature name (the few
+names a model has recur in every call) and per action id, looked up by the dictionary's own
+``__getitem__`` (no Python call per contribution unless the name is new). The result is the
+same message as the one-at-a-time build (tests/server/test_explanations.py checks it).
 
 Layout (decision.proto): ``ChooseResponse.explanations = 7``; ``ActionExplanation { action_id
 = 1; score = 2 (double); contributions = 3 }``; ``FeatureContribution { feature = 1;
@@ -17,7 +17,7 @@ fixed 64-bit little-endian (wire type 1).
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from arbiter.policies import Explanation
 
@@ -32,6 +32,8 @@ _SMALL = [bytes([n]) for n in range(0x80)]  # the varints of one byte
 def _varint(n: int) -> bytes:
     if n < 0x80:
         return _SMALL[n]
+    if n < 0x4000:
+        return bytes((n & 0x7F | 0x80, n >> 7))
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
@@ -45,28 +47,38 @@ def _string(tag: bytes, text: str) -> bytes:
     return tag + _varint(len(raw)) + raw
 
 
-class _Prefixes(dict[str, bytes]):
-    """Feature → a FeatureContribution of it up to its value: the contributions field's tag
-    and length (the value is always 8 bytes), the feature, the value's tag. Made on the first
-    lookup of a name; at most :data:`_CACHE_LIMIT` kept (a memory bound only)."""
+class _Encoded(dict[str, bytes]):
+    """Text → its bytes by ``make``, made on the first lookup of the text; at most
+    :data:`_CACHE_LIMIT` kept (a memory bound only)."""
 
-    def __missing__(self, feature: str) -> bytes:
+    def __init__(self, make: Callable[[str], bytes]) -> None:
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, text: str) -> bytes:
         if len(self) >= _CACHE_LIMIT:
             self.clear()
-        body = _string(_FEATURE, feature) + _VALUE
-        found = self[feature] = _CONTRIBUTION + _varint(len(body) + 8) + body
+        found = self[text] = self._make(text)
         return found
 
 
-_prefix = _Prefixes().__getitem__
+def _contribution(feature: str) -> bytes:
+    """A FeatureContribution of ``feature`` up to its value: the contributions field's tag and
+    length (the value is always 8 bytes), the feature, the value's tag."""
+    body = _string(_FEATURE, feature) + _VALUE
+    return _CONTRIBUTION + _varint(len(body) + 8) + body
+
+
+_prefix = _Encoded(_contribution).__getitem__
+_head = _Encoded(lambda action_id: _string(_ACTION_ID, action_id) + _SCORE).__getitem__
+"""An ActionExplanation up to its score's value: the action id and the score's tag."""
 
 
 def wire(explanations: Sequence[Explanation]) -> bytes:
     """``explanations`` as the wire bytes of ``ChooseResponse.explanations``."""
     parts = []
     for explanation in explanations:
-        body = b"".join([_string(_ACTION_ID, explanation.action_id), _SCORE,
-                         _DOUBLE(explanation.score),
+        body = b"".join([_head(explanation.action_id), _DOUBLE(explanation.score),
                          *[_prefix(feature) + _DOUBLE(value)
                            for feature, value in explanation.contributions]])
         parts += [_EXPLANATION, _varint(len(body)), body]

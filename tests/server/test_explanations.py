@@ -170,3 +170,17 @@ def test_explanations_on_the_wire_are_the_message_built_field_by_field() -> None
 
     assert list(merged.explanations) == list(built.explanations)
     assert pb.ChooseResponse.FromString(merged.SerializeToString()).explanations == built.explanations
+
+
+def test_long_explanations_on_the_wire_are_the_message_built_field_by_field() -> None:
+    # lengths of one, two and three varint bytes: an explanation past 16,383 bytes
+    explained = (Explanation("a" * 127, 1.0, (("f" * 200, 2.0),)),
+                 Explanation("b" * 20_000, -1.0, tuple((f"g{i}" * 3_000, -float(i)) for i in range(3))))
+    built = pb.ChooseResponse(event_id="e")
+    for e in explained:
+        built.explanations.add(action_id=e.action_id, score=e.score, contributions=[
+            pb.FeatureContribution(feature=f, contribution=c) for f, c in e.contributions])
+
+    merged = choose_response(ChooseOutcome("e", ("a",), (1.0,), 0, "v", "m", explained))
+
+    assert list(merged.explanations) == list(built.explanations)

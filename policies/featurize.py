@@ -273,8 +273,8 @@ class Featurizer:
 
 class ActionRows(NamedTuple):
     """A decision's actions encoded (:meth:`Featurizer.encode`'s ``memo``): the
-    ``action_features`` they came from, each action's columns and values, and its unseen
-    features' squared norm."""
+    ``action_features`` they came from, each action's columns, values and names
+    (:data:`Encoded`), and its unseen features' squared norm."""
 
     features: tuple[tuple[Namespace, ...], ...]
     actions: list[Encoded | None]

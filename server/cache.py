@@ -5,10 +5,11 @@ finds its logged answer here. Anything may be dropped at any time (least recentl
 the log has it.
 
 An entry holds its decision packed (MessagePack, ``msgspec``): a decision of 10 actions x 5
-features and a context of 15 is ~1.5 KB packed against ~12.5 KB as Python objects, so the
-same ``max_bytes`` keeps eight times as many decisions waiting for their rewards. Packing costs
-~2 µs when a decision is cached, unpacking ~5-10 µs when it is found; an entry's size is its
-packed length plus :data:`ENTRY_OVERHEAD`, so no request can pin more than its share.
+features and a context of 15 takes ~1.8 KB with its entry against ~12.5 KB as Python objects,
+so the same ``max_bytes`` keeps about seven times as many decisions waiting for their rewards
+(64 MiB: ~38,000). Packing costs ~2 µs when a decision is cached, unpacking ~5 µs when it is
+found; an entry's size is its packed length plus :data:`ENTRY_OVERHEAD`, so no request can pin
+more than its share.
 
 A decision read back from the log on a miss goes in *cold* (first in line to be dropped): a
 backlog of rewards for old decisions, read one by one, cannot flush the recent decisions whose

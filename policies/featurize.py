@@ -193,6 +193,16 @@ class NamespaceEncoder:
         return Features(lookup.indices, [values[i] for i in lookup.known], items, norm,
                         lookup.names)
 
+    def grow(self, role: str, namespace: Namespace) -> None:
+        """Give every feature of the namespace a column, as :meth:`encode` with ``grow=True``
+        would, without encoding it: one cached lookup when all have one already."""
+        key = (role, namespace.name, tuple(namespace.numbers), tuple(namespace.categories.items()))
+        lookup = self._cache.get(key)
+        if lookup is None or lookup.known is not None:
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[key] = self._look_up(role, namespace, grow=True)
+
     def _look_up(self, role: str, namespace: Namespace, grow: bool) -> _Lookup:
         keys = [key for key, _ in feature_items(role, namespace)]
         found = [self._index(key) if grow else self._peek(key) for key in keys]
@@ -240,25 +250,33 @@ class Featurizer:
         return encoded, squared_norm([item for part in parts for item in part.unseen])
 
     def encode(self, decision: Decision, grow: bool = True,
-               memo: dict[int, ActionRows] | None = None) -> DesignRows:
+               memo: dict[int, ActionRows] | None = None, only: int | None = None) -> DesignRows:
         """Columns for every feature of ``decision``.
 
         ``grow=True`` (learning) assigns columns to new features. ``grow=False`` (scoring)
         changes nothing: features without a column are summarised per row by ``unseen``.
         ``memo`` (scoring a block, ``grow=False``): decisions that hold the very same
         ``action_features`` object (a batch's requests that shared their actions) encode
-        them once.
+        them once. ``only`` (learning): encode the context and action ``only`` alone, the
+        others' rows left empty (``None``) — learning needs the chosen action's row; the other
+        actions' features still get their columns, in the same order as a full encode.
         """
         shared, shared_norm = self._encode_all("s", decision.context, grow)
         given = decision.action_features
-        memo = None if grow else memo
+        memo = None if grow or only is not None else memo
         done = memo.get(id(given)) if memo is not None else None
         if done is not None and done.features is given:
             actions, norms = done.actions, done.norms
         else:
             actions, norms = [], []
-            for features in given:
-                encoded, norm = self._encode_all("a", features, grow)
+            for k, features in enumerate(given):
+                if only is None or k == only:
+                    encoded, norm = self._encode_all("a", features, grow)
+                else:
+                    encoded, norm = None, 0.0
+                    if grow:
+                        for namespace in features:
+                            self._encoder.grow("a", namespace)
                 actions.append(encoded)
                 norms.append(norm)
             if memo is not None:

@@ -131,7 +131,8 @@ class LinearPolicy(Hyperparameters, ABC):
                 row: int | None = None) -> tuple[Design, DesignRows]:
         """``decision`` for the ridge models, and its rows (its features' columns, values and
         names); only ``learn=True`` may grow vocabulary and actions. ``row``: only that
-        action's design row, shape ``(D,)`` (what learning needs).
+        action's design row, shape ``(D,)`` (what learning needs; learning encodes that action
+        alone, see :meth:`~policies.featurize.Featurizer.encode`).
 
         A decision scored whose features all have a column is remembered (by identity, up to
         :data:`DESIGN_CACHE` of them) with its rows and, once :meth:`distribution` built it,
@@ -145,7 +146,7 @@ class LinearPolicy(Hyperparameters, ABC):
             rows = cached.rows
         else:
             cached = None
-            rows = self._featurizer.encode(decision, grow=learn)
+            rows = self._featurizer.encode(decision, grow=learn, only=row if learn else None)
             if rows.unseen is None and not learn:  # complete: the same rows either way
                 if len(self._designs) >= DESIGN_CACHE:
                     self._forget_designs()

@@ -22,6 +22,13 @@ callers were answered before the commit), the batch is retried with backoff unti
 database is back, so nothing acknowledged is dropped while the process lives. ``on_health`` is
 told whether the last transaction reached the database, ``on_commit`` how many seconds each
 transaction that committed took (begin to commit).
+
+On SQLite the writer keeps its connection from one batch to the next instead of taking it from
+the pool for each: a file handle has no network to lose, and the pool's checkout and return
+(with its reset) cost 20–30 µs of CPU per transaction (in-process, 3,000 transactions:
+50–84 µs against 30–45). A connection that failed is closed and the next batch opens a fresh
+one. On PostgreSQL each batch checks one out with the pool's liveness ping, so a server
+restart between batches costs no batch.
 """
 
 from __future__ import annotations
@@ -96,6 +103,8 @@ class GroupCommitWriter:
                                                                 BaseException | None]]] = {}
         self._on_health = on_health or (lambda _ok: None)
         self._on_commit = on_commit
+        self._keep_connection = engine.dialect.name == "sqlite"
+        self._connection: sa.Connection | None = None
         self._thread = threading.Thread(target=self._run, name="arbiter-writer", daemon=True)
         self._thread.start()
 
@@ -137,6 +146,12 @@ class GroupCommitWriter:
         self._thread.join()
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        finally:
+            self._drop_connection()
+
+    def _serve(self) -> None:
         while True:
             first = self._queue.get()
             if first is _STOP:
@@ -225,11 +240,28 @@ class GroupCommitWriter:
     def _insert(self, batch: list[Write], plain: bool) -> list[LearnedEvent]:
         ops = [op for write in batch for op in write.ops]
         started = time.perf_counter()
-        with self._engine.begin() as connection:
-            learned = self._transaction(connection, ops, plain)
+        connection = self._connection or self._engine.connect()
+        try:
+            with connection.begin():
+                learned = self._transaction(connection, ops, plain)
+        except BaseException:
+            self._connection = connection
+            self._drop_connection()
+            raise
+        if self._keep_connection:
+            self._connection = connection
+        else:
+            connection.close()
         if self._on_commit is not None:
             self._on_commit(time.perf_counter() - started)
         return learned
+
+    def _drop_connection(self) -> None:
+        """Close the kept connection (after a failure, or when the thread ends)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):  # a broken connection may fail to close
+                connection.close()
 
     def _finish(self, write: Write, error: BaseException | None) -> None:
         """Wake the waiter of a committed write (``error``: its after-commit hook failed)."""

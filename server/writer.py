@@ -25,8 +25,8 @@ transaction that committed took (begin to commit).
 
 On SQLite the writer keeps its connection from one batch to the next instead of taking it from
 the pool for each: a file handle has no network to lose, and the pool's checkout and return
-(with its reset) cost 20–30 µs of CPU per transaction (in-process, 3,000 transactions:
-50–84 µs against 30–45). A connection that failed is closed and the next batch opens a fresh
+(with its reset) cost 20 to 30 µs of CPU per transaction (in-process, 3,000 transactions:
+50 to 84 µs against 30 to 45). A connection that failed is closed and the next batch opens a fresh
 one. On PostgreSQL each batch checks one out with the pool's liveness ping, so a server
 restart between batches costs no batch.
 """

@@ -11,9 +11,10 @@
 - ``activations``: when a deferred decision was activated (its reward window starts then);
   a deferred decision without a row here is never learned.
 - ``windows``: the open reward windows, one row per decision whose window has opened (at the
-  decision, or at its activation) and not closed: the reward join's state lives here, not in a
-  process. A ``first`` reward takes (deletes) the row to be learned; ``sum`` rewards count while
-  it exists; the coordinator deletes due rows and learns their default or sum.
+  decision — the trigger ``tr_decisions_open_window`` inserts it with the decision — or at its
+  activation) and not closed: the reward join's state lives here, not in a process. A
+  ``first`` reward takes (deletes) the row to be learned; ``sum`` rewards count while it
+  exists; the coordinator deletes due rows and learns their default or sum.
 - ``learnings``: the fold, in the one learning order. Each row is one learned event: an
   (event, reward value) the experiment's policies learned, or (``state_version`` set, no event)
   the point where an experiment's set-up changed. Replaying it from a snapshot's ``position``
@@ -102,6 +103,21 @@ activations = sa.Table(
               name="fk_activations_event_id"), primary_key=True),
     sa.Column("activated_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# A decision that is not deferred opens its window in the statement that inserts it (revision
+# 0006): the database inserts the ``windows`` row.
+_OPEN_WINDOW = ("INSERT INTO windows (event_id, experiment, opened_at) "
+                "VALUES (NEW.event_id, NEW.experiment, NEW.created_at)")
+for _ddl in (
+    sa.DDL(f"CREATE TRIGGER tr_decisions_open_window AFTER INSERT ON decisions "  # type: ignore[no-untyped-call]
+           f"WHEN NOT NEW.deferred BEGIN {_OPEN_WINDOW}; END").execute_if(dialect="sqlite"),
+    sa.DDL("CREATE FUNCTION arbiter_open_window() RETURNS trigger LANGUAGE plpgsql AS "  # type: ignore[no-untyped-call]
+           f"$$ BEGIN {_OPEN_WINDOW}; RETURN NULL; END $$").execute_if(dialect="postgresql"),
+    sa.DDL("CREATE TRIGGER tr_decisions_open_window AFTER INSERT ON decisions "  # type: ignore[no-untyped-call]
+           "FOR EACH ROW WHEN (NOT NEW.deferred) EXECUTE FUNCTION arbiter_open_window()"
+           ).execute_if(dialect="postgresql"),
+):
+    sa.event.listen(windows, "after_create", _ddl)
 
 learnings = sa.Table(
     "learnings",

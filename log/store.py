@@ -8,7 +8,7 @@ which rows a constraint turned away instead of raising, so the caller can answer
 Records:
 
 - :class:`DecisionRecord` — one Choose: a ``decisions`` row, plus its ``windows`` row (opened
-  at the decision's time) unless deferred.
+  at the decision's time by the database's trigger) unless deferred.
 - :class:`ActivationRecord` — an ``activations`` row and the window it opens.
 - :class:`RewardRecord` — a ``rewards`` row; its ``learned`` flag is decided by the caller.
 - :class:`Learning` — a ``learnings`` row: a learned event (``event_id``, ``value``), a
@@ -273,15 +273,13 @@ def _processed(process: Any, column: Sequence[Any]) -> list[Any]:
 # ------------------------------------------------------------------------------ writes
 def insert_decisions(connection: sa.Connection, records: Sequence[DecisionRecord], *,
                      plain: bool = False) -> set[str]:
-    """Insert the decisions and the windows of those not deferred; returns the event ids
-    inserted (an event id already in the log is turned away, and so is its window).
-    ``plain``: see :func:`_insert_ignoring_conflicts`."""
-    inserted = _insert_ignoring_conflicts(connection, decisions, DECISION_COLUMNS,
-                                          [r.values() for r in records], decisions.c.event_id,
-                                          plain=plain)
-    insert_windows(connection, [(r.event_id, r.experiment, r.created_at) for r in records
-                                if not r.deferred and r.event_id in inserted])
-    return inserted
+    """Insert the decisions (the database opens the windows of those not deferred:
+    ``tr_decisions_open_window``, log/schema.py); returns the event ids inserted (an event id
+    already in the log is turned away, and opens no window). ``plain``: see
+    :func:`_insert_ignoring_conflicts`."""
+    return _insert_ignoring_conflicts(connection, decisions, DECISION_COLUMNS,
+                                      [r.values() for r in records], decisions.c.event_id,
+                                      plain=plain)
 
 
 def insert_activations(connection: sa.Connection,

@@ -25,8 +25,8 @@ Then, per database:
   learned events per second and CPU microseconds per event (the fold's, + PostgreSQL's for
   the reads) -- what every replica spends on every event another process learned;
 - **database rates** (``--writers`` processes, ``--batch`` rows a transaction, ``--db-seconds``
-  each, with copies of the run's logged decisions): decisions inserted per second (decision +
-  its window, one multi-row INSERT per table, as the writer does), then learning commits per
+  each, with copies of the run's logged decisions): decisions inserted per second (one
+  multi-row INSERT, whose trigger opens each window, as the writer does), then learning commits per
   second (each: ``take_seqs`` on ``learning_order``, its learnings, the rewards, the windows
   deleted), which is the part every process serialises on; with the CPU each costs per row in
   the writers (SQLAlchemy, the driver; SQLite itself) and, for PostgreSQL, in its processes --
@@ -305,8 +305,9 @@ class Rates:
 
 def insert_worker(db: str, templates: list[dict[str, Any]], batch: int, seconds: float,
                   pipe: Connection) -> None:
-    """Insert decision + window rows ``batch`` a transaction for ``seconds``; then learn them
-    the same way (take_seqs, learnings, rewards, windows deleted); send the counts back."""
+    """Insert decision rows (the database's trigger opens their windows) ``batch`` a transaction
+    for ``seconds``; then learn them the same way (take_seqs, learnings, rewards, windows
+    deleted); send the counts back."""
     from arbiter.log import store
     from arbiter.log.engine import create_engine
     from arbiter.log.schema import decisions, rewards, windows
@@ -323,11 +324,8 @@ def insert_worker(db: str, templates: list[dict[str, Any]], batch: int, seconds:
         now = datetime.now(UTC)
         rows = [{**templates[(len(ids) + k) % len(templates)], "event_id": str(uuid.uuid4()),
                  "created_at": now} for k in range(batch)]
-        with engine.begin() as connection:
+        with engine.begin() as connection:  # the database opens their windows (a trigger)
             store.insert_rows(connection, decisions, rows)
-            store.insert_rows(connection, windows, [
-                {"event_id": row["event_id"], "experiment": row["experiment"], "opened_at": now}
-                for row in rows])
         ids += [row["event_id"] for row in rows]
         commits += 1
     inserted = (len(ids), commits, time.process_time())

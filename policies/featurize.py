@@ -18,10 +18,9 @@ collide after hashing add up.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
-from typing import NamedTuple
 
 import msgspec
 import numpy as np
@@ -203,6 +202,14 @@ class NamespaceEncoder:
                 self._cache.clear()
             self._cache[key] = self._look_up(role, namespace, grow=True)
 
+    def complete(self, role: str, name: str, numbers: Mapping[str, float],
+                 categories: Mapping[str, str]) -> list[int] | None:
+        """The indices of a namespace's features if a cached lookup gives every one of them
+        an index (:meth:`encode`'s ``indices``, its values being the numbers, then a 1 per
+        category); None if it is not cached or some feature has none."""
+        lookup = self._cache.get((role, name, tuple(numbers), tuple(categories.items())))
+        return lookup.indices if lookup is not None and lookup.known is None else None
+
     def _look_up(self, role: str, namespace: Namespace, grow: bool) -> _Lookup:
         keys = [key for key, _ in feature_items(role, namespace)]
         found = [self._index(key) if grow else self._peek(key) for key in keys]
@@ -249,54 +256,101 @@ class Featurizer:
                    [n for part in parts for n in part.names])
         return encoded, squared_norm([item for part in parts for item in part.unseen])
 
-    def encode(self, decision: Decision, grow: bool = True,
-               memo: dict[int, ActionRows] | None = None, only: int | None = None) -> DesignRows:
+    def encode(self, decision: Decision, grow: bool = True, only: int | None = None) -> DesignRows:
         """Columns for every feature of ``decision``.
 
         ``grow=True`` (learning) assigns columns to new features. ``grow=False`` (scoring)
         changes nothing: features without a column are summarised per row by ``unseen``.
-        ``memo`` (scoring a block, ``grow=False``): decisions that hold the very same
-        ``action_features`` object (a batch's requests that shared their actions) encode
-        them once. ``only`` (learning): encode the context and action ``only`` alone, the
+        ``only`` (learning): encode the context and action ``only`` alone, the
         others' rows left empty (``None``) — learning needs the chosen action's row; the other
         actions' features still get their columns, in the same order as a full encode.
         """
         shared, shared_norm = self._encode_all("s", decision.context, grow)
-        given = decision.action_features
-        memo = None if grow or only is not None else memo
-        done = memo.get(id(given)) if memo is not None else None
-        if done is not None and done.features is given:
-            actions, norms = done.actions, done.norms
-        else:
-            actions, norms = [], []
-            for k, features in enumerate(given):
-                if only is None or k == only:
-                    encoded, norm = self._encode_all("a", features, grow)
-                else:
-                    encoded, norm = None, 0.0
-                    if grow:
-                        for namespace in features:
-                            self._encoder.grow("a", namespace)
-                actions.append(encoded)
-                norms.append(norm)
-            if memo is not None:
-                # ActionRows holds ``given``, so its id cannot pass to another object meanwhile
-                memo[id(given)] = ActionRows(given, actions, norms)
+        actions, norms = [], []
+        for k, features in enumerate(decision.action_features):
+            if only is None or k == only:
+                encoded, norm = self._encode_all("a", features, grow)
+            else:
+                encoded, norm = None, 0.0
+                if grow:
+                    for namespace in features:
+                        self._encoder.grow("a", namespace)
+            actions.append(encoded)
+            norms.append(norm)
         unseen = None
         if shared_norm or any(norms):
             # Shared ("s|…") and action ("a|…") keys never coincide, so the norms add up.
             unseen = np.array(norms) + shared_norm
         return DesignRows(shared, actions, unseen)
 
+    def block(self, decisions: Sequence[Decision]) -> Block:
+        """The features of several decisions for scoring (``grow=False``), flattened into one
+        :class:`Block`: the same columns, values and unseen norms as :meth:`encode` of each,
+        in the same order, without a :class:`DesignRows` per decision.
 
-class ActionRows(NamedTuple):
-    """A decision's actions encoded (:meth:`Featurizer.encode`'s ``memo``): the
-    ``action_features`` they came from, each action's columns, values and names
-    (:data:`Encoded`), and its unseen features' squared norm."""
+        A namespace whose cached lookup gives every feature a column (a model that has
+        learned its features) is appended from the cache as it is; any other takes
+        :meth:`encode`'s own path. Decisions that hold the very same ``action_features``
+        object (a batch's requests that shared their actions) encode them once."""
+        shared_columns: list[int] = []
+        shared_values: list[float] = []
+        shared_counts: list[int] = []
+        columns: list[int] = []
+        values: list[float] = []
+        counts: list[int] = []
+        norms: list[float] = []  # per row: the unseen features' squared norm
+        extend = self._extend
+        done: dict[int, _Spans] = {}  # by id(action_features): where they were appended
+        for decision in decisions:
+            count, shared_norm = extend("s", decision.context, shared_columns, shared_values)
+            shared_counts.append(count)
+            given = decision.action_features
+            seen = done.get(id(given))
+            if seen is not None and seen[0] is given:
+                _, start, end, first, last, own = seen
+                columns += columns[start:end]
+                values += values[start:end]
+                counts += counts[first:last]
+            else:
+                start, first = len(columns), len(counts)
+                own = []
+                for features in given:
+                    count, norm = extend("a", features, columns, values)
+                    counts.append(count)
+                    own.append(norm)
+                # ``done`` holds ``given``, so its id cannot pass to another object meanwhile
+                done[id(given)] = (given, start, len(columns), first, len(counts), own)
+            # Shared ("s|…") and action ("a|…") keys never coincide, so the norms add up.
+            norms += [norm + shared_norm for norm in own] if shared_norm else own
+        return Block(shared_columns, shared_values, shared_counts, columns, values, counts,
+                     np.array(norms) if any(norms) else None)
 
-    features: tuple[tuple[Namespace, ...], ...]
-    actions: list[Encoded | None]
-    norms: list[float]
+    def _extend(self, role: str, namespaces: tuple[Namespace, ...], columns: list[int],
+                values: list[float]) -> tuple[int, float]:
+        """Append the namespaces' columns and values (``grow=False``); how many, and the
+        squared norm of the features that have no column."""
+        if len(namespaces) == 1:
+            namespace = namespaces[0]
+            numbers, categories = namespace.numbers, namespace.categories
+            found = self._encoder.complete(role, namespace.name, numbers, categories)
+            if found is not None:
+                columns += found
+                values += numbers.values()
+                if categories:
+                    values += repeat(1.0, len(categories))
+                return len(found), 0.0
+        encoded, norm = self._encode_all(role, namespaces, False)
+        if encoded is None:
+            return 0, 0.0
+        columns += encoded[0]
+        values += encoded[1]
+        return len(encoded[0]), norm
+
+
+_Spans = tuple[object, int, int, int, int, list[float]]
+"""Where :meth:`Featurizer.block` appended a decision's actions: the ``action_features``,
+the span of ``columns`` and ``values``, the span of ``counts``, and each action's unseen
+squared norm."""
 
 
 def squared_norm(features: Unseen) -> float:
@@ -370,38 +424,47 @@ class DesignRows(msgspec.Struct, frozen=True, gc=False):
         base[0] += 1.0
         return base
 
-def block_matrix(blocks: Sequence[DesignRows], width: int) -> NDArray[np.float64]:
-    """The design matrices of several decisions stacked, shape ``(sum K, width)``, with two
-    ``bincount``s for the whole block: one for the shared rows (one per decision, the intercept
-    added), repeated for each decision's actions, and one for every action's features — the
-    same sums, in the same order, as :meth:`DesignRows.matrix` of each."""
-    sizes = [len(rows.actions) for rows in blocks]
-    shared: list[int] = []
-    shared_values: list[float] = []
-    flat: list[int] = []
-    weights: list[float] = []
-    row = 0
-    for i, rows in enumerate(blocks):
-        if rows.shared is not None:
-            offset = i * width
-            shared += [column + offset for column in rows.shared[0]]
-            shared_values += rows.shared[1]
-        for features in rows.actions:
-            if features is not None:
-                offset = row * width
-                flat += [column + offset for column in features[0]]
-                weights += features[1]
-            row += 1
-    base = _counts(shared, shared_values, len(blocks) * width).reshape(len(blocks), width)
-    base[:, 0] += 1.0
-    matrix: NDArray[np.float64] = (_counts(flat, weights, row * width).reshape(row, width)
-                                   + np.repeat(base, sizes, axis=0))
-    return matrix
+class Block(msgspec.Struct, frozen=True, gc=False):
+    """Several decisions' features (:meth:`Featurizer.block`), flattened: ``shared_counts[i]``
+    of ``shared_columns``/``shared_values`` are decision ``i``'s context, in order;
+    ``counts[r]`` of ``columns``/``values`` are row ``r``'s own features (row = one action of
+    one decision, decision after decision); ``unseen``, shape ``(rows,)``, each row's squared
+    norm of features without a column, None when every feature has one."""
+
+    shared_columns: list[int]
+    shared_values: list[float]
+    shared_counts: list[int]
+    columns: list[int]
+    values: list[float]
+    counts: list[int]
+    unseen: NDArray[np.float64] | None
+
+    def matrix(self, sizes: Sequence[int], width: int) -> NDArray[np.float64]:
+        """The design matrices stacked, shape ``(sum K, width)`` (``sizes``: each decision's
+        K), with two ``bincount``s for the whole block: one for the shared rows (one per
+        decision, the intercept added), repeated for each decision's actions, and one for
+        every action's features at index ``row * width + column`` — the same sums, in the same
+        order, as :meth:`DesignRows.matrix` of each."""
+        decisions, rows = len(self.shared_counts), len(self.counts)
+        base = _counts(_flat(self.shared_columns, self.shared_counts, width),
+                       self.shared_values, decisions * width).reshape(decisions, width)
+        base[:, 0] += 1.0
+        matrix: NDArray[np.float64] = (
+            _counts(_flat(self.columns, self.counts, width), self.values, rows * width)
+            .reshape(rows, width) + np.repeat(base, sizes, axis=0))
+        return matrix
 
 
-def _counts(indices: list[int], weights: list[float], size: int) -> NDArray[np.float64]:
+def _flat(columns: list[int], counts: list[int], width: int) -> NDArray[np.intp]:
+    """Each column's index in a flattened ``(len(counts), width)`` matrix: ``counts[r]``
+    consecutive columns are in row ``r``."""
+    offsets = np.repeat(np.arange(0, len(counts) * width, width, dtype=np.intp), counts)
+    flat: NDArray[np.intp] = np.array(columns, dtype=np.intp) + offsets
+    return flat
+
+
+def _counts(indices: NDArray[np.intp], weights: list[float], size: int) -> NDArray[np.float64]:
     """``weights`` summed per index into ``size`` floats."""
-    if not indices:
+    if not len(indices):
         return np.zeros(size)
-    return np.asarray(np.bincount(np.array(indices, dtype=np.intp), np.array(weights),
-                                  minlength=size), dtype=np.float64)
+    return np.asarray(np.bincount(indices, np.array(weights), minlength=size), dtype=np.float64)

@@ -37,11 +37,9 @@ from arbiter.policies.base import Decision, Explanation, Scores, SkippedUpdate
 from arbiter.policies.drift import PageHinkley
 from arbiter.policies.explore import checked
 from arbiter.policies.featurize import (
-    ActionRows,
     DesignRows,
     Featurizer,
     Vocabulary,
-    block_matrix,
     feature_name,
 )
 from arbiter.policies.params import Hyperparameters
@@ -188,7 +186,7 @@ class LinearPolicy(Hyperparameters, ABC):
         :meth:`distribution`, never changes the learned state.
 
         Shapes: the block's design matrix is ``(N, D)`` with ``N = sum K`` (one bincount for
-        all of it, :func:`~policies.featurize.block_matrix`), ``mean`` and ``variance`` are
+        all of it, :meth:`~policies.featurize.Block.matrix`), ``mean`` and ``variance`` are
         ``(N,)``, computed once; :meth:`_finish_block` may turn them into every decision's
         distribution at once too. One decision (a Choose asking for explanations) takes
         :meth:`distribution`'s own path: its cached design rows, and its models' inverses read
@@ -198,23 +196,18 @@ class LinearPolicy(Hyperparameters, ABC):
             mean = self._ridge.mean(design)
             variance = self._ridge.variance(design) if self._needs_variance() else None
             # and its distribution made as distribution() makes it (no block to finish)
-            return LinearScores(self, [one], np.array([0, decisions[0].size]), design.slots,
-                                mean, variance)
-        encode, slots = self._featurizer.encode, self._ridge.slots
-        memo: dict[int, ActionRows] = {}  # decisions sharing their actions encode them once
-        rows = [encode(decision, grow=False, memo=memo) for decision in decisions]
+            return LinearScores(self, decisions, np.array([0, decisions[0].size]), design.slots,
+                                mean, variance, rows=[one])
+        block = self._featurizer.block(decisions)
         sizes = [decision.size for decision in decisions]
-        unseen = None
-        if any(row.unseen is not None for row in rows):
-            unseen = np.concatenate([row.unseen if row.unseen is not None else np.zeros(k)
-                                     for row, k in zip(rows, sizes, strict=True)])
-        block = Design(block_matrix(rows, self._ridge.width),
-                       np.concatenate([slots(decision.action_ids, learn=False)
-                                       for decision in decisions]), unseen)
-        mean = self._ridge.mean(block)
-        variance = self._ridge.block_variance(block) if self._needs_variance() else None
+        slots = self._ridge.slots
+        design = Design(block.matrix(sizes, self._ridge.width),
+                        np.concatenate([slots(decision.action_ids, learn=False)
+                                        for decision in decisions]), block.unseen)
+        mean = self._ridge.mean(design)
+        variance = self._ridge.block_variance(design) if self._needs_variance() else None
         offsets = np.cumsum([0, *sizes])
-        return LinearScores(self, rows, offsets, block.slots, mean, variance,
+        return LinearScores(self, decisions, offsets, design.slots, mean, variance,
                             self._finish_block(mean, variance, offsets))
 
     def _finish_block(self, mean: NDArray[np.float64], variance: NDArray[np.float64] | None,
@@ -248,7 +241,7 @@ class LinearPolicy(Hyperparameters, ABC):
         argsort, and their names picked by the same indices from a ``(K, n)`` array of names."""
         assert isinstance(scores, LinearScores)
         block = slice(scores.offsets[index], scores.offsets[index + 1])
-        rows = scores.rows[index]
+        rows = scores.rows(index)
         columns, values, names = rows.shared or ([], [], [])
         own = [features or ([], [], []) for features in rows.actions]
         k, shared = len(own), 1 + len(columns)
@@ -407,17 +400,26 @@ def check_feedback(decision: Decision, chosen: int, reward: float) -> None:
 
 
 class LinearScores:
-    """A block of decisions scored by a linear policy: decision ``i``, encoded as ``rows[i]``,
-    is rows ``offsets[i]:offsets[i + 1]`` of ``slots`` (its actions' models), ``mean`` and
-    ``variance`` (shape ``(N,)``), and of ``finished``, their distributions if the policy made
-    them all at once."""
+    """A block of decisions scored by a linear policy: decision ``i`` is rows
+    ``offsets[i]:offsets[i + 1]`` of ``slots`` (its actions' models), ``mean`` and ``variance``
+    (shape ``(N,)``), and of ``finished``, their distributions if the policy made them all at
+    once. ``rows``: each decision's :class:`DesignRows` if made while scoring; else
+    :meth:`rows` encodes the one asked for (explanations: the vocabulary has not moved since,
+    both happen under the variant's lock)."""
 
-    def __init__(self, policy: LinearPolicy, rows: Sequence[DesignRows],
+    def __init__(self, policy: LinearPolicy, decisions: Sequence[Decision],
                  offsets: NDArray[np.intp], slots: NDArray[np.intp],
                  mean: NDArray[np.float64], variance: NDArray[np.float64] | None,
-                 finished: NDArray[np.float64] | None = None) -> None:
-        self._policy, self.rows, self.offsets, self.slots = policy, rows, offsets, slots
-        self.mean, self.variance, self._finished = mean, variance, finished
+                 finished: NDArray[np.float64] | None = None,
+                 rows: Sequence[DesignRows] | None = None) -> None:
+        self._policy, self._decisions, self.offsets, self.slots = policy, decisions, offsets, slots
+        self.mean, self.variance, self._finished, self._rows = mean, variance, finished, rows
+
+    def rows(self, index: int) -> DesignRows:
+        """Decision ``index``'s features as columns (what it was scored with)."""
+        if self._rows is not None:
+            return self._rows[index]
+        return self._policy._featurizer.encode(self._decisions[index], grow=False)
 
     def distribution(self, index: int, rng: np.random.Generator) -> NDArray[np.float64]:
         """Decision ``index``'s distribution, shape ``(K,)``, drawing from ``rng`` as

@@ -91,6 +91,49 @@ def test_decisions_sharing_their_actions_score_as_if_each_had_its_own(
                               other.distribution(i, np.random.default_rng(i)))
 
 
+@pytest.mark.parametrize(("name", "params"), [("linucb", {}), ("linucb", {"max_features": 6})],
+                         ids=["linucb", "linucb-hashed"])
+def test_the_block_holds_each_decisions_own_design_matrix_bit_for_bit(
+        name: str, params: dict[str, object]) -> None:
+    """The block's flattened features (``Featurizer.block``) give the design matrix and the
+    unseen norms of each decision encoded on its own, to the bit: over learned and unknown
+    features, several context namespaces, actions with none, shared ``action_features``
+    objects, and a context with features the model has never seen in front of shared
+    actions (whose unseen norm is that context's, not the first sharer's)."""
+    policy = trained(name, params)
+    featurizer, width = policy._featurizer, policy._ridge.width  # type: ignore[attr-defined]
+    decisions = mixed_decisions(6, 30)
+    offered = decisions[1]  # its actions, held by several decisions with other contexts
+    decisions += [Decision(made.context, offered.action_ids, offered.action_features)
+                  for made in decisions[::4]]
+    decisions.append(Decision((), offered.action_ids, offered.action_features))
+
+    sizes = [made.size for made in decisions]
+    block = featurizer.block(decisions)
+    matrix = block.matrix(sizes, width)
+
+    alone = [featurizer.encode(made, grow=False) for made in decisions]
+    expected = np.vstack([np.broadcast_to(rows.matrix(width), (k, width))
+                          for rows, k in zip(alone, sizes, strict=True)])
+    assert np.array_equal(matrix, expected)
+    if params:  # hashed: every feature has a column
+        assert all(rows.unseen is None for rows in alone) and block.unseen is None
+        return
+    assert any(rows.unseen is not None for rows in alone)
+    assert any(rows.unseen is None for rows in alone)
+    unseen = np.concatenate([rows.unseen if rows.unseen is not None else np.zeros(k)
+                             for rows, k in zip(alone, sizes, strict=True)])
+    assert block.unseen is not None and np.array_equal(block.unseen, unseen)
+
+
+def test_a_block_whose_features_all_have_columns_has_no_unseen_norms() -> None:
+    policy = trained("linucb", {})
+    learned = [made for made in mixed_decisions(7, 40)
+               if policy._featurizer.encode(made, grow=False).unseen is None]  # type: ignore[attr-defined]
+    assert len(learned) >= 5
+    assert policy._featurizer.block(learned).unseen is None  # type: ignore[attr-defined]
+
+
 def test_the_block_greedy_is_the_greedy_of_each_segment_exactly() -> None:
     rng = np.random.default_rng(3)
     sizes = [1, 3, 5, 2, 4]

@@ -210,6 +210,11 @@ class NamespaceEncoder:
         lookup = self._cache.get((role, name, tuple(numbers), tuple(categories.items())))
         return lookup.indices if lookup is not None and lookup.known is None else None
 
+    @property
+    def cached(self) -> Callable[[tuple[object, ...]], _Lookup | None]:
+        """The cache's ``get``, for a loop that inlines :meth:`complete` (the same key)."""
+        return self._cache.get
+
     def _look_up(self, role: str, namespace: Namespace, grow: bool) -> _Lookup:
         keys = [key for key, _ in feature_items(role, namespace)]
         found = [self._index(key) if grow else self._peek(key) for key in keys]
@@ -299,7 +304,7 @@ class Featurizer:
         values: list[float] = []
         counts: list[int] = []
         norms: list[float] = []  # per row: the unseen features' squared norm
-        extend = self._extend
+        extend, cached = self._extend, self._encoder.cached
         done: dict[int, _Spans] = {}  # by id(action_features): where they were appended
         for decision in decisions:
             count, shared_norm = extend("s", decision.context, shared_columns, shared_values)
@@ -315,6 +320,19 @@ class Featurizer:
                 start, first = len(columns), len(counts)
                 own = []
                 for features in given:
+                    if len(features) == 1:  # _extend's first path inlined: 10 per decision
+                        namespace = features[0]
+                        numbers, categories = namespace.numbers, namespace.categories
+                        lookup = cached(("a", namespace.name, tuple(numbers),
+                                         tuple(categories.items())))
+                        if lookup is not None and lookup.known is None:
+                            columns += lookup.indices
+                            values += numbers.values()
+                            if categories:
+                                values += repeat(1.0, len(categories))
+                            counts.append(len(lookup.indices))
+                            own.append(0.0)
+                            continue
                     count, norm = extend("a", features, columns, values)
                     counts.append(count)
                     own.append(norm)

@@ -70,6 +70,19 @@ def argmax_frequencies(draws: NDArray[np.float64]) -> NDArray[np.float64]:
     return frequencies
 
 
+def checked_blocks(probabilities: NDArray[np.float64], offsets: NDArray[np.intp]) -> NDArray[np.bool_]:
+    """Which segments ``probabilities[offsets[i]:offsets[i + 1]]`` (each non-empty) pass
+    :func:`checked` as they are, shape ``(len(offsets) - 1,)``, with two reductions for the
+    whole block: finite, non-negative and summing to 1 within 1e-10 — a tenth of
+    :func:`checked`'s margin, so a sum taken in another order cannot disagree. False: not
+    known; :func:`checked` decides."""
+    starts = offsets[:-1]
+    totals = np.add.reduceat(probabilities, starts)
+    fine: NDArray[np.bool_] = ((np.abs(totals - 1.0) <= 1e-10)
+                               & (np.minimum.reduceat(probabilities, starts) >= 0))
+    return fine
+
+
 def checked(probabilities: NDArray[np.float64]) -> NDArray[np.float64]:
     """``probabilities`` (shape ``(K,)``) if finite, non-negative and summing to more than 0
     (rescaled to sum to 1 when it is off by more than rounding), else uniform over ``K``."""

@@ -35,7 +35,7 @@ from arbiter.policies import params as check
 from arbiter.policies import serialize
 from arbiter.policies.base import Decision, Explanation, Scores, SkippedUpdate
 from arbiter.policies.drift import PageHinkley
-from arbiter.policies.explore import checked
+from arbiter.policies.explore import checked, checked_blocks
 from arbiter.policies.featurize import (
     DesignRows,
     Featurizer,
@@ -414,6 +414,8 @@ class LinearScores:
                  rows: Sequence[DesignRows] | None = None) -> None:
         self._policy, self._decisions, self.offsets, self.slots = policy, decisions, offsets, slots
         self.mean, self.variance, self._finished, self._rows = mean, variance, finished, rows
+        # which finished distributions need no check (one pass over the block, not K each)
+        self._fine = checked_blocks(finished, offsets) if finished is not None else None
 
     def rows(self, index: int) -> DesignRows:
         """Decision ``index``'s features as columns (what it was scored with)."""
@@ -426,6 +428,7 @@ class LinearScores:
         :meth:`LinearPolicy.distribution` does."""
         rows = slice(self.offsets[index], self.offsets[index + 1])
         if self._finished is not None:
-            return checked(self._finished[rows])
+            finished = self._finished[rows]
+            return finished if self._fine[index] else checked(finished)  # type: ignore[index]
         variance = self.variance[rows] if self.variance is not None else None
         return checked(self._policy._from_scores(self.mean[rows], variance, rng))

@@ -12,7 +12,12 @@ import pytest
 from conftest import decision, linear_rounds
 
 from arbiter.policies import BlockScoring, Decision, Explaining, Namespace, create
-from arbiter.policies.explore import greedy_with_floor, greedy_with_floor_blocks
+from arbiter.policies.explore import (
+    checked,
+    checked_blocks,
+    greedy_with_floor,
+    greedy_with_floor_blocks,
+)
 
 LINEAR = [("linucb", {}), ("linucb", {"hybrid": True}), ("linucb", {"alpha": 0.0}),
           ("lints", {}), ("epsilon_greedy", {})]
@@ -145,6 +150,38 @@ def test_the_block_greedy_is_the_greedy_of_each_segment_exactly() -> None:
 
     for start, end in pairwise(offsets):
         assert block[start:end].tolist() == greedy_with_floor(scores[start:end], 0.1).tolist()
+
+
+def test_segments_passed_whole_by_the_block_check_are_those_checked_returns_as_they_are() -> None:
+    """``checked_blocks`` may only say "fine" where ``checked`` returns the segment itself:
+    finite, non-negative, summing to 1 within rounding — over sums just inside and outside
+    ``checked``'s 1e-9, NaNs, infinities, negatives and zeros."""
+    rng = np.random.default_rng(8)
+    segments = []
+    for i in range(400):
+        p = rng.dirichlet(np.ones(int(rng.integers(1, 12))))
+        kind = i % 8
+        if kind == 1:
+            p = p * (1 + rng.choice([-1, 1]) * 10 ** rng.uniform(-12, -8))
+        elif kind == 2:
+            p[rng.integers(len(p))] = np.nan
+        elif kind == 3:
+            p[rng.integers(len(p))] = np.inf
+        elif kind == 4 and len(p) > 1:
+            p[0], p[1] = -1e-3, p[1] + 1e-3
+        elif kind == 5:
+            p = np.zeros(len(p))
+        segments.append(p)
+    block = np.concatenate(segments)
+    offsets = np.cumsum([0, *map(len, segments)])
+
+    fine = checked_blocks(block, offsets)
+
+    for i, (a, b) in enumerate(pairwise(offsets)):
+        if fine[i]:  # checked returns the segment itself, not a rescaled or uniform copy
+            assert np.shares_memory(checked(block[a:b]), block)
+        if i % 8 in (0, 6, 7):  # left as drawn: the common case, decided by the block
+            assert fine[i]
 
 
 @pytest.mark.parametrize(("name", "params"), [*LINEAR, ("linucb", {"max_features": 6})],

@@ -8,12 +8,17 @@ up, then ``--chooses`` measured ones, then ``--rewards`` Rewards for the latest 
 still in the decision cache). ``--explain`` adds two phases after those, on the model the
 Rewards taught (its features have columns, so there is something to explain), as in
 ``bench.load``: Choose again, then Explain (the same requests with ``explain = true``), and
-prints the Explain / Choose again ratio of process CPU per call. Before and after each phase
+prints the Explain / Choose again ratio of process CPU per call. ``--batch`` adds a ChooseBatch
+phase after those (the same requests in batches of ``BATCH``, ``BATCH_CONCURRENCY`` in flight,
+``--chooses`` decisions), shown per *decision*, and prints its process CPU per decision against
+Choose's per call (the issue's ChooseBatch goal is >= 5x in throughput, one process; this is
+its CPU side, thread by thread). Before and after each phase
 the server reports the CPU time of each of its threads (``/proc/self/task/TID/stat``, by
 ``threading`` name) and of the whole process (gRPC's own threads included); the table shows
 milliseconds per call, the median over ``--rounds`` rounds that alternate between the builds.
 
     python -m bench.threadcpu --build . --build /tmp/arbiter-base --rounds 5
+    python -m bench.threadcpu --build . --build /tmp/arbiter-main --rounds 3 --batch  # with ChooseBatch
 
 ``--metrics`` serves each build twice per round, without and with ``--metrics-listen``
 (``Settings.metrics_listen``; the build must have it), and prints the with/without ratio of each
@@ -46,6 +51,9 @@ from typing import Any
 EXPERIMENT = "bench"
 WARMUP = 500
 CONCURRENCY = 64
+BATCH = 100
+BATCH_CONCURRENCY = 8
+"""ChooseBatch phase (``--batch``): decisions per call and calls in flight, as ``bench.load``."""
 SETTLE = 1.5
 """Seconds after a phase before the second reading, so the writer's and the tail's work on it
 is counted."""
@@ -96,13 +104,14 @@ def serve(build: str, db: str, pipe: Connection, metrics: bool = False) -> None:
 
 
 async def load(address: str, pipe: Connection, chooses: int, rewards: int,
-               explain: bool) -> dict[str, tuple[int, float, dict[str, float]]]:
-    """Warm up, then the Choose and the Reward phase and (``explain``) Choose again and Explain:
-    {phase: (calls, seconds, CPU per thread)}."""
+               explain: bool, batch: bool = False) -> dict[str, tuple[int, float, dict[str, float]]]:
+    """Warm up, then the Choose and the Reward phase, (``explain``) Choose again and Explain,
+    and (``batch``) ChooseBatch: {phase: (calls — decisions for ChooseBatch —, seconds, CPU per
+    thread)}."""
     import grpc
 
     from arbiter.v1 import decision_pb2_grpc
-    from bench.load import choose_requests, explained_request, reward_requests, send
+    from bench.load import batch_requests, choose_requests, explained_request, reward_requests, send
 
     channels = [grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
                 for _ in range(2)]
@@ -120,23 +129,42 @@ async def load(address: str, pipe: Connection, chooses: int, rewards: int,
                    lambda: reward_requests(event_ids[-rewards:], 0)),
                   ("Choose again", [s.Choose for s in stubs], lambda: islice(requests, chooses)),
                   ("Explain", [s.Choose for s in stubs], lambda: islice(explaining, chooses))]
-        for phase, methods, calls in phases if explain else phases[:2]:
+        chosen = phases if explain else phases[:2]
+        if batch:
+            batches = cycle(batch_requests(pool, BATCH))
+            chosen.append(("ChooseBatch", [s.ChooseBatch for s in stubs],
+                           lambda: islice(batches, max(1, chooses // BATCH))))
+        for phase, methods, calls in chosen:
             pipe.send("cpu")
             before = pipe.recv()
             started = time.perf_counter()
-            latencies, _ = await send(methods, calls(), 300, CONCURRENCY,
-                                      lambda answer: event_ids.append(answer.event_id)
-                                      if hasattr(answer, "event_id") else None)
+            per_call = BATCH if phase == "ChooseBatch" else 1
+            latencies, failed = await send(methods, calls(), 300,
+                                           BATCH_CONCURRENCY if per_call > 1 else CONCURRENCY,
+                                           lambda answer: _answered(answer, event_ids))
             seconds = time.perf_counter() - started
+            if failed:
+                raise RuntimeError(f"{failed} {phase} calls failed")
             await asyncio.sleep(SETTLE)
             pipe.send("cpu")
             after = pipe.recv()
-            out[phase] = (len(latencies), seconds,
+            out[phase] = (len(latencies) * per_call, seconds,
                           {k: after[k] - before.get(k, 0.0) for k in after})
     finally:
         for channel in channels:
             await channel.close()
     return out
+
+
+def _answered(answer: Any, event_ids: list[str]) -> None:
+    """Keep a Choose's event id; a ChooseBatch with a failed decision would measure less work
+    than it claims: stop."""
+    if hasattr(answer, "event_id"):
+        event_ids.append(answer.event_id)
+    elif hasattr(answer, "results"):
+        failed = [result for result in answer.results if result.code]
+        if failed:
+            raise RuntimeError(f"{len(failed)} decisions of a batch failed: {failed[0].message}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -150,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="at most what the decision cache holds (6,338 of these decisions)")
     parser.add_argument("--explain", action="store_true",
                         help="then Choose again and Explain (Choose with explain = true)")
+    parser.add_argument("--batch", action="store_true",
+                        help="then ChooseBatch (--chooses decisions, batches of 100, 8 in flight)")
     parser.add_argument("--metrics", action="store_true",
                         help="serve each build without and with --metrics-listen; print the ratio")
     args = parser.parse_args(argv)
@@ -171,15 +201,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         raise RuntimeError(f"the server of {build} did not start")
                     address = ours.recv()
                     results[_label(build, metrics)].append(asyncio.run(load(
-                        address, ours, args.chooses, args.rewards, args.explain)))
+                        address, ours, args.chooses, args.rewards, args.explain, args.batch)))
                 finally:
                     ours.send("stop")
                     process.join(30)
                     if process.is_alive():
                         process.kill()
                         process.join()
-    print(f"ms of CPU per call, medians of {args.rounds} interleaved rounds; calls/s in brackets")
-    phases = ("Choose", "Reward", "Choose again", "Explain")[:4 if args.explain else 2]
+    print(f"ms of CPU per call (ChooseBatch: per decision), medians of {args.rounds} interleaved "
+          "rounds; calls (decisions) per second in brackets")
+    phases = [*("Choose", "Reward", "Choose again", "Explain")[:4 if args.explain else 2],
+              *(("ChooseBatch",) if args.batch else ())]
     for phase in phases:
         for build, rounds in results.items():
             names = sorted({name for r in rounds for name in r[phase][2]}, key=lambda n: n != "(process)")
@@ -193,6 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ratios = [f"{phase} {_per_call(on, phase) / _per_call(off, phase):.3f}x"
                   for phase in ("Choose", "Reward")]
         print(f"metrics on/off, process CPU per call, {build}: {', '.join(ratios)}")
+    for build in builds if args.batch else ():
+        rounds = results[build]
+        print(f"Choose per call / ChooseBatch per decision, process CPU, {build}: "
+              f"{_per_call(rounds, 'Choose') / _per_call(rounds, 'ChooseBatch'):.2f}x")
     for build in builds if args.explain else ():
         rounds = results[build]
         print(f"Explain / Choose again, process CPU per call, {build}: "

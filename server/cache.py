@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 
 import msgspec
 
@@ -81,21 +82,36 @@ class DecisionCache:
         (a decision read back from the log); then drop the least recently used entries while
         over ``max_bytes``. An entry larger than ``max_bytes`` is not kept."""
         entry = _Entry(record.experiment, _pack(record), activated)
-        size = entry.size
         with self._lock:
-            old = self._entries.pop(record.event_id, None)
-            if old is not None:
-                self.bytes -= old.size
-            if size > self.max_bytes:
-                return Cached(record, activated)
-            while self.bytes + size > self.max_bytes:
-                _, evicted = self._entries.popitem(last=False)
-                self.bytes -= evicted.size
-            self._entries[record.event_id] = entry
-            self.bytes += size
-            if cold:
+            if self._insert(record.event_id, entry) and cold:
                 self._entries.move_to_end(record.event_id, last=False)
         return Cached(record, activated)
+
+    def put_all(self, records: Iterable[DecisionRecord]) -> None:
+        """:meth:`put` of each record in turn (none activated, none cold): packed before the
+        lock is taken, all inserted under it once — a batch's decisions after their commit."""
+        entries = [(record.event_id, _Entry(record.experiment, _pack(record), False))
+                   for record in records]
+        with self._lock:
+            for event_id, entry in entries:
+                self._insert(event_id, entry)
+
+    def _insert(self, event_id: str, entry: _Entry) -> bool:
+        """(Under the lock.) ``entry`` as the most recently used, in place of any other of
+        ``event_id``, then the least recently used dropped while over ``max_bytes``; False if
+        it is larger than ``max_bytes`` (not kept)."""
+        size = entry.size
+        old = self._entries.pop(event_id, None)
+        if old is not None:
+            self.bytes -= old.size
+        if size > self.max_bytes:
+            return False
+        while self.bytes + size > self.max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self.bytes -= evicted.size
+        self._entries[event_id] = entry
+        self.bytes += size
+        return True
 
     def drop_experiment(self, experiment: str) -> int:
         """Forget every decision of ``experiment`` (an erasure may have deleted some of them:

@@ -272,16 +272,15 @@ class DecisionLoop:
         ops = [Op(record) for record in records]
         if self._relaxed:
             self._writer.offer(Write(ops))  # a full queue: RESOURCE_EXHAUSTED, nothing cached
+            self.cache.put_all(records)
             for record in records:
-                self.cache.put(record)
                 self._decided(record)
             return [outcome_of(record, explained)
                     for record, explained in zip(records, explanations, strict=True)]
 
         def remember() -> None:
-            for op, record in zip(ops, records, strict=True):
-                if op.outcome is True:
-                    self.cache.put(record)
+            self.cache.put_all([record for op, record in zip(ops, records, strict=True)
+                                if op.outcome is True])
 
         done = waiter()
         self._writer.offer(Write(ops, after_commit=remember, done=done))

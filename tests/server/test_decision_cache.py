@@ -96,3 +96,32 @@ def test_activation_and_dropping_an_experiment() -> None:
     probe.put(record(4, experiment="b"))
     probe.put(record(5, experiment="b"))
     assert cache.bytes == probe.bytes
+
+
+def test_a_batch_put_at_once_leaves_the_cache_as_putting_each_in_turn() -> None:
+    """``put_all`` (a batch's decisions after their commit) keeps, orders, replaces and drops
+    exactly what ``put`` of each record in turn would: over a bound that evicts, a record put
+    again, and one too large to keep."""
+    probe = DecisionCache(1 << 20)
+    probe.put(record(0))
+    one = probe.bytes
+    huge = record(99, features=5000)
+    batch = [record(n) for n in range(4, 12)] + [record(5), huge, record(12)]
+
+    def filled() -> DecisionCache:
+        cache = DecisionCache(6 * one + one // 2)
+        for n in range(4):
+            cache.put(record(n))
+        cache.get("event-1")
+        return cache
+
+    each, together = filled(), filled()
+    for made in batch:
+        each.put(made)
+    together.put_all(batch)
+
+    assert list(together._entries) == list(each._entries)
+    assert together.bytes == each.bytes <= together.max_bytes
+    assert together.get("event-99") is None and together.get("event-5") is not None
+    assert {n: together.get(f"event-{n}") for n in range(13)} == \
+        {n: each.get(f"event-{n}") for n in range(13)}

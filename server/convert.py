@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from arbiter.policies import Decision, Namespace
-from arbiter.server import explanations
 from arbiter.server.domain import ChooseInput, ChooseOutcome, RewardOutcome
 from arbiter.server.errors import ArbiterError, InvalidArgument, shortened, status_of
 from arbiter.v1 import decision_pb2 as pb
@@ -344,7 +343,7 @@ def choose_response(outcome: ChooseOutcome,
     for action_id, probability in outcome.ranking():
         add(action_id=action_id, probability=probability)
     if outcome.explanations:
-        response.MergeFromString(explanations.wire(outcome.explanations))
+        response.MergeFromString(outcome.explanations)
     return response
 
 

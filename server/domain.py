@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
-from arbiter.policies import Decision, Explanation
+from arbiter.policies import Decision
 
 
 class ChooseInput(msgspec.Struct, frozen=True, gc=False):
@@ -28,7 +28,11 @@ class ChooseInput(msgspec.Struct, frozen=True, gc=False):
 
 class ChooseOutcome(msgspec.Struct, frozen=True, gc=False):
     """What Choose answers: ``distribution[k]`` is the probability of ``action_ids[k]``;
-    ``explanations``: the serving policy's, when asked for (and it can)."""
+    ``explanations``: the serving policy's, when asked for (and it can), as the wire bytes of
+    ``ChooseResponse.explanations`` (:func:`~server.explanations.wire`), encoded when the
+    decision is made — so that no Python object per contribution lives on while the call
+    waits for its commit (some 130 per explained Choose: with 64 calls in flight the
+    collector walked them, 20-22 µs of CPU per explained call, in-process)."""
 
     event_id: str
     action_ids: tuple[str, ...]
@@ -36,7 +40,7 @@ class ChooseOutcome(msgspec.Struct, frozen=True, gc=False):
     chosen: int
     variant: str
     model_version: str
-    explanations: tuple[Explanation, ...] = ()
+    explanations: bytes = b""
 
     @property
     def action_id(self) -> str:

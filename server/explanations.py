@@ -1,4 +1,5 @@
-"""``ChooseResponse.explanations`` written as protobuf wire bytes, merged into the response.
+"""``ChooseResponse.explanations`` written as protobuf wire bytes: encoded when the decision is
+made (``DecisionLoop._records``), merged into the response when answered (``convert``).
 
 An explained Choose answers some 10 explanations of 11 contributions each; adding them one
 message at a time (``explanations.add(...)``, ``contributions.add(...)``) builds some 130

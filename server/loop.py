@@ -37,7 +37,7 @@ from numpy.typing import NDArray
 
 from arbiter.log import store
 from arbiter.log.store import ActivationRecord, DecisionRecord, RewardRecord
-from arbiter.policies import Decision, Explanation, Scores
+from arbiter.policies import Decision, Scores
 from arbiter.server.assignment import pseudonym
 from arbiter.server.cache import Cached, DecisionCache
 from arbiter.server.clock import Clock, utc_now
@@ -53,6 +53,7 @@ from arbiter.server.errors import (
     Unavailable,
 )
 from arbiter.server.experiments import Experiment, Variant, rng_for
+from arbiter.server.explanations import wire
 from arbiter.server.metrics import Metrics
 from arbiter.server.privacy import hash_features, hashed_table
 from arbiter.server.rewards import Verdict
@@ -131,8 +132,7 @@ def _answer(cached: Cached, experiment: str) -> ChooseOutcome | ArbiterError:
     return outcome_of(cached.record)
 
 
-def outcome_of(record: DecisionRecord,
-               explanations: tuple[Explanation, ...] = ()) -> ChooseOutcome:
+def outcome_of(record: DecisionRecord, explanations: bytes = b"") -> ChooseOutcome:
     return ChooseOutcome(event_id=record.event_id, action_ids=record.decision.action_ids,
                          distribution=tuple(record.distribution), chosen=record.chosen,
                          variant=record.variant, model_version=record.model_version,
@@ -303,7 +303,7 @@ class DecisionLoop:
         return results
 
     def _records(self, items: Sequence[tuple[Experiment, ChooseInput, str]]
-                 ) -> tuple[list[DecisionRecord], list[tuple[Explanation, ...]]]:
+                 ) -> tuple[list[DecisionRecord], list[bytes]]:
         """The decisions of ``items``: each variant scores all of its items as one block
         (the serving variant those it serves, every shadow all of its experiment's), then each
         item's distributions are finished and its action drawn with the RNG of its event id.
@@ -343,7 +343,9 @@ class DecisionLoop:
                 indices = members[experiment.name]
                 shadows[experiment.name] = [(v, v.score([scored[n] for n in indices])[0])
                                             for v in experiment.shadows()]
-        explanations = [blocks[serving[n]][2].get(place[n][0], ()) for n in range(len(items))]
+        # encoded now, not when answered (ChooseOutcome.explanations)
+        explanations = [wire(explained) if (explained := blocks[serving[n]][2].get(place[n][0]))
+                        else b"" for n in range(len(items))]
         now = self._clock()
         records = []
         for n, (experiment, request, event_id) in enumerate(items):

@@ -24,6 +24,7 @@ from arbiter.server.config import parse_config
 from arbiter.server.convert import choose_response
 from arbiter.server.domain import ChooseOutcome
 from arbiter.server.experiments import Experiment
+from arbiter.server.explanations import wire
 from arbiter.server.fold import Fold
 from arbiter.v1 import decision_pb2 as pb
 from tests.server.test_choose_batch import choices
@@ -166,7 +167,7 @@ def test_explanations_on_the_wire_are_the_message_built_field_by_field() -> None
             pb.FeatureContribution(feature=f, contribution=c) for f, c in e.contributions])
 
     merged = choose_response(ChooseOutcome("e", ("a", "b"), (0.5, 0.5), 0, "v", "m",
-                                           tuple(explained)))
+                                           wire(explained)))
 
     assert list(merged.explanations) == list(built.explanations)
     assert pb.ChooseResponse.FromString(merged.SerializeToString()).explanations == built.explanations
@@ -181,6 +182,6 @@ def test_long_explanations_on_the_wire_are_the_message_built_field_by_field() ->
         built.explanations.add(action_id=e.action_id, score=e.score, contributions=[
             pb.FeatureContribution(feature=f, contribution=c) for f, c in e.contributions])
 
-    merged = choose_response(ChooseOutcome("e", ("a",), (1.0,), 0, "v", "m", explained))
+    merged = choose_response(ChooseOutcome("e", ("a",), (1.0,), 0, "v", "m", wire(explained)))
 
     assert list(merged.explanations) == list(built.explanations)

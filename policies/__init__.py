@@ -10,6 +10,7 @@ from arbiter.policies.base import (
     Decision,
     Explaining,
     Explanation,
+    ExplanationTable,
     Namespace,
     Policy,
     PolicyConfigError,
@@ -18,5 +19,6 @@ from arbiter.policies.base import (
 )
 from arbiter.policies.registry import POLICIES, create, restore
 
-__all__ = ["POLICIES", "Attributing", "BlockScoring", "Decision", "Explaining", "Explanation", "Namespace",
+__all__ = ["POLICIES", "Attributing", "BlockScoring", "Decision", "Explaining", "Explanation",
+           "ExplanationTable", "Namespace",
            "Policy", "PolicyConfigError", "Scores", "SkippedUpdate", "create", "restore"]

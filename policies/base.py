@@ -12,7 +12,7 @@ Policies are not thread-safe; the server holds one lock per policy instance arou
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Protocol, Self, runtime_checkable
+from typing import Any, ClassVar, Protocol, Self, overload, runtime_checkable
 
 import msgspec
 import numpy as np
@@ -88,6 +88,55 @@ class Explanation(msgspec.Struct, frozen=True, gc=False):
     contributions: tuple[tuple[str, float], ...]
 
 
+class ExplanationTable(Sequence[Explanation]):
+    """One decision's explanations as columns, and a sequence of :class:`Explanation` (each
+    made when read). Action ``k`` is ``action_ids[k]``, its score ``scores[k]``; its
+    contributions are named ``features[k]`` and worth ``values[k, :len(features[k])]``, by
+    decreasing magnitude, then ``("exploration", exploration[k])`` where the policy has one.
+
+    Shapes: ``scores`` ``(K,)``; ``values`` ``(K, n)``, ``n`` at least the longest row (what
+    lies past a row's names means nothing); ``exploration`` ``(K,)`` or None. What the server
+    encodes (``server.explanations``), in a few whole-array steps rather than contribution by
+    contribution — and with no Python object per contribution."""
+
+    __slots__ = ("action_ids", "exploration", "features", "scores", "values")
+
+    def __init__(self, action_ids: Sequence[str], scores: NDArray[np.float64],
+                 features: list[list[str]], values: NDArray[np.float64],
+                 exploration: NDArray[np.float64] | None = None) -> None:
+        self.action_ids, self.scores, self.features = action_ids, scores, features
+        self.values, self.exploration = values, exploration
+
+    @classmethod
+    def of(cls, explanations: Sequence[Explanation]) -> ExplanationTable:
+        """``explanations`` as a table (their contributions as given, none split off as
+        exploration)."""
+        width = max((len(e.contributions) for e in explanations), default=0)
+        values = np.zeros((len(explanations), width))
+        for k, e in enumerate(explanations):
+            values[k, :len(e.contributions)] = [value for _, value in e.contributions]
+        return cls([e.action_id for e in explanations], np.array([e.score for e in explanations]),
+                   [[feature for feature, _ in e.contributions] for e in explanations], values)
+
+    def __len__(self) -> int:
+        return len(self.action_ids)
+
+    @overload
+    def __getitem__(self, k: int) -> Explanation: ...
+
+    @overload
+    def __getitem__(self, k: slice) -> list[Explanation]: ...
+
+    def __getitem__(self, k: int | slice) -> Explanation | list[Explanation]:
+        if isinstance(k, slice):
+            return [self[i] for i in range(len(self))[k]]
+        names = self.features[k]
+        contributions = tuple(zip(names, self.values[k, :len(names)].tolist(), strict=True))
+        if self.exploration is not None:
+            contributions += (("exploration", float(self.exploration[k])),)
+        return Explanation(self.action_ids[k], float(self.scores[k]), contributions)
+
+
 @runtime_checkable
 class Explaining(Protocol):
     """What a policy that can explain its scores adds to :class:`BlockScoring`."""
@@ -95,10 +144,11 @@ class Explaining(Protocol):
     def score(self, decisions: Sequence[Decision]) -> Scores: ...
 
     def explain(self, scores: Scores, decision: Decision, index: int,
-                top: int) -> list[Explanation]:
+                top: int) -> Sequence[Explanation]:
         """One explanation per action of ``decision``, decision ``index`` of the block that
         ``score`` made ``scores`` of (with no update in between), each with its ``top``
-        largest contributions; changes no learned state."""
+        largest contributions (an :class:`ExplanationTable` where the policy computes them
+        as arrays); changes no learned state."""
         ...
 
 

@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 
 from arbiter.policies import params as check
 from arbiter.policies import serialize
-from arbiter.policies.base import Decision, Explanation, Scores, SkippedUpdate
+from arbiter.policies.base import Decision, ExplanationTable, Scores, SkippedUpdate
 from arbiter.policies.drift import PageHinkley
 from arbiter.policies.explore import checked, checked_blocks
 from arbiter.policies.featurize import (
@@ -226,7 +226,7 @@ class LinearPolicy(Hyperparameters, ABC):
         return None
 
     def explain(self, scores: Scores, decision: Decision, index: int,
-                top: int) -> list[Explanation]:
+                top: int) -> ExplanationTable:
         """Per action ``k``: ``score_k = sum_f theta_k[col(f)] v_f`` over its features ``f``
         (the intercept, the context's, then its own; a feature without a column adds 0), each
         term one contribution — exact, also where features share a hashed column — the
@@ -238,9 +238,10 @@ class LinearPolicy(Hyperparameters, ABC):
         Shapes: the terms of all ``K`` actions are one ``(K, n)`` matrix, ``n`` = 1 + the
         context's features + the most any action has of its own, each row padded with 0s (a
         pad sorts after its row's real terms and is dropped); the top of every row by one
-        argsort, and their names picked by the same indices from a ``(K, n)`` array of names."""
+        argsort, picked as the table's ``(K, min(top, n))`` values; each row's names picked
+        by the same indices from its list of names (the shared ones, then its own)."""
         assert isinstance(scores, LinearScores)
-        block = slice(scores.offsets[index], scores.offsets[index + 1])
+        start, end = scores.offsets[index], scores.offsets[index + 1]
         rows = scores.rows(index)
         columns, values, names = rows.shared or ([], [], [])
         own = [features or ([], [], []) for features in rows.actions]
@@ -249,38 +250,32 @@ class LinearPolicy(Hyperparameters, ABC):
         longest = max(lengths)
         cols = np.zeros((k, shared + longest), dtype=np.intp)  # column 0: the intercept's
         vals = np.zeros((k, shared + longest))
-        labels = np.empty((k, shared + longest), dtype=object)
-        vals[:, 0], labels[:, 0] = 1.0, "intercept"
-        cols[:, 1:shared], vals[:, 1:shared], labels[:, 1:shared] = columns, values, names
+        vals[:, 0] = 1.0
+        cols[:, 1:shared], vals[:, 1:shared] = columns, values
         if min(lengths) == longest:  # the usual case: every action has as many features
             if longest:
-                for i, part in enumerate((cols, vals, labels)):
-                    part[:, shared:] = [features[i] for features in own]
+                cols[:, shared:] = [features[0] for features in own]
+                vals[:, shared:] = [features[1] for features in own]
         else:
-            for a, (own_columns, own_values, own_names) in enumerate(own):
-                end = shared + lengths[a]
-                cols[a, shared:end], vals[a, shared:end], labels[a, shared:end] = \
-                    own_columns, own_values, own_names
+            for a, (own_columns, own_values, _) in enumerate(own):
+                stop = shared + lengths[a]
+                cols[a, shared:stop], vals[a, shared:stop] = own_columns, own_values
         at = np.arange(k)[:, None]
-        terms = self._ridge.coefficients(scores.slots[block])[at, cols] * vals
-        order = np.argsort(-np.abs(terms), axis=1, kind="stable")[:, :top]
-        width = order.shape[1]  # every action's (name, term) pairs in one list, a row each
-        pairs = list(zip(labels[at, order].ravel().tolist(), terms[at, order].ravel().tolist(),
-                         strict=True))
-        spans = [(a * width, a * width + min(width, shared + length))
-                 for a, length in enumerate(lengths)]
-        mean = scores.mean[block]
-        explore = self._exploration(scores.variance[block]) \
+        terms = self._ridge.coefficients(scores.slots[start:end])[at, cols] * vals
+        key = np.abs(terms)
+        order = np.negative(key, out=key).argsort(axis=1, kind="stable")[:, :top]
+        labels = ["intercept", *names]
+        features = [list(map((labels + own_names).__getitem__, indices[:shared + length]))
+                    for indices, (_, _, own_names), length in zip(order.tolist(), own, lengths,
+                                                                  strict=True)]
+        mean = scores.mean[start:end]
+        explore = self._exploration(scores.variance[start:end]) \
             if scores.variance is not None else None
         if explore is None:
-            return [Explanation(action_id, score, tuple(pairs[start:end]))
-                    for action_id, score, (start, end)
-                    in zip(decision.action_ids, mean.tolist(), spans, strict=True)]
+            return ExplanationTable(decision.action_ids, mean, features, terms[at, order])
         bonus, added = explore
-        return [Explanation(action_id, score, (*pairs[start:end], ("exploration", extra)))
-                for action_id, score, extra, (start, end)
-                in zip(decision.action_ids, (mean + bonus if added else mean).tolist(),
-                       bonus.tolist(), spans, strict=True)]
+        return ExplanationTable(decision.action_ids, mean + bonus if added else mean, features,
+                                terms[at, order], bonus)
 
     @abstractmethod
     def _from_scores(self, mean: NDArray[np.float64], variance: NDArray[np.float64] | None,

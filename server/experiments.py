@@ -99,7 +99,7 @@ class Variant:
             return self.policy.distribution(decision, rng)
 
     def score(self, decisions: Sequence[Decision], explain: Sequence[int] = (),
-              top: int = 10) -> tuple[Scores, str, dict[int, tuple[Explanation, ...]]]:
+              top: int = 10) -> tuple[Scores, str, dict[int, Sequence[Explanation]]]:
         """``decisions`` scored together, the model version they are scored with, and the
         explanations of those at the indices ``explain`` (each with its ``top`` largest
         contributions; none from a policy that cannot explain itself,
@@ -112,7 +112,7 @@ class Variant:
             if explain and explains(policy):
                 scores = policy.score(decisions)
                 return scores, self.model_version, {
-                    i: tuple(policy.explain(scores, decisions[i], i, top)) for i in explain}
+                    i: policy.explain(scores, decisions[i], i, top) for i in explain}
             if len(decisions) > 1 and isinstance(policy, BlockScoring):
                 return policy.score(decisions), self.model_version, {}
             return _OneByOne(self, decisions), self.model_version, {}

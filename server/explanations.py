@@ -4,9 +4,12 @@ made (``DecisionLoop._records``), merged into the response when answered (``conv
 An explained Choose answers some 10 explanations of 11 contributions each; adding them one
 message at a time (``explanations.add(...)``, ``contributions.add(...)``) builds some 130
 Python-side messages per call. Encoding the same fields directly and merging them with
-``MergeFromString`` parses them in C instead, with cached bytes per feature name (the few
-names a model has recur in every call) and per action id, looked up by the dictionary's own
-``__getitem__`` (no Python call per contribution unless the name is new). The result is the
+``MergeFromString`` parses them in C instead. The fields come from the policy's
+:class:`~policies.base.ExplanationTable` in whole steps: all its doubles as 8-byte ``bytes``
+by one ``tolist``, each feature's bytes up to its value cached by name (the few names a model
+has recur in every call) and looked up by the dictionary's own ``__getitem__`` in a ``map``,
+a row's fields interleaved by slice assignments and joined once — no Python step per
+contribution, and no Python object per contribution made to get there. The result is the
 same message as the one-at-a-time build (tests/server/test_explanations.py checks it).
 
 Layout (decision.proto): ``ChooseResponse.explanations = 7``; ``ActionExplanation { action_id
@@ -17,15 +20,13 @@ fixed 64-bit little-endian (wire type 1).
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable, Sequence
 
-from arbiter.policies import Explanation
+from arbiter.policies import Explanation, ExplanationTable
 
 _EXPLANATION = b"\x3a"  # field 7, length-delimited
 _ACTION_ID, _SCORE, _CONTRIBUTION = b"\x0a", b"\x11", b"\x1a"  # ActionExplanation 1, 2, 3
 _FEATURE, _VALUE = b"\x0a", b"\x11"  # FeatureContribution 1, 2
-_DOUBLE = struct.Struct("<d").pack
 _CACHE_LIMIT = 4096
 _SMALL = [bytes([n]) for n in range(0x80)]  # the varints of one byte
 
@@ -73,14 +74,30 @@ def _contribution(feature: str) -> bytes:
 _prefix = _Encoded(_contribution).__getitem__
 _head = _Encoded(lambda action_id: _string(_ACTION_ID, action_id) + _SCORE).__getitem__
 """An ActionExplanation up to its score's value: the action id and the score's tag."""
+_EXPLORATION = _contribution("exploration")
 
 
 def wire(explanations: Sequence[Explanation]) -> bytes:
-    """``explanations`` as the wire bytes of ``ChooseResponse.explanations``."""
+    """``explanations`` as the wire bytes of ``ChooseResponse.explanations``, from an
+    :class:`~policies.base.ExplanationTable` (any other sequence is made one first)."""
+    table = explanations if isinstance(explanations, ExplanationTable) \
+        else ExplanationTable.of(explanations)
+    values = table.values.astype("<f8", copy=False)
+    width = values.shape[1] if values.ndim == 2 else 0
+    doubles = values.reshape(-1).view("V8").tolist()
+    scores = table.scores.astype("<f8", copy=False).view("V8").tolist()
+    extra = (table.exploration.astype("<f8", copy=False).view("V8").tolist()
+             if table.exploration is not None else None)
+    tail = 2 if extra is not None else 0
     parts = []
-    for explanation in explanations:
-        body = b"".join([_head(explanation.action_id), _DOUBLE(explanation.score),
-                         *[_prefix(feature) + _DOUBLE(value)
-                           for feature, value in explanation.contributions]])
-        parts += [_EXPLANATION, _varint(len(body)), body]
+    for k, (action_id, names) in enumerate(zip(table.action_ids, table.features, strict=True)):
+        n = len(names)
+        body: list[bytes] = [_head(action_id)] * (2 + 2 * n + tail)
+        body[1] = scores[k]
+        body[2:2 + 2 * n:2] = map(_prefix, names)
+        body[3:3 + 2 * n:2] = doubles[k * width:k * width + n]
+        if extra is not None:
+            body[-2:] = _EXPLORATION, extra[k]
+        data = b"".join(body)
+        parts += [_EXPLANATION, _varint(len(data)), data]
     return b"".join(parts)

@@ -7,7 +7,7 @@ nothing is explained unless asked, by a policy that cannot explain itself, or fo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,7 +16,7 @@ import vowpal_wabbit_next as vw
 
 from arbiter.client import Choice, ChooseSpec, DecisionClient
 from arbiter.log.engine import create_engine
-from arbiter.policies import Decision, Explanation, Namespace
+from arbiter.policies import Decision, Explanation, ExplanationTable, Namespace, create
 from arbiter.policies.vw import _SHARED_TO_PREDICT, VowpalWabbit
 from arbiter.server.app import App
 from arbiter.server.clock import utc_now
@@ -157,31 +157,60 @@ def test_a_policy_that_cannot_explain_answers_without_explanations(
     assert isinstance(choice, Choice) and choice.explanations == []
 
 
+def built(explained: Sequence[Explanation]) -> pb.ChooseResponse:
+    """A ChooseResponse with ``explained`` added message by message, field by field."""
+    response = pb.ChooseResponse(event_id="e")
+    for e in explained:
+        response.explanations.add(action_id=e.action_id, score=e.score, contributions=[
+            pb.FeatureContribution(feature=f, contribution=c) for f, c in e.contributions])
+    return response
+
+
 def test_explanations_on_the_wire_are_the_message_built_field_by_field() -> None:
     explained = [Explanation("a", 0.75, (("user.age", 0.5), ("é.x=ü", -0.0), ("exploration", 1e300))),
                  Explanation("", 0.0, ()),
                  Explanation("b" * 300, -2.5, tuple((f"f{i}" * 40, float(i)) for i in range(12)))]
-    built = pb.ChooseResponse(event_id="e")
-    for e in explained:
-        built.explanations.add(action_id=e.action_id, score=e.score, contributions=[
-            pb.FeatureContribution(feature=f, contribution=c) for f, c in e.contributions])
 
     merged = choose_response(ChooseOutcome("e", ("a", "b"), (0.5, 0.5), 0, "v", "m",
                                            wire(explained)))
 
-    assert list(merged.explanations) == list(built.explanations)
-    assert pb.ChooseResponse.FromString(merged.SerializeToString()).explanations == built.explanations
+    assert list(merged.explanations) == list(built(explained).explanations)
+    assert pb.ChooseResponse.FromString(merged.SerializeToString()).explanations == \
+        built(explained).explanations
 
 
 def test_long_explanations_on_the_wire_are_the_message_built_field_by_field() -> None:
     # lengths of one, two and three varint bytes: an explanation past 16,383 bytes
     explained = (Explanation("a" * 127, 1.0, (("f" * 200, 2.0),)),
                  Explanation("b" * 20_000, -1.0, tuple((f"g{i}" * 3_000, -float(i)) for i in range(3))))
-    built = pb.ChooseResponse(event_id="e")
-    for e in explained:
-        built.explanations.add(action_id=e.action_id, score=e.score, contributions=[
-            pb.FeatureContribution(feature=f, contribution=c) for f, c in e.contributions])
 
     merged = choose_response(ChooseOutcome("e", ("a",), (1.0,), 0, "v", "m", wire(explained)))
 
-    assert list(merged.explanations) == list(built.explanations)
+    assert list(merged.explanations) == list(built(explained).explanations)
+
+
+@pytest.mark.parametrize("policy", ["linucb", "lints"])
+def test_a_linear_policys_columns_on_the_wire_are_its_explanations_built_field_by_field(
+        policy: str) -> None:
+    # actions with 0, 1 and 3 features of their own (rows of different lengths), a -0.0 value,
+    # a top that cuts some rows and not others; LinUCB adds its bonus to the score, LinTS not
+    linear = create(policy, {"max_features": 4})  # 7 features and the intercept: columns shared
+
+    def decision(k: int) -> Decision:
+        return Decision(
+            (Namespace("user", numbers={"age": 0.5 * k, "x": -0.0}, categories={"country": "DE"}),),
+            ("a", "b", "c"),
+            ((), (Namespace("item", numbers={"price": 1.0 + k}),),
+             (Namespace("item", numbers={"price": 2.0, "w": -3.0}, categories={"kind": "x"}),)))
+    for k in range(20):
+        linear.update(decision(k), k % 3, float(k % 2), 1 / 3)
+    made = decision(3)
+    for top in (1, 4, 100):
+        table = linear.explain(linear.score([made]), made, 0, top)
+        assert isinstance(table, ExplanationTable)
+        explained = list(table)
+        assert [len(e.contributions) for e in explained] == [min(top, n) + 1 for n in (4, 5, 7)]
+
+        merged = choose_response(ChooseOutcome("e", ("a",), (1.0,), 0, "v", "m", wire(table)))
+
+        assert list(merged.explanations) == list(built(explained).explanations)

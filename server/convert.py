@@ -332,6 +332,27 @@ def choose_response(outcome: ChooseOutcome,
                     response: pb.ChooseResponse | None = None) -> pb.ChooseResponse:
     """``outcome`` as a ChooseResponse, written into ``response`` if given (a batch's result:
     in place, not copied into it)."""
+    response = _unexplained(outcome, response)
+    if outcome.explanations:
+        response.MergeFromString(outcome.explanations)
+    return response
+
+
+def choose_answer(outcome: ChooseOutcome) -> pb.ChooseResponse | bytes:
+    """A unary Choose's answer: :func:`choose_response`, or — with explanations — its wire
+    bytes: the response without them, serialized, and theirs after it. ``explanations`` is the
+    message's last field (7), so these are the bytes that serializing the whole message gives,
+    without parsing the explanations into it (``MergeFromString``) only to serialize them
+    again (in-process, 10 x 11: 15 -> 8.5 us). The server's serializer passes bytes
+    through (:mod:`server.decoding`)."""
+    if not outcome.explanations:
+        return choose_response(outcome)
+    return _unexplained(outcome).SerializeToString() + outcome.explanations
+
+
+def _unexplained(outcome: ChooseOutcome,
+                 response: pb.ChooseResponse | None = None) -> pb.ChooseResponse:
+    """Every field of ``outcome``'s ChooseResponse but the explanations."""
     if response is None:
         response = pb.ChooseResponse()
     response.event_id = outcome.event_id
@@ -342,8 +363,6 @@ def choose_response(outcome: ChooseOutcome,
     add = response.ranking.add  # in place: a third cheaper than building RankedActions first
     for action_id, probability in outcome.ranking():
         add(action_id=action_id, probability=probability)
-    if outcome.explanations:
-        response.MergeFromString(outcome.explanations)
     return response
 
 

@@ -10,6 +10,9 @@ invalid UTF-8 in a string field) becomes :data:`UNDECODABLE`. The guard
 per call, no extra coroutine); handlers of other services (health) are wrapped here to do the
 same. Such bodies are logged at most once per second, with how many there were, never with a
 traceback.
+
+The guarded services' responses are serialized by the generated code's serializer, except one
+that is already bytes (:func:`serialized`): an explained Choose answers its wire bytes.
 """
 
 from __future__ import annotations
@@ -90,9 +93,20 @@ def _refusing(behavior: Callable[..., Any]) -> Callable[..., Any]:
     return refusing
 
 
+def serialized(serializer: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    """``serializer``, passing through a response that is already its wire bytes (an
+    explained Choose's, :func:`server.convert.choose_answer`)."""
+
+    def serialize(response: Any) -> bytes:
+        return response if response.__class__ is bytes else serializer(response)
+
+    return serialize
+
+
 def safe_handler(handler: Any, method: str, guarded: bool) -> Any:
     """``handler`` (a ``grpc.RpcMethodHandler``) decoding with :func:`total` if its request is
-    unary; ``guarded``: its behavior checks for :data:`UNDECODABLE` itself (the guard)."""
+    unary; ``guarded``: its behavior checks for :data:`UNDECODABLE` itself (the guard), and
+    may answer bytes already serialized (:func:`serialized`)."""
     if handler is None or handler.request_streaming or handler.request_deserializer is None:
         return handler
     if handler.response_streaming:  # nothing to wrap it with cheaply: left as it is
@@ -100,6 +114,8 @@ def safe_handler(handler: Any, method: str, guarded: bool) -> Any:
     changes: dict[str, Any] = {"request_deserializer": total(handler.request_deserializer, method)}
     if not guarded:
         changes["unary_unary"] = _refusing(handler.unary_unary)
+    elif handler.response_serializer is not None:
+        changes["response_serializer"] = serialized(handler.response_serializer)
     return handler._replace(**changes)
 
 

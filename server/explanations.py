@@ -45,8 +45,9 @@ def _varint(n: int) -> bytes:
 
 
 def _string(tag: bytes, text: str) -> bytes:
+    """A string field; nothing for the empty string (proto3's default, not serialized)."""
     raw = text.encode()
-    return tag + _varint(len(raw)) + raw
+    return tag + _varint(len(raw)) + raw if raw else b""
 
 
 class _Encoded(dict[str, bytes]):
@@ -71,10 +72,20 @@ def _contribution(feature: str) -> bytes:
     return _CONTRIBUTION + _varint(len(body) + 8) + body
 
 
+def _zero(feature: str) -> bytes:
+    """A FeatureContribution of ``feature`` worth +0.0: the value is not serialized."""
+    body = _string(_FEATURE, feature)
+    return _CONTRIBUTION + _varint(len(body)) + body
+
+
 _prefix = _Encoded(_contribution).__getitem__
+_zero_prefix = _Encoded(_zero).__getitem__
 _head = _Encoded(lambda action_id: _string(_ACTION_ID, action_id) + _SCORE).__getitem__
 """An ActionExplanation up to its score's value: the action id and the score's tag."""
+_id = _Encoded(lambda action_id: _string(_ACTION_ID, action_id)).__getitem__
+"""An ActionExplanation whose score is +0.0: the action id alone."""
 _EXPLORATION = _contribution("exploration")
+_ZERO = bytes(8)  # +0.0 (-0.0 is not a default: it is serialized)
 
 
 def wire(explanations: Sequence[Explanation]) -> bytes:
@@ -92,12 +103,31 @@ def wire(explanations: Sequence[Explanation]) -> bytes:
     parts = []
     for k, (action_id, names) in enumerate(zip(table.action_ids, table.features, strict=True)):
         n = len(names)
-        body: list[bytes] = [_head(action_id)] * (2 + 2 * n + tail)
-        body[1] = scores[k]
-        body[2:2 + 2 * n:2] = map(_prefix, names)
-        body[3:3 + 2 * n:2] = doubles[k * width:k * width + n]
-        if extra is not None:
-            body[-2:] = _EXPLORATION, extra[k]
-        data = b"".join(body)
+        row = doubles[k * width:k * width + n]
+        if _ZERO in row or scores[k] == _ZERO or (extra is not None and extra[k] == _ZERO):
+            data = _canonical(action_id, scores[k], names, row,
+                              extra[k] if extra is not None else None)
+        else:
+            body: list[bytes] = [_head(action_id)] * (2 + 2 * n + tail)
+            body[1] = scores[k]
+            body[2:2 + 2 * n:2] = map(_prefix, names)
+            body[3:3 + 2 * n:2] = row
+            if extra is not None:
+                body[-2:] = _EXPLORATION, extra[k]
+            data = b"".join(body)
         parts += [_EXPLANATION, _varint(len(data)), data]
     return b"".join(parts)
+
+
+def _canonical(action_id: str, score: bytes, names: list[str], values: list[bytes],
+               exploration: bytes | None) -> bytes:
+    """One ActionExplanation's bytes, value by value: a value of +0.0 (the score's, a
+    contribution's) is left out, as protobuf leaves out defaults — so that these are the bytes
+    serializing the message gives. The rows :func:`wire` takes this path for are those with
+    such a value (features no model has learned yet)."""
+    body = [_head(action_id), score] if score != _ZERO else [_id(action_id)]
+    if exploration is not None:
+        names, values = [*names, "exploration"], [*values, exploration]
+    for name, value in zip(names, values, strict=True):
+        body += [_zero_prefix(name)] if value == _ZERO else [_prefix(name), value]
+    return b"".join(body)

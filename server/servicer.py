@@ -25,11 +25,14 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
         self._max_actions = max_actions
         self._limits = limits
 
-    async def Choose(self, request: pb.ChooseRequest, context: grpc.aio.ServicerContext,
-                     principal: Principal | None = None) -> pb.ChooseResponse:
+    async def Choose(  # type: ignore[override]  # bytes are served as they are (decoding)
+            self, request: pb.ChooseRequest, context: grpc.aio.ServicerContext,
+            principal: Principal | None = None) -> pb.ChooseResponse | bytes:
+        """The ChooseResponse, or its serialized bytes when it has explanations
+        (:func:`~server.convert.choose_answer`)."""
         choose = convert.choose_input(request, max_actions=self._max_actions, limits=self._limits)
         allowed = principal.experiments if principal is not None else None
-        return convert.choose_response(await self._loop.choose(choose, allowed))
+        return convert.choose_answer(await self._loop.choose(choose, allowed))
 
     async def ChooseBatch(self, request: pb.ChooseBatchRequest, context: grpc.aio.ServicerContext,
                           principal: Principal | None = None) -> pb.ChooseBatchResponse:

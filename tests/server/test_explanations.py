@@ -21,7 +21,7 @@ from arbiter.policies.vw import _SHARED_TO_PREDICT, VowpalWabbit
 from arbiter.server.app import App
 from arbiter.server.clock import utc_now
 from arbiter.server.config import parse_config
-from arbiter.server.convert import choose_response
+from arbiter.server.convert import choose_answer, choose_response
 from arbiter.server.domain import ChooseOutcome
 from arbiter.server.experiments import Experiment
 from arbiter.server.explanations import wire
@@ -167,16 +167,19 @@ def built(explained: Sequence[Explanation]) -> pb.ChooseResponse:
 
 
 def test_explanations_on_the_wire_are_the_message_built_field_by_field() -> None:
+    # -0.0 is serialized, +0.0 and the empty string are defaults that are not
     explained = [Explanation("a", 0.75, (("user.age", 0.5), ("é.x=ü", -0.0), ("exploration", 1e300))),
                  Explanation("", 0.0, ()),
+                 Explanation("c", -0.0, (("", 1.0), ("user.age", 0.0), ("", 0.0))),
                  Explanation("b" * 300, -2.5, tuple((f"f{i}" * 40, float(i)) for i in range(12)))]
 
-    merged = choose_response(ChooseOutcome("e", ("a", "b"), (0.5, 0.5), 0, "v", "m",
-                                           wire(explained)))
+    outcome = ChooseOutcome("e", ("a", "b"), (0.5, 0.5), 0, "v", "m", wire(explained))
+    merged = choose_response(outcome)  # a ChooseBatch result's
+    answered = choose_answer(outcome)  # a unary Choose's: the bytes
 
     assert list(merged.explanations) == list(built(explained).explanations)
-    assert pb.ChooseResponse.FromString(merged.SerializeToString()).explanations == \
-        built(explained).explanations
+    assert answered == merged.SerializeToString()
+    assert pb.ChooseResponse.FromString(answered) == merged
 
 
 def test_long_explanations_on_the_wire_are_the_message_built_field_by_field() -> None:
@@ -184,9 +187,11 @@ def test_long_explanations_on_the_wire_are_the_message_built_field_by_field() ->
     explained = (Explanation("a" * 127, 1.0, (("f" * 200, 2.0),)),
                  Explanation("b" * 20_000, -1.0, tuple((f"g{i}" * 3_000, -float(i)) for i in range(3))))
 
-    merged = choose_response(ChooseOutcome("e", ("a",), (1.0,), 0, "v", "m", wire(explained)))
+    outcome = ChooseOutcome("e", ("a",), (1.0,), 0, "v", "m", wire(explained))
+    merged = choose_response(outcome)
 
     assert list(merged.explanations) == list(built(explained).explanations)
+    assert choose_answer(outcome) == merged.SerializeToString()
 
 
 @pytest.mark.parametrize("policy", ["linucb", "lints"])
@@ -211,6 +216,9 @@ def test_a_linear_policys_columns_on_the_wire_are_its_explanations_built_field_b
         explained = list(table)
         assert [len(e.contributions) for e in explained] == [min(top, n) + 1 for n in (4, 5, 7)]
 
-        merged = choose_response(ChooseOutcome("e", ("a",), (1.0,), 0, "v", "m", wire(table)))
+        outcome = ChooseOutcome("e", ("a",), (1.0,), 0, "v", "m", wire(table))
+        merged = choose_response(outcome)
 
         assert list(merged.explanations) == list(built(explained).explanations)
+        assert choose_answer(outcome) == merged.SerializeToString()
+    assert any(value == 0.0 for e in explained for _, value in e.contributions)  # left out

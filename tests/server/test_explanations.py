@@ -7,6 +7,7 @@ nothing is explained unless asked, by a policy that cannot explain itself, or fo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -197,28 +198,30 @@ def test_long_explanations_on_the_wire_are_the_message_built_field_by_field() ->
 @pytest.mark.parametrize("policy", ["linucb", "lints"])
 def test_a_linear_policys_columns_on_the_wire_are_its_explanations_built_field_by_field(
         policy: str) -> None:
-    # actions with 0, 1 and 3 features of their own (rows of different lengths), a -0.0 value,
-    # a top that cuts some rows and not others; LinUCB adds its bonus to the score, LinTS not
-    linear = create(policy, {"max_features": 4})  # 7 features and the intercept: columns shared
+    # rows of different lengths (own features: 1, 1, 3), a value of -0.0, a contribution of
+    # +0.0 (a's model has not learned item.w: left out on the wire), a top that cuts some rows
+    # and not others; LinUCB adds its bonus to the score, LinTS not
+    linear = create(policy, {})
 
-    def decision(k: int) -> Decision:
+    def decision(k: int, own: tuple[Namespace, ...] = ()) -> Decision:
         return Decision(
             (Namespace("user", numbers={"age": 0.5 * k, "x": -0.0}, categories={"country": "DE"}),),
             ("a", "b", "c"),
-            ((), (Namespace("item", numbers={"price": 1.0 + k}),),
+            (own, (Namespace("item", numbers={"price": 1.0 + k}),),
              (Namespace("item", numbers={"price": 2.0, "w": -3.0}, categories={"kind": "x"}),)))
     for k in range(20):
         linear.update(decision(k), k % 3, float(k % 2), 1 / 3)
-    made = decision(3)
+    made = decision(3, (Namespace("item", numbers={"w": 2.0}),))
     for top in (1, 4, 100):
         table = linear.explain(linear.score([made]), made, 0, top)
         assert isinstance(table, ExplanationTable)
         explained = list(table)
-        assert [len(e.contributions) for e in explained] == [min(top, n) + 1 for n in (4, 5, 7)]
+        assert [len(e.contributions) for e in explained] == [min(top, n) + 1 for n in (5, 5, 7)]
 
         outcome = ChooseOutcome("e", ("a",), (1.0,), 0, "v", "m", wire(table))
         merged = choose_response(outcome)
 
         assert list(merged.explanations) == list(built(explained).explanations)
         assert choose_answer(outcome) == merged.SerializeToString()
-    assert any(value == 0.0 for e in explained for _, value in e.contributions)  # left out
+    [a_w] = [value for name, value in explained[0].contributions if name == "item.w"]
+    assert a_w == 0.0 and math.copysign(1.0, a_w) == 1.0

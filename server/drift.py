@@ -16,7 +16,7 @@ Over the learned decisions a variant served (in seq order), :class:`DriftState` 
 It lives in the variant's report accumulators (``server.stats.VariantStats.drift``), so it is
 kept exactly like them: updated once per learned event in the one learning order, stored with
 every snapshot (the Page-Hinkley sums, the window's probabilities and the alarm: at most
-``WINDOW`` + 9 numbers), loaded at start-up before the fold replays the log after the snapshot,
+``WINDOW`` + 10 numbers), loaded at start-up before the fold replays the log after the snapshot,
 and rebuilt with the rest when an erasure rewinds the experiment (the erased events leave the
 alarms too). Every process that folded the same events holds the same alarms at the same seqs.
 :meth:`DriftState.observe` returns what it raised; the fold's listener logs it once
@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from arbiter.policies.drift import PageHinkley
@@ -65,12 +65,26 @@ def _fresh_test() -> PageHinkley:
 
 @dataclass(slots=True)
 class DriftState:
-    """The accumulator above; ``served`` counts the decisions observed."""
+    """The accumulator above; ``served`` counts the decisions observed, ``total`` is the sum of
+    the window's probabilities, kept as they come and go (``total += p``, and once the window
+    is full ``total += p - oldest``) instead of summed again at every event: the same steps in
+    the same order in every process, and stored with the window, so every process holds the
+    same bits. The alarm's fields are kept apart and :attr:`alarm` assembles them when read
+    (the report, the metrics, a snapshot), not at every event."""
 
     served: int = 0
     drop: PageHinkley = field(default_factory=_fresh_test)
     window: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
-    alarm: Alarm = field(default_factory=Alarm)
+    total: float = 0.0
+    reward_drop_seq: int | None = None
+    reward_drops: int = 0
+    collapse_seq: int | None = None
+    effective_actions: float | None = None
+
+    @property
+    def alarm(self) -> Alarm:
+        return Alarm(self.reward_drop_seq, self.reward_drops, self.collapse_seq,
+                     self.effective_actions)
 
     def observe(self, seq: int, value: float, probability: float) -> list[str]:
         """One learned decision the variant served (learned ``value``, logged ``probability`` of
@@ -78,42 +92,43 @@ class DriftState:
         :data:`COLLAPSE`)."""
         raised: list[str] = []
         self.served += 1
-        alarm = self.alarm
         if self.drop.add(value):
             self.drop.restart()
-            alarm = replace(alarm, reward_drop_seq=seq, reward_drops=alarm.reward_drops + 1)
+            self.reward_drop_seq, self.reward_drops = seq, self.reward_drops + 1
             raised.append(REWARD_DROP)
-        self.window.append(probability)
-        if len(self.window) == WINDOW:
-            effective = WINDOW / sum(self.window)
-            since = alarm.collapse_seq
+        window = self.window
+        full = len(window) == WINDOW
+        self.total += probability - window[0] if full else probability
+        window.append(probability)
+        if full or len(window) == WINDOW:
+            effective = self.effective_actions = WINDOW / self.total
             if effective >= COLLAPSE_BELOW:
-                since = None
-            elif since is None:
-                since = seq
+                self.collapse_seq = None
+            elif self.collapse_seq is None:
+                self.collapse_seq = seq
                 raised.append(COLLAPSE)
-            alarm = replace(alarm, effective_actions=effective, collapse_seq=since)
-        self.alarm = alarm
         return raised
 
     def to_json(self) -> dict[str, Any]:
         """For ``snapshots.stats`` (floats round-trip exactly through JSON)."""
         return {"served": self.served, "test": self.drop.state(), "window": list(self.window),
-                "alarm": asdict(self.alarm)}
+                "total": self.total, "alarm": asdict(self.alarm)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> DriftState:
-        """Inverse of :meth:`to_json`."""
+        """Inverse of :meth:`to_json`. A snapshot written before ``total`` was kept sums its
+        window once (every process that loads it does the same)."""
         alarm = data["alarm"]
         drop_seq, collapse_seq = alarm["reward_drop_seq"], alarm["collapse_seq"]
         effective = alarm["effective_actions"]
+        window = deque((float(p) for p in data["window"]), maxlen=WINDOW)
         return cls(served=int(data["served"]),
                    drop=PageHinkley.from_state(DRIFT_DELTA, DRIFT_THRESHOLD, data["test"]),
-                   window=deque((float(p) for p in data["window"]), maxlen=WINDOW),
-                   alarm=Alarm(reward_drop_seq=None if drop_seq is None else int(drop_seq),
-                               reward_drops=int(alarm["reward_drops"]),
-                               collapse_seq=None if collapse_seq is None else int(collapse_seq),
-                               effective_actions=None if effective is None else float(effective)))
+                   window=window, total=float(data.get("total", sum(window))),
+                   reward_drop_seq=None if drop_seq is None else int(drop_seq),
+                   reward_drops=int(alarm["reward_drops"]),
+                   collapse_seq=None if collapse_seq is None else int(collapse_seq),
+                   effective_actions=None if effective is None else float(effective))
 
 
 def announce(experiment: str, variant: str, kind: str, seq: int, state: DriftState) -> None:

@@ -26,9 +26,10 @@ transaction that committed took (begin to commit).
 On SQLite the writer keeps its connection from one batch to the next instead of taking it from
 the pool for each: a file handle has no network to lose, and the pool's checkout and return
 (with its reset) cost 20 to 30 µs of CPU per transaction (in-process, 3,000 transactions:
-50 to 84 µs against 30 to 45). A connection that failed is closed and the next batch opens a fresh
-one. On PostgreSQL each batch checks one out with the pool's liveness ping, so a server
-restart between batches costs no batch.
+50 to 84 µs against 30 to 45). A transaction refused by a constraint rolls back and keeps
+it; any other failure closes it, and the next batch opens a fresh one. On PostgreSQL each
+batch checks one out with the pool's liveness ping, so a server restart between batches
+costs no batch.
 """
 
 from __future__ import annotations
@@ -149,7 +150,8 @@ class GroupCommitWriter:
         try:
             self._serve()
         finally:
-            self._drop_connection()
+            if self._connection is not None:
+                _close(self._connection)
 
     def _serve(self) -> None:
         while True:
@@ -240,28 +242,27 @@ class GroupCommitWriter:
     def _insert(self, batch: list[Write], plain: bool) -> list[LearnedEvent]:
         ops = [op for write in batch for op in write.ops]
         started = time.perf_counter()
-        connection = self._connection or self._engine.connect()
+        connection, self._connection = self._connection or self._engine.connect(), None
         try:
             with connection.begin():
                 learned = self._transaction(connection, ops, plain)
-        except BaseException:
-            self._connection = connection
-            self._drop_connection()
+        except (sa.exc.IntegrityError, Raced):
+            self._keep(connection)  # rolled back; the connection is sound (a plain try's rerun)
             raise
-        if self._keep_connection:
-            self._connection = connection
-        else:
-            connection.close()
+        except BaseException:
+            _close(connection)  # it may be broken: the next batch opens a fresh one
+            raise
+        self._keep(connection)
         if self._on_commit is not None:
             self._on_commit(time.perf_counter() - started)
         return learned
 
-    def _drop_connection(self) -> None:
-        """Close the kept connection (after a failure, or when the thread ends)."""
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            with contextlib.suppress(Exception):  # a broken connection may fail to close
-                connection.close()
+    def _keep(self, connection: sa.Connection) -> None:
+        """Keep ``connection`` for the next batch (SQLite), or give it back to the pool."""
+        if self._keep_connection and not connection.invalidated:
+            self._connection = connection
+        else:
+            connection.close()
 
     def _finish(self, write: Write, error: BaseException | None) -> None:
         """Wake the waiter of a committed write (``error``: its after-commit hook failed)."""
@@ -282,6 +283,11 @@ class GroupCommitWriter:
             with contextlib.suppress(RuntimeError):  # a closed loop has nobody left to wake
                 loop.call_soon_threadsafe(_resolve, results)
         self._wake = {}
+
+
+def _close(connection: sa.Connection) -> None:
+    with contextlib.suppress(Exception):  # a broken connection may fail to close
+        connection.close()
 
 
 def _sqlstate(error: sa.exc.DBAPIError) -> str | None:

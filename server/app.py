@@ -7,6 +7,10 @@ windows, snapshots, auto-promotion, retention) and a small pool for blocking rea
 With metrics (``Settings.metrics_listen``) an HTTP thread serves them; under a supervisor
 (``metrics_shared``) the maintenance ticker writes the gauges for it (:mod:`server.metrics`).
 ``start`` and ``stop`` are plain calls.
+
+The event loop is uvloop's where it is installed (every platform but Windows): libuv's loop
+spends less of the GIL per call than asyncio's own (``bench.threadcpu``: ~4-7% less process
+CPU per Choose and Reward), and grpc.aio runs on any asyncio loop.
 """
 
 from __future__ import annotations
@@ -72,6 +76,15 @@ SWITCH_INTERVAL = 0.001  # seconds; see App.start
 T = TypeVar("T")
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The serving loop: uvloop's if installed (see the module's docstring), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:  # Windows: uvloop is not built for it
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 @dataclass
 class Settings:
     listen: str = "127.0.0.1:50051"
@@ -128,7 +141,7 @@ class App:
         self.write_engine: sa.Engine = create_engine(settings.db, writer=True)
         self._database_file = DatabaseFile.of(settings.db)  # SQLite: deleted or replaced?
         self._database_lost: str | None = None  # what happened to it, once noticed
-        self._events = asyncio.new_event_loop()
+        self._events = new_event_loop()
         self._events.set_default_executor(futures.ThreadPoolExecutor(
             max_workers=settings.workers, thread_name_prefix="arbiter-io"))
         self._events_thread = threading.Thread(target=self._events.run_forever,

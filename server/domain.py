@@ -50,12 +50,14 @@ class ChooseOutcome(msgspec.Struct, frozen=True, gc=False):
     def probability(self) -> float:
         return self.distribution[self.chosen]
 
-    def ranking(self) -> list[tuple[str, float]]:
-        """The chosen action first, then the others by decreasing probability (stable)."""
+    def ranking(self) -> list[int]:
+        """The indices of the actions ranked: the chosen one first, then the others by
+        decreasing probability (stable)."""
         order = sorted(range(len(self.action_ids)), key=self.distribution.__getitem__,
                        reverse=True)  # reverse=True keeps ties in offer order
         order.remove(self.chosen)
-        return [(self.action_ids[k], self.distribution[k]) for k in (self.chosen, *order)]
+        order.insert(0, self.chosen)
+        return order
 
 
 class RewardOutcome(msgspec.Struct, frozen=True, gc=False):

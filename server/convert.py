@@ -129,12 +129,13 @@ def choose_input(request: pb.ChooseRequest, *, max_actions: int = DEFAULT_MAX_AC
     experiment = _required_id(request.experiment, "experiment")
     event_id = _optional_id(request.event_id, "event_id")
     unit_id = _optional_id(request.unit_id, "unit_id", limit=1024)
-    actions = request.actions
-    if not actions:
+    given_actions = request.actions
+    if not given_actions:
         raise InvalidArgument("actions", "must not be empty")
-    if len(actions) > max_actions:
-        raise InvalidArgument("actions", f"has {len(actions)} entries, more than the "
+    if len(given_actions) > max_actions:
+        raise InvalidArgument("actions", f"has {len(given_actions)} entries, more than the "
                               f"cap of {max_actions}")
+    actions = list(given_actions)  # one wrapper per action, read twice: ids, then features
     action_ids = tuple([action.id for action in actions])
     if len(set(action_ids)) < len(action_ids) or not all(action_ids) \
             or max(map(len, action_ids)) > MAX_ACTION_ID_LENGTH:
@@ -160,7 +161,7 @@ def _baseline(baseline_id: str, action_ids: tuple[str, ...], excluded: tuple[int
     """The index of the baseline action: the one named, which must be offered and not
     excluded, or else the first action not excluded."""
     if not baseline_id:
-        return next(k for k in range(len(action_ids)) if k not in excluded)
+        return next(k for k in range(len(action_ids)) if k not in excluded) if excluded else 0
     try:
         baseline = action_ids.index(baseline_id)
     except ValueError:

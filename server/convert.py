@@ -121,10 +121,10 @@ def choose_input(request: pb.ChooseRequest, *, max_actions: int = DEFAULT_MAX_AC
     """Validate a ChooseRequest: experiment, ids, action count and ids, finite numbers, and
     the :class:`Limits`.
 
-    The checks run in bulk (one set of ids, one sum of a namespace's numbers, one length of
-    its names joined) and only a request that fails one is walked again to name the offending
-    field: this runs on every Choose, so a valid request pays for as few Python steps as
-    possible. ``shared``: a batch's :class:`SharedActions`.
+    The checks run in bulk (one set of ids; the context's and the actions' namespaces in one
+    loop, :func:`_bulk`) and only a request that fails one is walked again to name the
+    offending field: this runs on every Choose, so a valid request pays for as few Python steps
+    as possible. ``shared``: a batch's :class:`SharedActions`.
     """
     experiment = _required_id(request.experiment, "experiment")
     event_id = _optional_id(request.event_id, "event_id")

@@ -230,13 +230,13 @@ class _Budget:
 
 def namespaces(items: Sequence[pb.Namespace], where: str | int,
                budget: _Budget | None = None) -> tuple[Namespace, ...]:
-    """Validated namespaces: non-empty unique names, finite numbers, within the limits.
+    """Validated namespaces: non-empty unique names, finite numbers, within the limits; the
+    first that breaks one raises, naming its field.
 
-    ``where`` names them in messages: a field, or the index of the action they belong to
-    (its name is only built for a message). A namespace is checked in bulk — one sum of its
-    numbers (a NaN or an infinity makes it non-finite), one length of its names joined (no
-    longer than one name may be: each is short enough) — and only one that fails is walked
-    again to name what is wrong."""
+    The reference conversion, one namespace and one check at a time: requests go through
+    :func:`_bulk` (the same result, in one loop) and come here only when a check failed
+    there, to name it. ``where`` names them in messages: a field, or the index of the action
+    they belong to."""
     budget = budget or _Budget(DEFAULT_LIMITS)
     limits = budget.limits
     budget.namespaces -= len(items)
@@ -244,27 +244,16 @@ def namespaces(items: Sequence[pb.Namespace], where: str | int,
         raise InvalidArgument(_field(where), f"brings the request over {limits.max_namespaces} "
                                              "namespaces (--max-namespaces)")
     result: list[Namespace] = []
-    most, longest, longest_value = (limits.max_features_per_namespace, limits.max_name_length,
-                                    limits.max_value_length)
-    left = budget.features
-    join = "".join
     for item in items:
         given, source, name = item.numbers, item.categories, item.name
         numbers = {key: given[key] for key in given}  # one copy, checked and kept
         categories = {key: source[key] for key in source}
-        count = len(numbers) + len(categories)
-        left -= count
-        if count > most or left < 0 or not math.isfinite(sum(numbers.values())) \
-                or len(name) + len(join(numbers)) + len(join(categories)) > longest \
-                or len(join(categories.values())) > longest_value:
-            budget.features = left
-            where_here = f"{_field(where)}[{len(result)}]"
-            _name_non_finite(numbers, where_here)
-            _name_over_limit(name, numbers, categories, where_here, budget)
+        budget.features -= len(numbers) + len(categories)
+        where_here = f"{_field(where)}[{len(result)}]"
+        _name_non_finite(numbers, where_here)
+        _name_over_limit(name, numbers, categories, where_here, budget)
         result.append(Namespace(name, numbers, categories))
-    budget.features = left
-    if len(result) > 1 or (result and not result[0].name):
-        _check_names(result, _field(where))
+    _check_names(result, _field(where))
     return tuple(result)
 
 
@@ -336,7 +325,7 @@ def _field(where: str | int) -> str:
 
 def _name_over_limit(name: str, numbers: dict[str, float], categories: dict[str, str],
                      where: str, budget: _Budget) -> None:
-    """Raise for the first limit a namespace breaks (none, if only the bulk check failed)."""
+    """Raise for the first limit a namespace breaks (none if it breaks none)."""
     limits = budget.limits
     if len(numbers) + len(categories) > limits.max_features_per_namespace:
         raise InvalidArgument(where, f"has {len(numbers) + len(categories)} features, more than "
